@@ -1,0 +1,14 @@
+//! Chat4All core: the domain model, the events that flow between roles, the ports (traits) that adapters
+//! implement, and the use cases built on them. Nothing here touches a socket, a file or a database driver.
+
+pub mod error;
+pub mod events;
+pub mod ids;
+pub mod model;
+pub mod ports;
+pub mod recipient;
+pub mod services;
+pub mod status;
+pub mod time;
+
+pub use error::ServiceError;

@@ -1,0 +1,137 @@
+//! Domain records, as the store keeps them and the services hand them out.
+
+use crate::ids::{ConversationId, Email, MessageId, UserId, Username};
+use crate::status::MessageStatus;
+use serde::{Deserialize, Serialize};
+
+/// A registered user, without credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Server-generated id.
+    pub user_id: UserId,
+    /// Unique login name.
+    pub username: Username,
+    /// Optional unique e-mail.
+    pub email: Option<Email>,
+    /// Registration time (ms).
+    pub created_at: i64,
+}
+
+/// A user together with the Argon2id hash used to verify a login.
+#[derive(Debug, Clone)]
+pub struct UserCredentials {
+    /// The user.
+    pub user: User,
+    /// PHC-format Argon2id hash.
+    pub password_hash: String,
+}
+
+/// Direct (two people) or group conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConversationKind {
+    /// A one-to-one conversation.
+    Direct,
+    /// A conversation of many members.
+    Group,
+}
+
+impl ConversationKind {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Group => "group",
+        }
+    }
+}
+
+/// A conversation and its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    /// Client-chosen or generated id.
+    pub conversation_id: ConversationId,
+    /// Direct or group.
+    pub kind: ConversationKind,
+    /// Optional display name.
+    pub name: Option<String>,
+    /// Who may post and read.
+    pub members: Vec<UserId>,
+    /// Creation time (ms).
+    pub created_at: i64,
+    /// Who created it.
+    pub created_by: UserId,
+}
+
+/// A stored message, as history and lookups return it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Server-generated id.
+    pub message_id: MessageId,
+    /// The conversation it belongs to.
+    pub conversation_id: ConversationId,
+    /// Position in its conversation: 1, 2, 3… in acceptance order.
+    pub seq: u64,
+    /// Who sent it.
+    pub sender_id: UserId,
+    /// Where it was routed, as the client gave it.
+    pub recipient_id: Option<String>,
+    /// The text.
+    pub content: String,
+    /// Current status.
+    pub status: MessageStatus,
+    /// Acceptance time (ms).
+    pub timestamp: i64,
+    /// When it became DELIVERED.
+    pub delivered_at: Option<i64>,
+    /// When it became READ.
+    pub read_at: Option<i64>,
+    /// Why it FAILED (or, while PENDING, why it waits).
+    pub failure_reason: Option<String>,
+}
+
+/// One step of a message's status history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    /// The status reached.
+    pub status: MessageStatus,
+    /// When (ms).
+    pub at: i64,
+    /// Channel detail or reason.
+    pub detail: Option<String>,
+}
+
+/// Which slice of a conversation's history to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// Page size, 1..=100.
+    pub limit: u32,
+    /// Messages to skip (offset paging).
+    pub offset: u64,
+    /// Only messages with `seq` greater than this.
+    pub after: Option<u64>,
+    /// Only messages with `seq` lower than this.
+    pub before: Option<u64>,
+    /// Oldest first when true.
+    pub ascending: bool,
+}
+
+/// A page of history; `has_more` says whether the same query would find more past it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// The messages, in the requested order.
+    pub messages: Vec<Message>,
+    /// More messages lie beyond this page.
+    pub has_more: bool,
+}
+
+/// Result of applying one status change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// The message moved to the new status.
+    Applied(Message),
+    /// The change was refused by the forward-only rule; the message is unchanged.
+    Refused(Message),
+    /// No such message.
+    UnknownMessage,
+}

@@ -1,0 +1,10 @@
+//! Ports: the traits through which the use cases reach the outside world. Each has an embedded adapter and may
+//! have distributed ones; the wiring in the server picks them from configuration.
+
+mod channel;
+mod log;
+mod store;
+
+pub use channel::{Channel, ChannelError, ChannelReceipt};
+pub use log::{EventLog, LogError, OutgoingRecord, PartitionConsumer, Record, RecordPosition, partition_for};
+pub use store::{IdempotentRequest, Store, StoreError};

@@ -1,0 +1,92 @@
+//! The store port: users, conversations, messages with their status history, and idempotency keys.
+
+use crate::events::{MessageAccepted, StatusUpdate};
+use crate::ids::{ConversationId, IdempotencyKey, MessageId, UserId, Username};
+use crate::model::{Conversation, HistoryPage, HistoryQuery, Message, StatusChange, Transition, User, UserCredentials};
+use async_trait::async_trait;
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken; the text names the field.
+    #[error("{0}")]
+    Conflict(String),
+    /// The backend cannot be reached now.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Any other backend failure.
+    #[error("store backend: {0}")]
+    Backend(String),
+}
+
+/// The first answer given to an `Idempotency-Key`, kept so that a repeat gets the same one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotentRequest {
+    /// Canonical form of the request body; a repeat with another body is refused.
+    pub fingerprint: String,
+    /// The message id handed out the first time.
+    pub message_id: MessageId,
+    /// The conversation of that message.
+    pub conversation_id: ConversationId,
+    /// The acceptance time handed out the first time.
+    pub timestamp: i64,
+    /// Whether the message was appended to the log (a crash between reservation and append leaves it false).
+    pub appended: bool,
+}
+
+/// Durable state of the messaging domain.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Cheap liveness check of the backend.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Adds a user; `Conflict` names `username` or `email` when taken.
+    async fn insert_user(&self, user: &User, password_hash: &str) -> Result<(), StoreError>;
+
+    /// A user and their password hash, for login.
+    async fn user_credentials(&self, username: &Username) -> Result<Option<UserCredentials>, StoreError>;
+
+    /// Which of `user_ids` exist.
+    async fn existing_users(&self, user_ids: &[UserId]) -> Result<Vec<UserId>, StoreError>;
+
+    /// Adds a conversation with its members; false when the id is taken (nothing changes then).
+    async fn insert_conversation(&self, conversation: &Conversation) -> Result<bool, StoreError>;
+
+    /// A conversation with its members.
+    async fn conversation(&self, id: &ConversationId) -> Result<Option<Conversation>, StoreError>;
+
+    /// The conversations `user` is a member of, newest first.
+    async fn conversations_of(&self, user: &UserId) -> Result<Vec<Conversation>, StoreError>;
+
+    /// Stores accepted messages in order, giving each the next `seq` of its conversation. Idempotent: a message
+    /// already stored is returned as it is, never duplicated. Returns one stored message per input, in order.
+    async fn record_messages(&self, accepted: &[MessageAccepted]) -> Result<Vec<Message>, StoreError>;
+
+    /// Applies status changes in order through the forward-only state machine.
+    async fn apply_statuses(&self, updates: &[StatusUpdate]) -> Result<Vec<Transition>, StoreError>;
+
+    /// One message.
+    async fn message(&self, id: &MessageId) -> Result<Option<Message>, StoreError>;
+
+    /// A message's status changes, oldest first.
+    async fn status_history(&self, id: &MessageId) -> Result<Vec<StatusChange>, StoreError>;
+
+    /// A page of a conversation's messages.
+    async fn history(&self, conversation: &ConversationId, query: &HistoryQuery) -> Result<HistoryPage, StoreError>;
+
+    /// Reserves `key` for `user` with `request`, unless a reservation younger than `not_before` (ms) exists;
+    /// returns the reservation in force (the given one when it was new).
+    async fn reserve_idempotency_key(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+        request: &IdempotentRequest,
+        not_before: i64,
+    ) -> Result<IdempotentRequest, StoreError>;
+
+    /// Records that the reserved request's message is on the log.
+    async fn mark_idempotency_key_appended(&self, user: &UserId, key: &IdempotencyKey) -> Result<(), StoreError>;
+
+    /// Forgets reservations made before `before` (ms); returns how many.
+    async fn purge_idempotency_keys(&self, before: i64) -> Result<u64, StoreError>;
+}

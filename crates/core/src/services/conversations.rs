@@ -1,0 +1,96 @@
+//! Conversations and the membership rule: only members may post to or read a conversation.
+
+use crate::error::ServiceError;
+use crate::ids::{ConversationId, UserId};
+use crate::model::{Conversation, ConversationKind};
+use crate::ports::Store;
+use crate::time::now_millis;
+use std::sync::Arc;
+
+/// Largest conversation, in members.
+pub const MAX_MEMBERS: usize = 256;
+/// Longest conversation name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// A request to create a conversation.
+#[derive(Debug, Clone)]
+pub struct NewConversation {
+    /// The id to use; generated when absent.
+    pub conversation_id: Option<String>,
+    /// Direct or group.
+    pub kind: ConversationKind,
+    /// Members besides the creator (the creator is always added).
+    pub members: Vec<String>,
+    /// Optional display name.
+    pub name: Option<String>,
+}
+
+/// Creates conversations and enforces membership.
+#[derive(Clone)]
+pub struct Conversations {
+    store: Arc<dyn Store>,
+}
+
+impl Conversations {
+    /// Conversations backed by `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// Creates a conversation owned by `creator`: 400 on unknown members or a bad shape, 409 when the id is taken.
+    pub async fn create(&self, creator: &UserId, request: NewConversation) -> Result<Conversation, ServiceError> {
+        let conversation_id = match request.conversation_id {
+            Some(id) => ConversationId::parse(id)?,
+            None => ConversationId::generate(),
+        };
+        let name = request.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+        if name.as_ref().is_some_and(|n| n.chars().count() > MAX_NAME_CHARS) {
+            return Err(ServiceError::Invalid(format!("name must be at most {MAX_NAME_CHARS} characters")));
+        }
+        let mut members = vec![creator.clone()];
+        for raw in request.members {
+            let id = UserId::parse(raw)?;
+            if !members.contains(&id) {
+                members.push(id);
+            }
+        }
+        if members.len() > MAX_MEMBERS {
+            return Err(ServiceError::Invalid(format!("a conversation has at most {MAX_MEMBERS} members")));
+        }
+        if request.kind == ConversationKind::Direct && members.len() != 2 {
+            return Err(ServiceError::Invalid("a direct conversation has exactly one other member".into()));
+        }
+        let existing = self.store.existing_users(&members).await?;
+        if let Some(unknown) = members.iter().find(|m| !existing.contains(m)) {
+            return Err(ServiceError::Invalid(format!("unknown user {unknown}")));
+        }
+        let conversation = Conversation {
+            conversation_id,
+            kind: request.kind,
+            name,
+            members,
+            created_at: now_millis(),
+            created_by: creator.clone(),
+        };
+        if !self.store.insert_conversation(&conversation).await? {
+            return Err(ServiceError::Conflict(format!("conversation {} already exists", conversation.conversation_id)));
+        }
+        Ok(conversation)
+    }
+
+    /// The conversations `user` belongs to.
+    pub async fn list(&self, user: &UserId) -> Result<Vec<Conversation>, ServiceError> {
+        Ok(self.store.conversations_of(user).await?)
+    }
+
+    /// The conversation, if `user` is a member: 404 when it does not exist, 403 when they are not in it.
+    pub async fn for_member(&self, id: &ConversationId, user: &UserId) -> Result<Conversation, ServiceError> {
+        let conversation =
+            self.store.conversation(id).await?.ok_or_else(|| ServiceError::NotFound(format!("conversation {id} not found")))?;
+        if conversation.members.contains(user) {
+            Ok(conversation)
+        } else {
+            Err(ServiceError::Forbidden(format!("you are not a member of conversation {id}")))
+        }
+    }
+}

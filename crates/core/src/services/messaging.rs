@@ -1,0 +1,216 @@
+//! Sending, reading and marking messages: the api's use cases around messages.
+
+use super::conversations::Conversations;
+use crate::error::ServiceError;
+use crate::events::{MessageAccepted, StatusUpdate, Topics, encode};
+use crate::ids::{ConversationId, CorrelationId, IdempotencyKey, MessageId, UserId};
+use crate::model::{Conversation, ConversationKind, HistoryPage, HistoryQuery, Message, StatusChange, Transition};
+use crate::ports::{EventLog, IdempotentRequest, Store};
+use crate::recipient::Recipient;
+use crate::status::MessageStatus;
+use crate::time::now_millis;
+use std::sync::Arc;
+
+/// Largest message content, in bytes.
+pub const MAX_CONTENT_BYTES: usize = 10 * 1024;
+/// How long an `Idempotency-Key` is remembered.
+pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// A message as the client submitted it (fields not yet validated).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SendMessage {
+    /// Target conversation; created on first use.
+    pub conversation_id: String,
+    /// The text.
+    pub content: String,
+    /// Routing target.
+    pub recipient_id: Option<String>,
+    /// Must equal the caller when given.
+    pub sender_id: Option<String>,
+    /// Attached file.
+    pub file_id: Option<String>,
+}
+
+/// The answer to an accepted message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The new message's id.
+    pub message_id: MessageId,
+    /// Its conversation.
+    pub conversation_id: ConversationId,
+    /// Acceptance time (ms).
+    pub timestamp: i64,
+}
+
+/// A message with its status history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageDetail {
+    /// The message.
+    pub message: Message,
+    /// Its status changes, oldest first.
+    pub history: Vec<StatusChange>,
+}
+
+/// The messaging use cases.
+#[derive(Clone)]
+pub struct Messaging {
+    store: Arc<dyn Store>,
+    log: Arc<dyn EventLog>,
+    topics: Topics,
+    conversations: Conversations,
+}
+
+impl Messaging {
+    /// Messaging over `store` and `log`.
+    pub fn new(store: Arc<dyn Store>, log: Arc<dyn EventLog>, topics: Topics) -> Self {
+        let conversations = Conversations::new(store.clone());
+        Self { store, log, topics, conversations }
+    }
+
+    /// Validates and durably accepts a message. Returns only once the message is on the event log.
+    pub async fn send(
+        &self,
+        caller: &UserId,
+        request: SendMessage,
+        idempotency_key: Option<&IdempotencyKey>,
+        correlation_id: &CorrelationId,
+    ) -> Result<Accepted, ServiceError> {
+        let conversation_id = ConversationId::parse(request.conversation_id.as_str())?;
+        if request.content.trim().is_empty() {
+            return Err(ServiceError::Invalid("content must not be empty".into()));
+        }
+        if request.content.len() > MAX_CONTENT_BYTES {
+            return Err(ServiceError::TooLarge(format!("content is over {MAX_CONTENT_BYTES} bytes")));
+        }
+        if request.sender_id.as_deref().is_some_and(|s| s != caller.as_str()) {
+            return Err(ServiceError::Forbidden("sender_id must be the authenticated user".into()));
+        }
+        if let Some(file_id) = &request.file_id {
+            return Err(ServiceError::Invalid(format!("file_id {file_id:?} does not name a file of this conversation")));
+        }
+        let recipient = Recipient::parse(request.recipient_id.as_deref())?;
+        self.ensure_member(&conversation_id, caller, &recipient).await?;
+
+        let mut accepted = MessageAccepted {
+            message_id: MessageId::generate(),
+            conversation_id,
+            sender_id: caller.clone(),
+            recipient_id: request.recipient_id.clone(),
+            content: request.content.clone(),
+            timestamp: now_millis(),
+        };
+        let Some(key) = idempotency_key else {
+            self.log.append(&self.topics.messages, encode(&accepted, correlation_id)).await?;
+            return Ok(answer(&accepted));
+        };
+
+        let fingerprint = serde_json::to_string(&request).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let proposal = IdempotentRequest {
+            fingerprint,
+            message_id: accepted.message_id.clone(),
+            conversation_id: accepted.conversation_id.clone(),
+            timestamp: accepted.timestamp,
+            appended: false,
+        };
+        let not_before = accepted.timestamp - IDEMPOTENCY_WINDOW_MS;
+        let reserved = self.store.reserve_idempotency_key(caller, key, &proposal, not_before).await?;
+        if reserved.fingerprint != proposal.fingerprint {
+            return Err(ServiceError::Unprocessable("Idempotency-Key was already used with a different request".into()));
+        }
+        accepted.message_id = reserved.message_id;
+        accepted.timestamp = reserved.timestamp;
+        if !reserved.appended {
+            // First attempt, or a retry after a crash between reservation and append: the router is idempotent on
+            // message_id, so appending again can never duplicate the message.
+            self.log.append(&self.topics.messages, encode(&accepted, correlation_id)).await?;
+            self.store.mark_idempotency_key_appended(caller, key).await?;
+        }
+        Ok(answer(&accepted))
+    }
+
+    /// Makes sure `caller` may post to the conversation, creating it on first use with the sender and, when the
+    /// recipient is a user of this system, that user.
+    async fn ensure_member(&self, id: &ConversationId, caller: &UserId, recipient: &Recipient) -> Result<(), ServiceError> {
+        if let Some(conversation) = self.store.conversation(id).await? {
+            return check_member(&conversation, caller);
+        }
+        let mut members = vec![caller.clone()];
+        if let Recipient::User(user) = recipient
+            && user != caller
+            && !self.store.existing_users(std::slice::from_ref(user)).await?.is_empty()
+        {
+            members.push(user.clone());
+        }
+        let conversation = Conversation {
+            conversation_id: id.clone(),
+            kind: ConversationKind::Direct,
+            name: None,
+            members,
+            created_at: now_millis(),
+            created_by: caller.clone(),
+        };
+        if self.store.insert_conversation(&conversation).await? {
+            return Ok(());
+        }
+        // Someone created it meanwhile: their membership rules apply.
+        let conversation = self.store.conversation(id).await?.ok_or_else(|| ServiceError::Internal("conversation vanished".into()))?;
+        check_member(&conversation, caller)
+    }
+
+    /// A page of a conversation's history, for a member.
+    pub async fn history(&self, caller: &UserId, conversation: &str, query: &HistoryQuery) -> Result<HistoryPage, ServiceError> {
+        let id = ConversationId::parse(conversation)?;
+        self.conversations.for_member(&id, caller).await?;
+        Ok(self.store.history(&id, query).await?)
+    }
+
+    /// One message with its status history, for a member of its conversation.
+    pub async fn message(&self, caller: &UserId, message_id: &str) -> Result<MessageDetail, ServiceError> {
+        let message = self.visible_message(caller, message_id).await?;
+        let history = self.store.status_history(&message.message_id).await?;
+        Ok(MessageDetail { message, history })
+    }
+
+    /// Marks a message READ: DELIVERED→READ; READ again answers the first `read_at`; any other state → 409. The
+    /// caller must be a member and not the sender.
+    pub async fn mark_read(&self, caller: &UserId, message_id: &str) -> Result<Message, ServiceError> {
+        let message = self.visible_message(caller, message_id).await?;
+        if &message.sender_id == caller {
+            return Err(ServiceError::Forbidden("the sender cannot mark their own message read".into()));
+        }
+        let update = StatusUpdate { message_id: message.message_id, status: MessageStatus::Read, at: now_millis(), detail: None };
+        match self.store.apply_statuses(std::slice::from_ref(&update)).await?.pop() {
+            Some(Transition::Applied(message)) => Ok(message),
+            Some(Transition::Refused(message)) if message.status == MessageStatus::Read => Ok(message),
+            Some(Transition::Refused(message)) => {
+                Err(ServiceError::Conflict(format!("a {} message cannot be marked read", message.status)))
+            }
+            _ => Err(ServiceError::NotFound(format!("message {} not found", update.message_id))),
+        }
+    }
+
+    /// The message if it exists and `caller` is a member of its conversation (404 otherwise, 403 for non-members).
+    async fn visible_message(&self, caller: &UserId, message_id: &str) -> Result<Message, ServiceError> {
+        let not_found = || ServiceError::NotFound(format!("message {message_id} not found"));
+        let id = MessageId::parse(message_id).map_err(|_| not_found())?;
+        let message = self.store.message(&id).await?.ok_or_else(not_found)?;
+        self.conversations.for_member(&message.conversation_id, caller).await?;
+        Ok(message)
+    }
+}
+
+fn check_member(conversation: &Conversation, caller: &UserId) -> Result<(), ServiceError> {
+    if conversation.members.contains(caller) {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(format!("you are not a member of conversation {}", conversation.conversation_id)))
+    }
+}
+
+fn answer(accepted: &MessageAccepted) -> Accepted {
+    Accepted {
+        message_id: accepted.message_id.clone(),
+        conversation_id: accepted.conversation_id.clone(),
+        timestamp: accepted.timestamp,
+    }
+}

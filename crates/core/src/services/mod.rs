@@ -1,0 +1,8 @@
+//! Use cases: what the api, the router and the connectors do, written against the ports only.
+
+pub mod accounts;
+pub mod conversations;
+pub mod dead_letters;
+pub mod delivery;
+pub mod messaging;
+pub mod routing;

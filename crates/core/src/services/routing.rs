@@ -1,0 +1,168 @@
+//! The router's use cases: store accepted messages in order, route them, and apply status updates.
+
+use super::dead_letters::DeadLetters;
+use crate::error::ServiceError;
+use crate::events::{MessageAccepted, OutboundMessage, StatusUpdate, Topics, correlation_of, decode, encode};
+use crate::ids::{CorrelationId, UserId};
+use crate::model::Message;
+use crate::ports::{EventLog, OutgoingRecord, Record, Store};
+use crate::recipient::Recipient;
+use crate::status::MessageStatus;
+use crate::time::now_millis;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+/// What a batch of records turned into, for metrics and logs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Messages stored for the first time (or still waiting to be routed).
+    pub routed: usize,
+    /// Messages handed to a channel connector.
+    pub outbound: usize,
+    /// Status changes applied.
+    pub applied: usize,
+    /// Status changes refused by the forward-only rule (late or repeated).
+    pub refused: usize,
+    /// Records that could not be decoded and went to dead letters.
+    pub dead_lettered: usize,
+}
+
+/// Routes messages and applies status updates.
+#[derive(Clone)]
+pub struct Router {
+    store: Arc<dyn Store>,
+    log: Arc<dyn EventLog>,
+    topics: Topics,
+    channels: HashSet<String>,
+    dead_letters: DeadLetters,
+}
+
+impl Router {
+    /// A router that hands messages for `channels` to their outbound topics and fails messages for any other.
+    pub fn new(store: Arc<dyn Store>, log: Arc<dyn EventLog>, topics: Topics, channels: impl IntoIterator<Item = String>) -> Self {
+        let dead_letters = DeadLetters::new(log.clone(), topics.dead_letters.clone());
+        Self { store, log, topics, channels: channels.into_iter().collect(), dead_letters }
+    }
+
+    /// Stores a batch of accepted messages (idempotently, assigning `seq`) and routes every one not yet routed.
+    /// Returns once all resulting writes are durable, so the caller may commit the batch.
+    pub async fn route_messages(&self, records: &[Record]) -> Result<BatchOutcome, ServiceError> {
+        let mut outcome = BatchOutcome::default();
+        let mut accepted = Vec::with_capacity(records.len());
+        let mut correlations = Vec::with_capacity(records.len());
+        for record in records {
+            match decode::<MessageAccepted>(record) {
+                Ok(event) => {
+                    accepted.push(event);
+                    correlations.push(correlation_of(record));
+                }
+                Err(e) => {
+                    self.dead_letters.park(&self.topics.messages, record, &e.to_string()).await?;
+                    outcome.dead_lettered += 1;
+                }
+            }
+        }
+        if accepted.is_empty() {
+            return Ok(outcome);
+        }
+        let stored = self.store.record_messages(&accepted).await?;
+        let waiting: Vec<(&Message, &CorrelationId)> =
+            stored.iter().zip(&correlations).filter(|(m, _)| m.status == MessageStatus::Sent).collect();
+        let known_users = self.known_recipients(&waiting).await?;
+
+        let mut statuses = Vec::new();
+        let mut outbound: BTreeMap<String, Vec<OutgoingRecord>> = BTreeMap::new();
+        for (message, correlation_id) in waiting {
+            outcome.routed += 1;
+            let now = now_millis();
+            let settle = |status, detail: String| StatusUpdate {
+                message_id: message.message_id.clone(),
+                status,
+                at: now,
+                detail: Some(detail),
+            };
+            let update = match Recipient::parse(message.recipient_id.as_deref()) {
+                Ok(Recipient::Members) => settle(MessageStatus::Delivered, "delivered to the conversation".into()),
+                Ok(Recipient::User(user)) if known_users.contains(&user) => {
+                    settle(MessageStatus::Delivered, format!("delivered to user {user}"))
+                }
+                Ok(Recipient::User(user)) => settle(MessageStatus::Failed, format!("unknown recipient {user}")),
+                Ok(Recipient::Channel { channel, address }) if self.channels.contains(&channel) => {
+                    let event = OutboundMessage {
+                        message_id: message.message_id.clone(),
+                        conversation_id: message.conversation_id.clone(),
+                        seq: message.seq,
+                        sender_id: message.sender_id.clone(),
+                        channel: channel.clone(),
+                        address,
+                        content: message.content.clone(),
+                        timestamp: message.timestamp,
+                    };
+                    outbound.entry(self.topics.outbound(&channel)).or_default().push(encode(&event, correlation_id));
+                    tracing::debug!(correlation_id = %correlation_id, message_id = %message.message_id, channel, "routed to channel");
+                    outcome.outbound += 1;
+                    continue;
+                }
+                Ok(Recipient::Channel { channel, .. }) => {
+                    settle(MessageStatus::Failed, format!("no connector serves channel {channel:?}"))
+                }
+                Err(e) => settle(MessageStatus::Failed, format!("invalid recipient: {e}")),
+            };
+            tracing::debug!(correlation_id = %correlation_id, message_id = %message.message_id, status = %update.status, "routed");
+            statuses.push(update);
+        }
+        for (topic, records) in outbound {
+            self.log.append_batch(&topic, records).await?;
+        }
+        self.apply(&statuses, &mut outcome).await?;
+        Ok(outcome)
+    }
+
+    /// Applies a batch of status-update records; undecodable ones go to dead letters.
+    pub async fn apply_status_updates(&self, records: &[Record]) -> Result<BatchOutcome, ServiceError> {
+        let mut outcome = BatchOutcome::default();
+        let mut updates = Vec::with_capacity(records.len());
+        for record in records {
+            match decode::<StatusUpdate>(record) {
+                Ok(update) => {
+                    tracing::debug!(correlation_id = %correlation_of(record), message_id = %update.message_id, status = %update.status, "status update");
+                    updates.push(update);
+                }
+                Err(e) => {
+                    self.dead_letters.park(&self.topics.status_updates, record, &e.to_string()).await?;
+                    outcome.dead_lettered += 1;
+                }
+            }
+        }
+        self.apply(&updates, &mut outcome).await?;
+        Ok(outcome)
+    }
+
+    async fn apply(&self, updates: &[StatusUpdate], outcome: &mut BatchOutcome) -> Result<(), ServiceError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        for transition in self.store.apply_statuses(updates).await? {
+            match transition {
+                crate::model::Transition::Applied(_) => outcome.applied += 1,
+                _ => outcome.refused += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// Which user recipients among `waiting` exist, in one store query.
+    async fn known_recipients(&self, waiting: &[(&Message, &CorrelationId)]) -> Result<HashSet<UserId>, ServiceError> {
+        let users: Vec<UserId> = waiting
+            .iter()
+            .filter_map(|(m, _)| match Recipient::parse(m.recipient_id.as_deref()) {
+                Ok(Recipient::User(user)) => Some(user),
+                _ => None,
+            })
+            .collect();
+        if users.is_empty() {
+            return Ok(HashSet::new());
+        }
+        Ok(self.store.existing_users(&users).await?.into_iter().collect())
+    }
+}
