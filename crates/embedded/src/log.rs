@@ -1,0 +1,479 @@
+//! The embedded event log: a durable, partitioned, append-only log in one SQLite file.
+//!
+//! All writes go through one writer thread that drains every pending request into a single transaction, so many
+//! concurrent appenders share one fsync (group commit). An append is answered only after its transaction is on
+//! disk. Consumers read with their own connections and wait on an in-memory signal for new records; committed
+//! offsets live in the same file, so after a restart each group resumes where it committed. Records every group
+//! has committed, and records older than the retention period, are deleted in the background, always keeping the
+//! last record of a partition so offsets never restart.
+
+use crate::sqlite::{self, Readers, lock};
+use async_trait::async_trait;
+use chat4all_core::ports::{EventLog, LogError, OutgoingRecord, PartitionConsumer, Record, RecordPosition, partition_for};
+use chat4all_core::time::now_millis;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// Tuning of the embedded log.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// Partitions per topic; fixed when the log file is created.
+    pub partitions: u32,
+    /// Records older than this are deleted even if some group has not consumed them.
+    pub retention: Duration,
+    /// Most records written in one transaction.
+    pub max_batch_records: usize,
+    /// How often consumed records are deleted.
+    pub reclaim_interval: Duration,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self {
+            partitions: 8,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            max_batch_records: 4096,
+            reclaim_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+    key TEXT NOT NULL, headers TEXT NOT NULL, payload BLOB NOT NULL, ts INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition, offset)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS offsets (
+    grp TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic, partition)
+) WITHOUT ROWID;
+";
+
+/// End offsets of one topic's partitions and the signal consumers wait on.
+struct TopicState {
+    ends: Vec<AtomicU64>,
+    appended: Notify,
+}
+
+/// State shared by the handle, the consumers and the writer thread.
+struct Shared {
+    partitions: u32,
+    topics: RwLock<HashMap<String, Arc<TopicState>>>,
+    /// (group, topic, partition) → next offset to read.
+    committed: Mutex<HashMap<(String, String, u32), u64>>,
+}
+
+impl Shared {
+    fn topic(&self, name: &str) -> Arc<TopicState> {
+        if let Some(state) = self.topics.read().unwrap_or_else(|p| p.into_inner()).get(name) {
+            return state.clone();
+        }
+        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
+        topics
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                Arc::new(TopicState {
+                    ends: (0..self.partitions).map(|_| AtomicU64::new(0)).collect(),
+                    appended: Notify::new(),
+                })
+            })
+            .clone()
+    }
+
+    fn committed(&self, group: &str, topic: &str, partition: u32) -> u64 {
+        lock(&self.committed).get(&(group.to_owned(), topic.to_owned(), partition)).copied().unwrap_or(0)
+    }
+}
+
+enum Request {
+    Append { topic: String, records: Vec<OutgoingRecord>, reply: oneshot::Sender<Result<Vec<RecordPosition>, LogError>> },
+    Commit { group: String, topic: String, partition: u32, next_offset: u64, reply: oneshot::Sender<Result<(), LogError>> },
+    Shutdown,
+}
+
+impl Request {
+    fn weight(&self) -> usize {
+        match self {
+            Self::Append { records, .. } => records.len(),
+            _ => 1,
+        }
+    }
+}
+
+/// The embedded event log (see the module documentation).
+pub struct SqliteLog {
+    shared: Arc<Shared>,
+    readers: Arc<Readers>,
+    requests: mpsc::UnboundedSender<Request>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SqliteLog {
+    /// Opens (or creates) the log in `path`. Fails when the file was created with another partition count, since
+    /// changing it would break per-key order.
+    pub fn open(path: &Path, options: LogOptions) -> Result<Self, LogError> {
+        let conn = sqlite::open(path).map_err(backend)?;
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        let partitions = stored_partitions(&conn, options.partitions)?;
+        let shared = Arc::new(Shared { partitions, topics: RwLock::default(), committed: Mutex::default() });
+        load_positions(&conn, &shared).map_err(backend)?;
+        let (requests, receiver) = mpsc::unbounded_channel();
+        let writer_shared = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("event-log-writer".into())
+            .spawn(move || run_writer(conn, receiver, writer_shared, options))
+            .map_err(|e| LogError::Backend(format!("cannot start the log writer: {e}")))?;
+        Ok(Self { shared, readers: Readers::new(path), requests, writer: Mutex::new(Some(writer)) })
+    }
+
+    /// Finishes every request already made, then stops the writer; later calls fail with `Closed`.
+    pub async fn close(&self) {
+        let _ = self.requests.send(Request::Shutdown);
+        let handle = lock(&self.writer).take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+
+    fn send(&self, request: Request) -> Result<(), LogError> {
+        self.requests.send(request).map_err(|_| LogError::Closed)
+    }
+}
+
+impl Drop for SqliteLog {
+    fn drop(&mut self) {
+        let _ = self.requests.send(Request::Shutdown);
+    }
+}
+
+#[async_trait]
+impl EventLog for SqliteLog {
+    fn partition_count(&self) -> u32 {
+        self.shared.partitions
+    }
+
+    async fn append_batch(&self, topic: &str, records: Vec<OutgoingRecord>) -> Result<Vec<RecordPosition>, LogError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Append { topic: topic.to_owned(), records, reply })?;
+        answer.await.map_err(|_| LogError::Closed)?
+    }
+
+    async fn consumer(&self, group: &str, topic: &str, partition: u32) -> Result<Box<dyn PartitionConsumer>, LogError> {
+        if partition >= self.shared.partitions {
+            return Err(LogError::Invalid(format!("partition {partition} does not exist (the log has {})", self.shared.partitions)));
+        }
+        Ok(Box::new(SqliteConsumer {
+            group: group.to_owned(),
+            topic: topic.to_owned(),
+            partition,
+            position: self.shared.committed(group, topic, partition),
+            state: self.shared.topic(topic),
+            readers: self.readers.clone(),
+            requests: self.requests.clone(),
+        }))
+    }
+
+    async fn lag(&self, group: &str, topic: &str) -> Result<Vec<u64>, LogError> {
+        let state = self.shared.topic(topic);
+        Ok((0..self.shared.partitions)
+            .map(|p| state.ends[p as usize].load(Ordering::Acquire).saturating_sub(self.shared.committed(group, topic, p)))
+            .collect())
+    }
+
+    async fn ping(&self) -> Result<(), LogError> {
+        if self.requests.is_closed() {
+            return Err(LogError::Closed);
+        }
+        self.readers.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))).await.map_err(backend)
+    }
+}
+
+/// Reads one partition for one group.
+struct SqliteConsumer {
+    group: String,
+    topic: String,
+    partition: u32,
+    position: u64,
+    state: Arc<TopicState>,
+    readers: Arc<Readers>,
+    requests: mpsc::UnboundedSender<Request>,
+}
+
+#[async_trait]
+impl PartitionConsumer for SqliteConsumer {
+    fn partition(&self) -> u32 {
+        self.partition
+    }
+
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, LogError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let appended = self.state.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let end = self.state.ends[self.partition as usize].load(Ordering::Acquire);
+            if self.position < end {
+                let (topic, partition, from) = (self.topic.clone(), self.partition, self.position);
+                let limit = max.clamp(1, 10_000) as i64;
+                let records = self.readers.read(move |conn| read_records(conn, &topic, partition, from, end, limit)).await.map_err(backend)?;
+                self.position = records.last().map_or(end, |r| r.offset + 1);
+                return Ok(records);
+            }
+            if tokio::time::timeout_at(deadline, appended).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn commit(&mut self, next_offset: u64) -> Result<(), LogError> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request::Commit {
+            group: self.group.clone(),
+            topic: self.topic.clone(),
+            partition: self.partition,
+            next_offset,
+            reply,
+        };
+        self.requests.send(request).map_err(|_| LogError::Closed)?;
+        answer.await.map_err(|_| LogError::Closed)?
+    }
+}
+
+fn read_records(conn: &Connection, topic: &str, partition: u32, from: u64, end: u64, limit: i64) -> rusqlite::Result<Vec<Record>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT offset, key, headers, payload, ts FROM records
+         WHERE topic = ?1 AND partition = ?2 AND offset >= ?3 AND offset < ?4 ORDER BY offset LIMIT ?5",
+    )?;
+    let rows = stmt.query_map(params![topic, partition, from as i64, end as i64, limit], |row| {
+        let headers: String = row.get(2)?;
+        Ok(Record {
+            partition,
+            offset: row.get::<_, i64>(0)? as u64,
+            key: row.get(1)?,
+            headers: serde_json::from_str(&headers).unwrap_or_default(),
+            payload: row.get(3)?,
+            timestamp: row.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+fn stored_partitions(conn: &Connection, requested: u32) -> Result<u32, LogError> {
+    let stored: Option<String> =
+        conn.query_row("SELECT value FROM meta WHERE name = 'partitions'", [], |r| r.get(0)).optional().map_err(backend)?;
+    match stored.map(|v| v.parse::<u32>()) {
+        Some(Ok(n)) if n == requested => Ok(n),
+        Some(Ok(n)) => Err(LogError::Invalid(format!(
+            "this data directory's event log was created with {n} partitions; it cannot be opened with {requested} \
+             (changing the count would break per-conversation order)"
+        ))),
+        Some(Err(_)) => Err(LogError::Backend("the event log's partition count is corrupt".into())),
+        None if requested == 0 || requested > 1024 => Err(LogError::Invalid("partitions must be between 1 and 1024".into())),
+        None => {
+            conn.execute("INSERT INTO meta (name, value) VALUES ('partitions', ?1)", [requested.to_string()]).map_err(backend)?;
+            Ok(requested)
+        }
+    }
+}
+
+fn load_positions(conn: &Connection, shared: &Shared) -> rusqlite::Result<()> {
+    let mut ends = conn.prepare("SELECT topic, partition, MAX(offset) + 1 FROM records GROUP BY topic, partition")?;
+    for row in ends.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, i64>(2)?)))? {
+        let (topic, partition, end) = row?;
+        if partition < shared.partitions {
+            shared.topic(&topic).ends[partition as usize].store(end as u64, Ordering::Release);
+        }
+    }
+    let mut offsets = conn.prepare("SELECT grp, topic, partition, next_offset FROM offsets")?;
+    let mut committed = lock(&shared.committed);
+    for row in offsets.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, u32>(2)?, r.get::<_, i64>(3)?)))? {
+        let (group, topic, partition, next) = row?;
+        committed.insert((group, topic, partition), next as u64);
+    }
+    Ok(())
+}
+
+/// The writer thread: drains requests into one transaction each round, fsyncs once, then answers them all.
+fn run_writer(mut conn: Connection, mut requests: mpsc::UnboundedReceiver<Request>, shared: Arc<Shared>, options: LogOptions) {
+    let mut last_reclaim = Instant::now();
+    let mut shutting_down = false;
+    while !shutting_down {
+        let Some(first) = requests.blocking_recv() else { break };
+        let mut weight = first.weight();
+        let mut batch = vec![first];
+        while weight < options.max_batch_records {
+            match requests.try_recv() {
+                Ok(request) => {
+                    weight += request.weight();
+                    batch.push(request);
+                }
+                Err(_) => break,
+            }
+        }
+        if let Some(at) = batch.iter().position(|r| matches!(r, Request::Shutdown)) {
+            shutting_down = true;
+            batch.truncate(at);
+        }
+        write_batch(&mut conn, batch, &shared);
+        if last_reclaim.elapsed() >= options.reclaim_interval {
+            last_reclaim = Instant::now();
+            if let Err(e) = reclaim(&mut conn, &shared, options.retention) {
+                tracing::warn!(error = %e, "event log reclamation failed; will retry");
+            }
+        }
+    }
+    requests.close();
+    // Answer anything that raced with the shutdown so no caller waits forever.
+    while let Ok(request) = requests.try_recv() {
+        fail(request, || LogError::Closed);
+    }
+    if let Err(e) = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
+        tracing::warn!(error = %e, "event log checkpoint at shutdown failed");
+    }
+}
+
+fn fail(request: Request, error: impl Fn() -> LogError) {
+    match request {
+        Request::Append { reply, .. } => drop(reply.send(Err(error()))),
+        Request::Commit { reply, .. } => drop(reply.send(Err(error()))),
+        Request::Shutdown => {}
+    }
+}
+
+/// A successful write, answered once the transaction is durable.
+enum Done {
+    Appended(oneshot::Sender<Result<Vec<RecordPosition>, LogError>>, Vec<RecordPosition>),
+    Committed(oneshot::Sender<Result<(), LogError>>),
+}
+
+fn write_batch(conn: &mut Connection, batch: Vec<Request>, shared: &Shared) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut ends: HashMap<String, (Arc<TopicState>, Vec<u64>)> = HashMap::new();
+    let mut commits: Vec<((String, String, u32), u64)> = Vec::new();
+    let mut done = Vec::with_capacity(batch.len());
+    let mut rejected = Vec::new();
+    let result = (|| -> rusqlite::Result<()> {
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO records (topic, partition, offset, key, headers, payload, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO offsets (grp, topic, partition, next_offset) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+            )?;
+            let now = now_millis();
+            for request in batch {
+                match request {
+                    Request::Append { topic, records, reply } => {
+                        let (_, topic_ends) = ends.entry(topic.clone()).or_insert_with(|| {
+                            let state = shared.topic(&topic);
+                            let current = state.ends.iter().map(|e| e.load(Ordering::Acquire)).collect();
+                            (state, current)
+                        });
+                        let mut positions = Vec::with_capacity(records.len());
+                        for record in records {
+                            let partition = partition_for(&record.key, shared.partitions);
+                            let offset = topic_ends[partition as usize];
+                            let headers = serde_json::to_string(&record.headers).unwrap_or_else(|_| "[]".into());
+                            insert.execute(params![topic, partition, offset as i64, record.key, headers, record.payload, now])?;
+                            topic_ends[partition as usize] = offset + 1;
+                            positions.push(RecordPosition { partition, offset });
+                        }
+                        done.push(Done::Appended(reply, positions));
+                    }
+                    Request::Commit { group, topic, partition, next_offset, reply } => {
+                        if partition >= shared.partitions {
+                            rejected.push((reply, format!("partition {partition} does not exist")));
+                            continue;
+                        }
+                        upsert.execute(params![group, topic, partition, next_offset as i64])?;
+                        commits.push(((group, topic, partition), next_offset));
+                        done.push(Done::Committed(reply));
+                    }
+                    Request::Shutdown => {}
+                }
+            }
+        }
+        tx.commit()
+    })();
+    for (reply, why) in rejected {
+        let _ = reply.send(Err(LogError::Invalid(why)));
+    }
+    if let Err(e) = result {
+        tracing::error!(error = %e, "event log write failed; the batch was rolled back");
+        for item in done {
+            match item {
+                Done::Appended(reply, _) => drop(reply.send(Err(LogError::Backend(e.to_string())))),
+                Done::Committed(reply) => drop(reply.send(Err(LogError::Backend(e.to_string())))),
+            }
+        }
+        return;
+    }
+    {
+        let mut committed = lock(&shared.committed);
+        committed.extend(commits);
+    }
+    for (state, topic_ends) in ends.into_values() {
+        for (slot, end) in state.ends.iter().zip(topic_ends) {
+            slot.store(end, Ordering::Release);
+        }
+        state.appended.notify_waiters();
+    }
+    for item in done {
+        match item {
+            Done::Appended(reply, positions) => drop(reply.send(Ok(positions))),
+            Done::Committed(reply) => drop(reply.send(Ok(()))),
+        }
+    }
+}
+
+/// Deletes records that every group has committed, and records past retention; the last record of each
+/// partition stays so that its end offset survives a restart.
+fn reclaim(conn: &mut Connection, shared: &Shared, retention: Duration) -> rusqlite::Result<()> {
+    let expired_before = now_millis() - retention.as_millis() as i64;
+    let mut low_water: HashMap<(String, u32), u64> = HashMap::new();
+    for ((_, topic, partition), next) in lock(&shared.committed).iter() {
+        let entry = low_water.entry((topic.clone(), *partition)).or_insert(u64::MAX);
+        *entry = (*entry).min(*next);
+    }
+    let topics: Vec<(String, Arc<TopicState>)> =
+        shared.topics.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let tx = conn.transaction()?;
+    let mut consumed = tx.prepare_cached("DELETE FROM records WHERE topic = ?1 AND partition = ?2 AND offset < ?3")?;
+    let mut expired =
+        tx.prepare_cached("DELETE FROM records WHERE topic = ?1 AND partition = ?2 AND offset < ?3 AND ts < ?4")?;
+    let mut deleted = 0;
+    for (topic, state) in topics {
+        for partition in 0..shared.partitions {
+            let keep_from = state.ends[partition as usize].load(Ordering::Acquire).saturating_sub(1);
+            if let Some(&committed) = low_water.get(&(topic.clone(), partition)) {
+                deleted += consumed.execute(params![topic, partition, committed.min(keep_from) as i64])?;
+            }
+            deleted += expired.execute(params![topic, partition, keep_from as i64, expired_before])?;
+        }
+    }
+    drop((consumed, expired));
+    tx.commit()?;
+    if deleted > 0 {
+        tracing::debug!(deleted, "event log reclaimed consumed records");
+    }
+    Ok(())
+}
+
+fn backend(e: rusqlite::Error) -> LogError {
+    LogError::Backend(e.to_string())
+}
