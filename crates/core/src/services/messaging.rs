@@ -178,6 +178,11 @@ impl Messaging {
         if &message.sender_id == caller {
             return Err(ServiceError::Forbidden("the sender cannot mark their own message read".into()));
         }
+        match message.status {
+            MessageStatus::Read => return Ok(message),
+            MessageStatus::Delivered => {}
+            other => return Err(ServiceError::Conflict(format!("a {other} message cannot be marked read"))),
+        }
         let update = StatusUpdate { message_id: message.message_id, status: MessageStatus::Read, at: now_millis(), detail: None };
         match self.store.apply_statuses(std::slice::from_ref(&update)).await?.pop() {
             Some(Transition::Applied(message)) => Ok(message),

@@ -1,0 +1,120 @@
+//! A simulated messaging provider: answers after a random latency in a configured range and fails a configured
+//! share of calls, without ever blocking a thread.
+
+use async_trait::async_trait;
+use chat4all_core::events::OutboundMessage;
+use chat4all_core::ports::{Channel, ChannelError, ChannelReceipt};
+use rand::Rng;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// How a simulated channel behaves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimulationSettings {
+    /// Shortest answer time.
+    pub min_latency: Duration,
+    /// Longest answer time.
+    pub max_latency: Duration,
+    /// Share of calls that fail as unavailable, 0.0–1.0.
+    pub failure_rate: f64,
+}
+
+/// A latency range written `MIN-MAX` in milliseconds (`200-500`), or one number for a fixed latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct LatencyRange {
+    /// Lower bound (ms).
+    pub min_ms: u64,
+    /// Upper bound (ms).
+    pub max_ms: u64,
+}
+
+impl FromStr for LatencyRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("latency {s:?} must be milliseconds as MIN-MAX (such as 200-500) or one number");
+        let (min, max) = s.split_once('-').unwrap_or((s, s));
+        let (min_ms, max_ms) = (min.trim().parse().map_err(|_| bad())?, max.trim().parse().map_err(|_| bad())?);
+        if min_ms > max_ms || max_ms > 600_000 {
+            return Err(bad());
+        }
+        Ok(Self { min_ms, max_ms })
+    }
+}
+
+impl TryFrom<String> for LatencyRange {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl fmt::Display for LatencyRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.min_ms, self.max_ms)
+    }
+}
+
+impl SimulationSettings {
+    /// Settings from a latency range and a failure rate; the rate must lie in 0.0–1.0.
+    pub fn new(latency: LatencyRange, failure_rate: f64) -> Result<Self, String> {
+        if !(0.0..=1.0).contains(&failure_rate) {
+            return Err(format!("failure rate {failure_rate} must be between 0 and 1"));
+        }
+        Ok(Self {
+            min_latency: Duration::from_millis(latency.min_ms),
+            max_latency: Duration::from_millis(latency.max_ms),
+            failure_rate,
+        })
+    }
+}
+
+/// A channel that simulates a remote provider.
+pub struct SimulatedChannel {
+    name: &'static str,
+    id_prefix: &'static str,
+    settings: SimulationSettings,
+}
+
+impl SimulatedChannel {
+    /// A simulated channel called `name` whose receipts start with `id_prefix`.
+    pub fn new(name: &'static str, id_prefix: &'static str, settings: SimulationSettings) -> Self {
+        Self { name, id_prefix, settings }
+    }
+
+    fn latency(&self) -> Duration {
+        let (min, max) = (self.settings.min_latency, self.settings.max_latency);
+        if max <= min { min } else { rand::rng().random_range(min..=max) }
+    }
+}
+
+#[async_trait]
+impl Channel for SimulatedChannel {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    async fn send(&self, _message: &OutboundMessage) -> Result<ChannelReceipt, ChannelError> {
+        tokio::time::sleep(self.latency()).await;
+        if self.settings.failure_rate > 0.0 && rand::rng().random_bool(self.settings.failure_rate) {
+            return Err(ChannelError::Unavailable(format!("{} answered 503 (simulated failure)", self.name)));
+        }
+        Ok(ChannelReceipt { channel_message_id: format!("{}{}", self.id_prefix, uuid::Uuid::now_v7().simple()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_ranges_parse() {
+        assert_eq!("200-500".parse::<LatencyRange>().unwrap(), LatencyRange { min_ms: 200, max_ms: 500 });
+        assert_eq!("0".parse::<LatencyRange>().unwrap(), LatencyRange { min_ms: 0, max_ms: 0 });
+        for bad in ["500-200", "x", "1-2-3", "-5", "1-999999999"] {
+            assert!(bad.parse::<LatencyRange>().is_err(), "{bad:?} accepted");
+        }
+        assert!(SimulationSettings::new(LatencyRange { min_ms: 0, max_ms: 0 }, 1.5).is_err());
+    }
+}

@@ -1,0 +1,75 @@
+//! Request extractors whose failures are problem+json: JSON bodies, query strings, the bearer token and the
+//! correlation id.
+
+use super::problem::Problem;
+use super::state::AppState;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use chat4all_core::ids::{CorrelationId, UserId};
+use serde::de::DeserializeOwned;
+
+/// A JSON body. Malformed JSON or a wrong type is a 400 naming the problem; a body over the limit is a 413. The
+/// content type is not required, so older clients that omit it keep working.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let body = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "request body is over its size limit")
+            } else {
+                Problem::bad_request(format!("cannot read the request body: {}", rejection.body_text()))
+            }
+        })?;
+        serde_json::from_slice(&body).map(Self).map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// A query string; a bad value is a 400 naming it.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Query::try_from_uri(&parts.uri)
+            .map(|Query(q)| Self(q))
+            .map_err(|e| Problem::bad_request(format!("invalid query string: {}", e.body_text())))
+    }
+}
+
+/// The authenticated caller, from `Authorization: Bearer <jwt>`.
+pub struct AuthUser(pub UserId);
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| Problem::unauthorized("missing Authorization: Bearer token"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .ok_or_else(|| Problem::unauthorized("the Authorization header must be 'Bearer <token>'"))?;
+        state.tokens.verify(token.trim()).map(Self)
+    }
+}
+
+/// The request's correlation id, set by the `observe` middleware.
+pub struct Correlation(pub CorrelationId);
+
+impl<S: Send + Sync> FromRequestParts<S> for Correlation {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let id = parts.extensions.get::<CorrelationId>().cloned().unwrap_or_else(|| CorrelationId::from_header_or_new(None));
+        Ok(Self(id))
+    }
+}

@@ -1,0 +1,257 @@
+//! `/v1/messages` and a conversation's history.
+
+use super::extract::{ApiJson, ApiQuery, AuthUser, Correlation};
+use super::problem::{ApiResult, Problem};
+use super::state::AppState;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use chat4all_core::ids::IdempotencyKey;
+use chat4all_core::model::{HistoryQuery, Message, StatusChange};
+use chat4all_core::services::messaging::SendMessage;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// A message to send.
+#[derive(Deserialize, ToSchema)]
+pub struct SendMessageRequest {
+    /// Target conversation; created on first use.
+    conversation_id: String,
+    /// 1–10240 bytes, not blank.
+    content: String,
+    /// `whatsapp:+<E.164>`, `instagram:@<handle>`, a user id, or absent (the other members).
+    recipient_id: Option<String>,
+    /// Must be the caller when given.
+    sender_id: Option<String>,
+    /// An attached file of the same conversation.
+    file_id: Option<String>,
+}
+
+/// The answer to an accepted message: it is durably stored and will be routed.
+#[derive(Serialize, ToSchema)]
+pub struct AcceptedResponse {
+    message_id: String,
+    conversation_id: String,
+    /// Always `ACCEPTED`.
+    status: &'static str,
+    timestamp: i64,
+}
+
+/// A message.
+#[derive(Serialize, ToSchema)]
+pub struct MessageView {
+    message_id: String,
+    conversation_id: String,
+    /// Position in the conversation, 1, 2, 3… in acceptance order.
+    seq: u64,
+    sender_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recipient_id: Option<String>,
+    content: String,
+    /// SENT, PENDING, DELIVERED, READ or FAILED.
+    status: &'static str,
+    timestamp: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivered_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    read_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure_reason: Option<String>,
+}
+
+impl From<Message> for MessageView {
+    fn from(m: Message) -> Self {
+        Self {
+            message_id: m.message_id.into(),
+            conversation_id: m.conversation_id.into(),
+            seq: m.seq,
+            sender_id: m.sender_id.into(),
+            recipient_id: m.recipient_id,
+            content: m.content,
+            status: m.status.as_str(),
+            timestamp: m.timestamp,
+            delivered_at: m.delivered_at,
+            read_at: m.read_at,
+            failure_reason: m.failure_reason,
+        }
+    }
+}
+
+/// One step of a message's status history.
+#[derive(Serialize, ToSchema)]
+pub struct StatusChangeView {
+    status: &'static str,
+    at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
+impl From<StatusChange> for StatusChangeView {
+    fn from(c: StatusChange) -> Self {
+        Self { status: c.status.as_str(), at: c.at, detail: c.detail }
+    }
+}
+
+/// A message with its status history.
+#[derive(Serialize, ToSchema)]
+pub struct MessageDetailView {
+    #[serde(flatten)]
+    message: MessageView,
+    status_history: Vec<StatusChangeView>,
+}
+
+/// The answer to marking a message read.
+#[derive(Serialize, ToSchema)]
+pub struct ReadResponse {
+    message_id: String,
+    /// Always `READ`.
+    status: &'static str,
+    read_at: i64,
+}
+
+/// History paging: offset (`limit`, `offset`) or cursor (`after`/`before` a `seq`).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// 1..100, default 50.
+    limit: Option<u32>,
+    /// Messages to skip, default 0.
+    offset: Option<u64>,
+    /// Only messages with a greater `seq`.
+    after: Option<u64>,
+    /// Only messages with a smaller `seq`.
+    before: Option<u64>,
+    /// `asc` (oldest first, default) or `desc`.
+    order: Option<String>,
+}
+
+/// Paging facts of a history page.
+#[derive(Serialize, ToSchema)]
+pub struct Pagination {
+    limit: u32,
+    offset: u64,
+    returned: usize,
+    has_more: bool,
+    /// The `seq` to pass as `after` (asc) or `before` (desc) for the next page.
+    next_cursor: Option<u64>,
+}
+
+/// A page of a conversation's history.
+#[derive(Serialize, ToSchema)]
+pub struct HistoryResponse {
+    conversation_id: String,
+    messages: Vec<MessageView>,
+    pagination: Pagination,
+}
+
+/// Accepts a message. The 202 is sent only once it is on durable storage.
+#[utoipa::path(post, path = "/v1/messages", tag = "messages", request_body = SendMessageRequest, security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 h")),
+    responses((status = 202, body = AcceptedResponse), (status = 400), (status = 401), (status = 403), (status = 413), (status = 422)))]
+pub async fn send(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Correlation(correlation_id): Correlation,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<SendMessageRequest>,
+) -> ApiResult<(StatusCode, Json<AcceptedResponse>)> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => Some(
+            value.to_str().ok().and_then(|v| IdempotencyKey::parse(v).ok()).ok_or_else(|| {
+                Problem::bad_request("Idempotency-Key must be 1-128 characters of [A-Za-z0-9._:@-]")
+            })?,
+        ),
+    };
+    let request = SendMessage {
+        conversation_id: request.conversation_id,
+        content: request.content,
+        recipient_id: request.recipient_id,
+        sender_id: request.sender_id,
+        file_id: request.file_id,
+    };
+    let accepted = match state.messaging.send(&caller, request, key.as_ref(), &correlation_id).await {
+        Ok(accepted) => accepted,
+        Err(e) => {
+            metrics::counter!("messages_rejected_total", "reason" => rejection_reason(&e)).increment(1);
+            return Err(e.into());
+        }
+    };
+    metrics::counter!("messages_accepted_total").increment(1);
+    tracing::info!(message_id = %accepted.message_id, conversation_id = %accepted.conversation_id, "message accepted");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(AcceptedResponse {
+            message_id: accepted.message_id.into(),
+            conversation_id: accepted.conversation_id.into(),
+            status: "ACCEPTED",
+            timestamp: accepted.timestamp,
+        }),
+    ))
+}
+
+fn rejection_reason(error: &chat4all_core::ServiceError) -> &'static str {
+    use chat4all_core::ServiceError::*;
+    match error {
+        Invalid(_) => "invalid",
+        Unauthenticated(_) | Forbidden(_) => "forbidden",
+        NotFound(_) => "not_found",
+        Conflict(_) | Unprocessable(_) => "conflict",
+        TooLarge(_) => "too_large",
+        Unavailable(_) | Internal(_) => "unavailable",
+    }
+}
+
+/// A page of a conversation's messages, for members.
+#[utoipa::path(get, path = "/v1/conversations/{id}/messages", tag = "messages", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Conversation id"), HistoryParams),
+    responses((status = 200, body = HistoryResponse), (status = 400), (status = 401), (status = 403), (status = 404)))]
+pub async fn history(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(conversation_id): Path<String>,
+    ApiQuery(params): ApiQuery<HistoryParams>,
+) -> ApiResult<Json<HistoryResponse>> {
+    let limit = params.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(Problem::bad_request("limit must be between 1 and 100"));
+    }
+    let ascending = match params.order.as_deref() {
+        None | Some("asc") => true,
+        Some("desc") => false,
+        Some(_) => return Err(Problem::bad_request("order must be asc or desc")),
+    };
+    let query = HistoryQuery { limit, offset: params.offset.unwrap_or(0), after: params.after, before: params.before, ascending };
+    let page = state.messaging.history(&caller, &conversation_id, &query).await?;
+    let next_cursor = page.messages.last().filter(|_| page.has_more).map(|m| m.seq);
+    Ok(Json(HistoryResponse {
+        conversation_id,
+        pagination: Pagination { limit, offset: query.offset, returned: page.messages.len(), has_more: page.has_more, next_cursor },
+        messages: page.messages.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// One message with its status history.
+#[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Message id")),
+    responses((status = 200, body = MessageDetailView), (status = 401), (status = 403), (status = 404)))]
+pub async fn get(State(state): State<AppState>, AuthUser(caller): AuthUser, Path(id): Path<String>) -> ApiResult<Json<MessageDetailView>> {
+    let detail = state.messaging.message(&caller, &id).await?;
+    Ok(Json(MessageDetailView {
+        message: detail.message.into(),
+        status_history: detail.history.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Marks a message read (DELIVERED → READ; READ again is idempotent).
+#[utoipa::path(post, path = "/v1/messages/{id}/read", tag = "messages", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Message id")),
+    responses((status = 200, body = ReadResponse), (status = 401), (status = 403), (status = 404), (status = 409)))]
+pub async fn read(State(state): State<AppState>, AuthUser(caller): AuthUser, Path(id): Path<String>) -> ApiResult<Json<ReadResponse>> {
+    let message = state.messaging.mark_read(&caller, &id).await?;
+    Ok(Json(ReadResponse {
+        message_id: message.message_id.into(),
+        status: "READ",
+        read_at: message.read_at.unwrap_or_default(),
+    }))
+}

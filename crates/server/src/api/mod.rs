@@ -1,0 +1,79 @@
+//! The HTTP api: routes, middleware and the OpenAPI document generated from the handlers.
+
+mod conversations;
+mod extract;
+mod messages;
+mod observe;
+pub mod ops;
+mod problem;
+mod state;
+mod tokens;
+mod users;
+
+pub use observe::CORRELATION_HEADER;
+pub use state::AppState;
+pub use tokens::Tokens;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+/// Largest JSON body accepted: room for 10 KiB of content even when every character is escaped.
+const MAX_JSON_BODY: usize = 128 * 1024;
+
+/// All routes with their middleware.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/auth/register", post(users::register))
+        .route("/auth/token", post(users::token))
+        .route("/v1/conversations", post(conversations::create).get(conversations::list))
+        .route("/v1/conversations/{id}/messages", get(messages::history))
+        .route("/v1/messages", post(messages::send))
+        .route("/v1/messages/{id}", get(messages::get))
+        .route("/v1/messages/{id}/read", post(messages::read))
+        .route("/health", get(ops::health))
+        .route("/health/live", get(ops::live))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .route_layer(middleware::from_fn(observe::tag_route))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(CatchPanicLayer::new())
+        .layer(middleware::from_fn(observe::observe))
+        .with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Chat4All", description = "One HTTP API in front of many messaging channels."),
+    paths(
+        users::register, users::token,
+        conversations::create, conversations::list,
+        messages::send, messages::history, messages::get, messages::read,
+        ops::health, ops::live, ops::metrics, ops::openapi,
+    ),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// The OpenAPI 3.1 document of this api.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc
+}

@@ -1,0 +1,88 @@
+//! Operations endpoints: `/health`, `/health/live`, `/metrics`, `/openapi.json`.
+
+use super::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use chat4all_core::ports::{EventLog, Store};
+use chat4all_core::time::now_millis;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+use utoipa::ToSchema;
+
+/// The components `/health` checks.
+pub struct Health {
+    /// The event log.
+    pub log: Arc<dyn EventLog>,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Channels served by a connector in this process.
+    pub channels: Vec<String>,
+}
+
+/// One component's state.
+#[derive(Serialize, ToSchema)]
+pub struct ComponentHealth {
+    /// `UP` or `DOWN`.
+    status: &'static str,
+    latency_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
+/// Overall health.
+#[derive(Serialize, ToSchema)]
+pub struct HealthReport {
+    /// `UP` when every component is up, else `DOWN`.
+    status: &'static str,
+    components: BTreeMap<String, ComponentHealth>,
+    timestamp: i64,
+}
+
+async fn probe<E: std::fmt::Display>(check: impl Future<Output = Result<(), E>>) -> ComponentHealth {
+    let started = Instant::now();
+    let result = check.await;
+    let latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+    match result {
+        Ok(()) => ComponentHealth { status: "UP", latency_ms, detail: None },
+        Err(e) => ComponentHealth { status: "DOWN", latency_ms, detail: Some(e.to_string()) },
+    }
+}
+
+/// Component health: 200 when everything this process needs is up, 503 otherwise.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, body = HealthReport), (status = 503, body = HealthReport)))]
+pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    let health = &state.health;
+    let mut components = BTreeMap::new();
+    components.insert("event_log".to_owned(), probe(health.log.ping()).await);
+    components.insert("store".to_owned(), probe(health.store.ping()).await);
+    for channel in &health.channels {
+        let detail = Some("simulated channel".to_owned());
+        components.insert(format!("connector_{channel}"), ComponentHealth { status: "UP", latency_ms: 0.0, detail });
+    }
+    let up = components.values().all(|c| c.status == "UP");
+    let status = if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(HealthReport { status: if up { "UP" } else { "DOWN" }, components, timestamp: now_millis() }))
+}
+
+/// Liveness: 200 while the process runs.
+#[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200)))]
+pub async fn live() -> impl IntoResponse {
+    Json(serde_json::json!({"status": "UP"}))
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+/// The OpenAPI document of this api.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, content_type = "application/json")))]
+pub async fn openapi() -> impl IntoResponse {
+    Json(super::openapi_document())
+}

@@ -1,0 +1,26 @@
+//! What every handler can reach.
+
+use super::ops::Health;
+use super::tokens::Tokens;
+use chat4all_core::services::accounts::Accounts;
+use chat4all_core::services::conversations::Conversations;
+use chat4all_core::services::messaging::Messaging;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+
+/// Shared, cheaply cloned application state.
+#[derive(Clone)]
+pub struct AppState {
+    /// Registration and login.
+    pub accounts: Accounts,
+    /// Conversations and membership.
+    pub conversations: Conversations,
+    /// Sending and reading messages.
+    pub messaging: Messaging,
+    /// Access tokens.
+    pub tokens: Arc<Tokens>,
+    /// Component checks for `/health`.
+    pub health: Arc<Health>,
+    /// The Prometheus registry rendered by `/metrics`.
+    pub metrics: PrometheusHandle,
+}

@@ -1,0 +1,86 @@
+//! `/auth/register` and `/auth/token`.
+
+use super::extract::ApiJson;
+use super::problem::ApiResult;
+use super::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chat4all_core::ids::{Email, Password, Username};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Registration request.
+#[derive(Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    /// `^[A-Za-z0-9_-]{3,50}$`
+    username: String,
+    /// 8–128 characters.
+    password: String,
+    /// Optional, unique.
+    email: Option<String>,
+}
+
+/// A registered user.
+#[derive(Serialize, ToSchema)]
+pub struct UserResponse {
+    user_id: String,
+    username: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    created_at: i64,
+}
+
+/// Login request.
+#[derive(Deserialize, ToSchema)]
+pub struct TokenRequest {
+    username: String,
+    password: String,
+}
+
+/// An access token.
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    access_token: String,
+    /// Always `Bearer`.
+    token_type: &'static str,
+    /// Seconds until it expires.
+    expires_in: u64,
+    user_id: String,
+}
+
+/// Creates a user.
+#[utoipa::path(post, path = "/auth/register", tag = "users", request_body = RegisterRequest,
+    responses((status = 201, body = UserResponse), (status = 400), (status = 409)))]
+pub async fn register(State(state): State<AppState>, ApiJson(request): ApiJson<RegisterRequest>) -> ApiResult<(StatusCode, Json<UserResponse>)> {
+    let username = Username::parse(request.username)?;
+    let password = Password::parse(request.password)?;
+    let email = request.email.filter(|e| !e.is_empty()).map(Email::parse).transpose()?;
+    let user = state.accounts.register(username, password, email).await?;
+    tracing::info!(user_id = %user.user_id, "user registered");
+    Ok((
+        StatusCode::CREATED,
+        Json(UserResponse {
+            user_id: user.user_id.into(),
+            username: user.username.into(),
+            email: user.email.map(Into::into),
+            created_at: user.created_at,
+        }),
+    ))
+}
+
+/// Exchanges credentials for an access token.
+#[utoipa::path(post, path = "/auth/token", tag = "users", request_body = TokenRequest,
+    responses((status = 200, body = TokenResponse), (status = 401)))]
+pub async fn token(State(state): State<AppState>, ApiJson(request): ApiJson<TokenRequest>) -> ApiResult<Json<TokenResponse>> {
+    if request.password.chars().count() > 128 {
+        return Err(super::problem::Problem::unauthorized("invalid username or password"));
+    }
+    let user = state.accounts.authenticate(&request.username, Password::unchecked(request.password)).await?;
+    Ok(Json(TokenResponse {
+        access_token: state.tokens.issue(&user.user_id)?,
+        token_type: "Bearer",
+        expires_in: state.tokens.ttl().as_secs(),
+        user_id: user.user_id.into(),
+    }))
+}

@@ -1,0 +1,165 @@
+//! The composition root: builds the adapters named by the configuration, the use cases on top of them, the
+//! workers and the HTTP server, and shuts them down in order.
+
+use crate::api::{self, AppState, Tokens};
+use crate::config::Config;
+use crate::telemetry;
+use crate::workers::{self, Workers};
+use anyhow::Context;
+use chat4all_connectors::{instagram, whatsapp};
+use chat4all_core::events::Topics;
+use chat4all_core::ids::{Password, Username};
+use chat4all_core::ports::{Channel, EventLog, Store};
+use chat4all_core::services::accounts::Accounts;
+use chat4all_core::services::conversations::Conversations;
+use chat4all_core::services::delivery::Delivery;
+use chat4all_core::services::messaging::{IDEMPOTENCY_WINDOW_MS, Messaging};
+use chat4all_core::services::routing::Router;
+use chat4all_core::time::now_millis;
+use chat4all_embedded::{LogOptions, SqliteLog, SqliteStore};
+use rand::RngCore;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// How long in-flight HTTP requests may take to finish at shutdown.
+const HTTP_DRAIN: Duration = Duration::from_secs(7);
+
+/// A built, not yet running, Chat4All process with every role.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    workers: Workers,
+    log: Arc<SqliteLog>,
+    maintenance: CancellationToken,
+}
+
+impl Application {
+    /// Opens the data directory, starts the workers and binds the HTTP listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+        let log_options = LogOptions { partitions: config.partitions, ..LogOptions::default() };
+        let sqlite_log = Arc::new(SqliteLog::open(&config.data_dir.join("events.db"), log_options)?);
+        let log: Arc<dyn EventLog> = sqlite_log.clone();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir.join("store.db"))?);
+        let secret = match &config.jwt_secret {
+            Some(secret) => secret.clone().into_bytes(),
+            None => load_or_create_secret(&config.data_dir.join("jwt-secret"))?,
+        };
+
+        let topics = Topics::default();
+        let accounts = Accounts::new(store.clone());
+        if config.seed_demo_users {
+            seed_demo_users(&accounts).await?;
+        }
+        let channels: Vec<Arc<dyn Channel>> =
+            vec![Arc::new(whatsapp::channel(config.whatsapp)), Arc::new(instagram::channel(config.instagram))];
+        let channel_names: Vec<String> = channels.iter().map(|c| c.name().to_owned()).collect();
+
+        let mut workers = Workers::new();
+        let router = Router::new(store.clone(), log.clone(), topics.clone(), channel_names.clone());
+        workers::router::start(&mut workers, &log, router, &topics).await?;
+        for channel in channels {
+            let delivery = Delivery::new(channel, log.clone(), topics.clone());
+            workers::connector::start(&mut workers, &log, delivery, &topics).await?;
+        }
+
+        let maintenance = CancellationToken::new();
+        tokio::spawn(purge_idempotency_keys(store.clone(), maintenance.clone()));
+
+        let state = AppState {
+            accounts,
+            conversations: Conversations::new(store.clone()),
+            messaging: Messaging::new(store.clone(), log.clone(), topics),
+            tokens: Arc::new(Tokens::new(&secret, config.token_ttl)),
+            health: Arc::new(api::ops::Health { log, store, channels: channel_names }),
+            metrics: telemetry::metrics(),
+        };
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.http_addr))?;
+        Ok(Self { listener, router: api::router(state), workers, log: sqlite_log, maintenance })
+    }
+
+    /// The address the HTTP server listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish, stops the workers
+    /// after their current batch (committing it) and closes the log.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "chat4all is serving");
+        let stop_http = CancellationToken::new();
+        let server = {
+            let stop = stop_http.clone();
+            axum::serve(self.listener, self.router).with_graceful_shutdown(async move { stop.cancelled().await })
+        };
+        let server = tokio::spawn(async move { server.await });
+        shutdown.await;
+        tracing::info!("shutting down: draining HTTP requests");
+        stop_http.cancel();
+        match tokio::time::timeout(HTTP_DRAIN, server).await {
+            Ok(result) => result.context("the HTTP server task failed")?.context("the HTTP server failed")?,
+            Err(_) => tracing::warn!("in-flight requests did not finish in time; closing them"),
+        }
+        self.maintenance.cancel();
+        self.workers.shutdown().await;
+        self.log.close().await;
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// Reads the JWT secret kept in the data directory, creating it (owner-only) on first start.
+fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let secret = existing.trim().to_owned();
+        anyhow::ensure!(secret.len() >= 32, "{} holds a secret shorter than 32 bytes", path.display());
+        return Ok(secret.into_bytes());
+    }
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    std::io::Write::write_all(&mut file, secret.as_bytes())?;
+    file.sync_all()?;
+    tracing::info!(path = %path.display(), "generated a new JWT secret");
+    Ok(secret.into_bytes())
+}
+
+/// Creates the older system's demo accounts (short passwords: never for production).
+async fn seed_demo_users(accounts: &Accounts) -> anyhow::Result<()> {
+    tracing::warn!("--seed-demo-users: creating user_a/pass_a, user_b/pass_b, user_c/pass_c with WEAK PASSWORDS; do not use in production");
+    for (name, password) in [("user_a", "pass_a"), ("user_b", "pass_b"), ("user_c", "pass_c")] {
+        match accounts.register(Username::parse(name)?, Password::unchecked(password), None).await {
+            Ok(_) | Err(chat4all_core::ServiceError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Forgets idempotency keys older than their 24 h window, hourly.
+async fn purge_idempotency_keys(store: Arc<dyn Store>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match store.purge_idempotency_keys(now_millis() - IDEMPOTENCY_WINDOW_MS).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired idempotency keys purged"),
+            Err(e) => tracing::warn!(error = %e, "idempotency key purge failed"),
+        }
+    }
+}

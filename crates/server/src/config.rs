@@ -1,0 +1,172 @@
+//! Configuration of `chat4all serve`, layered: built-in defaults, then a TOML file (`--config`), then
+//! `CHAT4ALL_*` environment variables, then command-line flags (each layer overrides the one before).
+
+use chat4all_connectors::simulated::{LatencyRange, SimulationSettings};
+use chat4all_connectors::{instagram, whatsapp};
+use serde::Deserialize;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (the default when stdout is not a terminal).
+    Json,
+    /// Human-readable lines (the default on a terminal).
+    Pretty,
+}
+
+/// Every setting of `chat4all serve`, each optional so that layers can be merged. The same struct reads flags,
+/// environment variables and the config file, so the three can never disagree on names.
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    /// Directory holding the event log, the store and generated secrets [default: ./data].
+    #[arg(long, env = "CHAT4ALL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address the HTTP api listens on [default: 127.0.0.1:8080].
+    #[arg(long, env = "CHAT4ALL_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// Partitions per topic of the embedded log; fixed when the data directory is created [default: 8].
+    #[arg(long, env = "CHAT4ALL_PARTITIONS")]
+    pub partitions: Option<u32>,
+    /// HS256 secret for access tokens, at least 32 bytes [default: generated once and kept in the data dir].
+    #[arg(long, env = "CHAT4ALL_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Lifetime of access tokens in seconds [default: 3600].
+    #[arg(long, env = "CHAT4ALL_TOKEN_TTL_SECS")]
+    pub token_ttl_secs: Option<u64>,
+    /// Log format [default: json when stdout is not a terminal, else pretty].
+    #[arg(long, env = "CHAT4ALL_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Create the demo users user_a/pass_a, user_b/pass_b and user_c/pass_c (for the older system's k6 scripts;
+    /// never in production) [default: false].
+    #[arg(long, env = "CHAT4ALL_SEED_DEMO_USERS", num_args = 0..=1, default_missing_value = "true")]
+    pub seed_demo_users: Option<bool>,
+    /// Simulated WhatsApp answer time in ms, MIN-MAX [default: 200-500].
+    #[arg(long, env = "CHAT4ALL_WHATSAPP_LATENCY_MS")]
+    pub whatsapp_latency_ms: Option<LatencyRange>,
+    /// Share of simulated WhatsApp calls that fail, 0-1 [default: 0].
+    #[arg(long, env = "CHAT4ALL_WHATSAPP_FAILURE_RATE")]
+    pub whatsapp_failure_rate: Option<f64>,
+    /// Simulated Instagram answer time in ms, MIN-MAX [default: 300-700].
+    #[arg(long, env = "CHAT4ALL_INSTAGRAM_LATENCY_MS")]
+    pub instagram_latency_ms: Option<LatencyRange>,
+    /// Share of simulated Instagram calls that fail, 0-1 [default: 0].
+    #[arg(long, env = "CHAT4ALL_INSTAGRAM_FAILURE_RATE")]
+    pub instagram_failure_rate: Option<f64>,
+}
+
+impl Settings {
+    /// Reads a TOML config file whose keys are the flag names (`data-dir = "…"`).
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+    }
+
+    /// `self` where set, else `lower`.
+    pub fn over(self, lower: Self) -> Self {
+        Self {
+            data_dir: self.data_dir.or(lower.data_dir),
+            http_addr: self.http_addr.or(lower.http_addr),
+            partitions: self.partitions.or(lower.partitions),
+            jwt_secret: self.jwt_secret.or(lower.jwt_secret),
+            token_ttl_secs: self.token_ttl_secs.or(lower.token_ttl_secs),
+            log_format: self.log_format.or(lower.log_format),
+            seed_demo_users: self.seed_demo_users.or(lower.seed_demo_users),
+            whatsapp_latency_ms: self.whatsapp_latency_ms.or(lower.whatsapp_latency_ms),
+            whatsapp_failure_rate: self.whatsapp_failure_rate.or(lower.whatsapp_failure_rate),
+            instagram_latency_ms: self.instagram_latency_ms.or(lower.instagram_latency_ms),
+            instagram_failure_rate: self.instagram_failure_rate.or(lower.instagram_failure_rate),
+        }
+    }
+}
+
+/// The resolved configuration the application is built from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// HTTP listen address (port 0 picks a free port).
+    pub http_addr: SocketAddr,
+    /// Partitions per topic.
+    pub partitions: u32,
+    /// Explicit JWT secret, if configured.
+    pub jwt_secret: Option<String>,
+    /// Access token lifetime.
+    pub token_ttl: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Whether to create the demo users.
+    pub seed_demo_users: bool,
+    /// Simulated WhatsApp behaviour.
+    pub whatsapp: SimulationSettings,
+    /// Simulated Instagram behaviour.
+    pub instagram: SimulationSettings,
+}
+
+impl Config {
+    /// Applies defaults and checks every value.
+    pub fn resolve(settings: Settings) -> anyhow::Result<Self> {
+        let partitions = settings.partitions.unwrap_or(8);
+        anyhow::ensure!((1..=1024).contains(&partitions), "partitions must be between 1 and 1024, not {partitions}");
+        if let Some(secret) = &settings.jwt_secret {
+            anyhow::ensure!(secret.len() >= 32, "the JWT secret must be at least 32 bytes (it has {})", secret.len());
+        }
+        let ttl = settings.token_ttl_secs.unwrap_or(3600);
+        anyhow::ensure!((60..=30 * 24 * 3600).contains(&ttl), "token-ttl-secs must be between 60 and 2592000");
+        let simulation = |latency: Option<LatencyRange>, default, rate: Option<f64>, name: &str| {
+            SimulationSettings::new(latency.unwrap_or(default), rate.unwrap_or(0.0)).map_err(|e| anyhow::anyhow!("{name}: {e}"))
+        };
+        Ok(Self {
+            data_dir: settings.data_dir.unwrap_or_else(|| PathBuf::from("data")),
+            http_addr: settings.http_addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            partitions,
+            jwt_secret: settings.jwt_secret,
+            token_ttl: Duration::from_secs(ttl),
+            log_format: settings.log_format.unwrap_or(if std::io::stdout().is_terminal() { LogFormat::Pretty } else { LogFormat::Json }),
+            seed_demo_users: settings.seed_demo_users.unwrap_or(false),
+            whatsapp: simulation(settings.whatsapp_latency_ms, whatsapp::DEFAULT_LATENCY, settings.whatsapp_failure_rate, "whatsapp")?,
+            instagram: simulation(settings.instagram_latency_ms, instagram::DEFAULT_LATENCY, settings.instagram_failure_rate, "instagram")?,
+        })
+    }
+
+    /// A configuration for tests and tools: everything default except the data dir, on a free loopback port.
+    pub fn for_data_dir(data_dir: &Path) -> Self {
+        let mut config = Self::resolve(Settings::default()).expect("defaults are valid");
+        config.data_dir = data_dir.to_owned();
+        config.http_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_defaults_fill_the_rest() {
+        let file: Settings = toml::from_str("data-dir = \"/srv/chat\"\npartitions = 4\nwhatsapp-latency-ms = \"10-20\"").unwrap();
+        let flags = Settings { partitions: Some(16), ..Settings::default() };
+        let config = Config::resolve(flags.over(file)).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/srv/chat"));
+        assert_eq!(config.partitions, 16);
+        assert_eq!(config.whatsapp.max_latency, Duration::from_millis(20));
+        assert_eq!(config.instagram.min_latency, Duration::from_millis(300));
+        assert_eq!(config.http_addr.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        assert!(toml::from_str::<Settings>("no-such-key = 1").is_err());
+        let short = Settings { jwt_secret: Some("short".into()), ..Settings::default() };
+        assert!(Config::resolve(short).unwrap_err().to_string().contains("at least 32 bytes"));
+        let zero = Settings { partitions: Some(0), ..Settings::default() };
+        assert!(Config::resolve(zero).is_err());
+        let rate = Settings { whatsapp_failure_rate: Some(2.0), ..Settings::default() };
+        assert!(Config::resolve(rate).unwrap_err().to_string().contains("whatsapp"));
+    }
+}

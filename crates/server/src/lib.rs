@@ -1,0 +1,11 @@
+//! The `chat4all` server: HTTP api, router and connector workers, telemetry, configuration, and the wiring that
+//! chooses adapters. `Application` is the one composition root, used by the binary and by the tests.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod telemetry;
+pub mod workers;
+
+pub use app::Application;
+pub use config::{Config, Settings};

@@ -1,0 +1,63 @@
+//! The `chat4all` command line.
+
+use anyhow::Context;
+use chat4all_server::{Application, Config, Settings, telemetry};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "chat4all", version, about = "One HTTP API in front of many messaging channels")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every role in one process on embedded storage in the data directory.
+    Serve {
+        /// TOML file with settings (keys are the flag names); flags and CHAT4ALL_* variables override it.
+        #[arg(long, env = "CHAT4ALL_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        settings: Settings,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, settings } => {
+            let file = config.as_deref().map(Settings::from_file).transpose()?.unwrap_or_default();
+            let config = Config::resolve(settings.over(file))?;
+            telemetry::init_logging(config.log_format);
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+            runtime.block_on(async {
+                let app = Application::build(config).await?;
+                app.run_until(shutdown_signal()).await
+            })
+        }
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}

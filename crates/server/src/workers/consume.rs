@@ -1,0 +1,107 @@
+//! The consume loop every worker shares: poll a partition, process the batch, commit only once the work is
+//! durable, retry the same batch (with backoff) while processing fails.
+
+use chat4all_core::ServiceError;
+use chat4all_core::ports::{EventLog, PartitionConsumer, Record};
+use futures::future::BoxFuture;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Most records handled in one batch.
+const BATCH: usize = 512;
+/// How long an idle poll waits before checking for shutdown again.
+const IDLE_WAIT: Duration = Duration::from_millis(500);
+
+/// Processes one batch; must only return `Ok` once its effects are durable.
+pub type BatchHandler = Arc<dyn Fn(Vec<Record>) -> BoxFuture<'static, Result<(), ServiceError>> + Send + Sync>;
+
+/// The running consumers, stopped together.
+pub struct Workers {
+    tasks: JoinSet<()>,
+    stop: CancellationToken,
+}
+
+impl Workers {
+    /// No workers yet.
+    pub fn new() -> Self {
+        Self { tasks: JoinSet::new(), stop: CancellationToken::new() }
+    }
+
+    /// Starts one consumer per partition of `topic` for `group`, each handing batches to `handler`.
+    pub async fn consume_all(&mut self, log: &Arc<dyn EventLog>, group: &str, topic: &str, handler: BatchHandler) -> anyhow::Result<()> {
+        for partition in 0..log.partition_count() {
+            let consumer = log.consumer(group, topic, partition).await?;
+            let (handler, stop, name) = (handler.clone(), self.stop.clone(), format!("{group}/{topic}/{partition}"));
+            self.tasks.spawn(run(consumer, handler, stop, name));
+        }
+        Ok(())
+    }
+
+    /// Asks every consumer to stop after its current batch and waits for them (their last commits included).
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+async fn run(mut consumer: Box<dyn PartitionConsumer>, handler: BatchHandler, stop: CancellationToken, name: String) {
+    tracing::debug!(consumer = name, "consumer started");
+    while !stop.is_cancelled() {
+        let batch = tokio::select! {
+            _ = stop.cancelled() => break,
+            polled = consumer.poll(BATCH, IDLE_WAIT) => polled,
+        };
+        let records = match batch {
+            Ok(records) if records.is_empty() => continue,
+            Ok(records) => records,
+            Err(e) => {
+                tracing::error!(consumer = name, error = %e, "poll failed; retrying");
+                if pause(&stop, Duration::from_secs(1)).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        let next_offset = records.last().map_or(0, |r| r.offset + 1);
+        if !process(&handler, records, &stop, &name).await {
+            break; // Shutting down mid-retry: not committed, so the batch is replayed on restart.
+        }
+        if let Err(e) = consumer.commit(next_offset).await {
+            tracing::error!(consumer = name, error = %e, "commit failed; the batch will be replayed");
+        }
+    }
+    tracing::debug!(consumer = name, "consumer stopped");
+}
+
+/// Runs the handler until it succeeds; false when shutdown interrupted the retries.
+async fn process(handler: &BatchHandler, records: Vec<Record>, stop: &CancellationToken, name: &str) -> bool {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match handler(records.clone()).await {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::error!(consumer = name, error = %e, retry_in_ms = backoff.as_millis() as u64, "batch failed; retrying");
+                if pause(stop, backoff).await {
+                    return false;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Sleeps for `duration`; true when shutdown came first.
+async fn pause(stop: &CancellationToken, duration: Duration) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => true,
+        _ = tokio::time::sleep(duration) => false,
+    }
+}
