@@ -1,0 +1,129 @@
+//! Starts the real server on port 0 with a temporary data directory, and talks HTTP to it.
+#![allow(dead_code, missing_docs)]
+
+use chat4all_connectors::simulated::{LatencyRange, SimulationSettings};
+use chat4all_server::{Application, Config};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A configuration whose simulated channels answer in a few milliseconds.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut config = Config::for_data_dir(data_dir);
+    let fast = SimulationSettings::new(LatencyRange { min_ms: 1, max_ms: 5 }, 0.0).unwrap();
+    config.whatsapp = fast;
+    config.instagram = fast;
+    config.jwt_secret = Some("test-secret-test-secret-test-secret!".into());
+    config
+}
+
+pub async fn spawn_app(data_dir: &Path) -> TestApp {
+    spawn_with(test_config(data_dir)).await
+}
+
+pub async fn spawn_with(config: Config) -> TestApp {
+    let app = Application::build(config).await.expect("the app builds");
+    let addr = app.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    TestApp { addr, client: reqwest::Client::new(), stop: Some(stop), task: Some(task) }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub text: String,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Graceful shutdown, as on SIGTERM; fails the test if it is not clean.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), task).await.expect("shutdown within 10 s").unwrap().unwrap();
+    }
+
+    pub async fn request(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<&str>, headers: &[(&str, &str)]) -> Reply {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_owned());
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        Reply { status, text: response.text().await.unwrap(), headers }
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+        self.request(reqwest::Method::POST, path, token, Some(&body.to_string()), &[]).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.request(reqwest::Method::GET, path, Some(token), None, &[]).await
+    }
+
+    /// Registers `name` and logs in: (user_id, token).
+    pub async fn user(&self, name: &str) -> (String, String) {
+        let password = format!("{name}-password");
+        let created = self.post("/auth/register", None, &json!({"username": name, "password": password})).await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        let token = self.post("/auth/token", None, &json!({"username": name, "password": password})).await;
+        assert_eq!(token.status, 200, "{}", token.text);
+        let token = token.json();
+        (token["user_id"].as_str().unwrap().to_owned(), token["access_token"].as_str().unwrap().to_owned())
+    }
+
+    pub async fn send(&self, token: &str, body: Value) -> Reply {
+        self.post("/v1/messages", Some(token), &body).await
+    }
+
+    pub async fn history(&self, token: &str, conversation: &str, query: &str) -> Reply {
+        self.get(&format!("/v1/conversations/{conversation}/messages?{query}"), token).await
+    }
+
+    /// Polls `conversation`'s history until `done` holds for its messages, or fails after 10 s.
+    pub async fn wait_for_history(&self, token: &str, conversation: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let page = self.history(token, conversation, "limit=100").await.json();
+            let messages = page["messages"].as_array().cloned().unwrap_or_default();
+            if done(&messages) {
+                return messages;
+            }
+            assert!(Instant::now() < deadline, "history never reached the expected state: {messages:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+pub fn all_have_status(messages: &[Value], count: usize, status: &str) -> bool {
+    messages.len() == count && messages.iter().all(|m| m["status"] == status)
+}
