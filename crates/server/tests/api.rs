@@ -57,6 +57,7 @@ async fn messages_are_accepted_routed_and_listed_in_order() {
         let reply = app.send(&alice, json!({"conversation_id": "c1", "content": format!("message {i}")})).await;
         assert_eq!(reply.status, 202, "{}", reply.text);
     }
+    app.wait_for_page(&bob, "c1", "order=desc&limit=1", |m| m.len() == 1 && m[0]["seq"] == 200 && m[0]["status"] == "DELIVERED").await;
     let messages = app.wait_for_history(&bob, "c1", |m| all_have_status(m, 100, "DELIVERED")).await;
     assert_eq!(messages[0]["content"], "hello");
     assert_eq!(messages[0]["recipient_id"], bob_id.as_str());

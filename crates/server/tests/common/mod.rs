@@ -109,11 +109,16 @@ impl TestApp {
         self.get(&format!("/v1/conversations/{conversation}/messages?{query}"), token).await
     }
 
-    /// Polls `conversation`'s history until `done` holds for its messages, or fails after 10 s.
+    /// Polls `conversation`'s first 100 messages until `done` holds for them, or fails after 10 s.
     pub async fn wait_for_history(&self, token: &str, conversation: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        self.wait_for_page(token, conversation, "limit=100", done).await
+    }
+
+    /// Polls a page of `conversation`'s history (`query`) until `done` holds for it, or fails after 10 s.
+    pub async fn wait_for_page(&self, token: &str, conversation: &str, query: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let page = self.history(token, conversation, "limit=100").await.json();
+            let page = self.history(token, conversation, query).await.json();
             let messages = page["messages"].as_array().cloned().unwrap_or_default();
             if done(&messages) {
                 return messages;
