@@ -1,6 +1,8 @@
 //! Chat4All core: the domain model, the events that flow between roles, the ports (traits) that adapters
 //! implement, and the use cases built on them. Nothing here touches a socket, a file or a database driver.
 
+#[cfg(feature = "contract-tests")]
+pub mod contract;
 pub mod error;
 pub mod events;
 pub mod ids;

@@ -394,8 +394,9 @@ impl Store for SqliteStore {
         let id = id.clone();
         self.read(move |conn| {
             conn.prepare_cached(
-                "SELECT status, at, detail FROM status_history WHERE message_id = ?1 ORDER BY at,
-                 CASE status WHEN 'SENT' THEN 0 WHEN 'PENDING' THEN 1 WHEN 'DELIVERED' THEN 2 WHEN 'READ' THEN 3 ELSE 4 END",
+                // Statuses only move forward, so their rank orders them even when clocks of two processes differ.
+                "SELECT status, at, detail FROM status_history WHERE message_id = ?1 ORDER BY
+                 CASE status WHEN 'SENT' THEN 0 WHEN 'PENDING' THEN 1 WHEN 'DELIVERED' THEN 2 WHEN 'READ' THEN 3 ELSE 4 END, at",
             )?
                 .query_map([id.as_str()], |row| Ok(StatusChange { status: status_column(row, 0)?, at: row.get(1)?, detail: row.get(2)? }))?
                 .collect()
