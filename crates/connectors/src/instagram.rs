@@ -5,7 +5,10 @@ use crate::simulated::{LatencyRange, SimulatedChannel, SimulationSettings};
 /// Channel name, the `recipient_id` prefix.
 pub const NAME: &str = "instagram";
 /// Default answer time.
-pub const DEFAULT_LATENCY: LatencyRange = LatencyRange { min_ms: 300, max_ms: 700 };
+pub const DEFAULT_LATENCY: LatencyRange = LatencyRange {
+    min_ms: 300,
+    max_ms: 700,
+};
 
 /// The Instagram channel with `settings`.
 pub fn channel(settings: SimulationSettings) -> SimulatedChannel {

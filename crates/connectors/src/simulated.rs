@@ -33,9 +33,14 @@ pub struct LatencyRange {
 impl FromStr for LatencyRange {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("latency {s:?} must be milliseconds as MIN-MAX (such as 200-500) or one number");
+        let bad = || {
+            format!("latency {s:?} must be milliseconds as MIN-MAX (such as 200-500) or one number")
+        };
         let (min, max) = s.split_once('-').unwrap_or((s, s));
-        let (min_ms, max_ms) = (min.trim().parse().map_err(|_| bad())?, max.trim().parse().map_err(|_| bad())?);
+        let (min_ms, max_ms) = (
+            min.trim().parse().map_err(|_| bad())?,
+            max.trim().parse().map_err(|_| bad())?,
+        );
         if min_ms > max_ms || max_ms > 600_000 {
             return Err(bad());
         }
@@ -60,7 +65,9 @@ impl SimulationSettings {
     /// Settings from a latency range and a failure rate; the rate must lie in 0.0–1.0.
     pub fn new(latency: LatencyRange, failure_rate: f64) -> Result<Self, String> {
         if !(0.0..=1.0).contains(&failure_rate) {
-            return Err(format!("failure rate {failure_rate} must be between 0 and 1"));
+            return Err(format!(
+                "failure rate {failure_rate} must be between 0 and 1"
+            ));
         }
         Ok(Self {
             min_latency: Duration::from_millis(latency.min_ms),
@@ -80,12 +87,20 @@ pub struct SimulatedChannel {
 impl SimulatedChannel {
     /// A simulated channel called `name` whose receipts start with `id_prefix`.
     pub fn new(name: &'static str, id_prefix: &'static str, settings: SimulationSettings) -> Self {
-        Self { name, id_prefix, settings }
+        Self {
+            name,
+            id_prefix,
+            settings,
+        }
     }
 
     fn latency(&self) -> Duration {
         let (min, max) = (self.settings.min_latency, self.settings.max_latency);
-        if max <= min { min } else { rand::rng().random_range(min..=max) }
+        if max <= min {
+            min
+        } else {
+            rand::rng().random_range(min..=max)
+        }
     }
 }
 
@@ -98,9 +113,14 @@ impl Channel for SimulatedChannel {
     async fn send(&self, _message: &OutboundMessage) -> Result<ChannelReceipt, ChannelError> {
         tokio::time::sleep(self.latency()).await;
         if self.settings.failure_rate > 0.0 && rand::rng().random_bool(self.settings.failure_rate) {
-            return Err(ChannelError::Unavailable(format!("{} answered 503 (simulated failure)", self.name)));
+            return Err(ChannelError::Unavailable(format!(
+                "{} answered 503 (simulated failure)",
+                self.name
+            )));
         }
-        Ok(ChannelReceipt { channel_message_id: format!("{}{}", self.id_prefix, uuid::Uuid::now_v7().simple()) })
+        Ok(ChannelReceipt {
+            channel_message_id: format!("{}{}", self.id_prefix, uuid::Uuid::now_v7().simple()),
+        })
     }
 }
 
@@ -110,11 +130,32 @@ mod tests {
 
     #[test]
     fn latency_ranges_parse() {
-        assert_eq!("200-500".parse::<LatencyRange>().unwrap(), LatencyRange { min_ms: 200, max_ms: 500 });
-        assert_eq!("0".parse::<LatencyRange>().unwrap(), LatencyRange { min_ms: 0, max_ms: 0 });
+        assert_eq!(
+            "200-500".parse::<LatencyRange>().unwrap(),
+            LatencyRange {
+                min_ms: 200,
+                max_ms: 500
+            }
+        );
+        assert_eq!(
+            "0".parse::<LatencyRange>().unwrap(),
+            LatencyRange {
+                min_ms: 0,
+                max_ms: 0
+            }
+        );
         for bad in ["500-200", "x", "1-2-3", "-5", "1-999999999"] {
             assert!(bad.parse::<LatencyRange>().is_err(), "{bad:?} accepted");
         }
-        assert!(SimulationSettings::new(LatencyRange { min_ms: 0, max_ms: 0 }, 1.5).is_err());
+        assert!(
+            SimulationSettings::new(
+                LatencyRange {
+                    min_ms: 0,
+                    max_ms: 0
+                },
+                1.5
+            )
+            .is_err()
+        );
     }
 }

@@ -152,7 +152,10 @@ pub fn encode<E: Event>(event: &E, correlation_id: &CorrelationId) -> OutgoingRe
     OutgoingRecord {
         key: event.key().to_owned(),
         headers: vec![
-            (HEADER_CORRELATION_ID.into(), correlation_id.as_str().to_owned()),
+            (
+                HEADER_CORRELATION_ID.into(),
+                correlation_id.as_str().to_owned(),
+            ),
             (HEADER_EVENT_TYPE.into(), E::TYPE.into()),
             (HEADER_SCHEMA_VERSION.into(), SCHEMA_VERSION.into()),
             (HEADER_PRODUCED_AT.into(), now_millis().to_string()),
@@ -165,7 +168,10 @@ pub fn encode<E: Event>(event: &E, correlation_id: &CorrelationId) -> OutgoingRe
 pub fn decode<E: Event>(record: &Record) -> Result<E, DecodeError> {
     let found = record.header(HEADER_EVENT_TYPE);
     if found != Some(E::TYPE) {
-        return Err(DecodeError::WrongType { expected: E::TYPE, found: found.map(str::to_owned) });
+        return Err(DecodeError::WrongType {
+            expected: E::TYPE,
+            found: found.map(str::to_owned),
+        });
     }
     serde_json::from_slice(&record.payload).map_err(|e| DecodeError::Payload(e.to_string()))
 }
@@ -180,7 +186,14 @@ mod tests {
     use super::*;
 
     fn as_record(out: OutgoingRecord) -> Record {
-        Record { partition: 0, offset: 7, key: out.key, headers: out.headers, payload: out.payload, timestamp: 0 }
+        Record {
+            partition: 0,
+            offset: 7,
+            key: out.key,
+            headers: out.headers,
+            payload: out.payload,
+            timestamp: 0,
+        }
     }
 
     fn update() -> StatusUpdate {
@@ -208,12 +221,21 @@ mod tests {
     fn refuses_wrong_type_and_garbage() {
         let cid = CorrelationId::parse("c").unwrap();
         let record = as_record(encode(&update(), &cid));
-        assert!(matches!(decode::<MessageAccepted>(&record), Err(DecodeError::WrongType { .. })));
+        assert!(matches!(
+            decode::<MessageAccepted>(&record),
+            Err(DecodeError::WrongType { .. })
+        ));
         let mut garbage = record.clone();
         garbage.payload = b"{not json".to_vec();
-        assert!(matches!(decode::<StatusUpdate>(&garbage), Err(DecodeError::Payload(_))));
+        assert!(matches!(
+            decode::<StatusUpdate>(&garbage),
+            Err(DecodeError::Payload(_))
+        ));
         let mut invalid_id = record;
         invalid_id.payload = br#"{"message_id":"a b","status":"SENT","at":1}"#.to_vec();
-        assert!(matches!(decode::<StatusUpdate>(&invalid_id), Err(DecodeError::Payload(_))));
+        assert!(matches!(
+            decode::<StatusUpdate>(&invalid_id),
+            Err(DecodeError::Payload(_))
+        ));
     }
 }

@@ -53,13 +53,20 @@ macro_rules! validated_string {
     };
 }
 
-fn token_chars(value: &str, field: &str, max: usize, allowed: fn(char) -> bool) -> Result<(), String> {
+fn token_chars(
+    value: &str,
+    field: &str,
+    max: usize,
+    allowed: fn(char) -> bool,
+) -> Result<(), String> {
     let len = value.chars().count();
     if len == 0 || len > max {
         return Err(format!("{field} must be 1-{max} characters"));
     }
     if !value.chars().all(allowed) {
-        return Err(format!("{field} contains a character outside the allowed set"));
+        return Err(format!(
+            "{field} contains a character outside the allowed set"
+        ));
     }
     Ok(())
 }
@@ -148,7 +155,9 @@ impl ConversationId {
 impl CorrelationId {
     /// Keeps the client's id when it is a sane token, otherwise makes a new one.
     pub fn from_header_or_new(header: Option<&str>) -> Self {
-        header.and_then(|h| Self::parse(h).ok()).unwrap_or_else(|| Self(uuid::Uuid::now_v7().simple().to_string()))
+        header
+            .and_then(|h| Self::parse(h).ok())
+            .unwrap_or_else(|| Self(uuid::Uuid::now_v7().simple().to_string()))
     }
 }
 
@@ -212,7 +221,10 @@ mod tests {
         assert!(Password::parse("1234567").is_err());
         assert!(Password::parse("12345678").is_ok());
         assert!(Password::parse("p".repeat(129)).is_err());
-        assert_eq!(format!("{:?}", Password::unchecked("secret")), "Password(***)");
+        assert_eq!(
+            format!("{:?}", Password::unchecked("secret")),
+            "Password(***)"
+        );
     }
 
     #[test]
@@ -225,7 +237,10 @@ mod tests {
 
     #[test]
     fn correlation_ids_are_kept_only_when_sane() {
-        assert_eq!(CorrelationId::from_header_or_new(Some("req-1.a_b")).as_str(), "req-1.a_b");
+        assert_eq!(
+            CorrelationId::from_header_or_new(Some("req-1.a_b")).as_str(),
+            "req-1.a_b"
+        );
         let replaced = CorrelationId::from_header_or_new(Some("bad id\n"));
         assert_ne!(replaced.as_str(), "bad id\n");
         assert!(CorrelationId::parse(replaced.as_str()).is_ok());

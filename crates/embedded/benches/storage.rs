@@ -12,8 +12,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 fn main() {
-    let seconds = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let seconds = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let run_for = Duration::from_secs(seconds);
         println!("storage benchmark, {} cores, {seconds} s per case", std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -30,7 +36,8 @@ fn main() {
 
 async fn durable_appends(appenders: usize, run_for: Duration) -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(SqliteLog::open(&dir.path().join("events.db"), LogOptions::default()).unwrap());
+    let log =
+        Arc::new(SqliteLog::open(&dir.path().join("events.db"), LogOptions::default()).unwrap());
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + run_for;
@@ -64,7 +71,9 @@ async fn message_inserts(batch: usize, run_for: Duration) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
     let sender = UserId::generate();
-    let conversations: Vec<ConversationId> = (0..100).map(|i| ConversationId::parse(format!("bench-{i}")).unwrap()).collect();
+    let conversations: Vec<ConversationId> = (0..100)
+        .map(|i| ConversationId::parse(format!("bench-{i}")).unwrap())
+        .collect();
     let started = Instant::now();
     let mut inserted = 0usize;
     while started.elapsed() < run_for {

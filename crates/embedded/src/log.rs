@@ -9,7 +9,9 @@
 
 use crate::sqlite::{self, Readers, lock};
 use async_trait::async_trait;
-use chat4all_core::ports::{EventLog, LogError, OutgoingRecord, PartitionConsumer, Record, RecordPosition, partition_for};
+use chat4all_core::ports::{
+    EventLog, LogError, OutgoingRecord, PartitionConsumer, Record, RecordPosition, partition_for,
+};
 use chat4all_core::time::now_millis;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
@@ -73,7 +75,12 @@ struct Shared {
 
 impl Shared {
     fn topic(&self, name: &str) -> Arc<TopicState> {
-        if let Some(state) = self.topics.read().unwrap_or_else(|p| p.into_inner()).get(name) {
+        if let Some(state) = self
+            .topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
             return state.clone();
         }
         let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
@@ -89,13 +96,26 @@ impl Shared {
     }
 
     fn committed(&self, group: &str, topic: &str, partition: u32) -> u64 {
-        lock(&self.committed).get(&(group.to_owned(), topic.to_owned(), partition)).copied().unwrap_or(0)
+        lock(&self.committed)
+            .get(&(group.to_owned(), topic.to_owned(), partition))
+            .copied()
+            .unwrap_or(0)
     }
 }
 
 enum Request {
-    Append { topic: String, records: Vec<OutgoingRecord>, reply: oneshot::Sender<Result<Vec<RecordPosition>, LogError>> },
-    Commit { group: String, topic: String, partition: u32, next_offset: u64, reply: oneshot::Sender<Result<(), LogError>> },
+    Append {
+        topic: String,
+        records: Vec<OutgoingRecord>,
+        reply: oneshot::Sender<Result<Vec<RecordPosition>, LogError>>,
+    },
+    Commit {
+        group: String,
+        topic: String,
+        partition: u32,
+        next_offset: u64,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
     Shutdown,
 }
 
@@ -123,7 +143,11 @@ impl SqliteLog {
         let conn = sqlite::open(path).map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
         let partitions = stored_partitions(&conn, options.partitions)?;
-        let shared = Arc::new(Shared { partitions, topics: RwLock::default(), committed: Mutex::default() });
+        let shared = Arc::new(Shared {
+            partitions,
+            topics: RwLock::default(),
+            committed: Mutex::default(),
+        });
         load_positions(&conn, &shared).map_err(backend)?;
         let (requests, receiver) = mpsc::unbounded_channel();
         let writer_shared = shared.clone();
@@ -131,7 +155,12 @@ impl SqliteLog {
             .name("event-log-writer".into())
             .spawn(move || run_writer(conn, receiver, writer_shared, options))
             .map_err(|e| LogError::Backend(format!("cannot start the log writer: {e}")))?;
-        Ok(Self { shared, readers: Readers::new(path), requests, writer: Mutex::new(Some(writer)) })
+        Ok(Self {
+            shared,
+            readers: Readers::new(path),
+            requests,
+            writer: Mutex::new(Some(writer)),
+        })
     }
 
     /// Finishes every request already made, then stops the writer; later calls fail with `Closed`.
@@ -160,18 +189,34 @@ impl EventLog for SqliteLog {
         self.shared.partitions
     }
 
-    async fn append_batch(&self, topic: &str, records: Vec<OutgoingRecord>) -> Result<Vec<RecordPosition>, LogError> {
+    async fn append_batch(
+        &self,
+        topic: &str,
+        records: Vec<OutgoingRecord>,
+    ) -> Result<Vec<RecordPosition>, LogError> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
         let (reply, answer) = oneshot::channel();
-        self.send(Request::Append { topic: topic.to_owned(), records, reply })?;
+        self.send(Request::Append {
+            topic: topic.to_owned(),
+            records,
+            reply,
+        })?;
         answer.await.map_err(|_| LogError::Closed)?
     }
 
-    async fn consumer(&self, group: &str, topic: &str, partition: u32) -> Result<Box<dyn PartitionConsumer>, LogError> {
+    async fn consumer(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Box<dyn PartitionConsumer>, LogError> {
         if partition >= self.shared.partitions {
-            return Err(LogError::Invalid(format!("partition {partition} does not exist (the log has {})", self.shared.partitions)));
+            return Err(LogError::Invalid(format!(
+                "partition {partition} does not exist (the log has {})",
+                self.shared.partitions
+            )));
         }
         Ok(Box::new(SqliteConsumer {
             group: group.to_owned(),
@@ -187,7 +232,11 @@ impl EventLog for SqliteLog {
     async fn lag(&self, group: &str, topic: &str) -> Result<Vec<u64>, LogError> {
         let state = self.shared.topic(topic);
         Ok((0..self.shared.partitions)
-            .map(|p| state.ends[p as usize].load(Ordering::Acquire).saturating_sub(self.shared.committed(group, topic, p)))
+            .map(|p| {
+                state.ends[p as usize]
+                    .load(Ordering::Acquire)
+                    .saturating_sub(self.shared.committed(group, topic, p))
+            })
             .collect())
     }
 
@@ -195,7 +244,10 @@ impl EventLog for SqliteLog {
         if self.requests.is_closed() {
             return Err(LogError::Closed);
         }
-        self.readers.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))).await.map_err(backend)
+        self.readers
+            .read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+            .await
+            .map_err(backend)
     }
 }
 
@@ -226,7 +278,11 @@ impl PartitionConsumer for SqliteConsumer {
             if self.position < end {
                 let (topic, partition, from) = (self.topic.clone(), self.partition, self.position);
                 let limit = max.clamp(1, 10_000) as i64;
-                let records = self.readers.read(move |conn| read_records(conn, &topic, partition, from, end, limit)).await.map_err(backend)?;
+                let records = self
+                    .readers
+                    .read(move |conn| read_records(conn, &topic, partition, from, end, limit))
+                    .await
+                    .map_err(backend)?;
                 self.position = records.last().map_or(end, |r| r.offset + 1);
                 return Ok(records);
             }
@@ -250,46 +306,78 @@ impl PartitionConsumer for SqliteConsumer {
     }
 }
 
-fn read_records(conn: &Connection, topic: &str, partition: u32, from: u64, end: u64, limit: i64) -> rusqlite::Result<Vec<Record>> {
+fn read_records(
+    conn: &Connection,
+    topic: &str,
+    partition: u32,
+    from: u64,
+    end: u64,
+    limit: i64,
+) -> rusqlite::Result<Vec<Record>> {
     let mut stmt = conn.prepare_cached(
         "SELECT offset, key, headers, payload, ts FROM records
          WHERE topic = ?1 AND partition = ?2 AND offset >= ?3 AND offset < ?4 ORDER BY offset LIMIT ?5",
     )?;
-    let rows = stmt.query_map(params![topic, partition, from as i64, end as i64, limit], |row| {
-        let headers: String = row.get(2)?;
-        Ok(Record {
-            partition,
-            offset: row.get::<_, i64>(0)? as u64,
-            key: row.get(1)?,
-            headers: serde_json::from_str(&headers).unwrap_or_default(),
-            payload: row.get(3)?,
-            timestamp: row.get(4)?,
-        })
-    })?;
+    let rows = stmt.query_map(
+        params![topic, partition, from as i64, end as i64, limit],
+        |row| {
+            let headers: String = row.get(2)?;
+            Ok(Record {
+                partition,
+                offset: row.get::<_, i64>(0)? as u64,
+                key: row.get(1)?,
+                headers: serde_json::from_str(&headers).unwrap_or_default(),
+                payload: row.get(3)?,
+                timestamp: row.get(4)?,
+            })
+        },
+    )?;
     rows.collect()
 }
 
 fn stored_partitions(conn: &Connection, requested: u32) -> Result<u32, LogError> {
-    let stored: Option<String> =
-        conn.query_row("SELECT value FROM meta WHERE name = 'partitions'", [], |r| r.get(0)).optional().map_err(backend)?;
+    let stored: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE name = 'partitions'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
     match stored.map(|v| v.parse::<u32>()) {
         Some(Ok(n)) if n == requested => Ok(n),
         Some(Ok(n)) => Err(LogError::Invalid(format!(
             "this data directory's event log was created with {n} partitions; it cannot be opened with {requested} \
              (changing the count would break per-conversation order)"
         ))),
-        Some(Err(_)) => Err(LogError::Backend("the event log's partition count is corrupt".into())),
-        None if requested == 0 || requested > 1024 => Err(LogError::Invalid("partitions must be between 1 and 1024".into())),
+        Some(Err(_)) => Err(LogError::Backend(
+            "the event log's partition count is corrupt".into(),
+        )),
+        None if requested == 0 || requested > 1024 => Err(LogError::Invalid(
+            "partitions must be between 1 and 1024".into(),
+        )),
         None => {
-            conn.execute("INSERT INTO meta (name, value) VALUES ('partitions', ?1)", [requested.to_string()]).map_err(backend)?;
+            conn.execute(
+                "INSERT INTO meta (name, value) VALUES ('partitions', ?1)",
+                [requested.to_string()],
+            )
+            .map_err(backend)?;
             Ok(requested)
         }
     }
 }
 
 fn load_positions(conn: &Connection, shared: &Shared) -> rusqlite::Result<()> {
-    let mut ends = conn.prepare("SELECT topic, partition, MAX(offset) + 1 FROM records GROUP BY topic, partition")?;
-    for row in ends.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, i64>(2)?)))? {
+    let mut ends = conn.prepare(
+        "SELECT topic, partition, MAX(offset) + 1 FROM records GROUP BY topic, partition",
+    )?;
+    for row in ends.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, u32>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })? {
         let (topic, partition, end) = row?;
         if partition < shared.partitions {
             shared.topic(&topic).ends[partition as usize].store(end as u64, Ordering::Release);
@@ -297,7 +385,14 @@ fn load_positions(conn: &Connection, shared: &Shared) -> rusqlite::Result<()> {
     }
     let mut offsets = conn.prepare("SELECT grp, topic, partition, next_offset FROM offsets")?;
     let mut committed = lock(&shared.committed);
-    for row in offsets.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, u32>(2)?, r.get::<_, i64>(3)?)))? {
+    for row in offsets.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get::<_, u32>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })? {
         let (group, topic, partition, next) = row?;
         committed.insert((group, topic, partition), next as u64);
     }
@@ -305,11 +400,18 @@ fn load_positions(conn: &Connection, shared: &Shared) -> rusqlite::Result<()> {
 }
 
 /// The writer thread: drains requests into one transaction each round, fsyncs once, then answers them all.
-fn run_writer(mut conn: Connection, mut requests: mpsc::UnboundedReceiver<Request>, shared: Arc<Shared>, options: LogOptions) {
+fn run_writer(
+    mut conn: Connection,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+    shared: Arc<Shared>,
+    options: LogOptions,
+) {
     let mut last_reclaim = Instant::now();
     let mut shutting_down = false;
     while !shutting_down {
-        let Some(first) = requests.blocking_recv() else { break };
+        let Some(first) = requests.blocking_recv() else {
+            break;
+        };
         let mut weight = first.weight();
         let mut batch = vec![first];
         while weight < options.max_batch_records {
@@ -353,7 +455,10 @@ fn fail(request: Request, error: impl Fn() -> LogError) {
 
 /// A successful write, answered once the transaction is durable.
 enum Done {
-    Appended(oneshot::Sender<Result<Vec<RecordPosition>, LogError>>, Vec<RecordPosition>),
+    Appended(
+        oneshot::Sender<Result<Vec<RecordPosition>, LogError>>,
+        Vec<RecordPosition>,
+    ),
     Committed(oneshot::Sender<Result<(), LogError>>),
 }
 
@@ -378,24 +483,47 @@ fn write_batch(conn: &mut Connection, batch: Vec<Request>, shared: &Shared) {
             let now = now_millis();
             for request in batch {
                 match request {
-                    Request::Append { topic, records, reply } => {
+                    Request::Append {
+                        topic,
+                        records,
+                        reply,
+                    } => {
                         let (_, topic_ends) = ends.entry(topic.clone()).or_insert_with(|| {
                             let state = shared.topic(&topic);
-                            let current = state.ends.iter().map(|e| e.load(Ordering::Acquire)).collect();
+                            let current = state
+                                .ends
+                                .iter()
+                                .map(|e| e.load(Ordering::Acquire))
+                                .collect();
                             (state, current)
                         });
                         let mut positions = Vec::with_capacity(records.len());
                         for record in records {
                             let partition = partition_for(&record.key, shared.partitions);
                             let offset = topic_ends[partition as usize];
-                            let headers = serde_json::to_string(&record.headers).unwrap_or_else(|_| "[]".into());
-                            insert.execute(params![topic, partition, offset as i64, record.key, headers, record.payload, now])?;
+                            let headers = serde_json::to_string(&record.headers)
+                                .unwrap_or_else(|_| "[]".into());
+                            insert.execute(params![
+                                topic,
+                                partition,
+                                offset as i64,
+                                record.key,
+                                headers,
+                                record.payload,
+                                now
+                            ])?;
                             topic_ends[partition as usize] = offset + 1;
                             positions.push(RecordPosition { partition, offset });
                         }
                         done.push(Done::Appended(reply, positions));
                     }
-                    Request::Commit { group, topic, partition, next_offset, reply } => {
+                    Request::Commit {
+                        group,
+                        topic,
+                        partition,
+                        next_offset,
+                        reply,
+                    } => {
                         if partition >= shared.partitions {
                             rejected.push((reply, format!("partition {partition} does not exist")));
                             continue;
@@ -447,23 +575,37 @@ fn reclaim(conn: &mut Connection, shared: &Shared, retention: Duration) -> rusql
     let expired_before = now_millis() - retention.as_millis() as i64;
     let mut low_water: HashMap<(String, u32), u64> = HashMap::new();
     for ((_, topic, partition), next) in lock(&shared.committed).iter() {
-        let entry = low_water.entry((topic.clone(), *partition)).or_insert(u64::MAX);
+        let entry = low_water
+            .entry((topic.clone(), *partition))
+            .or_insert(u64::MAX);
         *entry = (*entry).min(*next);
     }
-    let topics: Vec<(String, Arc<TopicState>)> =
-        shared.topics.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let topics: Vec<(String, Arc<TopicState>)> = shared
+        .topics
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let tx = conn.transaction()?;
-    let mut consumed = tx.prepare_cached("DELETE FROM records WHERE topic = ?1 AND partition = ?2 AND offset < ?3")?;
-    let mut expired =
-        tx.prepare_cached("DELETE FROM records WHERE topic = ?1 AND partition = ?2 AND offset < ?3 AND ts < ?4")?;
+    let mut consumed = tx.prepare_cached(
+        "DELETE FROM records WHERE topic = ?1 AND partition = ?2 AND offset < ?3",
+    )?;
+    let mut expired = tx.prepare_cached(
+        "DELETE FROM records WHERE topic = ?1 AND partition = ?2 AND offset < ?3 AND ts < ?4",
+    )?;
     let mut deleted = 0;
     for (topic, state) in topics {
         for partition in 0..shared.partitions {
-            let keep_from = state.ends[partition as usize].load(Ordering::Acquire).saturating_sub(1);
+            let keep_from = state.ends[partition as usize]
+                .load(Ordering::Acquire)
+                .saturating_sub(1);
             if let Some(&committed) = low_water.get(&(topic.clone(), partition)) {
-                deleted += consumed.execute(params![topic, partition, committed.min(keep_from) as i64])?;
+                deleted +=
+                    consumed.execute(params![topic, partition, committed.min(keep_from) as i64])?;
             }
-            deleted += expired.execute(params![topic, partition, keep_from as i64, expired_before])?;
+            deleted +=
+                expired.execute(params![topic, partition, keep_from as i64, expired_before])?;
         }
     }
     drop((consumed, expired));

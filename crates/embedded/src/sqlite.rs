@@ -28,7 +28,10 @@ const MAX_IDLE_READERS: usize = 8;
 impl Readers {
     /// Readers of `path` (opened on demand).
     pub(crate) fn new(path: &Path) -> Arc<Self> {
-        Arc::new(Self { path: path.to_owned(), idle: Mutex::new(Vec::new()) })
+        Arc::new(Self {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+        })
     }
 
     /// Runs `work` on a pooled reader connection.
@@ -78,11 +81,17 @@ impl Writer {
 /// Locks a mutex, carrying on after a panic elsewhere (the connection itself stays consistent: SQLite rolls back
 /// an unfinished transaction).
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> rusqlite::Result<T> + Send + 'static) -> rusqlite::Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|e| Err(rusqlite::Error::ToSqlConversionFailure(format!("database task failed: {e}").into())))
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> rusqlite::Result<T> + Send + 'static,
+) -> rusqlite::Result<T> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(rusqlite::Error::ToSqlConversionFailure(
+            format!("database task failed: {e}").into(),
+        ))
+    })
 }

@@ -6,9 +6,12 @@
 use crate::sqlite::{self, Readers, Writer};
 use async_trait::async_trait;
 use chat4all_core::events::{MessageAccepted, StatusUpdate};
-use chat4all_core::ids::{ConversationId, Email, IdempotencyKey, InvalidValue, MessageId, UserId, Username};
+use chat4all_core::ids::{
+    ConversationId, Email, IdempotencyKey, InvalidValue, MessageId, UserId, Username,
+};
 use chat4all_core::model::{
-    Conversation, ConversationKind, HistoryPage, HistoryQuery, Message, StatusChange, Transition, User, UserCredentials,
+    Conversation, ConversationKind, HistoryPage, HistoryQuery, Message, StatusChange, Transition,
+    User, UserCredentials,
 };
 use chat4all_core::ports::{IdempotentRequest, Store, StoreError};
 use chat4all_core::status::MessageStatus;
@@ -20,8 +23,7 @@ use std::sync::Arc;
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
 
-const MESSAGE_COLUMNS: &str =
-    "message_id, conversation_id, seq, sender_id, recipient_id, content, status, timestamp, delivered_at, read_at, failure_reason";
+const MESSAGE_COLUMNS: &str = "message_id, conversation_id, seq, sender_id, recipient_id, content, status, timestamp, delivered_at, read_at, failure_reason";
 
 /// SQLite implementation of the store port.
 pub struct SqliteStore {
@@ -35,7 +37,10 @@ impl SqliteStore {
         let mut conn = sqlite::open(path).map_err(backend)?;
         migrate(&mut conn)?;
         drop(conn);
-        Ok(Self { writer: Writer::open(path).map_err(backend)?, readers: Readers::new(path) })
+        Ok(Self {
+            writer: Writer::open(path).map_err(backend)?,
+            readers: Readers::new(path),
+        })
     }
 
     async fn read<T: Send + 'static>(
@@ -54,7 +59,9 @@ impl SqliteStore {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let applied = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0)).map_err(backend)? as usize;
+    let applied = conn
+        .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+        .map_err(backend)? as usize;
     if applied > MIGRATIONS.len() {
         return Err(StoreError::Backend(format!(
             "the store's schema is version {applied}, newer than this build knows ({}); upgrade chat4all",
@@ -64,7 +71,8 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     for (version, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         let tx = conn.transaction().map_err(backend)?;
         tx.execute_batch(sql).map_err(backend)?;
-        tx.pragma_update(None, "user_version", (version + 1) as i64).map_err(backend)?;
+        tx.pragma_update(None, "user_version", (version + 1) as i64)
+            .map_err(backend)?;
         tx.commit().map_err(backend)?;
         tracing::info!(version = version + 1, "store migration applied");
     }
@@ -73,7 +81,9 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 
 fn backend(e: rusqlite::Error) -> StoreError {
     match e {
-        rusqlite::Error::SqliteFailure(code, _) if code.code == rusqlite::ErrorCode::DatabaseBusy => {
+        rusqlite::Error::SqliteFailure(code, _)
+            if code.code == rusqlite::ErrorCode::DatabaseBusy =>
+        {
             StoreError::Unavailable(e.to_string())
         }
         other => StoreError::Backend(other.to_string()),
@@ -81,14 +91,21 @@ fn backend(e: rusqlite::Error) -> StoreError {
 }
 
 /// Reads a validated id column.
-fn parsed<T: TryFrom<String, Error = InvalidValue>>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
+fn parsed<T: TryFrom<String, Error = InvalidValue>>(
+    row: &Row<'_>,
+    index: usize,
+) -> rusqlite::Result<T> {
     let raw: String = row.get(index)?;
-    T::try_from(raw).map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e)))
+    T::try_from(raw).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 fn status_column(row: &Row<'_>, index: usize) -> rusqlite::Result<MessageStatus> {
     let raw: String = row.get(index)?;
-    raw.parse().map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, e.into()))
+    raw.parse().map_err(|e: String| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, e.into())
+    })
 }
 
 fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
@@ -120,9 +137,11 @@ fn user_row(row: &Row<'_>) -> rusqlite::Result<User> {
 }
 
 fn find_message(conn: &Connection, id: &str) -> rusqlite::Result<Option<Message>> {
-    conn.prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = ?1"))?
-        .query_row([id], message_row)
-        .optional()
+    conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = ?1"
+    ))?
+    .query_row([id], message_row)
+    .optional()
 }
 
 fn load_conversation(conn: &Connection, id: &str) -> rusqlite::Result<Option<Conversation>> {
@@ -140,13 +159,23 @@ fn load_conversation(conn: &Connection, id: &str) -> rusqlite::Result<Option<Con
             })
         })
         .optional()?;
-    let Some(mut conversation) = head else { return Ok(None) };
-    let mut members = conn.prepare_cached("SELECT user_id FROM members WHERE conversation_id = ?1 ORDER BY joined_at, user_id")?;
-    conversation.members = members.query_map([id], |row| parsed(row, 0))?.collect::<rusqlite::Result<_>>()?;
+    let Some(mut conversation) = head else {
+        return Ok(None);
+    };
+    let mut members = conn.prepare_cached(
+        "SELECT user_id FROM members WHERE conversation_id = ?1 ORDER BY joined_at, user_id",
+    )?;
+    conversation.members = members
+        .query_map([id], |row| parsed(row, 0))?
+        .collect::<rusqlite::Result<_>>()?;
     Ok(Some(conversation))
 }
 
-fn insert_conversation_rows(conn: &Connection, conversation: &Conversation, last_seq: u64) -> rusqlite::Result<()> {
+fn insert_conversation_rows(
+    conn: &Connection,
+    conversation: &Conversation,
+    last_seq: u64,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO conversations (conversation_id, kind, name, created_by, created_at, last_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
@@ -158,9 +187,15 @@ fn insert_conversation_rows(conn: &Connection, conversation: &Conversation, last
         conversation.created_at,
         last_seq as i64
     ])?;
-    let mut member = conn.prepare_cached("INSERT INTO members (conversation_id, user_id, joined_at) VALUES (?1, ?2, ?3)")?;
+    let mut member = conn.prepare_cached(
+        "INSERT INTO members (conversation_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
+    )?;
     for user in &conversation.members {
-        member.execute(params![conversation.conversation_id.as_str(), user.as_str(), conversation.created_at])?;
+        member.execute(params![
+            conversation.conversation_id.as_str(),
+            user.as_str(),
+            conversation.created_at
+        ])?;
     }
     Ok(())
 }
@@ -203,8 +238,10 @@ fn record_message(conn: &Connection, accepted: &MessageAccepted) -> rusqlite::Re
         accepted.content,
         accepted.timestamp
     ])?;
-    conn.prepare_cached("INSERT INTO status_history (message_id, status, at) VALUES (?1, 'SENT', ?2)")?
-        .execute(params![accepted.message_id.as_str(), accepted.timestamp])?;
+    conn.prepare_cached(
+        "INSERT INTO status_history (message_id, status, at) VALUES (?1, 'SENT', ?2)",
+    )?
+    .execute(params![accepted.message_id.as_str(), accepted.timestamp])?;
     Ok(Message {
         message_id: accepted.message_id.clone(),
         conversation_id: accepted.conversation_id.clone(),
@@ -239,7 +276,9 @@ fn apply_status(conn: &Connection, update: &StatusUpdate) -> rusqlite::Result<Tr
             message.read_at = Some(update.at);
             message.failure_reason = None;
         }
-        MessageStatus::Pending | MessageStatus::Failed => message.failure_reason.clone_from(&update.detail),
+        MessageStatus::Pending | MessageStatus::Failed => {
+            message.failure_reason.clone_from(&update.detail)
+        }
         MessageStatus::Sent => {}
     }
     conn.prepare_cached(
@@ -270,7 +309,8 @@ fn idempotent_row(row: &Row<'_>) -> rusqlite::Result<IdempotentRequest> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(()))).await
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+            .await
     }
 
     async fn insert_user(&self, user: &User, password_hash: &str) -> Result<(), StoreError> {
@@ -300,7 +340,10 @@ impl Store for SqliteStore {
         .map_or(Ok(()), |field| Err(StoreError::Conflict(field)))
     }
 
-    async fn user_credentials(&self, username: &Username) -> Result<Option<UserCredentials>, StoreError> {
+    async fn user_credentials(
+        &self,
+        username: &Username,
+    ) -> Result<Option<UserCredentials>, StoreError> {
         let username = username.clone();
         self.read(move |conn| {
             conn.prepare_cached("SELECT user_id, username, email, created_at, password_hash FROM users WHERE username = ?1")?
@@ -316,7 +359,9 @@ impl Store for SqliteStore {
             let mut found = Vec::new();
             for chunk in ids.chunks(256) {
                 let placeholders = vec!["?"; chunk.len()].join(",");
-                let mut stmt = conn.prepare(&format!("SELECT user_id FROM users WHERE user_id IN ({placeholders})"))?;
+                let mut stmt = conn.prepare(&format!(
+                    "SELECT user_id FROM users WHERE user_id IN ({placeholders})"
+                ))?;
                 for id in stmt.query_map(params_from_iter(chunk), |row| parsed(row, 0))? {
                     found.push(id?);
                 }
@@ -345,7 +390,8 @@ impl Store for SqliteStore {
 
     async fn conversation(&self, id: &ConversationId) -> Result<Option<Conversation>, StoreError> {
         let id = id.clone();
-        self.read(move |conn| load_conversation(conn, id.as_str())).await
+        self.read(move |conn| load_conversation(conn, id.as_str()))
+            .await
     }
 
     async fn conversations_of(&self, user: &UserId) -> Result<Vec<Conversation>, StoreError> {
@@ -363,22 +409,34 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_messages(&self, accepted: &[MessageAccepted]) -> Result<Vec<Message>, StoreError> {
+    async fn record_messages(
+        &self,
+        accepted: &[MessageAccepted],
+    ) -> Result<Vec<Message>, StoreError> {
         let accepted = accepted.to_vec();
         self.write(move |conn| {
             let tx = conn.transaction()?;
-            let stored = accepted.iter().map(|a| record_message(&tx, a)).collect::<rusqlite::Result<Vec<_>>>()?;
+            let stored = accepted
+                .iter()
+                .map(|a| record_message(&tx, a))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
             tx.commit()?;
             Ok(stored)
         })
         .await
     }
 
-    async fn apply_statuses(&self, updates: &[StatusUpdate]) -> Result<Vec<Transition>, StoreError> {
+    async fn apply_statuses(
+        &self,
+        updates: &[StatusUpdate],
+    ) -> Result<Vec<Transition>, StoreError> {
         let updates = updates.to_vec();
         self.write(move |conn| {
             let tx = conn.transaction()?;
-            let transitions = updates.iter().map(|u| apply_status(&tx, u)).collect::<rusqlite::Result<Vec<_>>>()?;
+            let transitions = updates
+                .iter()
+                .map(|u| apply_status(&tx, u))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
             tx.commit()?;
             Ok(transitions)
         })
@@ -404,11 +462,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn history(&self, conversation: &ConversationId, query: &HistoryQuery) -> Result<HistoryPage, StoreError> {
+    async fn history(
+        &self,
+        conversation: &ConversationId,
+        query: &HistoryQuery,
+    ) -> Result<HistoryPage, StoreError> {
         let conversation = conversation.clone();
         let query = *query;
         self.read(move |conn| {
-            let mut sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?");
+            let mut sql =
+                format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?");
             let mut args: Vec<Value> = vec![Value::Text(conversation.as_str().to_owned())];
             if let Some(after) = query.after {
                 sql.push_str(" AND seq > ?");
@@ -418,12 +481,21 @@ impl Store for SqliteStore {
                 sql.push_str(" AND seq < ?");
                 args.push(Value::Integer(before as i64));
             }
-            sql.push_str(if query.ascending { " ORDER BY seq ASC" } else { " ORDER BY seq DESC" });
+            sql.push_str(if query.ascending {
+                " ORDER BY seq ASC"
+            } else {
+                " ORDER BY seq DESC"
+            });
             sql.push_str(" LIMIT ? OFFSET ?");
             args.push(Value::Integer(i64::from(query.limit) + 1));
             args.push(Value::Integer(query.offset.min(i64::MAX as u64) as i64));
-            let mut messages: Vec<Message> =
-                conn.prepare_cached(&sql)?.query_map(params_from_iter(args.iter().map(|v| v as &dyn ToSql)), message_row)?.collect::<rusqlite::Result<_>>()?;
+            let mut messages: Vec<Message> = conn
+                .prepare_cached(&sql)?
+                .query_map(
+                    params_from_iter(args.iter().map(|v| v as &dyn ToSql)),
+                    message_row,
+                )?
+                .collect::<rusqlite::Result<_>>()?;
             let has_more = messages.len() > query.limit as usize;
             messages.truncate(query.limit as usize);
             Ok(HistoryPage { messages, has_more })
@@ -470,17 +542,30 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn mark_idempotency_key_appended(&self, user: &UserId, key: &IdempotencyKey) -> Result<(), StoreError> {
+    async fn mark_idempotency_key_appended(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<(), StoreError> {
         let (user, key) = (user.clone(), key.clone());
         self.write(move |conn| {
-            conn.prepare_cached("UPDATE idempotency_keys SET appended = 1 WHERE user_id = ?1 AND key = ?2")?
-                .execute([user.as_str(), key.as_str()])
-                .map(drop)
+            conn.prepare_cached(
+                "UPDATE idempotency_keys SET appended = 1 WHERE user_id = ?1 AND key = ?2",
+            )?
+            .execute([user.as_str(), key.as_str()])
+            .map(drop)
         })
         .await
     }
 
     async fn purge_idempotency_keys(&self, before: i64) -> Result<u64, StoreError> {
-        self.write(move |conn| conn.execute("DELETE FROM idempotency_keys WHERE created_at < ?1", [before]).map(|n| n as u64)).await
+        self.write(move |conn| {
+            conn.execute(
+                "DELETE FROM idempotency_keys WHERE created_at < ?1",
+                [before],
+            )
+            .map(|n| n as u64)
+        })
+        .await
     }
 }

@@ -10,7 +10,16 @@ use std::time::Duration;
 #[tokio::test]
 async fn sqlite_log_meets_the_event_log_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(SqliteLog::open(&dir.path().join("events.db"), LogOptions { partitions: 4, ..LogOptions::default() }).unwrap());
+    let log = Arc::new(
+        SqliteLog::open(
+            &dir.path().join("events.db"),
+            LogOptions {
+                partitions: 4,
+                ..LogOptions::default()
+            },
+        )
+        .unwrap(),
+    );
     contract::log::run_all(log.clone()).await;
     log.close().await;
 }
@@ -18,40 +27,83 @@ async fn sqlite_log_meets_the_event_log_contract() {
 #[tokio::test]
 async fn sqlite_store_meets_the_store_contract() {
     let dir = tempfile::tempdir().unwrap();
-    contract::store::run_all(Arc::new(SqliteStore::open(&dir.path().join("store.db")).unwrap())).await;
+    contract::store::run_all(Arc::new(
+        SqliteStore::open(&dir.path().join("store.db")).unwrap(),
+    ))
+    .await;
 }
 
 fn record(i: usize) -> OutgoingRecord {
-    OutgoingRecord { key: "k".into(), headers: vec![("h".into(), i.to_string())], payload: vec![i as u8; 10] }
+    OutgoingRecord {
+        key: "k".into(),
+        headers: vec![("h".into(), i.to_string())],
+        payload: vec![i as u8; 10],
+    }
 }
 
 #[tokio::test]
 async fn the_log_survives_a_restart_and_reclaims_consumed_records() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.db");
-    let options = LogOptions { partitions: 2, reclaim_interval: Duration::ZERO, ..LogOptions::default() };
+    let options = LogOptions {
+        partitions: 2,
+        reclaim_interval: Duration::ZERO,
+        ..LogOptions::default()
+    };
     let log = SqliteLog::open(&path, options.clone()).unwrap();
-    let positions = log.append_batch("t", (0..10).map(record).collect()).await.unwrap();
+    let positions = log
+        .append_batch("t", (0..10).map(record).collect())
+        .await
+        .unwrap();
     let partition = positions[0].partition;
     let mut consumer = log.consumer("g", "t", partition).await.unwrap();
     let read = consumer.poll(6, Duration::from_secs(1)).await.unwrap();
-    consumer.commit(read.last().unwrap().offset + 1).await.unwrap();
+    consumer
+        .commit(read.last().unwrap().offset + 1)
+        .await
+        .unwrap();
     log.append("t", record(10)).await.unwrap(); // the next write runs reclamation (interval zero)
     log.close().await;
-    assert!(log.append("t", record(11)).await.is_err(), "a closed log refuses appends");
+    assert!(
+        log.append("t", record(11)).await.is_err(),
+        "a closed log refuses appends"
+    );
 
     let reopened = SqliteLog::open(&path, options.clone()).unwrap();
     let mut resumed = reopened.consumer("g", "t", partition).await.unwrap();
     let rest = resumed.poll(100, Duration::from_secs(1)).await.unwrap();
-    assert_eq!(rest.iter().map(|r| r.offset).collect::<Vec<_>>(), (6..=10).collect::<Vec<_>>(), "resumes after the commit");
+    assert_eq!(
+        rest.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (6..=10).collect::<Vec<_>>(),
+        "resumes after the commit"
+    );
     assert_eq!(rest[0].header("h"), Some("6"));
-    let mut fresh = reopened.consumer("new-group", "t", partition).await.unwrap();
+    let mut fresh = reopened
+        .consumer("new-group", "t", partition)
+        .await
+        .unwrap();
     let retained = fresh.poll(100, Duration::from_secs(1)).await.unwrap();
-    assert_eq!(retained.first().map(|r| r.offset), Some(6), "records every group committed were reclaimed");
+    assert_eq!(
+        retained.first().map(|r| r.offset),
+        Some(6),
+        "records every group committed were reclaimed"
+    );
     let next = reopened.append("t", record(12)).await.unwrap();
     assert_eq!(next.offset, 11, "offsets continue after a restart");
     reopened.close().await;
 
-    let other_count = SqliteLog::open(&path, LogOptions { partitions: 3, ..options });
-    assert!(other_count.err().unwrap().to_string().contains("created with 2 partitions"));
+    let other_count = SqliteLog::open(
+        &path,
+        LogOptions {
+            partitions: 3,
+            ..options
+        },
+    );
+    assert!(
+        other_count
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("created with 2 partitions")
+    );
 }

@@ -40,10 +40,20 @@ pub struct Application {
 impl Application {
     /// Opens the data directory, starts the workers and binds the HTTP listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
-        let log_options = LogOptions { partitions: config.partitions, ..LogOptions::default() };
-        let sqlite_log = Arc::new(SqliteLog::open(&config.data_dir.join("events.db"), log_options)?);
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+        let log_options = LogOptions {
+            partitions: config.partitions,
+            ..LogOptions::default()
+        };
+        let sqlite_log = Arc::new(SqliteLog::open(
+            &config.data_dir.join("events.db"),
+            log_options,
+        )?);
         let log: Arc<dyn EventLog> = sqlite_log.clone();
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir.join("store.db"))?);
         let secret = match &config.jwt_secret {
@@ -56,12 +66,19 @@ impl Application {
         if config.seed_demo_users {
             seed_demo_users(&accounts).await?;
         }
-        let channels: Vec<Arc<dyn Channel>> =
-            vec![Arc::new(whatsapp::channel(config.whatsapp)), Arc::new(instagram::channel(config.instagram))];
+        let channels: Vec<Arc<dyn Channel>> = vec![
+            Arc::new(whatsapp::channel(config.whatsapp)),
+            Arc::new(instagram::channel(config.instagram)),
+        ];
         let channel_names: Vec<String> = channels.iter().map(|c| c.name().to_owned()).collect();
 
         let mut workers = Workers::new();
-        let router = Router::new(store.clone(), log.clone(), topics.clone(), channel_names.clone());
+        let router = Router::new(
+            store.clone(),
+            log.clone(),
+            topics.clone(),
+            channel_names.clone(),
+        );
         workers::router::start(&mut workers, &log, router, &topics).await?;
         for channel in channels {
             let delivery = Delivery::new(channel, log.clone(), topics.clone());
@@ -76,35 +93,53 @@ impl Application {
             conversations: Conversations::new(store.clone()),
             messaging: Messaging::new(store.clone(), log.clone(), topics),
             tokens: Arc::new(Tokens::new(&secret, config.token_ttl)),
-            health: Arc::new(api::ops::Health { log, store, channels: channel_names }),
+            health: Arc::new(api::ops::Health {
+                log,
+                store,
+                channels: channel_names,
+            }),
             metrics: telemetry::metrics(),
         };
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("cannot listen on {}", config.http_addr))?;
-        Ok(Self { listener, router: api::router(state), workers, log: sqlite_log, maintenance })
+        Ok(Self {
+            listener,
+            router: api::router(state),
+            workers,
+            log: sqlite_log,
+            maintenance,
+        })
     }
 
     /// The address the HTTP server listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish, stops the workers
     /// after their current batch (committing it) and closes the log.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "chat4all is serving");
         let stop_http = CancellationToken::new();
         let server = {
             let stop = stop_http.clone();
-            axum::serve(self.listener, self.router).with_graceful_shutdown(async move { stop.cancelled().await })
+            axum::serve(self.listener, self.router)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
         };
         let server = tokio::spawn(async move { server.await });
         shutdown.await;
         tracing::info!("shutting down: draining HTTP requests");
         stop_http.cancel();
         match tokio::time::timeout(HTTP_DRAIN, server).await {
-            Ok(result) => result.context("the HTTP server task failed")?.context("the HTTP server failed")?,
+            Ok(result) => result
+                .context("the HTTP server task failed")?
+                .context("the HTTP server failed")?,
             Err(_) => tracing::warn!("in-flight requests did not finish in time; closing them"),
         }
         self.maintenance.cancel();
@@ -119,7 +154,11 @@ impl Application {
 fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
     if let Ok(existing) = std::fs::read_to_string(path) {
         let secret = existing.trim().to_owned();
-        anyhow::ensure!(secret.len() >= 32, "{} holds a secret shorter than 32 bytes", path.display());
+        anyhow::ensure!(
+            secret.len() >= 32,
+            "{} holds a secret shorter than 32 bytes",
+            path.display()
+        );
         return Ok(secret.into_bytes());
     }
     let mut bytes = [0u8; 32];
@@ -129,7 +168,9 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
     std::io::Write::write_all(&mut file, secret.as_bytes())?;
     file.sync_all()?;
     tracing::info!(path = %path.display(), "generated a new JWT secret");
@@ -138,9 +179,18 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 /// Creates the older system's demo accounts (short passwords: never for production).
 async fn seed_demo_users(accounts: &Accounts) -> anyhow::Result<()> {
-    tracing::warn!("--seed-demo-users: creating user_a/pass_a, user_b/pass_b, user_c/pass_c with WEAK PASSWORDS; do not use in production");
-    for (name, password) in [("user_a", "pass_a"), ("user_b", "pass_b"), ("user_c", "pass_c")] {
-        match accounts.register(Username::parse(name)?, Password::unchecked(password), None).await {
+    tracing::warn!(
+        "--seed-demo-users: creating user_a/pass_a, user_b/pass_b, user_c/pass_c with WEAK PASSWORDS; do not use in production"
+    );
+    for (name, password) in [
+        ("user_a", "pass_a"),
+        ("user_b", "pass_b"),
+        ("user_c", "pass_c"),
+    ] {
+        match accounts
+            .register(Username::parse(name)?, Password::unchecked(password), None)
+            .await
+        {
             Ok(_) | Err(chat4all_core::ServiceError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
         }
@@ -156,7 +206,10 @@ async fn purge_idempotency_keys(store: Arc<dyn Store>, stop: CancellationToken) 
             _ = stop.cancelled() => return,
             _ = every.tick() => {}
         }
-        match store.purge_idempotency_keys(now_millis() - IDEMPOTENCY_WINDOW_MS).await {
+        match store
+            .purge_idempotency_keys(now_millis() - IDEMPOTENCY_WINDOW_MS)
+            .await
+        {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "expired idempotency keys purged"),
             Err(e) => tracing::warn!(error = %e, "idempotency key purge failed"),

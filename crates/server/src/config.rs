@@ -63,8 +63,10 @@ pub struct Settings {
 impl Settings {
     /// Reads a TOML config file whose keys are the flag names (`data-dir = "…"`).
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
     }
 
     /// `self` where set, else `lower`.
@@ -112,25 +114,54 @@ impl Config {
     /// Applies defaults and checks every value.
     pub fn resolve(settings: Settings) -> anyhow::Result<Self> {
         let partitions = settings.partitions.unwrap_or(8);
-        anyhow::ensure!((1..=1024).contains(&partitions), "partitions must be between 1 and 1024, not {partitions}");
+        anyhow::ensure!(
+            (1..=1024).contains(&partitions),
+            "partitions must be between 1 and 1024, not {partitions}"
+        );
         if let Some(secret) = &settings.jwt_secret {
-            anyhow::ensure!(secret.len() >= 32, "the JWT secret must be at least 32 bytes (it has {})", secret.len());
+            anyhow::ensure!(
+                secret.len() >= 32,
+                "the JWT secret must be at least 32 bytes (it has {})",
+                secret.len()
+            );
         }
         let ttl = settings.token_ttl_secs.unwrap_or(3600);
-        anyhow::ensure!((60..=30 * 24 * 3600).contains(&ttl), "token-ttl-secs must be between 60 and 2592000");
+        anyhow::ensure!(
+            (60..=30 * 24 * 3600).contains(&ttl),
+            "token-ttl-secs must be between 60 and 2592000"
+        );
         let simulation = |latency: Option<LatencyRange>, default, rate: Option<f64>, name: &str| {
-            SimulationSettings::new(latency.unwrap_or(default), rate.unwrap_or(0.0)).map_err(|e| anyhow::anyhow!("{name}: {e}"))
+            SimulationSettings::new(latency.unwrap_or(default), rate.unwrap_or(0.0))
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))
         };
         Ok(Self {
             data_dir: settings.data_dir.unwrap_or_else(|| PathBuf::from("data")),
-            http_addr: settings.http_addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            http_addr: settings
+                .http_addr
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             partitions,
             jwt_secret: settings.jwt_secret,
             token_ttl: Duration::from_secs(ttl),
-            log_format: settings.log_format.unwrap_or(if std::io::stdout().is_terminal() { LogFormat::Pretty } else { LogFormat::Json }),
+            log_format: settings
+                .log_format
+                .unwrap_or(if std::io::stdout().is_terminal() {
+                    LogFormat::Pretty
+                } else {
+                    LogFormat::Json
+                }),
             seed_demo_users: settings.seed_demo_users.unwrap_or(false),
-            whatsapp: simulation(settings.whatsapp_latency_ms, whatsapp::DEFAULT_LATENCY, settings.whatsapp_failure_rate, "whatsapp")?,
-            instagram: simulation(settings.instagram_latency_ms, instagram::DEFAULT_LATENCY, settings.instagram_failure_rate, "instagram")?,
+            whatsapp: simulation(
+                settings.whatsapp_latency_ms,
+                whatsapp::DEFAULT_LATENCY,
+                settings.whatsapp_failure_rate,
+                "whatsapp",
+            )?,
+            instagram: simulation(
+                settings.instagram_latency_ms,
+                instagram::DEFAULT_LATENCY,
+                settings.instagram_failure_rate,
+                "instagram",
+            )?,
         })
     }
 
@@ -149,8 +180,14 @@ mod tests {
 
     #[test]
     fn flags_override_file_and_defaults_fill_the_rest() {
-        let file: Settings = toml::from_str("data-dir = \"/srv/chat\"\npartitions = 4\nwhatsapp-latency-ms = \"10-20\"").unwrap();
-        let flags = Settings { partitions: Some(16), ..Settings::default() };
+        let file: Settings = toml::from_str(
+            "data-dir = \"/srv/chat\"\npartitions = 4\nwhatsapp-latency-ms = \"10-20\"",
+        )
+        .unwrap();
+        let flags = Settings {
+            partitions: Some(16),
+            ..Settings::default()
+        };
         let config = Config::resolve(flags.over(file)).unwrap();
         assert_eq!(config.data_dir, PathBuf::from("/srv/chat"));
         assert_eq!(config.partitions, 16);
@@ -162,11 +199,30 @@ mod tests {
     #[test]
     fn bad_values_are_explained() {
         assert!(toml::from_str::<Settings>("no-such-key = 1").is_err());
-        let short = Settings { jwt_secret: Some("short".into()), ..Settings::default() };
-        assert!(Config::resolve(short).unwrap_err().to_string().contains("at least 32 bytes"));
-        let zero = Settings { partitions: Some(0), ..Settings::default() };
+        let short = Settings {
+            jwt_secret: Some("short".into()),
+            ..Settings::default()
+        };
+        assert!(
+            Config::resolve(short)
+                .unwrap_err()
+                .to_string()
+                .contains("at least 32 bytes")
+        );
+        let zero = Settings {
+            partitions: Some(0),
+            ..Settings::default()
+        };
         assert!(Config::resolve(zero).is_err());
-        let rate = Settings { whatsapp_failure_rate: Some(2.0), ..Settings::default() };
-        assert!(Config::resolve(rate).unwrap_err().to_string().contains("whatsapp"));
+        let rate = Settings {
+            whatsapp_failure_rate: Some(2.0),
+            ..Settings::default()
+        };
+        assert!(
+            Config::resolve(rate)
+                .unwrap_err()
+                .to_string()
+                .contains("whatsapp")
+        );
     }
 }

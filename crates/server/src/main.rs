@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "chat4all", version, about = "One HTTP API in front of many messaging channels")]
+#[command(
+    name = "chat4all",
+    version,
+    about = "One HTTP API in front of many messaging channels"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -28,10 +32,17 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, settings } => {
-            let file = config.as_deref().map(Settings::from_file).transpose()?.unwrap_or_default();
+            let file = config
+                .as_deref()
+                .map(Settings::from_file)
+                .transpose()?
+                .unwrap_or_default();
             let config = Config::resolve(settings.over(file))?;
             telemetry::init_logging(config.log_format);
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the runtime")?;
             runtime.block_on(async {
                 let app = Application::build(config).await?;
                 app.run_until(shutdown_signal()).await

@@ -10,32 +10,72 @@ use serde_json::json;
 async fn register_login_and_their_errors() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app(dir.path()).await;
-    let created = app.post("/auth/register", None, &json!({"username": "alice", "password": "s3cret-pass", "email": "a@example.com"})).await;
+    let created = app
+        .post(
+            "/auth/register",
+            None,
+            &json!({"username": "alice", "password": "s3cret-pass", "email": "a@example.com"}),
+        )
+        .await;
     assert_eq!(created.status, 201, "{}", created.text);
     let user = created.json();
     assert_eq!(user["username"], "alice");
     assert!(!created.text.contains("s3cret-pass"));
 
-    let duplicate = app.post("/auth/register", None, &json!({"username": "alice", "password": "another-pass"})).await;
+    let duplicate = app
+        .post(
+            "/auth/register",
+            None,
+            &json!({"username": "alice", "password": "another-pass"}),
+        )
+        .await;
     assert_eq!(duplicate.status, 409);
-    let same_email = app.post("/auth/register", None, &json!({"username": "alice2", "password": "another-pass", "email": "a@example.com"})).await;
+    let same_email = app
+        .post(
+            "/auth/register",
+            None,
+            &json!({"username": "alice2", "password": "another-pass", "email": "a@example.com"}),
+        )
+        .await;
     assert_eq!(same_email.status, 409);
-    for bad in [json!({"username": "al", "password": "long-enough"}), json!({"username": "alice3", "password": "short"}),
-                json!({"username": "alice4", "password": "long-enough", "email": "nope"}), json!({"username": 5, "password": "x"})] {
+    for bad in [
+        json!({"username": "al", "password": "long-enough"}),
+        json!({"username": "alice3", "password": "short"}),
+        json!({"username": "alice4", "password": "long-enough", "email": "nope"}),
+        json!({"username": 5, "password": "x"}),
+    ] {
         let reply = app.post("/auth/register", None, &bad).await;
         assert_eq!(reply.status, 400, "{bad} -> {}", reply.text);
         assert_eq!(reply.headers["content-type"], "application/problem+json");
     }
 
-    let token = app.post("/auth/token", None, &json!({"username": "alice", "password": "s3cret-pass"})).await;
+    let token = app
+        .post(
+            "/auth/token",
+            None,
+            &json!({"username": "alice", "password": "s3cret-pass"}),
+        )
+        .await;
     assert_eq!(token.status, 200);
     let token = token.json();
     assert_eq!(token["token_type"], "Bearer");
     assert_eq!(token["expires_in"], 3600);
     assert_eq!(token["user_id"], user["user_id"]);
 
-    let wrong = app.post("/auth/token", None, &json!({"username": "alice", "password": "wrong-pass"})).await;
-    let unknown = app.post("/auth/token", None, &json!({"username": "nobody", "password": "wrong-pass"})).await;
+    let wrong = app
+        .post(
+            "/auth/token",
+            None,
+            &json!({"username": "alice", "password": "wrong-pass"}),
+        )
+        .await;
+    let unknown = app
+        .post(
+            "/auth/token",
+            None,
+            &json!({"username": "nobody", "password": "wrong-pass"}),
+        )
+        .await;
     assert_eq!((wrong.status, unknown.status), (401, 401));
     assert_eq!(wrong.json()["detail"], unknown.json()["detail"]);
     app.stop().await;
@@ -48,17 +88,36 @@ async fn messages_are_accepted_routed_and_listed_in_order() {
     let (_, alice) = app.user("alice").await;
     let (bob_id, bob) = app.user("bob").await;
 
-    let accepted = app.send(&alice, json!({"conversation_id": "c1", "content": "hello", "recipient_id": bob_id})).await;
+    let accepted = app
+        .send(
+            &alice,
+            json!({"conversation_id": "c1", "content": "hello", "recipient_id": bob_id}),
+        )
+        .await;
     assert_eq!(accepted.status, 202, "{}", accepted.text);
-    assert!(accepted.text.contains("\"message_id\":\""), "compact JSON expected: {}", accepted.text);
+    assert!(
+        accepted.text.contains("\"message_id\":\""),
+        "compact JSON expected: {}",
+        accepted.text
+    );
     assert_eq!(accepted.json()["status"], "ACCEPTED");
 
     for i in 2..=200 {
-        let reply = app.send(&alice, json!({"conversation_id": "c1", "content": format!("message {i}")})).await;
+        let reply = app
+            .send(
+                &alice,
+                json!({"conversation_id": "c1", "content": format!("message {i}")}),
+            )
+            .await;
         assert_eq!(reply.status, 202, "{}", reply.text);
     }
-    app.wait_for_page(&bob, "c1", "order=desc&limit=1", |m| m.len() == 1 && m[0]["seq"] == 200 && m[0]["status"] == "DELIVERED").await;
-    let messages = app.wait_for_history(&bob, "c1", |m| all_have_status(m, 100, "DELIVERED")).await;
+    app.wait_for_page(&bob, "c1", "order=desc&limit=1", |m| {
+        m.len() == 1 && m[0]["seq"] == 200 && m[0]["status"] == "DELIVERED"
+    })
+    .await;
+    let messages = app
+        .wait_for_history(&bob, "c1", |m| all_have_status(m, 100, "DELIVERED"))
+        .await;
     assert_eq!(messages[0]["content"], "hello");
     assert_eq!(messages[0]["recipient_id"], bob_id.as_str());
     assert!(messages[0]["delivered_at"].is_i64());
@@ -67,8 +126,16 @@ async fn messages_are_accepted_routed_and_listed_in_order() {
     let mut seen: Vec<u64> = Vec::new();
     let mut cursor = 0;
     loop {
-        let page = app.history(&alice, "c1", &format!("limit=100&after={cursor}")).await.json();
-        let seqs: Vec<u64> = page["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+        let page = app
+            .history(&alice, "c1", &format!("limit=100&after={cursor}"))
+            .await
+            .json();
+        let seqs: Vec<u64> = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect();
         seen.extend(&seqs);
         if !page["pagination"]["has_more"].as_bool().unwrap() {
             break;
@@ -79,12 +146,21 @@ async fn messages_are_accepted_routed_and_listed_in_order() {
     let last = app.history(&alice, "c1", "order=desc&limit=1").await.json();
     assert_eq!(last["messages"][0]["seq"], 200);
     assert_eq!(last["messages"][0]["content"], "message 200");
-    let offset = app.history(&alice, "c1", "limit=10&offset=190").await.json();
+    let offset = app
+        .history(&alice, "c1", "limit=10&offset=190")
+        .await
+        .json();
     assert_eq!(offset["messages"][0]["seq"], 191);
     assert_eq!(offset["pagination"]["returned"], 10);
     assert_eq!(offset["pagination"]["has_more"], false);
 
-    for bad in ["limit=0", "limit=101", "order=sideways", "after=-1", "limit=abc"] {
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "order=sideways",
+        "after=-1",
+        "limit=abc",
+    ] {
         assert_eq!(app.history(&alice, "c1", bad).await.status, 400, "{bad}");
     }
     app.stop().await;
@@ -97,22 +173,53 @@ async fn membership_and_sender_rules() {
     let (alice_id, alice) = app.user("alice").await;
     let (bob_id, _) = app.user("bob").await;
     let (_, carol) = app.user("carol").await;
-    assert_eq!(app.send(&alice, json!({"conversation_id": "c1", "content": "hi", "recipient_id": bob_id})).await.status, 202);
+    assert_eq!(
+        app.send(
+            &alice,
+            json!({"conversation_id": "c1", "content": "hi", "recipient_id": bob_id})
+        )
+        .await
+        .status,
+        202
+    );
 
     assert_eq!(app.history(&carol, "c1", "").await.status, 403);
-    assert_eq!(app.send(&carol, json!({"conversation_id": "c1", "content": "let me in"})).await.status, 403);
+    assert_eq!(
+        app.send(
+            &carol,
+            json!({"conversation_id": "c1", "content": "let me in"})
+        )
+        .await
+        .status,
+        403
+    );
     assert_eq!(app.history(&carol, "missing", "").await.status, 404);
-    let spoofed = app.send(&carol, json!({"conversation_id": "c2", "content": "it is alice", "sender_id": alice_id})).await;
+    let spoofed = app
+        .send(
+            &carol,
+            json!({"conversation_id": "c2", "content": "it is alice", "sender_id": alice_id}),
+        )
+        .await;
     assert_eq!(spoofed.status, 403);
     assert_eq!(spoofed.json()["status"], 403);
 
     let messages = app.wait_for_history(&alice, "c1", |m| m.len() == 1).await;
     let id = messages[0]["message_id"].as_str().unwrap();
-    assert_eq!(app.get(&format!("/v1/messages/{id}"), &carol).await.status, 403);
-    assert_eq!(app.get("/v1/messages/no-such-message", &carol).await.status, 404);
+    assert_eq!(
+        app.get(&format!("/v1/messages/{id}"), &carol).await.status,
+        403
+    );
+    assert_eq!(
+        app.get("/v1/messages/no-such-message", &carol).await.status,
+        404
+    );
 
     let listed = app.get("/v1/conversations", &carol).await.json();
-    assert_eq!(listed["conversations"], json!([]), "a refused message creates no conversation");
+    assert_eq!(
+        listed["conversations"],
+        json!([]),
+        "a refused message creates no conversation"
+    );
     app.stop().await;
 }
 
@@ -122,37 +229,108 @@ async fn bad_input_gets_clear_errors() {
     let app = spawn_app(dir.path()).await;
     let (_, alice) = app.user("alice").await;
 
-    let malformed = app.request(Method::POST, "/v1/messages", Some(&alice), Some("{\"conversation_id\": "), &[]).await;
+    let malformed = app
+        .request(
+            Method::POST,
+            "/v1/messages",
+            Some(&alice),
+            Some("{\"conversation_id\": "),
+            &[],
+        )
+        .await;
     assert_eq!(malformed.status, 400);
     let problem = malformed.json();
     assert_eq!(problem["instance"], "/v1/messages");
     assert_eq!(problem["error"], problem["detail"]);
-    assert_eq!(app.send(&alice, json!({"conversation_id": 7, "content": "x"})).await.status, 400);
-    assert_eq!(app.send(&alice, json!({"conversation_id": "bad id", "content": "x"})).await.status, 400);
-    assert_eq!(app.send(&alice, json!({"conversation_id": "c", "content": "   "})).await.status, 400);
-    assert_eq!(app.send(&alice, json!({"conversation_id": "c", "content": "x", "recipient_id": "whatsapp:12"})).await.status, 400);
-    assert_eq!(app.send(&alice, json!({"conversation_id": "c", "content": "x", "file_id": "f1"})).await.status, 400);
+    assert_eq!(
+        app.send(&alice, json!({"conversation_id": 7, "content": "x"}))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        app.send(&alice, json!({"conversation_id": "bad id", "content": "x"}))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        app.send(&alice, json!({"conversation_id": "c", "content": "   "}))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        app.send(
+            &alice,
+            json!({"conversation_id": "c", "content": "x", "recipient_id": "whatsapp:12"})
+        )
+        .await
+        .status,
+        400
+    );
+    assert_eq!(
+        app.send(
+            &alice,
+            json!({"conversation_id": "c", "content": "x", "file_id": "f1"})
+        )
+        .await
+        .status,
+        400
+    );
 
     let limit = "x".repeat(10 * 1024);
-    assert_eq!(app.send(&alice, json!({"conversation_id": "c", "content": limit})).await.status, 202);
+    assert_eq!(
+        app.send(&alice, json!({"conversation_id": "c", "content": limit}))
+            .await
+            .status,
+        202
+    );
     let over = "x".repeat(10 * 1024 + 1);
-    let too_large = app.send(&alice, json!({"conversation_id": "c", "content": over})).await;
+    let too_large = app
+        .send(&alice, json!({"conversation_id": "c", "content": over}))
+        .await;
     assert_eq!(too_large.status, 413, "{}", too_large.text);
-    let huge = app.request(Method::POST, "/v1/messages", Some(&alice), Some(&"x".repeat(1 << 20)), &[]).await;
+    let huge = app
+        .request(
+            Method::POST,
+            "/v1/messages",
+            Some(&alice),
+            Some(&"x".repeat(1 << 20)),
+            &[],
+        )
+        .await;
     assert_eq!(huge.status, 413);
 
-    let unauthenticated = app.request(Method::GET, "/v1/conversations", None, None, &[]).await;
+    let unauthenticated = app
+        .request(Method::GET, "/v1/conversations", None, None, &[])
+        .await;
     assert_eq!(unauthenticated.status, 401);
     assert_eq!(unauthenticated.headers["www-authenticate"], "Bearer");
-    assert_eq!(app.get("/v1/conversations", "not.a.token").await.status, 401);
+    assert_eq!(
+        app.get("/v1/conversations", "not.a.token").await.status,
+        401
+    );
 
-    let unknown = app.request(Method::GET, "/v1/nothing", None, None, &[]).await;
+    let unknown = app
+        .request(Method::GET, "/v1/nothing", None, None, &[])
+        .await;
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.headers["content-type"], "application/problem+json");
-    let wrong_method = app.request(Method::DELETE, "/v1/messages", Some(&alice), None, &[]).await;
+    let wrong_method = app
+        .request(Method::DELETE, "/v1/messages", Some(&alice), None, &[])
+        .await;
     assert_eq!(wrong_method.status, 405);
     assert_eq!(wrong_method.headers["allow"], "POST");
-    let bad_key = app.request(Method::POST, "/v1/messages", Some(&alice), Some(r#"{"conversation_id":"c","content":"x"}"#), &[("idempotency-key", "has space")]).await;
+    let bad_key = app
+        .request(
+            Method::POST,
+            "/v1/messages",
+            Some(&alice),
+            Some(r#"{"conversation_id":"c","content":"x"}"#),
+            &[("idempotency-key", "has space")],
+        )
+        .await;
     assert_eq!(bad_key.status, 400);
     app.stop().await;
 }
@@ -164,18 +342,40 @@ async fn idempotency_key_replays_the_first_answer() {
     let (_, alice) = app.user("alice").await;
     let body = r#"{"conversation_id":"c1","content":"pay 10"}"#;
     let key = [("idempotency-key", "order-42")];
-    let first = app.request(Method::POST, "/v1/messages", Some(&alice), Some(body), &key).await;
-    let second = app.request(Method::POST, "/v1/messages", Some(&alice), Some(body), &key).await;
+    let first = app
+        .request(Method::POST, "/v1/messages", Some(&alice), Some(body), &key)
+        .await;
+    let second = app
+        .request(Method::POST, "/v1/messages", Some(&alice), Some(body), &key)
+        .await;
     assert_eq!((first.status, second.status), (202, 202));
     assert_eq!(first.text, second.text);
-    let other_body = app.request(Method::POST, "/v1/messages", Some(&alice), Some(r#"{"conversation_id":"c1","content":"pay 99"}"#), &key).await;
+    let other_body = app
+        .request(
+            Method::POST,
+            "/v1/messages",
+            Some(&alice),
+            Some(r#"{"conversation_id":"c1","content":"pay 99"}"#),
+            &key,
+        )
+        .await;
     assert_eq!(other_body.status, 422);
 
     let (_, bob) = app.user("bob").await;
-    let bobs = app.request(Method::POST, "/v1/messages", Some(&bob), Some(r#"{"conversation_id":"b1","content":"pay 10"}"#), &key).await;
+    let bobs = app
+        .request(
+            Method::POST,
+            "/v1/messages",
+            Some(&bob),
+            Some(r#"{"conversation_id":"b1","content":"pay 10"}"#),
+            &key,
+        )
+        .await;
     assert_eq!(bobs.status, 202, "keys are per user");
 
-    let messages = app.wait_for_history(&alice, "c1", |m| all_have_status(m, 1, "DELIVERED")).await;
+    let messages = app
+        .wait_for_history(&alice, "c1", |m| all_have_status(m, 1, "DELIVERED"))
+        .await;
     assert_eq!(messages[0]["message_id"], first.json()["message_id"]);
     app.stop().await;
 }
@@ -186,31 +386,100 @@ async fn read_receipts_move_forward_only() {
     let app = spawn_app(dir.path()).await;
     let (alice_id, alice) = app.user("alice").await;
     let (bob_id, bob) = app.user("bob").await;
-    let conversation = app.post("/v1/conversations", Some(&alice), &json!({"type": "direct", "members": [bob_id], "conversation_id": "ab"})).await;
+    let conversation = app
+        .post(
+            "/v1/conversations",
+            Some(&alice),
+            &json!({"type": "direct", "members": [bob_id], "conversation_id": "ab"}),
+        )
+        .await;
     assert_eq!(conversation.status, 201, "{}", conversation.text);
     assert_eq!(conversation.json()["members"], json!([alice_id, bob_id]));
-    assert_eq!(app.post("/v1/conversations", Some(&alice), &json!({"type": "direct", "members": [bob_id], "conversation_id": "ab"})).await.status, 409);
+    assert_eq!(
+        app.post(
+            "/v1/conversations",
+            Some(&alice),
+            &json!({"type": "direct", "members": [bob_id], "conversation_id": "ab"})
+        )
+        .await
+        .status,
+        409
+    );
 
-    app.send(&alice, json!({"conversation_id": "ab", "content": "to bob"})).await;
-    app.send(&alice, json!({"conversation_id": "ab", "content": "to nowhere", "recipient_id": "telegram:12345"})).await;
+    app.send(
+        &alice,
+        json!({"conversation_id": "ab", "content": "to bob"}),
+    )
+    .await;
+    app.send(
+        &alice,
+        json!({"conversation_id": "ab", "content": "to nowhere", "recipient_id": "telegram:12345"}),
+    )
+    .await;
     let messages = app
-        .wait_for_history(&bob, "ab", |m| m.len() == 2 && m[0]["status"] == "DELIVERED" && m[1]["status"] == "FAILED")
+        .wait_for_history(&bob, "ab", |m| {
+            m.len() == 2 && m[0]["status"] == "DELIVERED" && m[1]["status"] == "FAILED"
+        })
         .await;
-    assert!(messages[1]["failure_reason"].as_str().unwrap().contains("telegram"));
+    assert!(
+        messages[1]["failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains("telegram")
+    );
     let delivered = messages[0]["message_id"].as_str().unwrap();
     let failed = messages[1]["message_id"].as_str().unwrap();
 
-    assert_eq!(app.post(&format!("/v1/messages/{delivered}/read"), Some(&alice), &json!({})).await.status, 403, "sender");
-    let read = app.post(&format!("/v1/messages/{delivered}/read"), Some(&bob), &json!({})).await;
+    assert_eq!(
+        app.post(
+            &format!("/v1/messages/{delivered}/read"),
+            Some(&alice),
+            &json!({})
+        )
+        .await
+        .status,
+        403,
+        "sender"
+    );
+    let read = app
+        .post(
+            &format!("/v1/messages/{delivered}/read"),
+            Some(&bob),
+            &json!({}),
+        )
+        .await;
     assert_eq!(read.status, 200, "{}", read.text);
-    let again = app.post(&format!("/v1/messages/{delivered}/read"), Some(&bob), &json!({})).await;
+    let again = app
+        .post(
+            &format!("/v1/messages/{delivered}/read"),
+            Some(&bob),
+            &json!({}),
+        )
+        .await;
     assert_eq!(again.status, 200);
     assert_eq!(read.json()["read_at"], again.json()["read_at"]);
     assert_eq!(read.json()["status"], "READ");
-    assert_eq!(app.post(&format!("/v1/messages/{failed}/read"), Some(&bob), &json!({})).await.status, 409);
+    assert_eq!(
+        app.post(
+            &format!("/v1/messages/{failed}/read"),
+            Some(&bob),
+            &json!({})
+        )
+        .await
+        .status,
+        409
+    );
 
-    let detail = app.get(&format!("/v1/messages/{delivered}"), &bob).await.json();
-    let steps: Vec<&str> = detail["status_history"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap()).collect();
+    let detail = app
+        .get(&format!("/v1/messages/{delivered}"), &bob)
+        .await
+        .json();
+    let steps: Vec<&str> = detail["status_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
     assert_eq!(steps, ["SENT", "DELIVERED", "READ"]);
     app.stop().await;
 }
@@ -221,11 +490,37 @@ async fn channel_recipients_are_delivered_by_their_connector() {
     let app = spawn_app(dir.path()).await;
     let (_, alice) = app.user("alice").await;
     app.send(&alice, json!({"conversation_id": "wa", "content": "hola", "recipient_id": "whatsapp:+5511999990000"})).await;
-    app.send(&alice, json!({"conversation_id": "wa", "content": "oi", "recipient_id": "instagram:@maria"})).await;
-    let messages = app.wait_for_history(&alice, "wa", |m| all_have_status(m, 2, "DELIVERED")).await;
-    let detail = app.get(&format!("/v1/messages/{}", messages[0]["message_id"].as_str().unwrap()), &alice).await.json();
-    let last = detail["status_history"].as_array().unwrap().last().unwrap().clone();
-    assert!(last["detail"].as_str().unwrap().contains("whatsapp accepted it as wamid."), "{last}");
+    app.send(
+        &alice,
+        json!({"conversation_id": "wa", "content": "oi", "recipient_id": "instagram:@maria"}),
+    )
+    .await;
+    let messages = app
+        .wait_for_history(&alice, "wa", |m| all_have_status(m, 2, "DELIVERED"))
+        .await;
+    let detail = app
+        .get(
+            &format!(
+                "/v1/messages/{}",
+                messages[0]["message_id"].as_str().unwrap()
+            ),
+            &alice,
+        )
+        .await
+        .json();
+    let last = detail["status_history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert!(
+        last["detail"]
+            .as_str()
+            .unwrap()
+            .contains("whatsapp accepted it as wamid."),
+        "{last}"
+    );
     app.stop().await;
 }
 
@@ -235,18 +530,43 @@ async fn everything_survives_a_restart_and_seq_continues() {
     let app = spawn_app(dir.path()).await;
     let (_, alice) = app.user("alice").await;
     for i in 1..=3 {
-        assert_eq!(app.send(&alice, json!({"conversation_id": "c1", "content": format!("m{i}")})).await.status, 202);
+        assert_eq!(
+            app.send(
+                &alice,
+                json!({"conversation_id": "c1", "content": format!("m{i}")})
+            )
+            .await
+            .status,
+            202
+        );
     }
-    app.wait_for_history(&alice, "c1", |m| all_have_status(m, 3, "DELIVERED")).await;
+    app.wait_for_history(&alice, "c1", |m| all_have_status(m, 3, "DELIVERED"))
+        .await;
     app.stop().await;
 
     let app = spawn_app(dir.path()).await;
-    let token = app.post("/auth/token", None, &json!({"username": "alice", "password": "alice-password"})).await;
+    let token = app
+        .post(
+            "/auth/token",
+            None,
+            &json!({"username": "alice", "password": "alice-password"}),
+        )
+        .await;
     assert_eq!(token.status, 200, "users survive");
-    assert_eq!(app.get("/v1/conversations", &alice).await.status, 200, "tokens survive: the secret is the same");
-    app.send(&alice, json!({"conversation_id": "c1", "content": "m4"})).await;
-    let messages = app.wait_for_history(&alice, "c1", |m| all_have_status(m, 4, "DELIVERED")).await;
-    let seqs: Vec<u64> = messages.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        app.get("/v1/conversations", &alice).await.status,
+        200,
+        "tokens survive: the secret is the same"
+    );
+    app.send(&alice, json!({"conversation_id": "c1", "content": "m4"}))
+        .await;
+    let messages = app
+        .wait_for_history(&alice, "c1", |m| all_have_status(m, 4, "DELIVERED"))
+        .await;
+    let seqs: Vec<u64> = messages
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(seqs, [1, 2, 3, 4]);
     assert_eq!(messages[3]["content"], "m4");
     app.stop().await;
@@ -256,25 +576,58 @@ async fn everything_survives_a_restart_and_seq_continues() {
 async fn operations_endpoints_and_correlation_id() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app(dir.path()).await;
-    let health = app.request(Method::GET, "/health", None, None, &[("x-correlation-id", "probe-1")]).await;
+    let health = app
+        .request(
+            Method::GET,
+            "/health",
+            None,
+            None,
+            &[("x-correlation-id", "probe-1")],
+        )
+        .await;
     assert_eq!(health.status, 200);
     assert_eq!(health.headers["x-correlation-id"], "probe-1");
     let report = health.json();
     assert_eq!(report["status"], "UP");
     assert_eq!(report["components"]["store"]["status"], "UP");
     assert_eq!(report["components"]["event_log"]["status"], "UP");
-    let insane = app.request(Method::GET, "/health/live", None, None, &[("x-correlation-id", "bad id!")]).await;
+    let insane = app
+        .request(
+            Method::GET,
+            "/health/live",
+            None,
+            None,
+            &[("x-correlation-id", "bad id!")],
+        )
+        .await;
     assert_eq!(insane.status, 200);
     assert_ne!(insane.headers["x-correlation-id"], "bad id!");
 
     let metrics = app.request(Method::GET, "/metrics", None, None, &[]).await;
-    assert!(metrics.text.contains("http_requests_total"), "{}", metrics.text);
+    assert!(
+        metrics.text.contains("http_requests_total"),
+        "{}",
+        metrics.text
+    );
     assert!(metrics.text.contains("path=\"/health\""));
 
-    let doc = app.request(Method::GET, "/openapi.json", None, None, &[]).await.json();
+    let doc = app
+        .request(Method::GET, "/openapi.json", None, None, &[])
+        .await
+        .json();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-    for path in ["/auth/register", "/auth/token", "/v1/messages", "/v1/conversations/{id}/messages", "/v1/messages/{id}/read", "/health"] {
-        assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
+    for path in [
+        "/auth/register",
+        "/auth/token",
+        "/v1/messages",
+        "/v1/conversations/{id}/messages",
+        "/v1/messages/{id}/read",
+        "/health",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
     }
     app.stop().await;
 }

@@ -6,7 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn record(key: &str, payload: String) -> OutgoingRecord {
-    OutgoingRecord { key: key.to_owned(), headers: vec![("event-type".into(), "test".into())], payload: payload.into_bytes() }
+    OutgoingRecord {
+        key: key.to_owned(),
+        headers: vec![("event-type".into(), "test".into())],
+        payload: payload.into_bytes(),
+    }
 }
 
 /// Runs every check against a fresh, empty log with at least 2 partitions.
@@ -22,20 +26,46 @@ async fn appends_keep_per_key_order(log: &Arc<dyn EventLog>, topic: &str) {
     let mut expected: HashMap<u32, Vec<String>> = HashMap::new();
     for i in 0..30 {
         let key = format!("key-{}", i % 3);
-        let position = log.append(topic, record(&key, format!("{key}/{i}"))).await.expect("append");
+        let position = log
+            .append(topic, record(&key, format!("{key}/{i}")))
+            .await
+            .expect("append");
         let partition_records = expected.entry(position.partition).or_default();
-        assert_eq!(position.offset, partition_records.len() as u64, "offsets are gap-free from 0 per partition");
+        assert_eq!(
+            position.offset,
+            partition_records.len() as u64,
+            "offsets are gap-free from 0 per partition"
+        );
         partition_records.push(format!("{key}/{i}"));
     }
-    let batch = log.append_batch(topic, vec![record("key-0", "b1".into()), record("key-0", "b2".into())]).await.expect("batch");
-    assert_eq!(batch[1].offset, batch[0].offset + 1, "a batch keeps its order");
-    expected.entry(batch[0].partition).or_default().extend(["b1".to_owned(), "b2".to_owned()]);
+    let batch = log
+        .append_batch(
+            topic,
+            vec![record("key-0", "b1".into()), record("key-0", "b2".into())],
+        )
+        .await
+        .expect("batch");
+    assert_eq!(
+        batch[1].offset,
+        batch[0].offset + 1,
+        "a batch keeps its order"
+    );
+    expected
+        .entry(batch[0].partition)
+        .or_default()
+        .extend(["b1".to_owned(), "b2".to_owned()]);
 
     for (partition, payloads) in expected {
-        let mut consumer = log.consumer("contract", topic, partition).await.expect("consumer");
+        let mut consumer = log
+            .consumer("contract", topic, partition)
+            .await
+            .expect("consumer");
         let mut read = Vec::new();
         while read.len() < payloads.len() {
-            let records = consumer.poll(7, Duration::from_secs(5)).await.expect("poll");
+            let records = consumer
+                .poll(7, Duration::from_secs(5))
+                .await
+                .expect("poll");
             assert!(!records.is_empty(), "records appended before are readable");
             for r in records {
                 assert_eq!(r.partition, partition);
@@ -43,41 +73,107 @@ async fn appends_keep_per_key_order(log: &Arc<dyn EventLog>, topic: &str) {
                 read.push(String::from_utf8(r.payload).unwrap());
             }
         }
-        assert_eq!(read, payloads, "a partition returns records in append order");
+        assert_eq!(
+            read, payloads,
+            "a partition returns records in append order"
+        );
     }
 }
 
 async fn consumers_resume_after_commit(log: &Arc<dyn EventLog>, topic: &str) {
-    let positions = log.append_batch(topic, (0..10).map(|i| record("same-key", i.to_string())).collect()).await.expect("append");
+    let positions = log
+        .append_batch(
+            topic,
+            (0..10).map(|i| record("same-key", i.to_string())).collect(),
+        )
+        .await
+        .expect("append");
     let partition = positions[0].partition;
-    let mut consumer = log.consumer("group-a", topic, partition).await.expect("consumer");
-    let first = consumer.poll(4, Duration::from_secs(5)).await.expect("poll");
+    let mut consumer = log
+        .consumer("group-a", topic, partition)
+        .await
+        .expect("consumer");
+    let first = consumer
+        .poll(4, Duration::from_secs(5))
+        .await
+        .expect("poll");
     assert_eq!(first.len(), 4, "poll returns at most max records");
     consumer.commit(first[3].offset + 1).await.expect("commit");
-    assert_eq!(log.lag("group-a", topic).await.expect("lag")[partition as usize], 6, "lag counts uncommitted records");
+    assert_eq!(
+        log.lag("group-a", topic).await.expect("lag")[partition as usize],
+        6,
+        "lag counts uncommitted records"
+    );
     drop(consumer);
 
-    let mut resumed = log.consumer("group-a", topic, partition).await.expect("consumer");
-    let next = resumed.poll(100, Duration::from_secs(5)).await.expect("poll");
-    assert_eq!(next.first().map(|r| r.offset), Some(first[3].offset + 1), "a new consumer resumes after the committed offset");
-    let mut other_group = log.consumer("group-b", topic, partition).await.expect("consumer");
-    let everything = other_group.poll(100, Duration::from_secs(5)).await.expect("poll");
+    let mut resumed = log
+        .consumer("group-a", topic, partition)
+        .await
+        .expect("consumer");
+    let next = resumed
+        .poll(100, Duration::from_secs(5))
+        .await
+        .expect("poll");
+    assert_eq!(
+        next.first().map(|r| r.offset),
+        Some(first[3].offset + 1),
+        "a new consumer resumes after the committed offset"
+    );
+    let mut other_group = log
+        .consumer("group-b", topic, partition)
+        .await
+        .expect("consumer");
+    let everything = other_group
+        .poll(100, Duration::from_secs(5))
+        .await
+        .expect("poll");
     assert_eq!(everything.len(), 10, "each group has its own offsets");
 }
 
 async fn poll_wakes_on_append(log: &Arc<dyn EventLog>, topic: &str) {
-    let partition = log.append(topic, record("k", "first".into())).await.expect("append").partition;
-    let mut consumer = log.consumer("waker", topic, partition).await.expect("consumer");
-    assert_eq!(consumer.poll(10, Duration::from_secs(5)).await.expect("poll").len(), 1);
+    let partition = log
+        .append(topic, record("k", "first".into()))
+        .await
+        .expect("append")
+        .partition;
+    let mut consumer = log
+        .consumer("waker", topic, partition)
+        .await
+        .expect("consumer");
+    assert_eq!(
+        consumer
+            .poll(10, Duration::from_secs(5))
+            .await
+            .expect("poll")
+            .len(),
+        1
+    );
     let appender = log.clone();
     let topic_name = topic.to_owned();
     let started = Instant::now();
-    let late = tokio::spawn(async move { appender.append(&topic_name, record("k", "second".into())).await });
-    let records = consumer.poll(10, Duration::from_secs(10)).await.expect("poll");
+    let late = tokio::spawn(async move {
+        appender
+            .append(&topic_name, record("k", "second".into()))
+            .await
+    });
+    let records = consumer
+        .poll(10, Duration::from_secs(10))
+        .await
+        .expect("poll");
     late.await.unwrap().expect("append");
     assert_eq!(records.len(), 1, "a waiting poll returns the new record");
-    assert!(started.elapsed() < Duration::from_secs(5), "a waiting poll wakes on append, not on its timeout");
-    assert!(consumer.poll(10, Duration::from_millis(50)).await.expect("poll").is_empty(), "an idle poll times out empty");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a waiting poll wakes on append, not on its timeout"
+    );
+    assert!(
+        consumer
+            .poll(10, Duration::from_millis(50))
+            .await
+            .expect("poll")
+            .is_empty(),
+        "an idle poll times out empty"
+    );
 }
 
 async fn concurrent_appends_are_all_kept(log: &Arc<dyn EventLog>, topic: &str) {
@@ -88,7 +184,11 @@ async fn concurrent_appends_are_all_kept(log: &Arc<dyn EventLog>, topic: &str) {
             tokio::spawn(async move {
                 let mut positions = Vec::new();
                 for i in 0..20 {
-                    positions.push(log.append(&topic, record(&format!("k{task}"), format!("{task}/{i}"))).await.expect("append"));
+                    positions.push(
+                        log.append(&topic, record(&format!("k{task}"), format!("{task}/{i}")))
+                            .await
+                            .expect("append"),
+                    );
                 }
                 positions
             })
@@ -97,14 +197,23 @@ async fn concurrent_appends_are_all_kept(log: &Arc<dyn EventLog>, topic: &str) {
     let mut seen = std::collections::HashSet::new();
     for task in tasks {
         for position in task.await.unwrap() {
-            assert!(seen.insert((position.partition, position.offset)), "two appends got the same position");
+            assert!(
+                seen.insert((position.partition, position.offset)),
+                "two appends got the same position"
+            );
         }
     }
     let mut total = 0;
     for partition in 0..log.partition_count() {
-        let mut consumer = log.consumer("counter", topic, partition).await.expect("consumer");
+        let mut consumer = log
+            .consumer("counter", topic, partition)
+            .await
+            .expect("consumer");
         loop {
-            let records = consumer.poll(1000, Duration::from_millis(20)).await.expect("poll");
+            let records = consumer
+                .poll(1000, Duration::from_millis(20))
+                .await
+                .expect("poll");
             if records.is_empty() {
                 break;
             }
@@ -115,5 +224,8 @@ async fn concurrent_appends_are_all_kept(log: &Arc<dyn EventLog>, topic: &str) {
 }
 
 async fn refuses_unknown_partition(log: &Arc<dyn EventLog>) {
-    assert!(log.consumer("g", "t", log.partition_count()).await.is_err(), "a partition past the count is refused");
+    assert!(
+        log.consumer("g", "t", log.partition_count()).await.is_err(),
+        "a partition past the count is refused"
+    );
 }

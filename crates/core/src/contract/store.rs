@@ -49,54 +49,120 @@ fn accepted(conversation: &str, sender: &UserId, content: &str) -> MessageAccept
 }
 
 fn update(message: &MessageId, status: MessageStatus, at: i64) -> StatusUpdate {
-    StatusUpdate { message_id: message.clone(), status, at, detail: Some(format!("{status} detail")) }
+    StatusUpdate {
+        message_id: message.clone(),
+        status,
+        at,
+        detail: Some(format!("{status} detail")),
+    }
 }
 
 async fn users_are_unique(store: &Arc<dyn Store>) {
     let ana = user("ana", Some("ana@example.com"));
     store.insert_user(&ana, "hash-1").await.expect("insert");
     let same_name = user("ana", None);
-    assert!(matches!(store.insert_user(&same_name, "h").await, Err(StoreError::Conflict(f)) if f == "username"));
+    assert!(
+        matches!(store.insert_user(&same_name, "h").await, Err(StoreError::Conflict(f)) if f == "username")
+    );
     let same_email = user("ana2", Some("ana@example.com"));
-    assert!(matches!(store.insert_user(&same_email, "h").await, Err(StoreError::Conflict(f)) if f == "email"));
-    let credentials = store.user_credentials(&ana.username).await.expect("lookup").expect("found");
+    assert!(
+        matches!(store.insert_user(&same_email, "h").await, Err(StoreError::Conflict(f)) if f == "email")
+    );
+    let credentials = store
+        .user_credentials(&ana.username)
+        .await
+        .expect("lookup")
+        .expect("found");
     assert_eq!(credentials.user, ana);
     assert_eq!(credentials.password_hash, "hash-1");
-    assert!(store.user_credentials(&Username::parse("nobody").unwrap()).await.expect("lookup").is_none());
+    assert!(
+        store
+            .user_credentials(&Username::parse("nobody").unwrap())
+            .await
+            .expect("lookup")
+            .is_none()
+    );
     let ghost = UserId::generate();
-    assert_eq!(store.existing_users(&[ana.user_id.clone(), ghost]).await.expect("exists"), vec![ana.user_id]);
+    assert_eq!(
+        store
+            .existing_users(&[ana.user_id.clone(), ghost])
+            .await
+            .expect("exists"),
+        vec![ana.user_id]
+    );
 }
 
 async fn conversations_keep_their_members(store: &Arc<dyn Store>) {
     let (a, b) = (UserId::generate(), UserId::generate());
     let team = conversation("team-1", &[&a, &b]);
     assert!(store.insert_conversation(&team).await.expect("insert"));
-    assert!(!store.insert_conversation(&conversation("team-1", &[&b])).await.expect("insert"), "an id is taken once");
-    assert_eq!(store.conversation(&team.conversation_id).await.expect("load"), Some(team.clone()));
+    assert!(
+        !store
+            .insert_conversation(&conversation("team-1", &[&b]))
+            .await
+            .expect("insert"),
+        "an id is taken once"
+    );
+    assert_eq!(
+        store
+            .conversation(&team.conversation_id)
+            .await
+            .expect("load"),
+        Some(team.clone())
+    );
     assert_eq!(store.conversations_of(&b).await.expect("list"), vec![team]);
-    assert!(store.conversations_of(&UserId::generate()).await.expect("list").is_empty());
+    assert!(
+        store
+            .conversations_of(&UserId::generate())
+            .await
+            .expect("list")
+            .is_empty()
+    );
 }
 
 async fn messages_get_gap_free_idempotent_seq(store: &Arc<dyn Store>) {
     let sender = UserId::generate();
-    store.insert_conversation(&conversation("seq-1", &[&sender])).await.expect("insert");
-    let first: Vec<_> = (0..5).map(|i| accepted("seq-1", &sender, &format!("m{i}"))).collect();
+    store
+        .insert_conversation(&conversation("seq-1", &[&sender]))
+        .await
+        .expect("insert");
+    let first: Vec<_> = (0..5)
+        .map(|i| accepted("seq-1", &sender, &format!("m{i}")))
+        .collect();
     let stored = store.record_messages(&first).await.expect("record");
-    assert_eq!(stored.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!(
+        stored.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
     assert!(stored.iter().all(|m| m.status == MessageStatus::Sent));
 
     let mut redelivered = first[3..].to_vec();
     redelivered.push(accepted("seq-1", &sender, "m5"));
     redelivered.push(accepted("seq-2", &sender, "other conversation"));
     let again = store.record_messages(&redelivered).await.expect("record");
-    assert_eq!(again.iter().map(|m| m.seq).collect::<Vec<_>>(), [4, 5, 6, 1], "redelivery keeps seq; conversations count apart");
-    let page = store.history(&ConversationId::parse("seq-1").unwrap(), &query(100)).await.expect("history");
-    assert_eq!(page.messages.len(), 6, "a redelivered message is never duplicated");
+    assert_eq!(
+        again.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [4, 5, 6, 1],
+        "redelivery keeps seq; conversations count apart"
+    );
+    let page = store
+        .history(&ConversationId::parse("seq-1").unwrap(), &query(100))
+        .await
+        .expect("history");
+    assert_eq!(
+        page.messages.len(),
+        6,
+        "a redelivered message is never duplicated"
+    );
 }
 
 async fn statuses_only_move_forward(store: &Arc<dyn Store>) {
     let sender = UserId::generate();
-    let message = store.record_messages(&[accepted("status-1", &sender, "x")]).await.expect("record").remove(0);
+    let message = store
+        .record_messages(&[accepted("status-1", &sender, "x")])
+        .await
+        .expect("record")
+        .remove(0);
     let id = &message.message_id;
     let results = store
         .apply_statuses(&[
@@ -108,36 +174,123 @@ async fn statuses_only_move_forward(store: &Arc<dyn Store>) {
         .await
         .expect("apply");
     assert!(matches!(&results[0], Transition::Applied(m) if m.delivered_at == Some(10)));
-    assert!(matches!(&results[1], Transition::Refused(m) if m.status == MessageStatus::Delivered), "no going back");
+    assert!(
+        matches!(&results[1], Transition::Refused(m) if m.status == MessageStatus::Delivered),
+        "no going back"
+    );
     assert!(matches!(&results[2], Transition::Applied(m) if m.read_at == Some(12)));
-    assert!(matches!(&results[3], Transition::Refused(_)), "READ never becomes FAILED");
-    let unknown = store.apply_statuses(&[update(&MessageId::generate(), MessageStatus::Delivered, 1)]).await.expect("apply");
+    assert!(
+        matches!(&results[3], Transition::Refused(_)),
+        "READ never becomes FAILED"
+    );
+    let unknown = store
+        .apply_statuses(&[update(&MessageId::generate(), MessageStatus::Delivered, 1)])
+        .await
+        .expect("apply");
     assert_eq!(unknown, vec![Transition::UnknownMessage]);
 
-    let steps: Vec<_> = store.status_history(id).await.expect("history").into_iter().map(|s| s.status).collect();
-    assert_eq!(steps, [MessageStatus::Sent, MessageStatus::Delivered, MessageStatus::Read]);
-    let failing = store.record_messages(&[accepted("status-1", &sender, "y")]).await.expect("record").remove(0);
-    let failed = store.apply_statuses(&[update(&failing.message_id, MessageStatus::Failed, 5)]).await.expect("apply");
-    assert!(matches!(&failed[0], Transition::Applied(m) if m.failure_reason.as_deref() == Some("FAILED detail")));
+    let steps: Vec<_> = store
+        .status_history(id)
+        .await
+        .expect("history")
+        .into_iter()
+        .map(|s| s.status)
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            MessageStatus::Sent,
+            MessageStatus::Delivered,
+            MessageStatus::Read
+        ]
+    );
+    let failing = store
+        .record_messages(&[accepted("status-1", &sender, "y")])
+        .await
+        .expect("record")
+        .remove(0);
+    let failed = store
+        .apply_statuses(&[update(&failing.message_id, MessageStatus::Failed, 5)])
+        .await
+        .expect("apply");
+    assert!(
+        matches!(&failed[0], Transition::Applied(m) if m.failure_reason.as_deref() == Some("FAILED detail"))
+    );
 }
 
 fn query(limit: u32) -> HistoryQuery {
-    HistoryQuery { limit, offset: 0, after: None, before: None, ascending: true }
+    HistoryQuery {
+        limit,
+        offset: 0,
+        after: None,
+        before: None,
+        ascending: true,
+    }
 }
 
 async fn history_pages(store: &Arc<dyn Store>) {
     let sender = UserId::generate();
-    let batch: Vec<_> = (1..=10).map(|i| accepted("paging", &sender, &i.to_string())).collect();
+    let batch: Vec<_> = (1..=10)
+        .map(|i| accepted("paging", &sender, &i.to_string()))
+        .collect();
     store.record_messages(&batch).await.expect("record");
     let id = ConversationId::parse("paging").unwrap();
-    let seqs = |page: crate::model::HistoryPage| (page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), page.has_more);
-    assert_eq!(seqs(store.history(&id, &query(4)).await.unwrap()), (vec![1, 2, 3, 4], true));
-    assert_eq!(seqs(store.history(&id, &HistoryQuery { after: Some(8), ..query(4) }).await.unwrap()), (vec![9, 10], false));
+    let seqs = |page: crate::model::HistoryPage| {
+        (
+            page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            page.has_more,
+        )
+    };
     assert_eq!(
-        seqs(store.history(&id, &HistoryQuery { before: Some(4), ascending: false, ..query(2) }).await.unwrap()),
+        seqs(store.history(&id, &query(4)).await.unwrap()),
+        (vec![1, 2, 3, 4], true)
+    );
+    assert_eq!(
+        seqs(
+            store
+                .history(
+                    &id,
+                    &HistoryQuery {
+                        after: Some(8),
+                        ..query(4)
+                    }
+                )
+                .await
+                .unwrap()
+        ),
+        (vec![9, 10], false)
+    );
+    assert_eq!(
+        seqs(
+            store
+                .history(
+                    &id,
+                    &HistoryQuery {
+                        before: Some(4),
+                        ascending: false,
+                        ..query(2)
+                    }
+                )
+                .await
+                .unwrap()
+        ),
         (vec![3, 2], true)
     );
-    assert_eq!(seqs(store.history(&id, &HistoryQuery { offset: 9, ..query(5) }).await.unwrap()), (vec![10], false));
+    assert_eq!(
+        seqs(
+            store
+                .history(
+                    &id,
+                    &HistoryQuery {
+                        offset: 9,
+                        ..query(5)
+                    }
+                )
+                .await
+                .unwrap()
+        ),
+        (vec![10], false)
+    );
 }
 
 async fn idempotency_keys(store: &Arc<dyn Store>) {
@@ -151,14 +304,47 @@ async fn idempotency_keys(store: &Arc<dyn Store>) {
         appended: false,
     };
     let first = request("body-1", 1_000);
-    assert_eq!(store.reserve_idempotency_key(&user, &key, &first, 0).await.unwrap(), first, "a new key is reserved");
-    let replay = store.reserve_idempotency_key(&user, &key, &request("body-2", 2_000), 0).await.unwrap();
+    assert_eq!(
+        store
+            .reserve_idempotency_key(&user, &key, &first, 0)
+            .await
+            .unwrap(),
+        first,
+        "a new key is reserved"
+    );
+    let replay = store
+        .reserve_idempotency_key(&user, &key, &request("body-2", 2_000), 0)
+        .await
+        .unwrap();
     assert_eq!(replay, first, "a live reservation wins over a new request");
-    store.mark_idempotency_key_appended(&user, &key).await.unwrap();
-    assert!(store.reserve_idempotency_key(&user, &key, &request("body-1", 2_000), 0).await.unwrap().appended);
-    let other_user = store.reserve_idempotency_key(&UserId::generate(), &key, &request("body-3", 2_000), 0).await.unwrap();
+    store
+        .mark_idempotency_key_appended(&user, &key)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .reserve_idempotency_key(&user, &key, &request("body-1", 2_000), 0)
+            .await
+            .unwrap()
+            .appended
+    );
+    let other_user = store
+        .reserve_idempotency_key(&UserId::generate(), &key, &request("body-3", 2_000), 0)
+        .await
+        .unwrap();
     assert_eq!(other_user.fingerprint, "body-3", "keys are per user");
     let expired = request("body-4", 90_000);
-    assert_eq!(store.reserve_idempotency_key(&user, &key, &expired, 5_000).await.unwrap(), expired, "an expired key is reused");
-    assert_eq!(store.purge_idempotency_keys(10_000).await.unwrap(), 1, "purge drops what is older than its bound");
+    assert_eq!(
+        store
+            .reserve_idempotency_key(&user, &key, &expired, 5_000)
+            .await
+            .unwrap(),
+        expired,
+        "an expired key is reused"
+    );
+    assert_eq!(
+        store.purge_idempotency_keys(10_000).await.unwrap(),
+        1,
+        "purge drops what is older than its bound"
+    );
 }

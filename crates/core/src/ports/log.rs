@@ -34,7 +34,10 @@ pub struct Record {
 impl Record {
     /// The first header named `name`.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -69,16 +72,32 @@ pub trait EventLog: Send + Sync {
 
     /// Appends records to `topic`, each to the partition of its key, keeping their order; returns only once all
     /// are durable (that is what makes a 202 safe).
-    async fn append_batch(&self, topic: &str, records: Vec<OutgoingRecord>) -> Result<Vec<RecordPosition>, LogError>;
+    async fn append_batch(
+        &self,
+        topic: &str,
+        records: Vec<OutgoingRecord>,
+    ) -> Result<Vec<RecordPosition>, LogError>;
 
     /// Appends one record durably.
-    async fn append(&self, topic: &str, record: OutgoingRecord) -> Result<RecordPosition, LogError> {
+    async fn append(
+        &self,
+        topic: &str,
+        record: OutgoingRecord,
+    ) -> Result<RecordPosition, LogError> {
         let positions = self.append_batch(topic, vec![record]).await?;
-        positions.into_iter().next().ok_or_else(|| LogError::Backend("append returned no position".into()))
+        positions
+            .into_iter()
+            .next()
+            .ok_or_else(|| LogError::Backend("append returned no position".into()))
     }
 
     /// A consumer of one partition of `topic` for `group`, starting after the group's committed offset.
-    async fn consumer(&self, group: &str, topic: &str, partition: u32) -> Result<Box<dyn PartitionConsumer>, LogError>;
+    async fn consumer(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Box<dyn PartitionConsumer>, LogError>;
 
     /// Records not yet committed by `group`, per partition: the consumer lag.
     async fn lag(&self, group: &str, topic: &str) -> Result<Vec<u64>, LogError>;
@@ -103,7 +122,9 @@ pub trait PartitionConsumer: Send {
 
 /// The partition of `key`: FNV-1a, stable across processes and versions, so a key always maps the same way.
 pub fn partition_for(key: &str, partitions: u32) -> u32 {
-    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
     (hash % u64::from(partitions.max(1))) as u32
 }
 
@@ -115,7 +136,9 @@ mod tests {
     fn partitioning_is_stable_and_spreads() {
         assert_eq!(partition_for("c1", 8), partition_for("c1", 8));
         assert_eq!(partition_for("anything", 1), 0);
-        let used: std::collections::HashSet<u32> = (0..200).map(|i| partition_for(&format!("conv-{i}"), 8)).collect();
+        let used: std::collections::HashSet<u32> = (0..200)
+            .map(|i| partition_for(&format!("conv-{i}"), 8))
+            .collect();
         assert_eq!(used.len(), 8);
     }
 }

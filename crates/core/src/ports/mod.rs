@@ -6,5 +6,7 @@ mod log;
 mod store;
 
 pub use channel::{Channel, ChannelError, ChannelReceipt};
-pub use log::{EventLog, LogError, OutgoingRecord, PartitionConsumer, Record, RecordPosition, partition_for};
+pub use log::{
+    EventLog, LogError, OutgoingRecord, PartitionConsumer, Record, RecordPosition, partition_for,
+};
 pub use store::{IdempotentRequest, Store, StoreError};

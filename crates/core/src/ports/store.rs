@@ -2,7 +2,10 @@
 
 use crate::events::{MessageAccepted, StatusUpdate};
 use crate::ids::{ConversationId, IdempotencyKey, MessageId, UserId, Username};
-use crate::model::{Conversation, HistoryPage, HistoryQuery, Message, StatusChange, Transition, User, UserCredentials};
+use crate::model::{
+    Conversation, HistoryPage, HistoryQuery, Message, StatusChange, Transition, User,
+    UserCredentials,
+};
 use async_trait::async_trait;
 
 /// Store failures.
@@ -44,7 +47,10 @@ pub trait Store: Send + Sync {
     async fn insert_user(&self, user: &User, password_hash: &str) -> Result<(), StoreError>;
 
     /// A user and their password hash, for login.
-    async fn user_credentials(&self, username: &Username) -> Result<Option<UserCredentials>, StoreError>;
+    async fn user_credentials(
+        &self,
+        username: &Username,
+    ) -> Result<Option<UserCredentials>, StoreError>;
 
     /// Which of `user_ids` exist.
     async fn existing_users(&self, user_ids: &[UserId]) -> Result<Vec<UserId>, StoreError>;
@@ -60,10 +66,14 @@ pub trait Store: Send + Sync {
 
     /// Stores accepted messages in order, giving each the next `seq` of its conversation. Idempotent: a message
     /// already stored is returned as it is, never duplicated. Returns one stored message per input, in order.
-    async fn record_messages(&self, accepted: &[MessageAccepted]) -> Result<Vec<Message>, StoreError>;
+    async fn record_messages(
+        &self,
+        accepted: &[MessageAccepted],
+    ) -> Result<Vec<Message>, StoreError>;
 
     /// Applies status changes in order through the forward-only state machine.
-    async fn apply_statuses(&self, updates: &[StatusUpdate]) -> Result<Vec<Transition>, StoreError>;
+    async fn apply_statuses(&self, updates: &[StatusUpdate])
+    -> Result<Vec<Transition>, StoreError>;
 
     /// One message.
     async fn message(&self, id: &MessageId) -> Result<Option<Message>, StoreError>;
@@ -72,7 +82,11 @@ pub trait Store: Send + Sync {
     async fn status_history(&self, id: &MessageId) -> Result<Vec<StatusChange>, StoreError>;
 
     /// A page of a conversation's messages.
-    async fn history(&self, conversation: &ConversationId, query: &HistoryQuery) -> Result<HistoryPage, StoreError>;
+    async fn history(
+        &self,
+        conversation: &ConversationId,
+        query: &HistoryQuery,
+    ) -> Result<HistoryPage, StoreError>;
 
     /// Reserves `key` for `user` with `request`, unless a reservation younger than `not_before` (ms) exists;
     /// returns the reservation in force (the given one when it was new).
@@ -85,7 +99,11 @@ pub trait Store: Send + Sync {
     ) -> Result<IdempotentRequest, StoreError>;
 
     /// Records that the reserved request's message is on the log.
-    async fn mark_idempotency_key_appended(&self, user: &UserId, key: &IdempotencyKey) -> Result<(), StoreError>;
+    async fn mark_idempotency_key_appended(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+    ) -> Result<(), StoreError>;
 
     /// Forgets reservations made before `before` (ms); returns how many.
     async fn purge_idempotency_keys(&self, before: i64) -> Result<u64, StoreError>;

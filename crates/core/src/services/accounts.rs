@@ -5,9 +5,9 @@ use crate::ids::{Email, Password, UserId, Username};
 use crate::model::User;
 use crate::ports::Store;
 use crate::time::now_millis;
+use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use std::sync::{Arc, OnceLock};
 
 /// Registers users and checks their credentials.
@@ -23,19 +23,38 @@ impl Accounts {
     }
 
     /// Creates a user; 409 when the username or e-mail is taken.
-    pub async fn register(&self, username: Username, password: Password, email: Option<Email>) -> Result<User, ServiceError> {
+    pub async fn register(
+        &self,
+        username: Username,
+        password: Password,
+        email: Option<Email>,
+    ) -> Result<User, ServiceError> {
         let hash = blocking(move || hash_password(&password)).await??;
-        let user = User { user_id: UserId::generate(), username, email, created_at: now_millis() };
-        self.store.insert_user(&user, &hash).await.map_err(|e| match e {
-            crate::ports::StoreError::Conflict(field) => ServiceError::Conflict(format!("{field} is already taken")),
-            other => other.into(),
-        })?;
+        let user = User {
+            user_id: UserId::generate(),
+            username,
+            email,
+            created_at: now_millis(),
+        };
+        self.store
+            .insert_user(&user, &hash)
+            .await
+            .map_err(|e| match e {
+                crate::ports::StoreError::Conflict(field) => {
+                    ServiceError::Conflict(format!("{field} is already taken"))
+                }
+                other => other.into(),
+            })?;
         Ok(user)
     }
 
     /// The user whose credentials these are; the same 401 whether the user is unknown or the password wrong, and
     /// about the same time too (an unknown user still costs one hash verification).
-    pub async fn authenticate(&self, username: &str, password: Password) -> Result<User, ServiceError> {
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        password: Password,
+    ) -> Result<User, ServiceError> {
         let denied = || ServiceError::Unauthenticated("invalid username or password".into());
         let credentials = match Username::parse(username) {
             Ok(name) => self.store.user_credentials(&name).await?,
@@ -54,8 +73,12 @@ impl Accounts {
 }
 
 /// Runs CPU-heavy hashing off the async workers.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ServiceError> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| ServiceError::Internal(format!("hashing task failed: {e}")))
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ServiceError::Internal(format!("hashing task failed: {e}")))
 }
 
 /// Argon2id hash in PHC format, with a random salt.
@@ -69,13 +92,19 @@ pub fn hash_password(password: &Password) -> Result<String, ServiceError> {
 
 /// Whether `password` matches the PHC `hash`.
 pub fn verify_password(password: &Password, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.expose().as_bytes(), &parsed).is_ok())
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.expose().as_bytes(), &parsed)
+            .is_ok()
+    })
 }
 
 /// A valid hash of a random password, verified against when the user does not exist.
 fn dummy_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| hash_password(&Password::unchecked(uuid::Uuid::new_v4().to_string())).expect("argon2 works"))
+    HASH.get_or_init(|| {
+        hash_password(&Password::unchecked(uuid::Uuid::new_v4().to_string())).expect("argon2 works")
+    })
 }
 
 #[cfg(test)]
@@ -87,7 +116,10 @@ mod tests {
         let hash = hash_password(&Password::unchecked("correct horse")).unwrap();
         assert!(hash.starts_with("$argon2id$"));
         assert!(!hash.contains("correct horse"));
-        assert!(verify_password(&Password::unchecked("correct horse"), &hash));
+        assert!(verify_password(
+            &Password::unchecked("correct horse"),
+            &hash
+        ));
         assert!(!verify_password(&Password::unchecked("wrong horse"), &hash));
         assert!(!verify_password(&Password::unchecked("x"), "not a hash"));
     }

@@ -38,14 +38,26 @@ impl Conversations {
     }
 
     /// Creates a conversation owned by `creator`: 400 on unknown members or a bad shape, 409 when the id is taken.
-    pub async fn create(&self, creator: &UserId, request: NewConversation) -> Result<Conversation, ServiceError> {
+    pub async fn create(
+        &self,
+        creator: &UserId,
+        request: NewConversation,
+    ) -> Result<Conversation, ServiceError> {
         let conversation_id = match request.conversation_id {
             Some(id) => ConversationId::parse(id)?,
             None => ConversationId::generate(),
         };
-        let name = request.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
-        if name.as_ref().is_some_and(|n| n.chars().count() > MAX_NAME_CHARS) {
-            return Err(ServiceError::Invalid(format!("name must be at most {MAX_NAME_CHARS} characters")));
+        let name = request
+            .name
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty());
+        if name
+            .as_ref()
+            .is_some_and(|n| n.chars().count() > MAX_NAME_CHARS)
+        {
+            return Err(ServiceError::Invalid(format!(
+                "name must be at most {MAX_NAME_CHARS} characters"
+            )));
         }
         let mut members = vec![creator.clone()];
         for raw in request.members {
@@ -55,10 +67,14 @@ impl Conversations {
             }
         }
         if members.len() > MAX_MEMBERS {
-            return Err(ServiceError::Invalid(format!("a conversation has at most {MAX_MEMBERS} members")));
+            return Err(ServiceError::Invalid(format!(
+                "a conversation has at most {MAX_MEMBERS} members"
+            )));
         }
         if request.kind == ConversationKind::Direct && members.len() != 2 {
-            return Err(ServiceError::Invalid("a direct conversation has exactly one other member".into()));
+            return Err(ServiceError::Invalid(
+                "a direct conversation has exactly one other member".into(),
+            ));
         }
         let existing = self.store.existing_users(&members).await?;
         if let Some(unknown) = members.iter().find(|m| !existing.contains(m)) {
@@ -73,7 +89,10 @@ impl Conversations {
             created_by: creator.clone(),
         };
         if !self.store.insert_conversation(&conversation).await? {
-            return Err(ServiceError::Conflict(format!("conversation {} already exists", conversation.conversation_id)));
+            return Err(ServiceError::Conflict(format!(
+                "conversation {} already exists",
+                conversation.conversation_id
+            )));
         }
         Ok(conversation)
     }
@@ -84,13 +103,22 @@ impl Conversations {
     }
 
     /// The conversation, if `user` is a member: 404 when it does not exist, 403 when they are not in it.
-    pub async fn for_member(&self, id: &ConversationId, user: &UserId) -> Result<Conversation, ServiceError> {
-        let conversation =
-            self.store.conversation(id).await?.ok_or_else(|| ServiceError::NotFound(format!("conversation {id} not found")))?;
+    pub async fn for_member(
+        &self,
+        id: &ConversationId,
+        user: &UserId,
+    ) -> Result<Conversation, ServiceError> {
+        let conversation = self
+            .store
+            .conversation(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("conversation {id} not found")))?;
         if conversation.members.contains(user) {
             Ok(conversation)
         } else {
-            Err(ServiceError::Forbidden(format!("you are not a member of conversation {id}")))
+            Err(ServiceError::Forbidden(format!(
+                "you are not a member of conversation {id}"
+            )))
         }
     }
 }

@@ -22,7 +22,12 @@ impl DeadLetters {
     }
 
     /// Durably parks `record`, read from `source_topic`, with `reason`.
-    pub async fn park(&self, source_topic: &str, record: &Record, reason: &str) -> Result<(), LogError> {
+    pub async fn park(
+        &self,
+        source_topic: &str,
+        record: &Record,
+        reason: &str,
+    ) -> Result<(), LogError> {
         tracing::warn!(
             topic = source_topic,
             partition = record.partition,
@@ -32,8 +37,15 @@ impl DeadLetters {
         );
         let mut headers = record.headers.clone();
         headers.push((HEADER_REASON.into(), reason.into()));
-        headers.push((HEADER_SOURCE.into(), format!("{source_topic}/{}/{}", record.partition, record.offset)));
-        let parked = OutgoingRecord { key: record.key.clone(), headers, payload: record.payload.clone() };
+        headers.push((
+            HEADER_SOURCE.into(),
+            format!("{source_topic}/{}/{}", record.partition, record.offset),
+        ));
+        let parked = OutgoingRecord {
+            key: record.key.clone(),
+            headers,
+            payload: record.payload.clone(),
+        };
         self.log.append(&self.topic, parked).await.map(drop)
     }
 }

@@ -36,7 +36,12 @@ impl Delivery {
     /// Delivery through `channel`, reporting on `log`.
     pub fn new(channel: Arc<dyn Channel>, log: Arc<dyn EventLog>, topics: Topics) -> Self {
         let dead_letters = DeadLetters::new(log.clone(), topics.dead_letters.clone());
-        Self { channel, log, topics, dead_letters }
+        Self {
+            channel,
+            log,
+            topics,
+            dead_letters,
+        }
     }
 
     /// The channel served.
@@ -49,12 +54,18 @@ impl Delivery {
     pub async fn deliver(&self, records: &[Record]) -> Result<DeliveryOutcome, ServiceError> {
         let topic = self.topics.outbound(self.channel.name());
         let mut outcome = DeliveryOutcome::default();
-        let mut by_conversation: HashMap<&str, Vec<(OutboundMessage, CorrelationId)>> = HashMap::new();
+        let mut by_conversation: HashMap<&str, Vec<(OutboundMessage, CorrelationId)>> =
+            HashMap::new();
         for record in records {
             match decode::<OutboundMessage>(record) {
-                Ok(message) => by_conversation.entry(record.key.as_str()).or_default().push((message, correlation_of(record))),
+                Ok(message) => by_conversation
+                    .entry(record.key.as_str())
+                    .or_default()
+                    .push((message, correlation_of(record))),
                 Err(e) => {
-                    self.dead_letters.park(&topic, record, &e.to_string()).await?;
+                    self.dead_letters
+                        .park(&topic, record, &e.to_string())
+                        .await?;
                     outcome.dead_lettered += 1;
                 }
             }
@@ -76,18 +87,31 @@ impl Delivery {
             reports.push(encode(&update, &correlation_id));
         }
         if !reports.is_empty() {
-            self.log.append_batch(&self.topics.status_updates, reports).await?;
+            self.log
+                .append_batch(&self.topics.status_updates, reports)
+                .await?;
         }
         Ok(outcome)
     }
 
     /// One attempt at one message, turned into the status update to report.
-    async fn deliver_one(&self, message: &OutboundMessage, correlation_id: &CorrelationId) -> StatusUpdate {
+    async fn deliver_one(
+        &self,
+        message: &OutboundMessage,
+        correlation_id: &CorrelationId,
+    ) -> StatusUpdate {
         let started = Instant::now();
         let result = self.channel.send(message).await;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         let (status, detail) = match result {
-            Ok(receipt) => (MessageStatus::Delivered, format!("{} accepted it as {}", self.channel.name(), receipt.channel_message_id)),
+            Ok(receipt) => (
+                MessageStatus::Delivered,
+                format!(
+                    "{} accepted it as {}",
+                    self.channel.name(),
+                    receipt.channel_message_id
+                ),
+            ),
             // The reliability layer (retries, circuit breaker, PENDING) will sit here; for now a failed call fails.
             Err(error) => (MessageStatus::Failed, error.to_string()),
         };
@@ -100,6 +124,11 @@ impl Delivery {
             duration_ms = elapsed_ms,
             "channel call"
         );
-        StatusUpdate { message_id: message.message_id.clone(), status, at: now_millis(), detail: Some(detail) }
+        StatusUpdate {
+            message_id: message.message_id.clone(),
+            status,
+            at: now_millis(),
+            detail: Some(detail),
+        }
     }
 }

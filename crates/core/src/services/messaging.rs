@@ -4,7 +4,9 @@ use super::conversations::Conversations;
 use crate::error::ServiceError;
 use crate::events::{MessageAccepted, StatusUpdate, Topics, encode};
 use crate::ids::{ConversationId, CorrelationId, IdempotencyKey, MessageId, UserId};
-use crate::model::{Conversation, ConversationKind, HistoryPage, HistoryQuery, Message, StatusChange, Transition};
+use crate::model::{
+    Conversation, ConversationKind, HistoryPage, HistoryQuery, Message, StatusChange, Transition,
+};
 use crate::ports::{EventLog, IdempotentRequest, Store};
 use crate::recipient::Recipient;
 use crate::status::MessageStatus;
@@ -64,7 +66,12 @@ impl Messaging {
     /// Messaging over `store` and `log`.
     pub fn new(store: Arc<dyn Store>, log: Arc<dyn EventLog>, topics: Topics) -> Self {
         let conversations = Conversations::new(store.clone());
-        Self { store, log, topics, conversations }
+        Self {
+            store,
+            log,
+            topics,
+            conversations,
+        }
     }
 
     /// Validates and durably accepts a message. Returns only once the message is on the event log.
@@ -80,16 +87,27 @@ impl Messaging {
             return Err(ServiceError::Invalid("content must not be empty".into()));
         }
         if request.content.len() > MAX_CONTENT_BYTES {
-            return Err(ServiceError::TooLarge(format!("content is over {MAX_CONTENT_BYTES} bytes")));
+            return Err(ServiceError::TooLarge(format!(
+                "content is over {MAX_CONTENT_BYTES} bytes"
+            )));
         }
-        if request.sender_id.as_deref().is_some_and(|s| s != caller.as_str()) {
-            return Err(ServiceError::Forbidden("sender_id must be the authenticated user".into()));
+        if request
+            .sender_id
+            .as_deref()
+            .is_some_and(|s| s != caller.as_str())
+        {
+            return Err(ServiceError::Forbidden(
+                "sender_id must be the authenticated user".into(),
+            ));
         }
         if let Some(file_id) = &request.file_id {
-            return Err(ServiceError::Invalid(format!("file_id {file_id:?} does not name a file of this conversation")));
+            return Err(ServiceError::Invalid(format!(
+                "file_id {file_id:?} does not name a file of this conversation"
+            )));
         }
         let recipient = Recipient::parse(request.recipient_id.as_deref())?;
-        self.ensure_member(&conversation_id, caller, &recipient).await?;
+        self.ensure_member(&conversation_id, caller, &recipient)
+            .await?;
 
         let mut accepted = MessageAccepted {
             message_id: MessageId::generate(),
@@ -100,11 +118,14 @@ impl Messaging {
             timestamp: now_millis(),
         };
         let Some(key) = idempotency_key else {
-            self.log.append(&self.topics.messages, encode(&accepted, correlation_id)).await?;
+            self.log
+                .append(&self.topics.messages, encode(&accepted, correlation_id))
+                .await?;
             return Ok(answer(&accepted));
         };
 
-        let fingerprint = serde_json::to_string(&request).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let fingerprint =
+            serde_json::to_string(&request).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let proposal = IdempotentRequest {
             fingerprint,
             message_id: accepted.message_id.clone(),
@@ -113,31 +134,49 @@ impl Messaging {
             appended: false,
         };
         let not_before = accepted.timestamp - IDEMPOTENCY_WINDOW_MS;
-        let reserved = self.store.reserve_idempotency_key(caller, key, &proposal, not_before).await?;
+        let reserved = self
+            .store
+            .reserve_idempotency_key(caller, key, &proposal, not_before)
+            .await?;
         if reserved.fingerprint != proposal.fingerprint {
-            return Err(ServiceError::Unprocessable("Idempotency-Key was already used with a different request".into()));
+            return Err(ServiceError::Unprocessable(
+                "Idempotency-Key was already used with a different request".into(),
+            ));
         }
         accepted.message_id = reserved.message_id;
         accepted.timestamp = reserved.timestamp;
         if !reserved.appended {
             // First attempt, or a retry after a crash between reservation and append: the router is idempotent on
             // message_id, so appending again can never duplicate the message.
-            self.log.append(&self.topics.messages, encode(&accepted, correlation_id)).await?;
-            self.store.mark_idempotency_key_appended(caller, key).await?;
+            self.log
+                .append(&self.topics.messages, encode(&accepted, correlation_id))
+                .await?;
+            self.store
+                .mark_idempotency_key_appended(caller, key)
+                .await?;
         }
         Ok(answer(&accepted))
     }
 
     /// Makes sure `caller` may post to the conversation, creating it on first use with the sender and, when the
     /// recipient is a user of this system, that user.
-    async fn ensure_member(&self, id: &ConversationId, caller: &UserId, recipient: &Recipient) -> Result<(), ServiceError> {
+    async fn ensure_member(
+        &self,
+        id: &ConversationId,
+        caller: &UserId,
+        recipient: &Recipient,
+    ) -> Result<(), ServiceError> {
         if let Some(conversation) = self.store.conversation(id).await? {
             return check_member(&conversation, caller);
         }
         let mut members = vec![caller.clone()];
         if let Recipient::User(user) = recipient
             && user != caller
-            && !self.store.existing_users(std::slice::from_ref(user)).await?.is_empty()
+            && !self
+                .store
+                .existing_users(std::slice::from_ref(user))
+                .await?
+                .is_empty()
         {
             members.push(user.clone());
         }
@@ -153,19 +192,32 @@ impl Messaging {
             return Ok(());
         }
         // Someone created it meanwhile: their membership rules apply.
-        let conversation = self.store.conversation(id).await?.ok_or_else(|| ServiceError::Internal("conversation vanished".into()))?;
+        let conversation = self
+            .store
+            .conversation(id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("conversation vanished".into()))?;
         check_member(&conversation, caller)
     }
 
     /// A page of a conversation's history, for a member.
-    pub async fn history(&self, caller: &UserId, conversation: &str, query: &HistoryQuery) -> Result<HistoryPage, ServiceError> {
+    pub async fn history(
+        &self,
+        caller: &UserId,
+        conversation: &str,
+        query: &HistoryQuery,
+    ) -> Result<HistoryPage, ServiceError> {
         let id = ConversationId::parse(conversation)?;
         self.conversations.for_member(&id, caller).await?;
         Ok(self.store.history(&id, query).await?)
     }
 
     /// One message with its status history, for a member of its conversation.
-    pub async fn message(&self, caller: &UserId, message_id: &str) -> Result<MessageDetail, ServiceError> {
+    pub async fn message(
+        &self,
+        caller: &UserId,
+        message_id: &str,
+    ) -> Result<MessageDetail, ServiceError> {
         let message = self.visible_message(caller, message_id).await?;
         let history = self.store.status_history(&message.message_id).await?;
         Ok(MessageDetail { message, history })
@@ -173,33 +225,65 @@ impl Messaging {
 
     /// Marks a message READ: DELIVERED→READ; READ again answers the first `read_at`; any other state → 409. The
     /// caller must be a member and not the sender.
-    pub async fn mark_read(&self, caller: &UserId, message_id: &str) -> Result<Message, ServiceError> {
+    pub async fn mark_read(
+        &self,
+        caller: &UserId,
+        message_id: &str,
+    ) -> Result<Message, ServiceError> {
         let message = self.visible_message(caller, message_id).await?;
         if &message.sender_id == caller {
-            return Err(ServiceError::Forbidden("the sender cannot mark their own message read".into()));
+            return Err(ServiceError::Forbidden(
+                "the sender cannot mark their own message read".into(),
+            ));
         }
         match message.status {
             MessageStatus::Read => return Ok(message),
             MessageStatus::Delivered => {}
-            other => return Err(ServiceError::Conflict(format!("a {other} message cannot be marked read"))),
-        }
-        let update = StatusUpdate { message_id: message.message_id, status: MessageStatus::Read, at: now_millis(), detail: None };
-        match self.store.apply_statuses(std::slice::from_ref(&update)).await?.pop() {
-            Some(Transition::Applied(message)) => Ok(message),
-            Some(Transition::Refused(message)) if message.status == MessageStatus::Read => Ok(message),
-            Some(Transition::Refused(message)) => {
-                Err(ServiceError::Conflict(format!("a {} message cannot be marked read", message.status)))
+            other => {
+                return Err(ServiceError::Conflict(format!(
+                    "a {other} message cannot be marked read"
+                )));
             }
-            _ => Err(ServiceError::NotFound(format!("message {} not found", update.message_id))),
+        }
+        let update = StatusUpdate {
+            message_id: message.message_id,
+            status: MessageStatus::Read,
+            at: now_millis(),
+            detail: None,
+        };
+        match self
+            .store
+            .apply_statuses(std::slice::from_ref(&update))
+            .await?
+            .pop()
+        {
+            Some(Transition::Applied(message)) => Ok(message),
+            Some(Transition::Refused(message)) if message.status == MessageStatus::Read => {
+                Ok(message)
+            }
+            Some(Transition::Refused(message)) => Err(ServiceError::Conflict(format!(
+                "a {} message cannot be marked read",
+                message.status
+            ))),
+            _ => Err(ServiceError::NotFound(format!(
+                "message {} not found",
+                update.message_id
+            ))),
         }
     }
 
     /// The message if it exists and `caller` is a member of its conversation (404 otherwise, 403 for non-members).
-    async fn visible_message(&self, caller: &UserId, message_id: &str) -> Result<Message, ServiceError> {
+    async fn visible_message(
+        &self,
+        caller: &UserId,
+        message_id: &str,
+    ) -> Result<Message, ServiceError> {
         let not_found = || ServiceError::NotFound(format!("message {message_id} not found"));
         let id = MessageId::parse(message_id).map_err(|_| not_found())?;
         let message = self.store.message(&id).await?.ok_or_else(not_found)?;
-        self.conversations.for_member(&message.conversation_id, caller).await?;
+        self.conversations
+            .for_member(&message.conversation_id, caller)
+            .await?;
         Ok(message)
     }
 }
@@ -208,7 +292,10 @@ fn check_member(conversation: &Conversation, caller: &UserId) -> Result<(), Serv
     if conversation.members.contains(caller) {
         Ok(())
     } else {
-        Err(ServiceError::Forbidden(format!("you are not a member of conversation {}", conversation.conversation_id)))
+        Err(ServiceError::Forbidden(format!(
+            "you are not a member of conversation {}",
+            conversation.conversation_id
+        )))
     }
 }
 

@@ -2,7 +2,9 @@
 
 use super::dead_letters::DeadLetters;
 use crate::error::ServiceError;
-use crate::events::{MessageAccepted, OutboundMessage, StatusUpdate, Topics, correlation_of, decode, encode};
+use crate::events::{
+    MessageAccepted, OutboundMessage, StatusUpdate, Topics, correlation_of, decode, encode,
+};
 use crate::ids::{CorrelationId, UserId};
 use crate::model::Message;
 use crate::ports::{EventLog, OutgoingRecord, Record, Store};
@@ -39,9 +41,20 @@ pub struct Router {
 
 impl Router {
     /// A router that hands messages for `channels` to their outbound topics and fails messages for any other.
-    pub fn new(store: Arc<dyn Store>, log: Arc<dyn EventLog>, topics: Topics, channels: impl IntoIterator<Item = String>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        log: Arc<dyn EventLog>,
+        topics: Topics,
+        channels: impl IntoIterator<Item = String>,
+    ) -> Self {
         let dead_letters = DeadLetters::new(log.clone(), topics.dead_letters.clone());
-        Self { store, log, topics, channels: channels.into_iter().collect(), dead_letters }
+        Self {
+            store,
+            log,
+            topics,
+            channels: channels.into_iter().collect(),
+            dead_letters,
+        }
     }
 
     /// Stores a batch of accepted messages (idempotently, assigning `seq`) and routes every one not yet routed.
@@ -57,7 +70,9 @@ impl Router {
                     correlations.push(correlation_of(record));
                 }
                 Err(e) => {
-                    self.dead_letters.park(&self.topics.messages, record, &e.to_string()).await?;
+                    self.dead_letters
+                        .park(&self.topics.messages, record, &e.to_string())
+                        .await?;
                     outcome.dead_lettered += 1;
                 }
             }
@@ -66,8 +81,11 @@ impl Router {
             return Ok(outcome);
         }
         let stored = self.store.record_messages(&accepted).await?;
-        let waiting: Vec<(&Message, &CorrelationId)> =
-            stored.iter().zip(&correlations).filter(|(m, _)| m.status == MessageStatus::Sent).collect();
+        let waiting: Vec<(&Message, &CorrelationId)> = stored
+            .iter()
+            .zip(&correlations)
+            .filter(|(m, _)| m.status == MessageStatus::Sent)
+            .collect();
         let known_users = self.known_recipients(&waiting).await?;
 
         let mut statuses = Vec::new();
@@ -82,11 +100,17 @@ impl Router {
                 detail: Some(detail),
             };
             let update = match Recipient::parse(message.recipient_id.as_deref()) {
-                Ok(Recipient::Members) => settle(MessageStatus::Delivered, "delivered to the conversation".into()),
-                Ok(Recipient::User(user)) if known_users.contains(&user) => {
-                    settle(MessageStatus::Delivered, format!("delivered to user {user}"))
+                Ok(Recipient::Members) => settle(
+                    MessageStatus::Delivered,
+                    "delivered to the conversation".into(),
+                ),
+                Ok(Recipient::User(user)) if known_users.contains(&user) => settle(
+                    MessageStatus::Delivered,
+                    format!("delivered to user {user}"),
+                ),
+                Ok(Recipient::User(user)) => {
+                    settle(MessageStatus::Failed, format!("unknown recipient {user}"))
                 }
-                Ok(Recipient::User(user)) => settle(MessageStatus::Failed, format!("unknown recipient {user}")),
                 Ok(Recipient::Channel { channel, address }) if self.channels.contains(&channel) => {
                     let event = OutboundMessage {
                         message_id: message.message_id.clone(),
@@ -98,17 +122,35 @@ impl Router {
                         content: message.content.clone(),
                         timestamp: message.timestamp,
                     };
-                    outbound.entry(self.topics.outbound(&channel)).or_default().push(encode(&event, correlation_id));
-                    tracing::debug!(correlation_id = %correlation_id, message_id = %message.message_id, channel, "routed to channel");
+                    outbound
+                        .entry(self.topics.outbound(&channel))
+                        .or_default()
+                        .push(encode(&event, correlation_id));
+                    tracing::info!(
+                        correlation_id = %correlation_id,
+                        message_id = %message.message_id,
+                        conversation_id = %message.conversation_id,
+                        seq = message.seq,
+                        channel,
+                        "message stored and handed to its channel"
+                    );
                     outcome.outbound += 1;
                     continue;
                 }
-                Ok(Recipient::Channel { channel, .. }) => {
-                    settle(MessageStatus::Failed, format!("no connector serves channel {channel:?}"))
-                }
+                Ok(Recipient::Channel { channel, .. }) => settle(
+                    MessageStatus::Failed,
+                    format!("no connector serves channel {channel:?}"),
+                ),
                 Err(e) => settle(MessageStatus::Failed, format!("invalid recipient: {e}")),
             };
-            tracing::debug!(correlation_id = %correlation_id, message_id = %message.message_id, status = %update.status, "routed");
+            tracing::info!(
+                correlation_id = %correlation_id,
+                message_id = %message.message_id,
+                conversation_id = %message.conversation_id,
+                seq = message.seq,
+                status = %update.status,
+                "message stored and routed"
+            );
             statuses.push(update);
         }
         for (topic, records) in outbound {
@@ -119,17 +161,22 @@ impl Router {
     }
 
     /// Applies a batch of status-update records; undecodable ones go to dead letters.
-    pub async fn apply_status_updates(&self, records: &[Record]) -> Result<BatchOutcome, ServiceError> {
+    pub async fn apply_status_updates(
+        &self,
+        records: &[Record],
+    ) -> Result<BatchOutcome, ServiceError> {
         let mut outcome = BatchOutcome::default();
         let mut updates = Vec::with_capacity(records.len());
         for record in records {
             match decode::<StatusUpdate>(record) {
                 Ok(update) => {
-                    tracing::debug!(correlation_id = %correlation_of(record), message_id = %update.message_id, status = %update.status, "status update");
+                    tracing::info!(correlation_id = %correlation_of(record), message_id = %update.message_id, status = %update.status, "status update received");
                     updates.push(update);
                 }
                 Err(e) => {
-                    self.dead_letters.park(&self.topics.status_updates, record, &e.to_string()).await?;
+                    self.dead_letters
+                        .park(&self.topics.status_updates, record, &e.to_string())
+                        .await?;
                     outcome.dead_lettered += 1;
                 }
             }
@@ -138,7 +185,11 @@ impl Router {
         Ok(outcome)
     }
 
-    async fn apply(&self, updates: &[StatusUpdate], outcome: &mut BatchOutcome) -> Result<(), ServiceError> {
+    async fn apply(
+        &self,
+        updates: &[StatusUpdate],
+        outcome: &mut BatchOutcome,
+    ) -> Result<(), ServiceError> {
         if updates.is_empty() {
             return Ok(());
         }
@@ -152,7 +203,10 @@ impl Router {
     }
 
     /// Which user recipients among `waiting` exist, in one store query.
-    async fn known_recipients(&self, waiting: &[(&Message, &CorrelationId)]) -> Result<HashSet<UserId>, ServiceError> {
+    async fn known_recipients(
+        &self,
+        waiting: &[(&Message, &CorrelationId)],
+    ) -> Result<HashSet<UserId>, ServiceError> {
         let users: Vec<UserId> = waiting
             .iter()
             .filter_map(|(m, _)| match Recipient::parse(m.recipient_id.as_deref()) {
@@ -163,6 +217,11 @@ impl Router {
         if users.is_empty() {
             return Ok(HashSet::new());
         }
-        Ok(self.store.existing_users(&users).await?.into_iter().collect())
+        Ok(self
+            .store
+            .existing_users(&users)
+            .await?
+            .into_iter()
+            .collect())
     }
 }

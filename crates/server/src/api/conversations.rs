@@ -81,7 +81,12 @@ pub async fn create(
 /// Lists the caller's conversations, newest first.
 #[utoipa::path(get, path = "/v1/conversations", tag = "conversations", security(("bearer" = [])),
     responses((status = 200, body = ConversationList), (status = 401)))]
-pub async fn list(State(state): State<AppState>, AuthUser(caller): AuthUser) -> ApiResult<Json<ConversationList>> {
+pub async fn list(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+) -> ApiResult<Json<ConversationList>> {
     let conversations = state.conversations.list(&caller).await?;
-    Ok(Json(ConversationList { conversations: conversations.into_iter().map(Into::into).collect() }))
+    Ok(Json(ConversationList {
+        conversations: conversations.into_iter().map(Into::into).collect(),
+    }))
 }

@@ -18,14 +18,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = Problem;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let body = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "request body is over its size limit")
-            } else {
-                Problem::bad_request(format!("cannot read the request body: {}", rejection.body_text()))
-            }
-        })?;
-        serde_json::from_slice(&body).map(Self).map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    Problem::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "request body is over its size limit",
+                    )
+                } else {
+                    Problem::bad_request(format!(
+                        "cannot read the request body: {}",
+                        rejection.body_text()
+                    ))
+                }
+            })?;
+        serde_json::from_slice(&body)
+            .map(Self)
+            .map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))
     }
 }
 
@@ -48,7 +58,10 @@ pub struct AuthUser(pub UserId);
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -56,8 +69,13 @@ impl FromRequestParts<AppState> for AuthUser {
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .ok_or_else(|| Problem::unauthorized("the Authorization header must be 'Bearer <token>'"))?;
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .ok_or_else(|| {
+                Problem::unauthorized("the Authorization header must be 'Bearer <token>'")
+            })?;
         state.tokens.verify(token.trim()).map(Self)
     }
 }
@@ -69,7 +87,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Correlation {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let id = parts.extensions.get::<CorrelationId>().cloned().unwrap_or_else(|| CorrelationId::from_header_or_new(None));
+        let id = parts
+            .extensions
+            .get::<CorrelationId>()
+            .cloned()
+            .unwrap_or_else(|| CorrelationId::from_header_or_new(None));
         Ok(Self(id))
     }
 }

@@ -88,7 +88,11 @@ pub struct StatusChangeView {
 
 impl From<StatusChange> for StatusChangeView {
     fn from(c: StatusChange) -> Self {
-        Self { status: c.status.as_str(), at: c.at, detail: c.detail }
+        Self {
+            status: c.status.as_str(),
+            at: c.at,
+            detail: c.detail,
+        }
     }
 }
 
@@ -158,9 +162,15 @@ pub async fn send(
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(value) => Some(
-            value.to_str().ok().and_then(|v| IdempotencyKey::parse(v).ok()).ok_or_else(|| {
-                Problem::bad_request("Idempotency-Key must be 1-128 characters of [A-Za-z0-9._:@-]")
-            })?,
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| IdempotencyKey::parse(v).ok())
+                .ok_or_else(|| {
+                    Problem::bad_request(
+                        "Idempotency-Key must be 1-128 characters of [A-Za-z0-9._:@-]",
+                    )
+                })?,
         ),
     };
     let request = SendMessage {
@@ -170,10 +180,15 @@ pub async fn send(
         sender_id: request.sender_id,
         file_id: request.file_id,
     };
-    let accepted = match state.messaging.send(&caller, request, key.as_ref(), &correlation_id).await {
+    let accepted = match state
+        .messaging
+        .send(&caller, request, key.as_ref(), &correlation_id)
+        .await
+    {
         Ok(accepted) => accepted,
         Err(e) => {
-            metrics::counter!("messages_rejected_total", "reason" => rejection_reason(&e)).increment(1);
+            metrics::counter!("messages_rejected_total", "reason" => rejection_reason(&e))
+                .increment(1);
             return Err(e.into());
         }
     };
@@ -221,12 +236,31 @@ pub async fn history(
         Some("desc") => false,
         Some(_) => return Err(Problem::bad_request("order must be asc or desc")),
     };
-    let query = HistoryQuery { limit, offset: params.offset.unwrap_or(0), after: params.after, before: params.before, ascending };
-    let page = state.messaging.history(&caller, &conversation_id, &query).await?;
-    let next_cursor = page.messages.last().filter(|_| page.has_more).map(|m| m.seq);
+    let query = HistoryQuery {
+        limit,
+        offset: params.offset.unwrap_or(0),
+        after: params.after,
+        before: params.before,
+        ascending,
+    };
+    let page = state
+        .messaging
+        .history(&caller, &conversation_id, &query)
+        .await?;
+    let next_cursor = page
+        .messages
+        .last()
+        .filter(|_| page.has_more)
+        .map(|m| m.seq);
     Ok(Json(HistoryResponse {
         conversation_id,
-        pagination: Pagination { limit, offset: query.offset, returned: page.messages.len(), has_more: page.has_more, next_cursor },
+        pagination: Pagination {
+            limit,
+            offset: query.offset,
+            returned: page.messages.len(),
+            has_more: page.has_more,
+            next_cursor,
+        },
         messages: page.messages.into_iter().map(Into::into).collect(),
     }))
 }
@@ -235,7 +269,11 @@ pub async fn history(
 #[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages", security(("bearer" = [])),
     params(("id" = String, Path, description = "Message id")),
     responses((status = 200, body = MessageDetailView), (status = 401), (status = 403), (status = 404)))]
-pub async fn get(State(state): State<AppState>, AuthUser(caller): AuthUser, Path(id): Path<String>) -> ApiResult<Json<MessageDetailView>> {
+pub async fn get(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MessageDetailView>> {
     let detail = state.messaging.message(&caller, &id).await?;
     Ok(Json(MessageDetailView {
         message: detail.message.into(),
@@ -247,7 +285,11 @@ pub async fn get(State(state): State<AppState>, AuthUser(caller): AuthUser, Path
 #[utoipa::path(post, path = "/v1/messages/{id}/read", tag = "messages", security(("bearer" = [])),
     params(("id" = String, Path, description = "Message id")),
     responses((status = 200, body = ReadResponse), (status = 401), (status = 403), (status = 404), (status = 409)))]
-pub async fn read(State(state): State<AppState>, AuthUser(caller): AuthUser, Path(id): Path<String>) -> ApiResult<Json<ReadResponse>> {
+pub async fn read(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ReadResponse>> {
     let message = state.messaging.mark_read(&caller, &id).await?;
     Ok(Json(ReadResponse {
         message_id: message.message_id.into(),

@@ -30,7 +30,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/auth/register", post(users::register))
         .route("/auth/token", post(users::token))
-        .route("/v1/conversations", post(conversations::create).get(conversations::list))
+        .route(
+            "/v1/conversations",
+            post(conversations::create).get(conversations::list),
+        )
         .route("/v1/conversations/{id}/messages", get(messages::history))
         .route("/v1/messages", post(messages::send))
         .route("/v1/messages/{id}", get(messages::get))
@@ -66,7 +69,12 @@ impl utoipa::Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }

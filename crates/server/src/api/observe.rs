@@ -19,7 +19,10 @@ struct RouteTemplate(String);
 
 /// Inner layer (on matched routes only): remembers the route template for the outer layer's metrics.
 pub async fn tag_route(request: Request, next: Next) -> Response {
-    let template = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let template = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
     let mut response = next.run(request).await;
     if let Some(template) = template {
         response.extensions_mut().insert(RouteTemplate(template));
@@ -30,7 +33,10 @@ pub async fn tag_route(request: Request, next: Next) -> Response {
 /// Outer layer, around every request.
 pub async fn observe(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let supplied = request.headers().get(&CORRELATION_HEADER).or_else(|| request.headers().get("x-request-id"));
+    let supplied = request
+        .headers()
+        .get(&CORRELATION_HEADER)
+        .or_else(|| request.headers().get("x-request-id"));
     let correlation_id = CorrelationId::from_header_or_new(supplied.and_then(|v| v.to_str().ok()));
     request.extensions_mut().insert(correlation_id.clone());
     let method = request.method().clone();
@@ -44,17 +50,23 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         let is_json = response
             .headers()
             .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"application/problem+json"));
+            .is_some_and(|v| {
+                v.as_bytes().starts_with(b"application/json")
+                    || v.as_bytes().starts_with(b"application/problem+json")
+            });
         let problem = response.extensions_mut().remove::<Problem>();
         if problem.is_some() || !is_json {
-            let problem = problem.unwrap_or_else(|| Problem::new(status, default_detail(status.as_u16())));
+            let problem =
+                problem.unwrap_or_else(|| Problem::new(status, default_detail(status.as_u16())));
             let mut rendered = problem.render(&path);
             for (name, value) in response.headers() {
                 if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
                     rendered.headers_mut().insert(name.clone(), value.clone());
                 }
             }
-            rendered.extensions_mut().extend(std::mem::take(response.extensions_mut()));
+            rendered
+                .extensions_mut()
+                .extend(std::mem::take(response.extensions_mut()));
             response = rendered;
         }
     }
@@ -62,14 +74,30 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         response.headers_mut().insert(CORRELATION_HEADER, value);
     }
 
-    let template = response.extensions().get::<RouteTemplate>().map_or("unmatched", |t| t.0.as_str()).to_owned();
+    let template = response
+        .extensions()
+        .get::<RouteTemplate>()
+        .map_or("unmatched", |t| t.0.as_str())
+        .to_owned();
     let elapsed = started.elapsed();
     let labels = [("method", method.to_string()), ("path", template)];
     metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
     let [method_label, path_label] = labels;
-    metrics::counter!("http_requests_total", &[method_label, path_label, ("status", status.as_u16().to_string())]).increment(1);
+    metrics::counter!(
+        "http_requests_total",
+        &[
+            method_label,
+            path_label,
+            ("status", status.as_u16().to_string())
+        ]
+    )
+    .increment(1);
     span.in_scope(|| {
-        tracing::info!(status = status.as_u16(), duration_ms = elapsed.as_secs_f64() * 1000.0, "request completed");
+        tracing::info!(
+            status = status.as_u16(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "request completed"
+        );
     });
     response
 }

@@ -42,13 +42,23 @@ pub struct HealthReport {
     timestamp: i64,
 }
 
-async fn probe<E: std::fmt::Display>(check: impl Future<Output = Result<(), E>>) -> ComponentHealth {
+async fn probe<E: std::fmt::Display>(
+    check: impl Future<Output = Result<(), E>>,
+) -> ComponentHealth {
     let started = Instant::now();
     let result = check.await;
     let latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
     match result {
-        Ok(()) => ComponentHealth { status: "UP", latency_ms, detail: None },
-        Err(e) => ComponentHealth { status: "DOWN", latency_ms, detail: Some(e.to_string()) },
+        Ok(()) => ComponentHealth {
+            status: "UP",
+            latency_ms,
+            detail: None,
+        },
+        Err(e) => ComponentHealth {
+            status: "DOWN",
+            latency_ms,
+            detail: Some(e.to_string()),
+        },
     }
 }
 
@@ -62,11 +72,29 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     components.insert("store".to_owned(), probe(health.store.ping()).await);
     for channel in &health.channels {
         let detail = Some("simulated channel".to_owned());
-        components.insert(format!("connector_{channel}"), ComponentHealth { status: "UP", latency_ms: 0.0, detail });
+        components.insert(
+            format!("connector_{channel}"),
+            ComponentHealth {
+                status: "UP",
+                latency_ms: 0.0,
+                detail,
+            },
+        );
     }
     let up = components.values().all(|c| c.status == "UP");
-    let status = if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(HealthReport { status: if up { "UP" } else { "DOWN" }, components, timestamp: now_millis() }))
+    let status = if up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(HealthReport {
+            status: if up { "UP" } else { "DOWN" },
+            components,
+            timestamp: now_millis(),
+        }),
+    )
 }
 
 /// Liveness: 200 while the process runs.
@@ -78,7 +106,10 @@ pub async fn live() -> impl IntoResponse {
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }
 
 /// The OpenAPI document of this api.

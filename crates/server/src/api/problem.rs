@@ -18,7 +18,10 @@ pub struct Problem {
 impl Problem {
     /// A problem with `status` and `detail`.
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        Self { status, detail: detail.into() }
+        Self {
+            status,
+            detail: detail.into(),
+        }
     }
 
     /// A 400 Bad Request.
@@ -50,10 +53,19 @@ impl Problem {
             instance,
             error: &self.detail,
         };
-        let mut response = (self.status, serde_json::to_string(&body).unwrap_or_default()).into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        let mut response = (
+            self.status,
+            serde_json::to_string(&body).unwrap_or_default(),
+        )
+            .into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -84,7 +96,10 @@ impl From<ServiceError> for Problem {
             tracing::error!(error = %error, "request failed");
         }
         let detail = match error {
-            ServiceError::Internal(_) => "internal error; the server log has the details under this request's correlation id".into(),
+            ServiceError::Internal(_) => {
+                "internal error; the server log has the details under this request's correlation id"
+                    .into()
+            }
             other => other.to_string(),
         };
         Self::new(status, detail)

@@ -52,10 +52,17 @@ pub struct TokenResponse {
 /// Creates a user.
 #[utoipa::path(post, path = "/auth/register", tag = "users", request_body = RegisterRequest,
     responses((status = 201, body = UserResponse), (status = 400), (status = 409)))]
-pub async fn register(State(state): State<AppState>, ApiJson(request): ApiJson<RegisterRequest>) -> ApiResult<(StatusCode, Json<UserResponse>)> {
+pub async fn register(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<RegisterRequest>,
+) -> ApiResult<(StatusCode, Json<UserResponse>)> {
     let username = Username::parse(request.username)?;
     let password = Password::parse(request.password)?;
-    let email = request.email.filter(|e| !e.is_empty()).map(Email::parse).transpose()?;
+    let email = request
+        .email
+        .filter(|e| !e.is_empty())
+        .map(Email::parse)
+        .transpose()?;
     let user = state.accounts.register(username, password, email).await?;
     tracing::info!(user_id = %user.user_id, "user registered");
     Ok((
@@ -72,11 +79,19 @@ pub async fn register(State(state): State<AppState>, ApiJson(request): ApiJson<R
 /// Exchanges credentials for an access token.
 #[utoipa::path(post, path = "/auth/token", tag = "users", request_body = TokenRequest,
     responses((status = 200, body = TokenResponse), (status = 401)))]
-pub async fn token(State(state): State<AppState>, ApiJson(request): ApiJson<TokenRequest>) -> ApiResult<Json<TokenResponse>> {
+pub async fn token(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<TokenRequest>,
+) -> ApiResult<Json<TokenResponse>> {
     if request.password.chars().count() > 128 {
-        return Err(super::problem::Problem::unauthorized("invalid username or password"));
+        return Err(super::problem::Problem::unauthorized(
+            "invalid username or password",
+        ));
     }
-    let user = state.accounts.authenticate(&request.username, Password::unchecked(request.password)).await?;
+    let user = state
+        .accounts
+        .authenticate(&request.username, Password::unchecked(request.password))
+        .await?;
     Ok(Json(TokenResponse {
         access_token: state.tokens.issue(&user.user_id)?,
         token_type: "Bearer",

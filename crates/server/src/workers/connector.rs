@@ -8,7 +8,12 @@ use futures::FutureExt;
 use std::sync::Arc;
 
 /// Starts the consumers of `delivery`'s channel on its outbound topic.
-pub async fn start(workers: &mut Workers, log: &Arc<dyn EventLog>, delivery: Delivery, topics: &Topics) -> anyhow::Result<()> {
+pub async fn start(
+    workers: &mut Workers,
+    log: &Arc<dyn EventLog>,
+    delivery: Delivery,
+    topics: &Topics,
+) -> anyhow::Result<()> {
     let channel = delivery.channel_name().to_owned();
     let group = format!("connector-{channel}");
     let label = channel.clone();
@@ -24,5 +29,7 @@ pub async fn start(workers: &mut Workers, log: &Arc<dyn EventLog>, delivery: Del
         }
         .boxed()
     });
-    workers.consume_all(log, &group, &topics.outbound(&channel), handler).await
+    workers
+        .consume_all(log, &group, &topics.outbound(&channel), handler)
+        .await
 }

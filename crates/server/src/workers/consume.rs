@@ -15,7 +15,8 @@ const BATCH: usize = 512;
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 
 /// Processes one batch; must only return `Ok` once its effects are durable.
-pub type BatchHandler = Arc<dyn Fn(Vec<Record>) -> BoxFuture<'static, Result<(), ServiceError>> + Send + Sync>;
+pub type BatchHandler =
+    Arc<dyn Fn(Vec<Record>) -> BoxFuture<'static, Result<(), ServiceError>> + Send + Sync>;
 
 /// The running consumers, stopped together.
 pub struct Workers {
@@ -26,14 +27,27 @@ pub struct Workers {
 impl Workers {
     /// No workers yet.
     pub fn new() -> Self {
-        Self { tasks: JoinSet::new(), stop: CancellationToken::new() }
+        Self {
+            tasks: JoinSet::new(),
+            stop: CancellationToken::new(),
+        }
     }
 
     /// Starts one consumer per partition of `topic` for `group`, each handing batches to `handler`.
-    pub async fn consume_all(&mut self, log: &Arc<dyn EventLog>, group: &str, topic: &str, handler: BatchHandler) -> anyhow::Result<()> {
+    pub async fn consume_all(
+        &mut self,
+        log: &Arc<dyn EventLog>,
+        group: &str,
+        topic: &str,
+        handler: BatchHandler,
+    ) -> anyhow::Result<()> {
         for partition in 0..log.partition_count() {
             let consumer = log.consumer(group, topic, partition).await?;
-            let (handler, stop, name) = (handler.clone(), self.stop.clone(), format!("{group}/{topic}/{partition}"));
+            let (handler, stop, name) = (
+                handler.clone(),
+                self.stop.clone(),
+                format!("{group}/{topic}/{partition}"),
+            );
             self.tasks.spawn(run(consumer, handler, stop, name));
         }
         Ok(())
@@ -52,7 +66,12 @@ impl Default for Workers {
     }
 }
 
-async fn run(mut consumer: Box<dyn PartitionConsumer>, handler: BatchHandler, stop: CancellationToken, name: String) {
+async fn run(
+    mut consumer: Box<dyn PartitionConsumer>,
+    handler: BatchHandler,
+    stop: CancellationToken,
+    name: String,
+) {
     tracing::debug!(consumer = name, "consumer started");
     while !stop.is_cancelled() {
         let batch = tokio::select! {
@@ -82,7 +101,12 @@ async fn run(mut consumer: Box<dyn PartitionConsumer>, handler: BatchHandler, st
 }
 
 /// Runs the handler until it succeeds; false when shutdown interrupted the retries.
-async fn process(handler: &BatchHandler, records: Vec<Record>, stop: &CancellationToken, name: &str) -> bool {
+async fn process(
+    handler: &BatchHandler,
+    records: Vec<Record>,
+    stop: &CancellationToken,
+    name: &str,
+) -> bool {
     let mut backoff = Duration::from_millis(50);
     loop {
         match handler(records.clone()).await {

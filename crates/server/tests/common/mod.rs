@@ -20,7 +20,14 @@ pub struct TestApp {
 /// A configuration whose simulated channels answer in a few milliseconds.
 pub fn test_config(data_dir: &Path) -> Config {
     let mut config = Config::for_data_dir(data_dir);
-    let fast = SimulationSettings::new(LatencyRange { min_ms: 1, max_ms: 5 }, 0.0).unwrap();
+    let fast = SimulationSettings::new(
+        LatencyRange {
+            min_ms: 1,
+            max_ms: 5,
+        },
+        0.0,
+    )
+    .unwrap();
     config.whatsapp = fast;
     config.instagram = fast;
     config.jwt_secret = Some("test-secret-test-secret-test-secret!".into());
@@ -38,7 +45,12 @@ pub async fn spawn_with(config: Config) -> TestApp {
     let task = tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
     }));
-    TestApp { addr, client: reqwest::Client::new(), stop: Some(stop), task: Some(task) }
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        stop: Some(stop),
+        task: Some(task),
+    }
 }
 
 pub struct Reply {
@@ -62,16 +74,29 @@ impl TestApp {
     pub async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         let task = self.task.take().unwrap();
-        tokio::time::timeout(Duration::from_secs(10), task).await.expect("shutdown within 10 s").unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("shutdown within 10 s")
+            .unwrap()
+            .unwrap();
     }
 
-    pub async fn request(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<&str>, headers: &[(&str, &str)]) -> Reply {
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut request = self.client.request(method, self.url(path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
         if let Some(body) = body {
-            request = request.header("content-type", "application/json").body(body.to_owned());
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
         }
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -79,26 +104,53 @@ impl TestApp {
         let response = request.send().await.expect("request sent");
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        Reply { status, text: response.text().await.unwrap(), headers }
+        Reply {
+            status,
+            text: response.text().await.unwrap(),
+            headers,
+        }
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
-        self.request(reqwest::Method::POST, path, token, Some(&body.to_string()), &[]).await
+        self.request(
+            reqwest::Method::POST,
+            path,
+            token,
+            Some(&body.to_string()),
+            &[],
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Reply {
-        self.request(reqwest::Method::GET, path, Some(token), None, &[]).await
+        self.request(reqwest::Method::GET, path, Some(token), None, &[])
+            .await
     }
 
     /// Registers `name` and logs in: (user_id, token).
     pub async fn user(&self, name: &str) -> (String, String) {
         let password = format!("{name}-password");
-        let created = self.post("/auth/register", None, &json!({"username": name, "password": password})).await;
+        let created = self
+            .post(
+                "/auth/register",
+                None,
+                &json!({"username": name, "password": password}),
+            )
+            .await;
         assert_eq!(created.status, 201, "{}", created.text);
-        let token = self.post("/auth/token", None, &json!({"username": name, "password": password})).await;
+        let token = self
+            .post(
+                "/auth/token",
+                None,
+                &json!({"username": name, "password": password}),
+            )
+            .await;
         assert_eq!(token.status, 200, "{}", token.text);
         let token = token.json();
-        (token["user_id"].as_str().unwrap().to_owned(), token["access_token"].as_str().unwrap().to_owned())
+        (
+            token["user_id"].as_str().unwrap().to_owned(),
+            token["access_token"].as_str().unwrap().to_owned(),
+        )
     }
 
     pub async fn send(&self, token: &str, body: Value) -> Reply {
@@ -106,16 +158,32 @@ impl TestApp {
     }
 
     pub async fn history(&self, token: &str, conversation: &str, query: &str) -> Reply {
-        self.get(&format!("/v1/conversations/{conversation}/messages?{query}"), token).await
+        self.get(
+            &format!("/v1/conversations/{conversation}/messages?{query}"),
+            token,
+        )
+        .await
     }
 
     /// Polls `conversation`'s first 100 messages until `done` holds for them, or fails after 10 s.
-    pub async fn wait_for_history(&self, token: &str, conversation: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        self.wait_for_page(token, conversation, "limit=100", done).await
+    pub async fn wait_for_history(
+        &self,
+        token: &str,
+        conversation: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        self.wait_for_page(token, conversation, "limit=100", done)
+            .await
     }
 
     /// Polls a page of `conversation`'s history (`query`) until `done` holds for it, or fails after 10 s.
-    pub async fn wait_for_page(&self, token: &str, conversation: &str, query: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub async fn wait_for_page(
+        &self,
+        token: &str,
+        conversation: &str,
+        query: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let page = self.history(token, conversation, query).await.json();
@@ -123,7 +191,10 @@ impl TestApp {
             if done(&messages) {
                 return messages;
             }
-            assert!(Instant::now() < deadline, "history never reached the expected state: {messages:?}");
+            assert!(
+                Instant::now() < deadline,
+                "history never reached the expected state: {messages:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -1,0 +1,178 @@
+//! The router and the event trail, on the real embedded adapters.
+
+mod common;
+
+use chat4all_core::events::{
+    HEADER_CORRELATION_ID, HEADER_EVENT_TYPE, MessageAccepted, Topics, encode,
+};
+use chat4all_core::ids::{ConversationId, CorrelationId, MessageId, UserId};
+use chat4all_core::ports::{EventLog, OutgoingRecord, PartitionConsumer, Record, Store};
+use chat4all_core::services::dead_letters::HEADER_REASON;
+use chat4all_core::services::routing::Router;
+use chat4all_embedded::{LogOptions, SqliteLog, SqliteStore};
+use common::{all_have_status, spawn_app};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+async fn drain(consumer: &mut Box<dyn PartitionConsumer>) -> Vec<Record> {
+    let mut all = Vec::new();
+    loop {
+        let records = consumer
+            .poll(1000, Duration::from_millis(10))
+            .await
+            .unwrap();
+        if records.is_empty() {
+            return all;
+        }
+        all.extend(records);
+    }
+}
+
+async fn read_topic(log: &dyn EventLog, topic: &str) -> Vec<Record> {
+    let mut all = Vec::new();
+    for partition in 0..log.partition_count() {
+        all.extend(drain(&mut log.consumer("test-reader", topic, partition).await.unwrap()).await);
+    }
+    all
+}
+
+fn accepted(content: &str) -> MessageAccepted {
+    MessageAccepted {
+        message_id: MessageId::generate(),
+        conversation_id: ConversationId::parse("c1").unwrap(),
+        sender_id: UserId::generate(),
+        recipient_id: None,
+        content: content.into(),
+        timestamp: 1,
+    }
+}
+
+#[tokio::test]
+async fn poison_events_are_dead_lettered_and_routing_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> =
+        Arc::new(SqliteLog::open(&dir.path().join("events.db"), LogOptions::default()).unwrap());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("store.db")).unwrap());
+    let topics = Topics::default();
+    let router = Router::new(
+        store.clone(),
+        log.clone(),
+        topics.clone(),
+        ["whatsapp".to_owned()],
+    );
+
+    let cid = CorrelationId::parse("poison-test").unwrap();
+    let mut undecodable = encode(&accepted("x"), &cid);
+    undecodable.payload = b"{\"message_id\": 42".to_vec();
+    let headerless = OutgoingRecord {
+        key: "c1".into(),
+        headers: vec![],
+        payload: b"garbage".to_vec(),
+    };
+    let records = vec![
+        encode(&accepted("first"), &cid),
+        undecodable,
+        headerless,
+        encode(&accepted("second"), &cid),
+    ];
+    let partition = log.append_batch(&topics.messages, records).await.unwrap()[0].partition;
+
+    let mut consumer = log
+        .consumer("router", &topics.messages, partition)
+        .await
+        .unwrap();
+    let batch = drain(&mut consumer).await;
+    assert_eq!(batch.len(), 4);
+    let outcome = router
+        .route_messages(&batch)
+        .await
+        .expect("a poison event does not fail the batch");
+    assert_eq!((outcome.routed, outcome.dead_lettered), (2, 2));
+
+    let stored = store
+        .history(
+            &ConversationId::parse("c1").unwrap(),
+            &chat4all_core::model::HistoryQuery {
+                limit: 10,
+                offset: 0,
+                after: None,
+                before: None,
+                ascending: true,
+            },
+        )
+        .await
+        .unwrap();
+    let contents: Vec<_> = stored
+        .messages
+        .iter()
+        .map(|m| (m.seq, m.content.as_str(), m.status.as_str()))
+        .collect();
+    assert_eq!(
+        contents,
+        [(1, "first", "DELIVERED"), (2, "second", "DELIVERED")]
+    );
+
+    let dead = read_topic(log.as_ref(), &topics.dead_letters).await;
+    assert_eq!(dead.len(), 2);
+    assert!(
+        dead[0]
+            .header(HEADER_REASON)
+            .unwrap()
+            .contains("undecodable"),
+        "{:?}",
+        dead[0].headers
+    );
+    assert_eq!(
+        dead[0].header(HEADER_CORRELATION_ID),
+        Some("poison-test"),
+        "original headers are kept"
+    );
+    assert!(
+        dead[1]
+            .header(HEADER_REASON)
+            .unwrap()
+            .contains("expected event type")
+    );
+    assert_eq!(dead[1].payload, b"garbage");
+}
+
+#[tokio::test]
+async fn the_correlation_id_travels_from_the_request_to_the_channel_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app(dir.path()).await;
+    let (_, alice) = app.user("alice").await;
+    let body = json!({"conversation_id": "trace", "content": "follow me", "recipient_id": "whatsapp:+5511999990000"});
+    let reply = app
+        .request(
+            reqwest::Method::POST,
+            "/v1/messages",
+            Some(&alice),
+            Some(&body.to_string()),
+            &[("x-correlation-id", "trace-123")],
+        )
+        .await;
+    assert_eq!(reply.status, 202);
+    assert_eq!(reply.headers["x-correlation-id"], "trace-123");
+    app.wait_for_history(&alice, "trace", |m| all_have_status(m, 1, "DELIVERED"))
+        .await;
+    app.stop().await;
+
+    let log = SqliteLog::open(&dir.path().join("events.db"), LogOptions::default()).unwrap();
+    let topics = Topics::default();
+    for topic in [
+        topics.messages.clone(),
+        topics.outbound("whatsapp"),
+        topics.status_updates.clone(),
+    ] {
+        let records = read_topic(&log, &topic).await;
+        assert_eq!(records.len(), 1, "{topic}");
+        assert_eq!(
+            records[0].header(HEADER_CORRELATION_ID),
+            Some("trace-123"),
+            "{topic} lost the correlation id"
+        );
+        assert!(records[0].header(HEADER_EVENT_TYPE).is_some());
+    }
+    log.close().await;
+}
