@@ -38,7 +38,7 @@ fn main() -> anyhow::Result<()> {
                 .transpose()?
                 .unwrap_or_default();
             let config = Config::resolve(settings.over(file))?;
-            telemetry::init_logging(config.log_format);
+            let _flush_logs_on_exit = telemetry::init_logging(config.log_format);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -3,14 +3,20 @@
 use crate::config::LogFormat;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global log subscriber; `RUST_LOG` refines the default `info` level.
-pub fn init_logging(format: LogFormat) {
+/// Installs the global log subscriber; `RUST_LOG` refines the default `info` level. Lines are written by a
+/// background thread so request handlers never wait on stdout; keep the returned guard until exit so that the
+/// last lines are flushed. When the buffer is full, writers wait rather than drop lines.
+pub fn init_logging(format: LogFormat) -> WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder
             .json()
@@ -20,6 +26,7 @@ pub fn init_logging(format: LogFormat) {
             .try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };
+    guard
 }
 
 /// Latency buckets (seconds) that resolve both the fast paths (from 0.5 ms) and slow channel calls (to 10 s).

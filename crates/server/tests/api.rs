@@ -184,6 +184,18 @@ async fn membership_and_sender_rules() {
     );
 
     assert_eq!(app.history(&carol, "c1", "").await.status, 403);
+    let (dave_id, _) = app.user("dave").await;
+    let outsider = app
+        .send(
+            &alice,
+            json!({"conversation_id": "c1", "content": "hi", "recipient_id": dave_id}),
+        )
+        .await;
+    assert_eq!(
+        outsider.status, 400,
+        "a user recipient must be a member: {}",
+        outsider.text
+    );
     assert_eq!(
         app.send(
             &carol,

@@ -167,7 +167,15 @@ impl Messaging {
         recipient: &Recipient,
     ) -> Result<(), ServiceError> {
         if let Some(conversation) = self.store.conversation(id).await? {
-            return check_member(&conversation, caller);
+            check_member(&conversation, caller)?;
+            return match recipient {
+                Recipient::User(user) if !conversation.members.contains(user) => {
+                    Err(ServiceError::Invalid(format!(
+                        "recipient {user} is not a member of conversation {id}"
+                    )))
+                }
+                _ => Ok(()),
+            };
         }
         let mut members = vec![caller.clone()];
         if let Recipient::User(user) = recipient
