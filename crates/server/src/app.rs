@@ -35,6 +35,7 @@ pub struct Application {
     workers: Workers,
     log: Arc<SqliteLog>,
     maintenance: CancellationToken,
+    _data_dir_lock: std::fs::File,
 }
 
 impl Application {
@@ -46,6 +47,7 @@ impl Application {
                 config.data_dir.display()
             )
         })?;
+        let data_dir_lock = lock_data_dir(&config.data_dir)?;
         let log_options = LogOptions {
             partitions: config.partitions,
             ..LogOptions::default()
@@ -109,6 +111,7 @@ impl Application {
             workers,
             log: sqlite_log,
             maintenance,
+            _data_dir_lock: data_dir_lock,
         })
     }
 
@@ -148,6 +151,24 @@ impl Application {
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// Takes an exclusive lock on the data directory, so that two processes never write the same log and store.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    file.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "the data directory {} is in use by another chat4all process",
+            data_dir.display()
+        )
+    })?;
+    Ok(file)
 }
 
 /// Reads the JWT secret kept in the data directory, creating it (owner-only) on first start.

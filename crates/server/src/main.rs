@@ -5,6 +5,10 @@ use chat4all_server::{Application, Config, Settings, telemetry};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+/// A faster allocator than the system one for the many small, short-lived allocations of request handling.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "chat4all",

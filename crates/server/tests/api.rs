@@ -643,3 +643,21 @@ async fn operations_endpoints_and_correlation_id() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_data_directory_serves_one_process_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app(dir.path()).await;
+    let second = chat4all_server::Application::build(common::test_config(dir.path())).await;
+    let error = second
+        .err()
+        .expect("a second process on the same data dir is refused")
+        .to_string();
+    assert!(
+        error.contains("in use by another chat4all process"),
+        "{error}"
+    );
+    app.stop().await;
+    let again = spawn_app(dir.path()).await;
+    again.stop().await;
+}
