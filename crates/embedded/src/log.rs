@@ -163,15 +163,6 @@ impl SqliteLog {
         })
     }
 
-    /// Finishes every request already made, then stops the writer; later calls fail with `Closed`.
-    pub async fn close(&self) {
-        let _ = self.requests.send(Request::Shutdown);
-        let handle = lock(&self.writer).take();
-        if let Some(handle) = handle {
-            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
-        }
-    }
-
     fn send(&self, request: Request) -> Result<(), LogError> {
         self.requests.send(request).map_err(|_| LogError::Closed)
     }
@@ -248,6 +239,14 @@ impl EventLog for SqliteLog {
             .read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
             .await
             .map_err(backend)
+    }
+
+    async fn close(&self) {
+        let _ = self.requests.send(Request::Shutdown);
+        let handle = lock(&self.writer).take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
     }
 }
 

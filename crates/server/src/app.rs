@@ -2,6 +2,7 @@
 //! workers and the HTTP server, and shuts them down in order.
 
 use crate::api::{self, AppState, Tokens};
+use crate::backends;
 use crate::config::Config;
 use crate::telemetry;
 use crate::workers::{self, Workers};
@@ -16,7 +17,6 @@ use chat4all_core::services::delivery::Delivery;
 use chat4all_core::services::messaging::{IDEMPOTENCY_WINDOW_MS, Messaging};
 use chat4all_core::services::routing::Router;
 use chat4all_core::time::now_millis;
-use chat4all_embedded::{LogOptions, SqliteLog, SqliteStore};
 use rand::RngCore;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -33,7 +33,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     workers: Workers,
-    log: Arc<SqliteLog>,
+    log: Arc<dyn EventLog>,
     maintenance: CancellationToken,
     _data_dir_lock: std::fs::File,
 }
@@ -48,16 +48,8 @@ impl Application {
             )
         })?;
         let data_dir_lock = lock_data_dir(&config.data_dir)?;
-        let log_options = LogOptions {
-            partitions: config.partitions,
-            ..LogOptions::default()
-        };
-        let sqlite_log = Arc::new(SqliteLog::open(
-            &config.data_dir.join("events.db"),
-            log_options,
-        )?);
-        let log: Arc<dyn EventLog> = sqlite_log.clone();
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir.join("store.db"))?);
+        let log = backends::open_event_log(&config)?;
+        let store = backends::open_store(&config)?;
         let secret = match &config.jwt_secret {
             Some(secret) => secret.clone().into_bytes(),
             None => load_or_create_secret(&config.data_dir.join("jwt-secret"))?,
@@ -90,6 +82,7 @@ impl Application {
         let maintenance = CancellationToken::new();
         tokio::spawn(purge_idempotency_keys(store.clone(), maintenance.clone()));
 
+        let closing_log = log.clone();
         let state = AppState {
             accounts,
             conversations: Conversations::new(store.clone()),
@@ -109,7 +102,7 @@ impl Application {
             listener,
             router: api::router(state),
             workers,
-            log: sqlite_log,
+            log: closing_log,
             maintenance,
             _data_dir_lock: data_dir_lock,
         })

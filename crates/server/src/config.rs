@@ -1,6 +1,7 @@
 //! Configuration of `chat4all serve`, layered: built-in defaults, then a TOML file (`--config`), then
 //! `CHAT4ALL_*` environment variables, then command-line flags (each layer overrides the one before).
 
+use crate::backends::{EventLogBackend, StoreBackend};
 use chat4all_connectors::simulated::{LatencyRange, SimulationSettings};
 use chat4all_connectors::{instagram, whatsapp};
 use serde::Deserialize;
@@ -33,6 +34,12 @@ pub struct Settings {
     /// Partitions per topic of the embedded log; fixed when the data directory is created [default: 8].
     #[arg(long, env = "CHAT4ALL_PARTITIONS")]
     pub partitions: Option<u32>,
+    /// Event log backend [default: embedded].
+    #[arg(long, env = "CHAT4ALL_EVENT_LOG")]
+    pub event_log: Option<EventLogBackend>,
+    /// Store backend [default: embedded].
+    #[arg(long, env = "CHAT4ALL_STORE")]
+    pub store: Option<StoreBackend>,
     /// HS256 secret for access tokens, at least 32 bytes [default: generated once and kept in the data dir].
     #[arg(long, env = "CHAT4ALL_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -75,6 +82,8 @@ impl Settings {
             data_dir: self.data_dir.or(lower.data_dir),
             http_addr: self.http_addr.or(lower.http_addr),
             partitions: self.partitions.or(lower.partitions),
+            event_log: self.event_log.or(lower.event_log),
+            store: self.store.or(lower.store),
             jwt_secret: self.jwt_secret.or(lower.jwt_secret),
             token_ttl_secs: self.token_ttl_secs.or(lower.token_ttl_secs),
             log_format: self.log_format.or(lower.log_format),
@@ -96,6 +105,10 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// Partitions per topic.
     pub partitions: u32,
+    /// Event log backend.
+    pub event_log: EventLogBackend,
+    /// Store backend.
+    pub store: StoreBackend,
     /// Explicit JWT secret, if configured.
     pub jwt_secret: Option<String>,
     /// Access token lifetime.
@@ -140,6 +153,8 @@ impl Config {
                 .http_addr
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             partitions,
+            event_log: settings.event_log.unwrap_or_default(),
+            store: settings.store.unwrap_or_default(),
             jwt_secret: settings.jwt_secret,
             token_ttl: Duration::from_secs(ttl),
             log_format: settings

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod app;
+pub mod backends;
 pub mod config;
 pub mod telemetry;
 pub mod workers;

@@ -104,6 +104,9 @@ pub trait EventLog: Send + Sync {
 
     /// Cheap liveness check of the backend.
     async fn ping(&self) -> Result<(), LogError>;
+
+    /// Finishes every request already made, then releases the backend; later calls fail with `Closed`.
+    async fn close(&self) {}
 }
 
 /// Reads one partition in order on behalf of a consumer group.

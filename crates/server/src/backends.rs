@@ -1,0 +1,51 @@
+//! Which adapter serves each port. The only place that names concrete adapters: distributed adapters are added
+//! here (behind their cargo features) without touching core or api code.
+
+use crate::config::Config;
+use chat4all_core::ports::{EventLog, Store};
+use chat4all_embedded::{LogOptions, SqliteLog, SqliteStore};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// The event log backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventLogBackend {
+    /// A durable partitioned log in `<data-dir>/events.db`.
+    #[default]
+    Embedded,
+}
+
+/// The store backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// SQLite in `<data-dir>/store.db`.
+    #[default]
+    Embedded,
+}
+
+/// Opens the configured event log.
+pub fn open_event_log(config: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
+    match config.event_log {
+        EventLogBackend::Embedded => {
+            let options = LogOptions {
+                partitions: config.partitions,
+                ..LogOptions::default()
+            };
+            Ok(Arc::new(SqliteLog::open(
+                &config.data_dir.join("events.db"),
+                options,
+            )?))
+        }
+    }
+}
+
+/// Opens the configured store.
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    match config.store {
+        StoreBackend::Embedded => Ok(Arc::new(SqliteStore::open(
+            &config.data_dir.join("store.db"),
+        )?)),
+    }
+}
