@@ -1,6 +1,6 @@
 //! The events that flow between roles through the event log, and their envelope (key, headers, JSON payload).
 
-use crate::ids::{ConversationId, CorrelationId, MessageId, UserId};
+use crate::ids::{ConversationId, CorrelationId, FileId, MessageId, UserId};
 use crate::ports::{OutgoingRecord, Record};
 use crate::status::MessageStatus;
 use crate::time::now_millis;
@@ -71,6 +71,9 @@ pub struct MessageAccepted {
     pub recipient_id: Option<String>,
     /// The text.
     pub content: String,
+    /// Attached file, checked to belong to the conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_id: Option<FileId>,
     /// Acceptance time (ms).
     pub timestamp: i64,
 }
@@ -99,8 +102,26 @@ pub struct OutboundMessage {
     pub address: String,
     /// The text.
     pub content: String,
+    /// The attached file, for channels that carry media.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<OutboundFile>,
     /// Acceptance time (ms).
     pub timestamp: i64,
+}
+
+/// A file reference handed to a connector with its message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundFile {
+    /// The file.
+    pub file_id: FileId,
+    /// Its safe name.
+    pub filename: String,
+    /// Its media type.
+    pub mimetype: String,
+    /// Its size.
+    pub size_bytes: u64,
+    /// `sha256:<hex>`.
+    pub checksum: String,
 }
 
 impl Event for OutboundMessage {

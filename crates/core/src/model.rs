@@ -1,6 +1,6 @@
 //! Domain records, as the store keeps them and the services hand them out.
 
-use crate::ids::{ConversationId, Email, MessageId, UserId, Username};
+use crate::ids::{ConversationId, Email, FileId, MessageId, UploadId, UserId, Username};
 use crate::status::MessageStatus;
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +88,8 @@ pub struct Message {
     pub read_at: Option<i64>,
     /// Why it FAILED (or, while PENDING, why it waits).
     pub failure_reason: Option<String>,
+    /// The attached file, if any.
+    pub attachment: Option<FileMeta>,
 }
 
 /// One step of a message's status history.
@@ -134,4 +136,50 @@ pub enum Transition {
     Refused(Message),
     /// No such message.
     UnknownMessage,
+}
+
+/// A stored file's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    /// Server-generated id.
+    pub file_id: FileId,
+    /// The conversation whose members may read it.
+    pub conversation_id: ConversationId,
+    /// Who uploaded it.
+    pub uploader_id: UserId,
+    /// The client's file name, made safe for headers (no path, no control characters).
+    pub filename: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Media type.
+    pub mimetype: String,
+    /// `sha256:<hex>` of the content.
+    pub checksum: String,
+    /// Where the bytes are in object storage.
+    pub object_key: String,
+    /// Upload time (ms).
+    pub uploaded_at: i64,
+}
+
+/// A resumable upload in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadSession {
+    /// Random id.
+    pub upload_id: UploadId,
+    /// Target conversation.
+    pub conversation_id: ConversationId,
+    /// Who may send chunks and complete it.
+    pub uploader_id: UserId,
+    /// Safe file name.
+    pub filename: String,
+    /// Media type.
+    pub mimetype: String,
+    /// Announced total size.
+    pub size_bytes: u64,
+    /// Announced `sha256:<hex>`, verified on completion when given.
+    pub checksum: Option<String>,
+    /// Creation time (ms).
+    pub created_at: i64,
+    /// After this (ms) the session and its chunks are deleted.
+    pub expires_at: i64,
 }

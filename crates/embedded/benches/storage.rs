@@ -84,6 +84,7 @@ async fn message_inserts(batch: usize, run_for: Duration) -> f64 {
                 sender_id: sender.clone(),
                 recipient_id: None,
                 content: "x".repeat(200),
+                file_id: None,
                 timestamp: 0,
             })
             .collect();

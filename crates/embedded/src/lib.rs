@@ -1,11 +1,14 @@
 //! Embedded adapters for `chat4all serve`: everything in one data directory, no external server.
 //!
 //! - [`SqliteLog`]: the event log, a partitioned append-only table in its own SQLite file with group commit.
-//! - [`SqliteStore`]: users, conversations, messages, status history and idempotency keys.
+//! - [`SqliteStore`]: users, conversations, messages, status history, files and idempotency keys.
+//! - [`LocalObjects`]: file bytes in a directory, published atomically.
 
 mod log;
+mod objects;
 mod sqlite;
 mod store;
 
 pub use log::{LogOptions, SqliteLog};
+pub use objects::LocalObjects;
 pub use store::SqliteStore;

@@ -7,11 +7,12 @@ use crate::sqlite::{self, Readers, Writer};
 use async_trait::async_trait;
 use chat4all_core::events::{MessageAccepted, StatusUpdate};
 use chat4all_core::ids::{
-    ConversationId, Email, IdempotencyKey, InvalidValue, MessageId, UserId, Username,
+    ConversationId, Email, FileId, IdempotencyKey, InvalidValue, MessageId, UploadId, UserId,
+    Username,
 };
 use chat4all_core::model::{
-    Conversation, ConversationKind, HistoryPage, HistoryQuery, Message, StatusChange, Transition,
-    User, UserCredentials,
+    Conversation, ConversationKind, FileMeta, HistoryPage, HistoryQuery, Message, StatusChange,
+    Transition, UploadSession, User, UserCredentials,
 };
 use chat4all_core::ports::{IdempotentRequest, Store, StoreError};
 use chat4all_core::status::MessageStatus;
@@ -21,9 +22,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_initial.sql"),
+    include_str!("../migrations/0002_files.sql"),
+];
 
-const MESSAGE_COLUMNS: &str = "message_id, conversation_id, seq, sender_id, recipient_id, content, status, timestamp, delivered_at, read_at, failure_reason";
+/// A message row with its attachment (`f.*` is NULL when there is none).
+const MESSAGE_COLUMNS: &str = "m.message_id, m.conversation_id, m.seq, m.sender_id, m.recipient_id, m.content, m.status,
+     m.timestamp, m.delivered_at, m.read_at, m.failure_reason, f.file_id, f.conversation_id, f.uploader_id, f.filename,
+     f.size_bytes, f.mimetype, f.checksum, f.object_key, f.uploaded_at";
+const MESSAGES_WITH_FILES: &str = "messages m LEFT JOIN files f ON f.file_id = m.file_id";
+const FILE_COLUMNS: &str = "f.file_id, f.conversation_id, f.uploader_id, f.filename, f.size_bytes, f.mimetype, f.checksum, f.object_key, f.uploaded_at";
 
 /// SQLite implementation of the store port.
 pub struct SqliteStore {
@@ -121,7 +130,66 @@ fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         delivered_at: row.get(8)?,
         read_at: row.get(9)?,
         failure_reason: row.get(10)?,
+        attachment: match row.get::<_, Option<String>>(11)? {
+            Some(_) => Some(file_row(row, 11)?),
+            None => None,
+        },
     })
+}
+
+/// A file's columns starting at `at` (in `FILE_COLUMNS` order).
+fn file_row(row: &Row<'_>, at: usize) -> rusqlite::Result<FileMeta> {
+    Ok(FileMeta {
+        file_id: parsed(row, at)?,
+        conversation_id: parsed(row, at + 1)?,
+        uploader_id: parsed(row, at + 2)?,
+        filename: row.get(at + 3)?,
+        size_bytes: row.get::<_, i64>(at + 4)? as u64,
+        mimetype: row.get(at + 5)?,
+        checksum: row.get(at + 6)?,
+        object_key: row.get(at + 7)?,
+        uploaded_at: row.get(at + 8)?,
+    })
+}
+
+fn find_file(conn: &Connection, id: &str) -> rusqlite::Result<Option<FileMeta>> {
+    conn.prepare_cached(&format!(
+        "SELECT {FILE_COLUMNS} FROM files f WHERE f.file_id = ?1"
+    ))?
+    .query_row([id], |row| file_row(row, 0))
+    .optional()
+}
+
+fn upload_row(row: &Row<'_>) -> rusqlite::Result<UploadSession> {
+    Ok(UploadSession {
+        upload_id: parsed(row, 0)?,
+        conversation_id: parsed(row, 1)?,
+        uploader_id: parsed(row, 2)?,
+        filename: row.get(3)?,
+        mimetype: row.get(4)?,
+        size_bytes: row.get::<_, i64>(5)? as u64,
+        checksum: row.get(6)?,
+        created_at: row.get(7)?,
+        expires_at: row.get(8)?,
+    })
+}
+
+/// The merged, sorted byte ranges of an upload.
+fn merged_ranges(conn: &Connection, id: &str) -> rusqlite::Result<Vec<(u64, u64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT start, end FROM upload_ranges WHERE upload_id = ?1 ORDER BY start, end",
+    )?;
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for range in stmt.query_map([id], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+    })? {
+        let (start, end) = range?;
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    Ok(merged)
 }
 
 fn user_row(row: &Row<'_>) -> rusqlite::Result<User> {
@@ -138,7 +206,7 @@ fn user_row(row: &Row<'_>) -> rusqlite::Result<User> {
 
 fn find_message(conn: &Connection, id: &str) -> rusqlite::Result<Option<Message>> {
     conn.prepare_cached(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = ?1"
+        "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES_WITH_FILES} WHERE m.message_id = ?1"
     ))?
     .query_row([id], message_row)
     .optional()
@@ -226,8 +294,8 @@ fn record_message(conn: &Connection, accepted: &MessageAccepted) -> rusqlite::Re
         }
     };
     conn.prepare_cached(
-        "INSERT INTO messages (message_id, conversation_id, seq, sender_id, recipient_id, content, status, timestamp)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'SENT', ?7)",
+        "INSERT INTO messages (message_id, conversation_id, seq, sender_id, recipient_id, content, status, timestamp, file_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'SENT', ?7, ?8)",
     )?
     .execute(params![
         accepted.message_id.as_str(),
@@ -236,8 +304,13 @@ fn record_message(conn: &Connection, accepted: &MessageAccepted) -> rusqlite::Re
         accepted.sender_id.as_str(),
         accepted.recipient_id,
         accepted.content,
-        accepted.timestamp
+        accepted.timestamp,
+        accepted.file_id.as_ref().map(|f| f.as_str())
     ])?;
+    let attachment = match &accepted.file_id {
+        Some(file) => find_file(conn, file.as_str())?,
+        None => None,
+    };
     conn.prepare_cached(
         "INSERT INTO status_history (message_id, status, at) VALUES (?1, 'SENT', ?2)",
     )?
@@ -254,6 +327,7 @@ fn record_message(conn: &Connection, accepted: &MessageAccepted) -> rusqlite::Re
         delivered_at: None,
         read_at: None,
         failure_reason: None,
+        attachment,
     })
 }
 
@@ -470,21 +544,22 @@ impl Store for SqliteStore {
         let conversation = conversation.clone();
         let query = *query;
         self.read(move |conn| {
-            let mut sql =
-                format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?");
+            let mut sql = format!(
+                "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES_WITH_FILES} WHERE m.conversation_id = ?"
+            );
             let mut args: Vec<Value> = vec![Value::Text(conversation.as_str().to_owned())];
             if let Some(after) = query.after {
-                sql.push_str(" AND seq > ?");
+                sql.push_str(" AND m.seq > ?");
                 args.push(Value::Integer(after as i64));
             }
             if let Some(before) = query.before {
-                sql.push_str(" AND seq < ?");
+                sql.push_str(" AND m.seq < ?");
                 args.push(Value::Integer(before as i64));
             }
             sql.push_str(if query.ascending {
-                " ORDER BY seq ASC"
+                " ORDER BY m.seq ASC"
             } else {
-                " ORDER BY seq DESC"
+                " ORDER BY m.seq DESC"
             });
             sql.push_str(" LIMIT ? OFFSET ?");
             args.push(Value::Integer(i64::from(query.limit) + 1));
@@ -560,11 +635,173 @@ impl Store for SqliteStore {
 
     async fn purge_idempotency_keys(&self, before: i64) -> Result<u64, StoreError> {
         self.write(move |conn| {
-            conn.execute(
+            let tx = conn.transaction()?;
+            let messages = tx.execute(
                 "DELETE FROM idempotency_keys WHERE created_at < ?1",
                 [before],
-            )
-            .map(|n| n as u64)
+            )?;
+            let files = tx.execute(
+                "DELETE FROM file_idempotency_keys WHERE created_at < ?1",
+                [before],
+            )?;
+            tx.commit()?;
+            Ok((messages + files) as u64)
+        })
+        .await
+    }
+
+    async fn insert_file(&self, file: &FileMeta) -> Result<(), StoreError> {
+        let file = file.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO files (file_id, conversation_id, uploader_id, filename, size_bytes, mimetype, checksum, object_key, uploaded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                file.file_id.as_str(),
+                file.conversation_id.as_str(),
+                file.uploader_id.as_str(),
+                file.filename,
+                file.size_bytes as i64,
+                file.mimetype,
+                file.checksum,
+                file.object_key,
+                file.uploaded_at
+            ])
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn file(&self, id: &FileId) -> Result<Option<FileMeta>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| find_file(conn, id.as_str())).await
+    }
+
+    async fn reserve_file_idempotency_key(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        file_id: &FileId,
+        not_before: i64,
+    ) -> Result<(String, FileId), StoreError> {
+        let (user, key, fingerprint, file_id) = (
+            user.clone(),
+            key.clone(),
+            fingerprint.to_owned(),
+            file_id.clone(),
+        );
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            tx.prepare_cached(
+                "INSERT INTO file_idempotency_keys (user_id, key, fingerprint, file_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (user_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, file_id = excluded.file_id,
+                     created_at = excluded.created_at
+                 WHERE file_idempotency_keys.created_at < ?6",
+            )?
+            .execute(params![user.as_str(), key.as_str(), fingerprint, file_id.as_str(), chat4all_core::time::now_millis(), not_before])?;
+            let in_force = tx
+                .prepare_cached("SELECT fingerprint, file_id FROM file_idempotency_keys WHERE user_id = ?1 AND key = ?2")?
+                .query_row([user.as_str(), key.as_str()], |row| Ok((row.get(0)?, parsed(row, 1)?)))?;
+            tx.commit()?;
+            Ok(in_force)
+        })
+        .await
+    }
+
+    async fn insert_upload(&self, upload: &UploadSession) -> Result<(), StoreError> {
+        let upload = upload.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO uploads (upload_id, conversation_id, uploader_id, filename, mimetype, size_bytes, checksum, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                upload.upload_id.as_str(),
+                upload.conversation_id.as_str(),
+                upload.uploader_id.as_str(),
+                upload.filename,
+                upload.mimetype,
+                upload.size_bytes as i64,
+                upload.checksum,
+                upload.created_at,
+                upload.expires_at
+            ])
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn upload(&self, id: &UploadId) -> Result<Option<UploadSession>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT upload_id, conversation_id, uploader_id, filename, mimetype, size_bytes, checksum, created_at, expires_at
+                 FROM uploads WHERE upload_id = ?1",
+            )?
+            .query_row([id.as_str()], upload_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn add_upload_range(
+        &self,
+        id: &UploadId,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        let id = id.clone();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO upload_ranges (upload_id, start, end) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![id.as_str(), start as i64, end as i64])?;
+            let merged = merged_ranges(&tx, id.as_str())?;
+            // Keep the table as small as the merged view, so a many-chunk upload stays cheap.
+            tx.prepare_cached("DELETE FROM upload_ranges WHERE upload_id = ?1")?
+                .execute([id.as_str()])?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO upload_ranges (upload_id, start, end) VALUES (?1, ?2, ?3)",
+            )?;
+            for (s, e) in &merged {
+                insert.execute(params![id.as_str(), *s as i64, *e as i64])?;
+            }
+            drop(insert);
+            tx.commit()?;
+            Ok(merged)
+        })
+        .await
+    }
+
+    async fn upload_ranges(&self, id: &UploadId) -> Result<Vec<(u64, u64)>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| merged_ranges(conn, id.as_str()))
+            .await
+    }
+
+    async fn delete_upload(&self, id: &UploadId) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "DELETE FROM upload_ranges WHERE upload_id = ?1",
+                [id.as_str()],
+            )?;
+            tx.execute("DELETE FROM uploads WHERE upload_id = ?1", [id.as_str()])?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn expired_uploads(&self, now: i64) -> Result<Vec<UploadId>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT upload_id FROM uploads WHERE expires_at <= ?1")?
+                .query_map([now], |row| parsed(row, 0))?
+                .collect()
         })
         .await
     }

@@ -14,6 +14,7 @@ use chat4all_core::ports::{Channel, EventLog, Store};
 use chat4all_core::services::accounts::Accounts;
 use chat4all_core::services::conversations::Conversations;
 use chat4all_core::services::delivery::Delivery;
+use chat4all_core::services::files::{Files, LinkSigner};
 use chat4all_core::services::messaging::{IDEMPOTENCY_WINDOW_MS, Messaging};
 use chat4all_core::services::routing::Router;
 use chat4all_core::time::now_millis;
@@ -50,6 +51,7 @@ impl Application {
         let data_dir_lock = lock_data_dir(&config.data_dir)?;
         let log = backends::open_event_log(&config)?;
         let store = backends::open_store(&config)?;
+        let objects = backends::open_objects(&config)?;
         let secret = match &config.jwt_secret {
             Some(secret) => secret.clone().into_bytes(),
             None => load_or_create_secret(&config.data_dir.join("jwt-secret"))?,
@@ -79,14 +81,29 @@ impl Application {
             workers::connector::start(&mut workers, &log, delivery, &topics).await?;
         }
 
+        let files = Files::new(
+            store.clone(),
+            objects,
+            LinkSigner::new(&secret),
+            config.max_file_bytes,
+        );
         let maintenance = CancellationToken::new();
-        tokio::spawn(purge_idempotency_keys(store.clone(), maintenance.clone()));
+        tokio::spawn(purge_expired(
+            store.clone(),
+            files.clone(),
+            maintenance.clone(),
+        ));
 
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.http_addr))?;
+        let listen_addr = listener.local_addr()?;
         let closing_log = log.clone();
         let state = AppState {
             accounts,
             conversations: Conversations::new(store.clone()),
             messaging: Messaging::new(store.clone(), log.clone(), topics),
+            files,
             tokens: Arc::new(Tokens::new(&secret, config.token_ttl)),
             health: Arc::new(api::ops::Health {
                 log,
@@ -94,10 +111,9 @@ impl Application {
                 channels: channel_names,
             }),
             metrics: telemetry::metrics(),
+            public_url: config.public_url.clone(),
+            listen_addr,
         };
-        let listener = TcpListener::bind(config.http_addr)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.http_addr))?;
         Ok(Self {
             listener,
             router: api::router(state),
@@ -212,8 +228,8 @@ async fn seed_demo_users(accounts: &Accounts) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Forgets idempotency keys older than their 24 h window, hourly.
-async fn purge_idempotency_keys(store: Arc<dyn Store>, stop: CancellationToken) {
+/// Hourly: forgets idempotency keys older than their 24 h window and deletes expired resumable uploads.
+async fn purge_expired(store: Arc<dyn Store>, files: Files, stop: CancellationToken) {
     let mut every = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {
@@ -227,6 +243,11 @@ async fn purge_idempotency_keys(store: Arc<dyn Store>, stop: CancellationToken) 
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "expired idempotency keys purged"),
             Err(e) => tracing::warn!(error = %e, "idempotency key purge failed"),
+        }
+        match files.purge_expired_uploads().await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired resumable uploads deleted"),
+            Err(e) => tracing::warn!(error = %e, "expired upload purge failed"),
         }
     }
 }

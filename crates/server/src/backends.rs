@@ -2,8 +2,8 @@
 //! here (behind their cargo features) without touching core or api code.
 
 use crate::config::Config;
-use chat4all_core::ports::{EventLog, Store};
-use chat4all_embedded::{LogOptions, SqliteLog, SqliteStore};
+use chat4all_core::ports::{EventLog, ObjectStore, Store};
+use chat4all_embedded::{LocalObjects, LogOptions, SqliteLog, SqliteStore};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -48,4 +48,11 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             &config.data_dir.join("store.db"),
         )?)),
     }
+}
+
+/// Opens the object storage (embedded: `<data-dir>/objects`).
+pub fn open_objects(config: &Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    Ok(Arc::new(LocalObjects::open(
+        &config.data_dir.join("objects"),
+    )?))
 }

@@ -43,6 +43,12 @@ pub struct Settings {
     /// HS256 secret for access tokens, at least 32 bytes [default: generated once and kept in the data dir].
     #[arg(long, env = "CHAT4ALL_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Largest file accepted, in bytes [default: 2147483648 (2 GiB)].
+    #[arg(long, env = "CHAT4ALL_MAX_FILE_BYTES")]
+    pub max_file_bytes: Option<u64>,
+    /// Base of the links put in responses, such as https://chat.example.com [default: from the request's Host].
+    #[arg(long, env = "CHAT4ALL_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Lifetime of access tokens in seconds [default: 3600].
     #[arg(long, env = "CHAT4ALL_TOKEN_TTL_SECS")]
     pub token_ttl_secs: Option<u64>,
@@ -86,6 +92,8 @@ impl Settings {
             store: self.store.or(lower.store),
             jwt_secret: self.jwt_secret.or(lower.jwt_secret),
             token_ttl_secs: self.token_ttl_secs.or(lower.token_ttl_secs),
+            max_file_bytes: self.max_file_bytes.or(lower.max_file_bytes),
+            public_url: self.public_url.or(lower.public_url),
             log_format: self.log_format.or(lower.log_format),
             seed_demo_users: self.seed_demo_users.or(lower.seed_demo_users),
             whatsapp_latency_ms: self.whatsapp_latency_ms.or(lower.whatsapp_latency_ms),
@@ -113,6 +121,10 @@ pub struct Config {
     pub jwt_secret: Option<String>,
     /// Access token lifetime.
     pub token_ttl: Duration,
+    /// Largest file accepted.
+    pub max_file_bytes: u64,
+    /// Base of links in responses.
+    pub public_url: Option<String>,
     /// Log format.
     pub log_format: LogFormat,
     /// Whether to create the demo users.
@@ -157,6 +169,18 @@ impl Config {
             store: settings.store.unwrap_or_default(),
             jwt_secret: settings.jwt_secret,
             token_ttl: Duration::from_secs(ttl),
+            max_file_bytes: settings.max_file_bytes.unwrap_or(2 * 1024 * 1024 * 1024),
+            public_url: settings
+                .public_url
+                .map(|url| {
+                    let url = url.trim_end_matches('/').to_owned();
+                    anyhow::ensure!(
+                        url.starts_with("http://") || url.starts_with("https://"),
+                        "public-url must start with http:// or https://"
+                    );
+                    Ok(url)
+                })
+                .transpose()?,
             log_format: settings
                 .log_format
                 .unwrap_or(if std::io::stdout().is_terminal() {

@@ -44,6 +44,7 @@ fn accepted(content: &str) -> MessageAccepted {
         sender_id: UserId::generate(),
         recipient_id: None,
         content: content.into(),
+        file_id: None,
         timestamp: 1,
     }
 }

@@ -1,8 +1,12 @@
 //! The store contract: uniqueness, gap-free idempotent `seq`, forward-only statuses, paging, idempotency keys.
 
 use crate::events::{MessageAccepted, StatusUpdate};
-use crate::ids::{ConversationId, Email, IdempotencyKey, MessageId, UserId, Username};
-use crate::model::{Conversation, ConversationKind, HistoryQuery, Transition, User};
+use crate::ids::{
+    ConversationId, Email, FileId, IdempotencyKey, MessageId, UploadId, UserId, Username,
+};
+use crate::model::{
+    Conversation, ConversationKind, FileMeta, HistoryQuery, Transition, UploadSession, User,
+};
 use crate::ports::{IdempotentRequest, Store, StoreError};
 use crate::status::MessageStatus;
 use std::sync::Arc;
@@ -15,6 +19,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     statuses_only_move_forward(&store).await;
     history_pages(&store).await;
     idempotency_keys(&store).await;
+    files_and_attachments(&store).await;
+    resumable_upload_ranges(&store).await;
 }
 
 fn user(name: &str, email: Option<&str>) -> User {
@@ -44,6 +50,7 @@ fn accepted(conversation: &str, sender: &UserId, content: &str) -> MessageAccept
         sender_id: sender.clone(),
         recipient_id: None,
         content: content.into(),
+        file_id: None,
         timestamp: 1000,
     }
 }
@@ -347,4 +354,105 @@ async fn idempotency_keys(store: &Arc<dyn Store>) {
         1,
         "purge drops what is older than its bound"
     );
+}
+
+fn file(conversation: &str, uploader: &UserId) -> FileMeta {
+    FileMeta {
+        file_id: FileId::generate(),
+        conversation_id: ConversationId::parse(conversation).unwrap(),
+        uploader_id: uploader.clone(),
+        filename: "report.pdf".into(),
+        size_bytes: 1234,
+        mimetype: "application/pdf".into(),
+        checksum: format!("sha256:{}", "ab".repeat(32)),
+        object_key: format!("{conversation}/report.pdf"),
+        uploaded_at: 5,
+    }
+}
+
+async fn files_and_attachments(store: &Arc<dyn Store>) {
+    let sender = UserId::generate();
+    let report = file("files-1", &sender);
+    store.insert_file(&report).await.expect("insert file");
+    assert_eq!(
+        store.file(&report.file_id).await.expect("file"),
+        Some(report.clone())
+    );
+    assert_eq!(store.file(&FileId::generate()).await.expect("file"), None);
+
+    let mut with_file = accepted("files-1", &sender, "see attached");
+    with_file.file_id = Some(report.file_id.clone());
+    let stored = store
+        .record_messages(&[with_file.clone()])
+        .await
+        .expect("record")
+        .remove(0);
+    assert_eq!(
+        stored.attachment.as_ref(),
+        Some(&report),
+        "a recorded message carries its attachment"
+    );
+    let read_back = store
+        .message(&with_file.message_id)
+        .await
+        .expect("message")
+        .expect("found");
+    assert_eq!(read_back.attachment, Some(report.clone()));
+
+    let key = IdempotencyKey::parse("upload-1").unwrap();
+    let first = store
+        .reserve_file_idempotency_key(&sender, &key, "fp-1", &report.file_id, 0)
+        .await
+        .unwrap();
+    assert_eq!(first, ("fp-1".to_owned(), report.file_id.clone()));
+    let again = store
+        .reserve_file_idempotency_key(&sender, &key, "fp-2", &FileId::generate(), 0)
+        .await
+        .unwrap();
+    assert_eq!(again, first, "a live file key keeps its first file");
+}
+
+async fn resumable_upload_ranges(store: &Arc<dyn Store>) {
+    let session = UploadSession {
+        upload_id: UploadId::generate(),
+        conversation_id: ConversationId::parse("uploads-1").unwrap(),
+        uploader_id: UserId::generate(),
+        filename: "big.bin".into(),
+        mimetype: "application/octet-stream".into(),
+        size_bytes: 100,
+        checksum: None,
+        created_at: 1,
+        expires_at: 10,
+    };
+    store.insert_upload(&session).await.expect("insert upload");
+    assert_eq!(
+        store.upload(&session.upload_id).await.expect("upload"),
+        Some(session.clone())
+    );
+    let id = &session.upload_id;
+    assert_eq!(
+        store.add_upload_range(id, 50, 100).await.unwrap(),
+        [(50, 100)]
+    );
+    assert_eq!(
+        store.add_upload_range(id, 0, 20).await.unwrap(),
+        [(0, 20), (50, 100)],
+        "out of order"
+    );
+    assert_eq!(
+        store.add_upload_range(id, 10, 20).await.unwrap(),
+        [(0, 20), (50, 100)],
+        "sent again"
+    );
+    assert_eq!(
+        store.add_upload_range(id, 20, 50).await.unwrap(),
+        [(0, 100)],
+        "ranges merge"
+    );
+    assert_eq!(store.upload_ranges(id).await.unwrap(), [(0, 100)]);
+    assert_eq!(store.expired_uploads(10).await.unwrap(), vec![id.clone()]);
+    assert!(store.expired_uploads(9).await.unwrap().is_empty());
+    store.delete_upload(id).await.unwrap();
+    assert_eq!(store.upload(id).await.unwrap(), None);
+    assert!(store.upload_ranges(id).await.unwrap().is_empty());
 }

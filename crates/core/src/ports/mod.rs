@@ -3,10 +3,12 @@
 
 mod channel;
 mod log;
+mod objects;
 mod store;
 
 pub use channel::{Channel, ChannelError, ChannelReceipt};
 pub use log::{
     EventLog, LogError, OutgoingRecord, PartitionConsumer, Record, RecordPosition, partition_for,
 };
+pub use objects::{ByteStream, ObjectError, ObjectKey, ObjectStore, ObjectWriter};
 pub use store::{IdempotentRequest, Store, StoreError};

@@ -1,10 +1,10 @@
 //! The store port: users, conversations, messages with their status history, and idempotency keys.
 
 use crate::events::{MessageAccepted, StatusUpdate};
-use crate::ids::{ConversationId, IdempotencyKey, MessageId, UserId, Username};
+use crate::ids::{ConversationId, FileId, IdempotencyKey, MessageId, UploadId, UserId, Username};
 use crate::model::{
-    Conversation, HistoryPage, HistoryQuery, Message, StatusChange, Transition, User,
-    UserCredentials,
+    Conversation, FileMeta, HistoryPage, HistoryQuery, Message, StatusChange, Transition,
+    UploadSession, User, UserCredentials,
 };
 use async_trait::async_trait;
 
@@ -105,6 +105,46 @@ pub trait Store: Send + Sync {
         key: &IdempotencyKey,
     ) -> Result<(), StoreError>;
 
-    /// Forgets reservations made before `before` (ms); returns how many.
+    /// Forgets reservations made before `before` (ms), of messages and files; returns how many.
     async fn purge_idempotency_keys(&self, before: i64) -> Result<u64, StoreError>;
+
+    /// Adds a file's metadata.
+    async fn insert_file(&self, file: &FileMeta) -> Result<(), StoreError>;
+
+    /// A file's metadata.
+    async fn file(&self, id: &FileId) -> Result<Option<FileMeta>, StoreError>;
+
+    /// Reserves an upload's `Idempotency-Key` for `file_id` unless a reservation younger than `not_before` exists;
+    /// returns the (fingerprint, file id) in force.
+    async fn reserve_file_idempotency_key(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        file_id: &FileId,
+        not_before: i64,
+    ) -> Result<(String, FileId), StoreError>;
+
+    /// Adds a resumable upload session.
+    async fn insert_upload(&self, upload: &UploadSession) -> Result<(), StoreError>;
+
+    /// A resumable upload session.
+    async fn upload(&self, id: &UploadId) -> Result<Option<UploadSession>, StoreError>;
+
+    /// Records that bytes `start..end` of an upload arrived; returns every range present, merged and sorted.
+    async fn add_upload_range(
+        &self,
+        id: &UploadId,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<(u64, u64)>, StoreError>;
+
+    /// The byte ranges of an upload that arrived, merged and sorted.
+    async fn upload_ranges(&self, id: &UploadId) -> Result<Vec<(u64, u64)>, StoreError>;
+
+    /// Forgets an upload session.
+    async fn delete_upload(&self, id: &UploadId) -> Result<(), StoreError>;
+
+    /// Upload sessions that expired before `now` (ms).
+    async fn expired_uploads(&self, now: i64) -> Result<Vec<UploadId>, StoreError>;
 }

@@ -102,6 +102,55 @@ impl Conversations {
         Ok(self.store.conversations_of(user).await?)
     }
 
+    /// Makes sure `caller` may post to the conversation, creating it on first use (a direct conversation of the
+    /// caller and, when it names an existing user, `invited`). In an existing conversation, `invited` must be a
+    /// member already.
+    pub async fn ensure_member(
+        &self,
+        id: &ConversationId,
+        caller: &UserId,
+        invited: Option<&UserId>,
+    ) -> Result<(), ServiceError> {
+        if let Some(conversation) = self.store.conversation(id).await? {
+            check_member(&conversation, caller)?;
+            return match invited {
+                Some(user) if !conversation.members.contains(user) => Err(ServiceError::Invalid(
+                    format!("recipient {user} is not a member of conversation {id}"),
+                )),
+                _ => Ok(()),
+            };
+        }
+        let mut members = vec![caller.clone()];
+        if let Some(user) = invited
+            && user != caller
+            && !self
+                .store
+                .existing_users(std::slice::from_ref(user))
+                .await?
+                .is_empty()
+        {
+            members.push(user.clone());
+        }
+        let conversation = Conversation {
+            conversation_id: id.clone(),
+            kind: ConversationKind::Direct,
+            name: None,
+            members,
+            created_at: now_millis(),
+            created_by: caller.clone(),
+        };
+        if self.store.insert_conversation(&conversation).await? {
+            return Ok(());
+        }
+        // Someone created it meanwhile: their membership rules apply.
+        let conversation = self
+            .store
+            .conversation(id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("conversation vanished".into()))?;
+        check_member(&conversation, caller)
+    }
+
     /// The conversation, if `user` is a member: 404 when it does not exist, 403 when they are not in it.
     pub async fn for_member(
         &self,
@@ -113,12 +162,18 @@ impl Conversations {
             .conversation(id)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("conversation {id} not found")))?;
-        if conversation.members.contains(user) {
-            Ok(conversation)
-        } else {
-            Err(ServiceError::Forbidden(format!(
-                "you are not a member of conversation {id}"
-            )))
-        }
+        check_member(&conversation, user)?;
+        Ok(conversation)
+    }
+}
+
+fn check_member(conversation: &Conversation, caller: &UserId) -> Result<(), ServiceError> {
+    if conversation.members.contains(caller) {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(format!(
+            "you are not a member of conversation {}",
+            conversation.conversation_id
+        )))
     }
 }

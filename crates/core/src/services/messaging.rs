@@ -3,10 +3,8 @@
 use super::conversations::Conversations;
 use crate::error::ServiceError;
 use crate::events::{MessageAccepted, StatusUpdate, Topics, encode};
-use crate::ids::{ConversationId, CorrelationId, IdempotencyKey, MessageId, UserId};
-use crate::model::{
-    Conversation, ConversationKind, HistoryPage, HistoryQuery, Message, StatusChange, Transition,
-};
+use crate::ids::{ConversationId, CorrelationId, FileId, IdempotencyKey, MessageId, UserId};
+use crate::model::{HistoryPage, HistoryQuery, Message, StatusChange, Transition};
 use crate::ports::{EventLog, IdempotentRequest, Store};
 use crate::recipient::Recipient;
 use crate::status::MessageStatus;
@@ -100,14 +98,29 @@ impl Messaging {
                 "sender_id must be the authenticated user".into(),
             ));
         }
-        if let Some(file_id) = &request.file_id {
-            return Err(ServiceError::Invalid(format!(
-                "file_id {file_id:?} does not name a file of this conversation"
-            )));
-        }
         let recipient = Recipient::parse(request.recipient_id.as_deref())?;
-        self.ensure_member(&conversation_id, caller, &recipient)
+        let invited = match &recipient {
+            Recipient::User(user) => Some(user),
+            _ => None,
+        };
+        self.conversations
+            .ensure_member(&conversation_id, caller, invited)
             .await?;
+        let file_id = match &request.file_id {
+            None => None,
+            Some(raw) => {
+                let unknown = || {
+                    ServiceError::Invalid(format!(
+                        "file_id {raw:?} does not name a file of this conversation"
+                    ))
+                };
+                let id = FileId::parse(raw.as_str()).map_err(|_| unknown())?;
+                match self.store.file(&id).await? {
+                    Some(file) if file.conversation_id == conversation_id => Some(id),
+                    _ => return Err(unknown()),
+                }
+            }
+        };
 
         let mut accepted = MessageAccepted {
             message_id: MessageId::generate(),
@@ -115,6 +128,7 @@ impl Messaging {
             sender_id: caller.clone(),
             recipient_id: request.recipient_id.clone(),
             content: request.content.clone(),
+            file_id,
             timestamp: now_millis(),
         };
         let Some(key) = idempotency_key else {
@@ -156,56 +170,6 @@ impl Messaging {
                 .await?;
         }
         Ok(answer(&accepted))
-    }
-
-    /// Makes sure `caller` may post to the conversation, creating it on first use with the sender and, when the
-    /// recipient is a user of this system, that user.
-    async fn ensure_member(
-        &self,
-        id: &ConversationId,
-        caller: &UserId,
-        recipient: &Recipient,
-    ) -> Result<(), ServiceError> {
-        if let Some(conversation) = self.store.conversation(id).await? {
-            check_member(&conversation, caller)?;
-            return match recipient {
-                Recipient::User(user) if !conversation.members.contains(user) => {
-                    Err(ServiceError::Invalid(format!(
-                        "recipient {user} is not a member of conversation {id}"
-                    )))
-                }
-                _ => Ok(()),
-            };
-        }
-        let mut members = vec![caller.clone()];
-        if let Recipient::User(user) = recipient
-            && user != caller
-            && !self
-                .store
-                .existing_users(std::slice::from_ref(user))
-                .await?
-                .is_empty()
-        {
-            members.push(user.clone());
-        }
-        let conversation = Conversation {
-            conversation_id: id.clone(),
-            kind: ConversationKind::Direct,
-            name: None,
-            members,
-            created_at: now_millis(),
-            created_by: caller.clone(),
-        };
-        if self.store.insert_conversation(&conversation).await? {
-            return Ok(());
-        }
-        // Someone created it meanwhile: their membership rules apply.
-        let conversation = self
-            .store
-            .conversation(id)
-            .await?
-            .ok_or_else(|| ServiceError::Internal("conversation vanished".into()))?;
-        check_member(&conversation, caller)
     }
 
     /// A page of a conversation's history, for a member.
@@ -293,17 +257,6 @@ impl Messaging {
             .for_member(&message.conversation_id, caller)
             .await?;
         Ok(message)
-    }
-}
-
-fn check_member(conversation: &Conversation, caller: &UserId) -> Result<(), ServiceError> {
-    if conversation.members.contains(caller) {
-        Ok(())
-    } else {
-        Err(ServiceError::Forbidden(format!(
-            "you are not a member of conversation {}",
-            conversation.conversation_id
-        )))
     }
 }
 

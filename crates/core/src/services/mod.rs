@@ -4,5 +4,6 @@ pub mod accounts;
 pub mod conversations;
 pub mod dead_letters;
 pub mod delivery;
+pub mod files;
 pub mod messaging;
 pub mod routing;

@@ -3,7 +3,8 @@
 use super::dead_letters::DeadLetters;
 use crate::error::ServiceError;
 use crate::events::{
-    MessageAccepted, OutboundMessage, StatusUpdate, Topics, correlation_of, decode, encode,
+    MessageAccepted, OutboundFile, OutboundMessage, StatusUpdate, Topics, correlation_of, decode,
+    encode,
 };
 use crate::ids::{CorrelationId, UserId};
 use crate::model::Message;
@@ -120,6 +121,13 @@ impl Router {
                         channel: channel.clone(),
                         address,
                         content: message.content.clone(),
+                        file: message.attachment.as_ref().map(|f| OutboundFile {
+                            file_id: f.file_id.clone(),
+                            filename: f.filename.clone(),
+                            mimetype: f.mimetype.clone(),
+                            size_bytes: f.size_bytes,
+                            checksum: f.checksum.clone(),
+                        }),
                         timestamp: message.timestamp,
                     };
                     outbound

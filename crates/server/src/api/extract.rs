@@ -6,7 +6,7 @@ use super::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use chat4all_core::ids::{CorrelationId, UserId};
 use serde::de::DeserializeOwned;
 
@@ -62,21 +62,46 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| Problem::unauthorized("missing Authorization: Bearer token"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .ok_or_else(|| {
-                Problem::unauthorized("the Authorization header must be 'Bearer <token>'")
-            })?;
-        state.tokens.verify(token.trim()).map(Self)
+        bearer_user(&parts.headers, state).map(Self)
+    }
+}
+
+/// The user named by the request's bearer token; 401 when it is missing or invalid.
+pub fn bearer_user(headers: &HeaderMap, state: &AppState) -> Result<UserId, Problem> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| Problem::unauthorized("missing Authorization: Bearer token"))?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .ok_or_else(|| {
+            Problem::unauthorized("the Authorization header must be 'Bearer <token>'")
+        })?;
+    state.tokens.verify(token.trim())
+}
+
+/// The scheme and authority that links in responses should use: the configured public URL, else the request's
+/// `Host` when it is a plain host[:port], else the listen address.
+pub fn base_url(headers: &HeaderMap, state: &AppState) -> String {
+    if let Some(public) = &state.public_url {
+        return public.clone();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        });
+    match host {
+        Some(host) => format!("http://{host}"),
+        None => format!("http://{}", state.listen_addr),
     }
 }
 

@@ -1,6 +1,6 @@
 //! `/v1/messages` and a conversation's history.
 
-use super::extract::{ApiJson, ApiQuery, AuthUser, Correlation};
+use super::extract::{ApiJson, ApiQuery, AuthUser, Correlation, base_url};
 use super::problem::{ApiResult, Problem};
 use super::state::AppState;
 use axum::Json;
@@ -57,11 +57,41 @@ pub struct MessageView {
     read_at: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     failure_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_metadata: Option<FileMetadata>,
+    /// A fresh time-limited link to the attached file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_download_url: Option<String>,
 }
 
-impl From<Message> for MessageView {
-    fn from(m: Message) -> Self {
-        Self {
+/// What a message says about its attached file.
+#[derive(Serialize, ToSchema)]
+pub struct FileMetadata {
+    filename: String,
+    size_bytes: u64,
+    mimetype: String,
+    checksum: String,
+}
+
+impl MessageView {
+    /// The view of `m`, with a fresh download link when it has an attachment.
+    async fn of(m: Message, state: &AppState, headers: &HeaderMap) -> ApiResult<Self> {
+        let (file_id, file_metadata, file_download_url) = match m.attachment {
+            Some(file) => {
+                let link = state.files.link(&file, &base_url(headers, state)).await?;
+                let metadata = FileMetadata {
+                    filename: file.filename,
+                    size_bytes: file.size_bytes,
+                    mimetype: file.mimetype,
+                    checksum: file.checksum,
+                };
+                (Some(file.file_id.into()), Some(metadata), Some(link.url))
+            }
+            None => (None, None, None),
+        };
+        Ok(Self {
             message_id: m.message_id.into(),
             conversation_id: m.conversation_id.into(),
             seq: m.seq,
@@ -73,7 +103,10 @@ impl From<Message> for MessageView {
             delivered_at: m.delivered_at,
             read_at: m.read_at,
             failure_reason: m.failure_reason,
-        }
+            file_id,
+            file_metadata,
+            file_download_url,
+        })
     }
 }
 
@@ -224,6 +257,7 @@ fn rejection_reason(error: &chat4all_core::ServiceError) -> &'static str {
 pub async fn history(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
+    headers: HeaderMap,
     Path(conversation_id): Path<String>,
     ApiQuery(params): ApiQuery<HistoryParams>,
 ) -> ApiResult<Json<HistoryResponse>> {
@@ -252,16 +286,21 @@ pub async fn history(
         .last()
         .filter(|_| page.has_more)
         .map(|m| m.seq);
+    let returned = page.messages.len();
+    let mut messages = Vec::with_capacity(returned);
+    for message in page.messages {
+        messages.push(MessageView::of(message, &state, &headers).await?);
+    }
     Ok(Json(HistoryResponse {
         conversation_id,
         pagination: Pagination {
             limit,
             offset: query.offset,
-            returned: page.messages.len(),
+            returned,
             has_more: page.has_more,
             next_cursor,
         },
-        messages: page.messages.into_iter().map(Into::into).collect(),
+        messages,
     }))
 }
 
@@ -272,11 +311,12 @@ pub async fn history(
 pub async fn get(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Json<MessageDetailView>> {
     let detail = state.messaging.message(&caller, &id).await?;
     Ok(Json(MessageDetailView {
-        message: detail.message.into(),
+        message: MessageView::of(detail.message, &state, &headers).await?,
         status_history: detail.history.into_iter().map(Into::into).collect(),
     }))
 }

@@ -2,6 +2,7 @@
 
 mod conversations;
 mod extract;
+mod files;
 mod messages;
 mod observe;
 pub mod ops;
@@ -17,7 +18,8 @@ pub use tokens::Tokens;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
+use chat4all_core::services::files::MAX_CHUNK_BYTES;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -38,6 +40,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages", post(messages::send))
         .route("/v1/messages/{id}", get(messages::get))
         .route("/v1/messages/{id}/read", post(messages::read))
+        .route(
+            "/v1/files",
+            post(files::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/files/{id}/download", get(files::download))
+        .route("/v1/files/{id}/content", get(files::content))
+        .route("/v1/uploads", post(files::create_upload))
+        .route(
+            "/v1/uploads/{id}",
+            put(files::put_chunk)
+                .layer(DefaultBodyLimit::max(MAX_CHUNK_BYTES as usize))
+                .get(files::upload_status),
+        )
+        .route("/v1/uploads/{id}/complete", post(files::complete_upload))
         .route("/health", get(ops::health))
         .route("/health/live", get(ops::live))
         .route("/metrics", get(ops::metrics))
@@ -56,6 +72,8 @@ pub fn router(state: AppState) -> Router {
         users::register, users::token,
         conversations::create, conversations::list,
         messages::send, messages::history, messages::get, messages::read,
+        files::upload, files::download, files::content,
+        files::create_upload, files::put_chunk, files::upload_status, files::complete_upload,
         ops::health, ops::live, ops::metrics, ops::openapi,
     ),
     modifiers(&BearerAuth),

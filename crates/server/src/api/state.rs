@@ -4,6 +4,7 @@ use super::ops::Health;
 use super::tokens::Tokens;
 use chat4all_core::services::accounts::Accounts;
 use chat4all_core::services::conversations::Conversations;
+use chat4all_core::services::files::Files;
 use chat4all_core::services::messaging::Messaging;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
@@ -17,10 +18,16 @@ pub struct AppState {
     pub conversations: Conversations,
     /// Sending and reading messages.
     pub messaging: Messaging,
+    /// Files and their links.
+    pub files: Files,
     /// Access tokens.
     pub tokens: Arc<Tokens>,
     /// Component checks for `/health`.
     pub health: Arc<Health>,
     /// The Prometheus registry rendered by `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Configured base of links in responses (`https://chat.example.com`); else taken from `Host`.
+    pub public_url: Option<String>,
+    /// The address the api listens on, the last resort for links.
+    pub listen_addr: std::net::SocketAddr,
 }

@@ -1,0 +1,549 @@
+//! `/v1/files` (streamed multipart uploads, signed downloads, content with Range) and `/v1/uploads` (resumable).
+
+use super::extract::{ApiJson, ApiQuery, AuthUser, base_url, bearer_user};
+use super::problem::{ApiResult, Problem};
+use super::state::AppState;
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Multipart, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chat4all_core::ids::IdempotencyKey;
+use chat4all_core::model::FileMeta;
+use chat4all_core::services::files::{
+    DownloadAccess, IncomingFile, MAX_CHUNK_BYTES, UploadProgress,
+};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// A stored file, as the upload answers it.
+#[derive(Serialize, ToSchema)]
+pub struct FileResponse {
+    file_id: String,
+    conversation_id: String,
+    filename: String,
+    size_bytes: u64,
+    mimetype: String,
+    /// `sha256:<hex>`
+    checksum: String,
+    uploaded_at: i64,
+    /// Time-limited link usable without a token.
+    download_url: String,
+    expires_at: i64,
+}
+
+/// A time-limited download link.
+#[derive(Serialize, ToSchema)]
+pub struct DownloadResponse {
+    file_id: String,
+    filename: String,
+    size_bytes: u64,
+    mimetype: String,
+    checksum: String,
+    download_url: String,
+    expires_at: i64,
+    /// Seconds until the link expires.
+    expires_in: u64,
+}
+
+/// Signature of a link from `/download`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SignedQuery {
+    /// Expiry, seconds since the epoch.
+    expires: Option<i64>,
+    /// Hex HMAC.
+    signature: Option<String>,
+}
+
+async fn file_response(
+    state: &AppState,
+    headers: &HeaderMap,
+    file: FileMeta,
+) -> ApiResult<FileResponse> {
+    let link = state.files.link(&file, &base_url(headers, state)).await?;
+    Ok(FileResponse {
+        file_id: file.file_id.into(),
+        conversation_id: file.conversation_id.into(),
+        filename: file.filename,
+        size_bytes: file.size_bytes,
+        mimetype: file.mimetype,
+        checksum: file.checksum,
+        uploaded_at: file.uploaded_at,
+        download_url: link.url,
+        expires_at: link.expires_at,
+    })
+}
+
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<IdempotencyKey>> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| IdempotencyKey::parse(v).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                Problem::bad_request("Idempotency-Key must be 1-128 characters of [A-Za-z0-9._:@-]")
+            }),
+    }
+}
+
+fn size_bucket(bytes: u64) -> &'static str {
+    match bytes {
+        0..1_048_576 => "lt_1mib",
+        1_048_576..104_857_600 => "1mib_100mib",
+        104_857_600..1_073_741_824 => "100mib_1gib",
+        _ => "gte_1gib",
+    }
+}
+
+/// Uploads a file (multipart parts `file` and `conversation_id`, in any order), streamed to storage in constant
+/// memory while its SHA-256 is computed.
+#[utoipa::path(post, path = "/v1/files", tag = "files", security(("bearer" = [])),
+    request_body(content_type = "multipart/form-data", description = "parts `file` (with filename) and `conversation_id`"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 h")),
+    responses((status = 201, body = FileResponse), (status = 400), (status = 401), (status = 403), (status = 413), (status = 422)))]
+pub async fn upload(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    headers: HeaderMap,
+    mut multipart: Multipart,
+) -> ApiResult<(StatusCode, Json<FileResponse>)> {
+    let key = idempotency_key(&headers)?;
+    let mut conversation: Option<String> = None;
+    let mut received: Option<(IncomingFile, String, Option<String>)> = None;
+    let bad_body = |e: axum::extract::multipart::MultipartError| {
+        Problem::bad_request(format!("invalid multipart body: {}", e.body_text()))
+    };
+    let outcome: ApiResult<()> = async {
+        while let Some(mut field) = multipart.next_field().await.map_err(bad_body)? {
+            match field.name() {
+                Some("conversation_id") => {
+                    let text = field.text().await.map_err(bad_body)?;
+                    conversation = Some(text.trim().to_owned());
+                }
+                Some("file") if received.is_none() => {
+                    let filename = field.file_name().unwrap_or("file").to_owned();
+                    let mimetype = field.content_type().map(str::to_owned).or_else(|| {
+                        mime_guess::from_path(&filename)
+                            .first()
+                            .map(|m| m.essence_str().to_owned())
+                    });
+                    let mut incoming = state.files.receive().await?;
+                    loop {
+                        match field.chunk().await {
+                            Ok(Some(chunk)) => {
+                                if let Err(e) = incoming.write(chunk.to_vec()).await {
+                                    incoming.abort().await;
+                                    return Err(e.into());
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                incoming.abort().await;
+                                return Err(bad_body(e));
+                            }
+                        }
+                    }
+                    received = Some((incoming, filename, mimetype));
+                }
+                _ => {} // other parts are ignored
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let Some((incoming, filename, mimetype)) = received else {
+        outcome?;
+        return Err(Problem::bad_request(
+            "the multipart body has no `file` part",
+        ));
+    };
+    if let Err(problem) = outcome {
+        incoming.abort().await;
+        return Err(problem);
+    }
+    let Some(conversation) = conversation else {
+        incoming.abort().await;
+        return Err(Problem::bad_request(
+            "the multipart body has no `conversation_id` part",
+        ));
+    };
+    let file = state
+        .files
+        .store_received(
+            &caller,
+            &conversation,
+            &filename,
+            mimetype.as_deref(),
+            incoming,
+            key.as_ref(),
+        )
+        .await?;
+    metrics::counter!("files_uploaded_total", "size_bucket" => size_bucket(file.size_bytes))
+        .increment(1);
+    tracing::info!(file_id = %file.file_id, conversation_id = %file.conversation_id, size_bytes = file.size_bytes, "file uploaded");
+    Ok((
+        StatusCode::CREATED,
+        Json(file_response(&state, &headers, file).await?),
+    ))
+}
+
+/// A time-limited URL for the file, usable without the bearer token (members only).
+#[utoipa::path(get, path = "/v1/files/{id}/download", tag = "files", security(("bearer" = [])),
+    params(("id" = String, Path, description = "File id")),
+    responses((status = 200, body = DownloadResponse), (status = 401), (status = 403), (status = 404)))]
+pub async fn download(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DownloadResponse>> {
+    let file = state
+        .files
+        .authorize(&id, DownloadAccess::Member(&caller))
+        .await?;
+    let link = state.files.link(&file, &base_url(&headers, &state)).await?;
+    Ok(Json(DownloadResponse {
+        file_id: file.file_id.into(),
+        filename: file.filename,
+        size_bytes: file.size_bytes,
+        mimetype: file.mimetype,
+        checksum: file.checksum,
+        download_url: link.url,
+        expires_at: link.expires_at,
+        expires_in: link.expires_in,
+    }))
+}
+
+/// The file's bytes, for a member's bearer token or a valid signature; honours a single `Range`.
+#[utoipa::path(get, path = "/v1/files/{id}/content", tag = "files",
+    params(("id" = String, Path, description = "File id"), SignedQuery),
+    responses((status = 200, description = "the bytes"), (status = 206, description = "the requested range"),
+        (status = 401), (status = 403), (status = 404), (status = 416)))]
+pub async fn content(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<SignedQuery>,
+) -> ApiResult<Response> {
+    let file = match (query.expires, query.signature.as_deref()) {
+        (Some(expires), Some(signature)) => {
+            state
+                .files
+                .authorize(&id, DownloadAccess::Signed { expires, signature })
+                .await?
+        }
+        (None, None) => {
+            let caller = bearer_user(&headers, &state)?;
+            state
+                .files
+                .authorize(&id, DownloadAccess::Member(&caller))
+                .await?
+        }
+        _ => {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "a signed link needs both expires and signature",
+            ));
+        }
+    };
+    let size = file.size_bytes;
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        None => None,
+        Some(spec) => match parse_range(spec, size) {
+            RangeRequest::Satisfiable(start, end) => Some((start, end)),
+            RangeRequest::Ignored => None,
+            RangeRequest::Unsatisfiable => {
+                let mut response = Problem::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    format!("the file has {size} bytes"),
+                )
+                .into_response();
+                response.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    header_value(&format!("bytes */{size}")),
+                );
+                return Ok(response);
+            }
+        },
+    };
+    let (start, len) = range.map_or((0, size), |(start, end)| (start, end - start + 1));
+    let stream = state.files.read(&file, start, len).await?;
+    let body = Body::from_stream(stream.map(|chunk| chunk.map(Bytes::from)));
+    let mut response = Response::new(body);
+    let out = response.headers_mut();
+    out.insert(header::CONTENT_TYPE, header_value(&file.mimetype));
+    out.insert(header::CONTENT_LENGTH, header_value(&len.to_string()));
+    out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    out.insert(
+        header::CONTENT_DISPOSITION,
+        header_value(&content_disposition(&file.filename)),
+    );
+    out.insert(
+        header::ETAG,
+        header_value(&format!("\"{}\"", file.checksum)),
+    );
+    out.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    out.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=3600"),
+    );
+    if let Some((start, end)) = range {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        response.headers_mut().insert(
+            header::CONTENT_RANGE,
+            header_value(&format!("bytes {start}-{end}/{size}")),
+        );
+    }
+    Ok(response)
+}
+
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text)
+        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
+}
+
+/// `attachment` with an ASCII fallback name and the exact UTF-8 name (RFC 6266 / 5987).
+fn content_disposition(filename: &str) -> String {
+    let ascii: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = filename
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+/// What a `Range` header asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum RangeRequest {
+    /// Bytes `start..=end`.
+    Satisfiable(u64, u64),
+    /// Not a single byte range we serve (several ranges, other units): answer the whole file.
+    Ignored,
+    /// A byte range outside the file.
+    Unsatisfiable,
+}
+
+fn parse_range(spec: &str, size: u64) -> RangeRequest {
+    let Some(ranges) = spec.trim().strip_prefix("bytes=") else {
+        return RangeRequest::Ignored;
+    };
+    if ranges.contains(',') {
+        return RangeRequest::Ignored;
+    }
+    let Some((first, last)) = ranges.trim().split_once('-') else {
+        return RangeRequest::Ignored;
+    };
+    let (first, last) = (first.trim(), last.trim());
+    let parse = |s: &str| s.parse::<u64>().ok();
+    let range = match (first.is_empty(), last.is_empty()) {
+        (true, false) => parse(last)
+            .filter(|n| *n > 0)
+            .map(|n| (size.saturating_sub(n), size.saturating_sub(1))),
+        (false, true) => parse(first).map(|start| (start, size.saturating_sub(1))),
+        (false, false) => match (parse(first), parse(last)) {
+            (Some(start), Some(end)) if start <= end => {
+                Some((start, end.min(size.saturating_sub(1))))
+            }
+            _ => return RangeRequest::Ignored,
+        },
+        (true, true) => return RangeRequest::Ignored,
+    };
+    match range {
+        Some((start, end)) if size > 0 && start < size && start <= end => {
+            RangeRequest::Satisfiable(start, end)
+        }
+        Some(_) => RangeRequest::Unsatisfiable,
+        None => RangeRequest::Ignored,
+    }
+}
+
+/// A resumable upload to open.
+#[derive(Deserialize, ToSchema)]
+pub struct CreateUploadRequest {
+    conversation_id: String,
+    filename: String,
+    /// Total size in bytes.
+    size_bytes: u64,
+    mimetype: Option<String>,
+    /// `sha256:<hex>`, verified on completion when given.
+    checksum: Option<String>,
+}
+
+/// A resumable upload's state.
+#[derive(Serialize, ToSchema)]
+pub struct UploadResponse {
+    upload_id: String,
+    conversation_id: String,
+    filename: String,
+    size_bytes: u64,
+    /// Bytes received so far.
+    received_bytes: u64,
+    /// Byte ranges received, `[start, end)`, merged and sorted.
+    ranges: Vec<[u64; 2]>,
+    /// Every byte arrived: it can be completed.
+    complete: bool,
+    /// Largest chunk accepted.
+    max_chunk_bytes: u64,
+    expires_at: i64,
+}
+
+impl From<UploadProgress> for UploadResponse {
+    fn from(progress: UploadProgress) -> Self {
+        let complete = progress.is_complete();
+        let session = progress.session;
+        Self {
+            upload_id: session.upload_id.into(),
+            conversation_id: session.conversation_id.into(),
+            filename: session.filename,
+            size_bytes: session.size_bytes,
+            received_bytes: progress.ranges.iter().map(|(s, e)| e - s).sum(),
+            ranges: progress.ranges.into_iter().map(|(s, e)| [s, e]).collect(),
+            complete,
+            max_chunk_bytes: MAX_CHUNK_BYTES,
+            expires_at: session.expires_at,
+        }
+    }
+}
+
+/// Where a chunk goes.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ChunkQuery {
+    /// Byte offset of the chunk in the file.
+    offset: u64,
+}
+
+/// Opens a resumable upload session (expires after 24 h).
+#[utoipa::path(post, path = "/v1/uploads", tag = "files", security(("bearer" = [])), request_body = CreateUploadRequest,
+    responses((status = 201, body = UploadResponse), (status = 400), (status = 401), (status = 403), (status = 413)))]
+pub async fn create_upload(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    ApiJson(request): ApiJson<CreateUploadRequest>,
+) -> ApiResult<(StatusCode, Json<UploadResponse>)> {
+    let session = state
+        .files
+        .create_upload(
+            &caller,
+            &request.conversation_id,
+            &request.filename,
+            request.mimetype.as_deref(),
+            request.size_bytes,
+            request.checksum.as_deref(),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            UploadProgress {
+                session,
+                ranges: Vec::new(),
+            }
+            .into(),
+        ),
+    ))
+}
+
+/// Stores one chunk (raw body) at `offset`; chunks may arrive in any order or be sent again.
+#[utoipa::path(put, path = "/v1/uploads/{id}", tag = "files", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Upload id"), ChunkQuery),
+    request_body(content_type = "application/octet-stream", description = "the chunk's bytes (at most 64 MiB)"),
+    responses((status = 200, body = UploadResponse), (status = 400), (status = 401), (status = 404), (status = 413)))]
+pub async fn put_chunk(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<ChunkQuery>,
+    body: Bytes,
+) -> ApiResult<Json<UploadResponse>> {
+    Ok(Json(
+        state
+            .files
+            .put_chunk(&caller, &id, query.offset, body.to_vec())
+            .await?
+            .into(),
+    ))
+}
+
+/// Which byte ranges arrived.
+#[utoipa::path(get, path = "/v1/uploads/{id}", tag = "files", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Upload id")),
+    responses((status = 200, body = UploadResponse), (status = 401), (status = 404)))]
+pub async fn upload_status(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<UploadResponse>> {
+    Ok(Json(state.files.progress(&caller, &id).await?.into()))
+}
+
+/// Turns a complete upload into a file (checksum verified).
+#[utoipa::path(post, path = "/v1/uploads/{id}/complete", tag = "files", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Upload id")),
+    responses((status = 201, body = FileResponse), (status = 401), (status = 404), (status = 409), (status = 422)))]
+pub async fn complete_upload(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<FileResponse>)> {
+    let file = state.files.complete_upload(&caller, &id).await?;
+    metrics::counter!("files_uploaded_total", "size_bucket" => size_bucket(file.size_bytes))
+        .increment(1);
+    Ok((
+        StatusCode::CREATED,
+        Json(file_response(&state, &headers, file).await?),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RangeRequest::*, content_disposition, parse_range};
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-99", 1000), Satisfiable(0, 99));
+        assert_eq!(parse_range("bytes=900-", 1000), Satisfiable(900, 999));
+        assert_eq!(parse_range("bytes=-100", 1000), Satisfiable(900, 999));
+        assert_eq!(parse_range("bytes=990-2000", 1000), Satisfiable(990, 999));
+        assert_eq!(parse_range("bytes=1000-", 1000), Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-1,5-6", 1000), Ignored);
+        assert_eq!(parse_range("items=0-1", 1000), Ignored);
+        assert_eq!(parse_range("bytes=5-1", 1000), Ignored);
+        assert_eq!(parse_range("bytes=0-0", 0), Unsatisfiable);
+    }
+
+    #[test]
+    fn dispositions_are_safe() {
+        assert_eq!(
+            content_disposition("a b.txt"),
+            "attachment; filename=\"a b.txt\"; filename*=UTF-8''a%20b.txt"
+        );
+        assert_eq!(
+            content_disposition("ç.pdf"),
+            "attachment; filename=\"_.pdf\"; filename*=UTF-8''%C3%A7.pdf"
+        );
+    }
+}
