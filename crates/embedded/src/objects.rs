@@ -3,6 +3,7 @@
 //! resumable uploads are sparse files under `.uploads/` written at the chunk's offset.
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use chat4all_core::ids::UploadId;
 use chat4all_core::ports::{ByteStream, ObjectError, ObjectKey, ObjectStore, ObjectWriter};
 use std::fs::File;
@@ -13,9 +14,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Bytes read per chunk of a download stream.
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 1024 * 1024;
 /// Chunks in flight between a writer and its disk thread: bounds memory whatever the file size.
-const WRITE_QUEUE: usize = 16;
+const WRITE_QUEUE: usize = 4;
 
 /// Objects in a local directory.
 pub struct LocalObjects {
@@ -90,20 +91,18 @@ fn publish(file: &File, from: &Path, target: &Path) -> Result<(), ObjectError> {
 
 /// Streams `len` bytes of `file` from its current position, reading on a blocking thread.
 fn stream_file(mut file: File, len: u64) -> ByteStream {
-    let (sender, receiver) = mpsc::channel::<Result<Vec<u8>, ObjectError>>(4);
+    let (sender, receiver) = mpsc::channel::<Result<Bytes, ObjectError>>(4);
     tokio::task::spawn_blocking(move || {
         let mut left = len;
         while left > 0 {
-            let mut buffer = vec![0u8; READ_CHUNK.min(left as usize)];
-            let result = file.read(&mut buffer).map_err(io);
-            let done = match result {
-                Ok(0) => Err(ObjectError::Backend(
-                    "the object is shorter than expected".into(),
-                )),
+            let want = READ_CHUNK.min(left as usize);
+            let mut buffer = Vec::with_capacity(want);
+            // read_to_end fills the spare capacity without zeroing it first.
+            let done = match (&mut file).take(want as u64).read_to_end(&mut buffer).map_err(io) {
+                Ok(0) => Err(ObjectError::Backend("the object is shorter than expected".into())),
                 Ok(n) => {
-                    buffer.truncate(n);
                     left -= n as u64;
-                    Ok(buffer)
+                    Ok(Bytes::from(buffer))
                 }
                 Err(e) => Err(e),
             };
@@ -121,7 +120,7 @@ fn stream_file(mut file: File, len: u64) -> ByteStream {
 
 /// A new object written on a blocking thread fed through a bounded queue.
 struct LocalWriter {
-    queue: Option<mpsc::Sender<Vec<u8>>>,
+    queue: Option<mpsc::Sender<Bytes>>,
     disk: Option<JoinHandle<Result<File, ObjectError>>>,
     staging: PathBuf,
     root: PathBuf,
@@ -133,7 +132,7 @@ impl LocalWriter {
             .join(".staging")
             .join(uuid::Uuid::new_v4().simple().to_string());
         let mut file = File::create_new(&staging).map_err(io)?;
-        let (queue, mut chunks) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+        let (queue, mut chunks) = mpsc::channel::<Bytes>(WRITE_QUEUE);
         let disk = tokio::task::spawn_blocking(move || {
             while let Some(chunk) = chunks.blocking_recv() {
                 file.write_all(&chunk).map_err(io)?;
@@ -178,7 +177,7 @@ impl Drop for LocalWriter {
 
 #[async_trait]
 impl ObjectWriter for LocalWriter {
-    async fn write(&mut self, chunk: Vec<u8>) -> Result<(), ObjectError> {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), ObjectError> {
         let queue = self
             .queue
             .as_ref()
@@ -261,7 +260,7 @@ impl ObjectStore for LocalObjects {
         &self,
         upload: &UploadId,
         offset: u64,
-        chunk: Vec<u8>,
+        chunk: Bytes,
     ) -> Result<(), ObjectError> {
         let path = self.staged(upload);
         blocking(move || {

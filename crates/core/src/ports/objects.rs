@@ -1,10 +1,11 @@
 //! The object storage port: file bytes beside the messages (a local directory, S3, MinIO).
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::stream::BoxStream;
 
 /// A stream of byte chunks.
-pub type ByteStream = BoxStream<'static, Result<Vec<u8>, ObjectError>>;
+pub type ByteStream = BoxStream<'static, Result<Bytes, ObjectError>>;
 
 /// Object storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +64,7 @@ impl ObjectKey {
 #[async_trait]
 pub trait ObjectWriter: Send {
     /// Appends bytes.
-    async fn write(&mut self, chunk: Vec<u8>) -> Result<(), ObjectError>;
+    async fn write(&mut self, chunk: Bytes) -> Result<(), ObjectError>;
     /// Makes the object durable and visible under `key`.
     async fn commit(self: Box<Self>, key: &ObjectKey) -> Result<(), ObjectError>;
     /// Discards what was written.
@@ -98,7 +99,7 @@ pub trait ObjectStore: Send + Sync {
         &self,
         upload: &crate::ids::UploadId,
         offset: u64,
-        chunk: Vec<u8>,
+        chunk: Bytes,
     ) -> Result<(), ObjectError>;
 
     /// Streams a resumable upload's staged bytes, in order.

@@ -6,6 +6,7 @@ use crate::ids::{ConversationId, FileId, IdempotencyKey, UploadId, UserId};
 use crate::model::{FileMeta, UploadSession};
 use crate::ports::{ByteStream, ObjectError, ObjectKey, ObjectStore, ObjectWriter, Store};
 use crate::time::now_millis;
+use bytes::Bytes;
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -70,7 +71,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || text.len() > 128 {
+    if !text.len().is_multiple_of(2) || text.len() > 128 {
         return None;
     }
     (0..text.len())
@@ -131,7 +132,7 @@ pub struct IncomingFile {
 
 impl IncomingFile {
     /// Appends a chunk; 413 once the total passes the limit (the partial object is removed then).
-    pub async fn write(&mut self, chunk: Vec<u8>) -> Result<(), ServiceError> {
+    pub async fn write(&mut self, chunk: Bytes) -> Result<(), ServiceError> {
         self.size += chunk.len() as u64;
         if self.size > self.limit {
             return Err(ServiceError::TooLarge(format!(
@@ -446,7 +447,7 @@ impl Files {
         caller: &UserId,
         upload: &str,
         offset: u64,
-        chunk: Vec<u8>,
+        chunk: Bytes,
     ) -> Result<UploadProgress, ServiceError> {
         let session = self.session(caller, upload).await?;
         let end = offset

@@ -13,7 +13,6 @@ use chat4all_core::model::FileMeta;
 use chat4all_core::services::files::{
     DownloadAccess, IncomingFile, MAX_CHUNK_BYTES, UploadProgress,
 };
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -135,7 +134,7 @@ pub async fn upload(
                     loop {
                         match field.chunk().await {
                             Ok(Some(chunk)) => {
-                                if let Err(e) = incoming.write(chunk.to_vec()).await {
+                                if let Err(e) = incoming.write(chunk).await {
                                     incoming.abort().await;
                                     return Err(e.into());
                                 }
@@ -272,7 +271,7 @@ pub async fn content(
     };
     let (start, len) = range.map_or((0, size), |(start, end)| (start, end - start + 1));
     let stream = state.files.read(&file, start, len).await?;
-    let body = Body::from_stream(stream.map(|chunk| chunk.map(Bytes::from)));
+    let body = Body::from_stream(stream);
     let mut response = Response::new(body);
     let out = response.headers_mut();
     out.insert(header::CONTENT_TYPE, header_value(&file.mimetype));
@@ -481,7 +480,7 @@ pub async fn put_chunk(
     Ok(Json(
         state
             .files
-            .put_chunk(&caller, &id, query.offset, body.to_vec())
+            .put_chunk(&caller, &id, query.offset, body)
             .await?
             .into(),
     ))
