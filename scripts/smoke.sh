@@ -69,6 +69,27 @@ one=$(post /v1/messages '{"conversation_id":"idem","content":"once"}' "$ALICE" -
 two=$(post /v1/messages '{"conversation_id":"idem","content":"once"}' "$ALICE" -H 'Idempotency-Key: k-1' | field 'd["message_id"]')
 check "$two" "$one" "the same Idempotency-Key gives the same message_id"
 wait_history 'len(d["messages"]) == 1 and d["messages"][0]["status"] == "DELIVERED"' idem "$ALICE"; check "$?" 0 "one message in the history"
+
+# Files: a 200 MiB upload, its checksum, the server's memory, the signed link, and members only.
+head -c $((200 * 1024 * 1024)) /dev/urandom >"$DATA/big.bin"
+rss() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
+IDLE=$(rss)
+( while kill -0 "$PID" 2>/dev/null; do rss; sleep 0.05; done ) >"$DATA/rss.txt" &
+SAMPLER=$!
+UPLOAD=$(curl -s -H "Authorization: Bearer $ALICE" -F "file=@$DATA/big.bin" -F conversation_id=c1 -w ' %{http_code}' "$BASE/v1/files")
+kill "$SAMPLER" 2>/dev/null
+check "${UPLOAD##* }" 201 "200 MiB upload is 201"
+UPLOAD=${UPLOAD% *}
+check "$(field 'd["checksum"]' <<<"$UPLOAD")" "sha256:$(sha256sum "$DATA/big.bin" | cut -d' ' -f1)" "checksum equals sha256sum"
+GROWTH=$(( ($(sort -n "$DATA/rss.txt" | tail -1) - IDLE) / 1024 ))
+echo "server RSS growth during the upload: ${GROWTH} MiB"
+check "$([ "$GROWTH" -lt 64 ] && echo bounded)" bounded "RSS stays within 64 MiB of idle"
+check "$(curl -s "$(field 'd["download_url"]' <<<"$UPLOAD")" | sha256sum | cut -d' ' -f1)" "$(sha256sum "$DATA/big.bin" | cut -d' ' -f1)" "plain curl on download_url gives identical bytes"
+FILE=$(field 'd["file_id"]' <<<"$UPLOAD")
+check "$(status_of -H "Authorization: Bearer $CAROL" -F "file=@$DATA/rss.txt" -F conversation_id=c1 "$BASE/v1/files")" 403 "non-member upload is 403"
+check "$(status_of -H "Authorization: Bearer $CAROL" "$BASE/v1/files/$FILE/download")" 403 "non-member download is 403"
+check "$(status_of -H "Authorization: Bearer $CAROL" "$BASE/v1/files/$FILE/content")" 403 "non-member content is 403"
+rm -f "$DATA/big.bin"
 stop
 
 echo "smoke: $passed passed, $failed failed"
