@@ -98,8 +98,14 @@ fn stream_file(mut file: File, len: u64) -> ByteStream {
             let want = READ_CHUNK.min(left as usize);
             let mut buffer = Vec::with_capacity(want);
             // read_to_end fills the spare capacity without zeroing it first.
-            let done = match (&mut file).take(want as u64).read_to_end(&mut buffer).map_err(io) {
-                Ok(0) => Err(ObjectError::Backend("the object is shorter than expected".into())),
+            let done = match (&mut file)
+                .take(want as u64)
+                .read_to_end(&mut buffer)
+                .map_err(io)
+            {
+                Ok(0) => Err(ObjectError::Backend(
+                    "the object is shorter than expected".into(),
+                )),
                 Ok(n) => {
                     left -= n as u64;
                     Ok(Bytes::from(buffer))

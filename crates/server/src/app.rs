@@ -85,7 +85,7 @@ impl Application {
             store.clone(),
             objects,
             LinkSigner::new(&secret),
-            config.max_file_bytes,
+            config.file_limits,
         );
         let maintenance = CancellationToken::new();
         tokio::spawn(purge_expired(

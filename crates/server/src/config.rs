@@ -4,6 +4,7 @@
 use crate::backends::{EventLogBackend, StoreBackend};
 use chat4all_connectors::simulated::{LatencyRange, SimulationSettings};
 use chat4all_connectors::{instagram, whatsapp};
+use chat4all_core::services::files::FileLimits;
 use serde::Deserialize;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -46,6 +47,9 @@ pub struct Settings {
     /// Largest file accepted, in bytes [default: 2147483648 (2 GiB)].
     #[arg(long, env = "CHAT4ALL_MAX_FILE_BYTES")]
     pub max_file_bytes: Option<u64>,
+    /// How long a download link stays valid, in seconds [default: 3600].
+    #[arg(long, env = "CHAT4ALL_DOWNLOAD_LINK_TTL_SECS")]
+    pub download_link_ttl_secs: Option<u64>,
     /// Base of the links put in responses, such as https://chat.example.com [default: from the request's Host].
     #[arg(long, env = "CHAT4ALL_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -93,6 +97,7 @@ impl Settings {
             jwt_secret: self.jwt_secret.or(lower.jwt_secret),
             token_ttl_secs: self.token_ttl_secs.or(lower.token_ttl_secs),
             max_file_bytes: self.max_file_bytes.or(lower.max_file_bytes),
+            download_link_ttl_secs: self.download_link_ttl_secs.or(lower.download_link_ttl_secs),
             public_url: self.public_url.or(lower.public_url),
             log_format: self.log_format.or(lower.log_format),
             seed_demo_users: self.seed_demo_users.or(lower.seed_demo_users),
@@ -121,8 +126,8 @@ pub struct Config {
     pub jwt_secret: Option<String>,
     /// Access token lifetime.
     pub token_ttl: Duration,
-    /// Largest file accepted.
-    pub max_file_bytes: u64,
+    /// File size and link lifetime limits.
+    pub file_limits: FileLimits,
     /// Base of links in responses.
     pub public_url: Option<String>,
     /// Log format.
@@ -159,7 +164,9 @@ impl Config {
             SimulationSettings::new(latency.unwrap_or(default), rate.unwrap_or(0.0))
                 .map_err(|e| anyhow::anyhow!("{name}: {e}"))
         };
+        let file_limits = file_limits(&settings)?;
         Ok(Self {
+            file_limits,
             data_dir: settings.data_dir.unwrap_or_else(|| PathBuf::from("data")),
             http_addr: settings
                 .http_addr
@@ -169,7 +176,6 @@ impl Config {
             store: settings.store.unwrap_or_default(),
             jwt_secret: settings.jwt_secret,
             token_ttl: Duration::from_secs(ttl),
-            max_file_bytes: settings.max_file_bytes.unwrap_or(2 * 1024 * 1024 * 1024),
             public_url: settings
                 .public_url
                 .map(|url| {
@@ -211,6 +217,22 @@ impl Config {
         config.http_addr = SocketAddr::from(([127, 0, 0, 1], 0));
         config
     }
+}
+
+fn file_limits(settings: &Settings) -> anyhow::Result<FileLimits> {
+    let defaults = FileLimits::default();
+    let limits = FileLimits {
+        max_bytes: settings.max_file_bytes.unwrap_or(defaults.max_bytes),
+        link_ttl_secs: settings
+            .download_link_ttl_secs
+            .unwrap_or(defaults.link_ttl_secs),
+    };
+    anyhow::ensure!(limits.max_bytes > 0, "max-file-bytes must be positive");
+    anyhow::ensure!(
+        (1..=7 * 24 * 3600).contains(&limits.link_ttl_secs),
+        "download-link-ttl-secs must be between 1 and 604800"
+    );
+    Ok(limits)
 }
 
 #[cfg(test)]

@@ -255,7 +255,7 @@ async fn only_members_and_valid_signatures_get_files() {
 async fn oversize_and_cut_uploads_leave_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
-    config.max_file_bytes = 1024 * 1024;
+    config.file_limits.max_bytes = 1024 * 1024;
     let app = spawn_with(config).await;
     let (_, alice) = app.user("alice").await;
 
@@ -555,5 +555,38 @@ async fn messages_carry_their_attachment() {
     )
     .await;
     assert_eq!((status, body.as_slice()), (200, b"%PDF-1.7".as_slice()));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn download_links_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.file_limits.link_ttl_secs = 1;
+    let app = spawn_with(config).await;
+    let (_, alice) = app.user("alice").await;
+    let file: Value = upload(&app, &alice, "c1", "a.txt", b"short-lived", true)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let url = file["download_url"].as_str().unwrap();
+    let plain = reqwest::Client::new();
+    assert_eq!(
+        fetch(&plain, url, None, None).await.0,
+        200,
+        "valid right after upload"
+    );
+    // Time must pass for a link to expire: poll until the server refuses it, within a deadline.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = fetch(&plain, url, None, None).await.0;
+        if status == 403 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(Instant::now() < deadline, "the link never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     app.stop().await;
 }

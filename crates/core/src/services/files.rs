@@ -12,8 +12,6 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-/// How long a download link stays valid.
-pub const DOWNLOAD_LINK_SECS: u64 = 3600;
 /// How long a resumable upload session lives.
 pub const UPLOAD_SESSION_MS: i64 = 24 * 60 * 60 * 1000;
 /// Largest chunk of a resumable upload.
@@ -197,16 +195,34 @@ pub struct Files {
     objects: Arc<dyn ObjectStore>,
     conversations: Conversations,
     signer: LinkSigner,
-    max_bytes: u64,
+    limits: FileLimits,
+}
+
+/// Size and time limits of files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileLimits {
+    /// Largest file accepted, in bytes.
+    pub max_bytes: u64,
+    /// How long a download link stays valid, in seconds.
+    pub link_ttl_secs: u64,
+}
+
+impl Default for FileLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 2 * 1024 * 1024 * 1024,
+            link_ttl_secs: 3600,
+        }
+    }
 }
 
 impl Files {
-    /// Files in `objects`, metadata in `store`, links signed by `signer`, uploads up to `max_bytes`.
+    /// Files in `objects`, metadata in `store`, links signed by `signer`, within `limits`.
     pub fn new(
         store: Arc<dyn Store>,
         objects: Arc<dyn ObjectStore>,
         signer: LinkSigner,
-        max_bytes: u64,
+        limits: FileLimits,
     ) -> Self {
         let conversations = Conversations::new(store.clone());
         Self {
@@ -214,13 +230,8 @@ impl Files {
             objects,
             conversations,
             signer,
-            max_bytes,
+            limits,
         }
-    }
-
-    /// The largest file accepted.
-    pub fn max_bytes(&self) -> u64 {
-        self.max_bytes
     }
 
     /// Starts receiving a file (before its conversation may be known: multipart parts come in any order).
@@ -229,7 +240,7 @@ impl Files {
             writer: self.objects.begin().await?,
             hasher: Sha256::new(),
             size: 0,
-            limit: self.max_bytes,
+            limit: self.limits.max_bytes,
         })
     }
 
@@ -352,8 +363,12 @@ impl Files {
         base_url: &str,
     ) -> Result<DownloadLink, ServiceError> {
         let key = ObjectKey::from_stored(file.object_key.clone());
-        let expires_at_secs = now_millis() / 1000 + DOWNLOAD_LINK_SECS as i64;
-        let url = match self.objects.presigned_get(&key, DOWNLOAD_LINK_SECS).await? {
+        let expires_at_secs = now_millis() / 1000 + self.limits.link_ttl_secs as i64;
+        let url = match self
+            .objects
+            .presigned_get(&key, self.limits.link_ttl_secs)
+            .await?
+        {
             Some(url) => url,
             None => format!(
                 "{base_url}/v1/files/{}/content?expires={expires_at_secs}&signature={}",
@@ -364,7 +379,7 @@ impl Files {
         Ok(DownloadLink {
             url,
             expires_at: expires_at_secs * 1000,
-            expires_in: DOWNLOAD_LINK_SECS,
+            expires_in: self.limits.link_ttl_secs,
         })
     }
 
@@ -392,10 +407,10 @@ impl Files {
         checksum: Option<&str>,
     ) -> Result<UploadSession, ServiceError> {
         let conversation_id = ConversationId::parse(conversation)?;
-        if size_bytes > self.max_bytes {
+        if size_bytes > self.limits.max_bytes {
             return Err(ServiceError::TooLarge(format!(
                 "the file is over the {} byte limit",
-                self.max_bytes
+                self.limits.max_bytes
             )));
         }
         let checksum = checksum.map(str::to_ascii_lowercase);
