@@ -254,42 +254,15 @@ async fn bad_input_gets_clear_errors() {
     let problem = malformed.json();
     assert_eq!(problem["instance"], "/v1/messages");
     assert_eq!(problem["error"], problem["detail"]);
-    assert_eq!(
-        app.send(&alice, json!({"conversation_id": 7, "content": "x"}))
-            .await
-            .status,
-        400
-    );
-    assert_eq!(
-        app.send(&alice, json!({"conversation_id": "bad id", "content": "x"}))
-            .await
-            .status,
-        400
-    );
-    assert_eq!(
-        app.send(&alice, json!({"conversation_id": "c", "content": "   "}))
-            .await
-            .status,
-        400
-    );
-    assert_eq!(
-        app.send(
-            &alice,
-            json!({"conversation_id": "c", "content": "x", "recipient_id": "whatsapp:12"})
-        )
-        .await
-        .status,
-        400
-    );
-    assert_eq!(
-        app.send(
-            &alice,
-            json!({"conversation_id": "c", "content": "x", "file_id": "f1"})
-        )
-        .await
-        .status,
-        400
-    );
+    for bad in [
+        json!({"conversation_id": 7, "content": "x"}),
+        json!({"conversation_id": "bad id", "content": "x"}),
+        json!({"conversation_id": "c", "content": "   "}),
+        json!({"conversation_id": "c", "content": "x", "recipient_id": "whatsapp:12"}),
+        json!({"conversation_id": "c", "content": "x", "file_id": "f1"}),
+    ] {
+        assert_eq!(app.send(&alice, bad.clone()).await.status, 400, "{bad}");
+    }
 
     let limit = "x".repeat(10 * 1024);
     assert_eq!(
