@@ -5,4 +5,4 @@ pub mod instagram;
 pub mod simulated;
 pub mod whatsapp;
 
-pub use simulated::{SimulatedChannel, SimulationSettings};
+pub use simulated::{Fault, FaultSwitch, SimulatedChannel, SimulationSettings};

@@ -7,7 +7,8 @@ use chat4all_core::ports::{Channel, ChannelError, ChannelReceipt};
 use rand::Rng;
 use std::fmt;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// How a simulated channel behaves.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,11 +78,56 @@ impl SimulationSettings {
     }
 }
 
+/// A fault injected into a simulated channel, for demonstrations and tests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fault {
+    /// Every call fails as unavailable.
+    Down,
+    /// This share of calls fails.
+    Flaky {
+        /// 0.0–1.0.
+        failure_rate: f64,
+    },
+    /// Every call takes this much longer.
+    Slow {
+        /// Added latency.
+        extra: Duration,
+    },
+}
+
+/// The fault currently injected into a channel, with its end.
+#[derive(Default)]
+pub struct FaultSwitch {
+    active: Mutex<Option<(Fault, Instant)>>,
+}
+
+impl FaultSwitch {
+    /// Injects `fault` for `duration`; `None` restores normal behaviour at once.
+    pub fn set(&self, fault: Option<Fault>, duration: Duration) {
+        *self.active.lock().unwrap_or_else(|p| p.into_inner()) =
+            fault.map(|f| (f, Instant::now() + duration));
+    }
+
+    /// The fault in force now, if any.
+    pub fn current(&self) -> Option<Fault> {
+        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        match *active {
+            Some((fault, until)) if Instant::now() < until => Some(fault),
+            Some(_) => {
+                *active = None;
+                None
+            }
+            None => None,
+        }
+    }
+}
+
 /// A channel that simulates a remote provider.
 pub struct SimulatedChannel {
     name: &'static str,
     id_prefix: &'static str,
     settings: SimulationSettings,
+    faults: Arc<FaultSwitch>,
 }
 
 impl SimulatedChannel {
@@ -91,7 +137,13 @@ impl SimulatedChannel {
             name,
             id_prefix,
             settings,
+            faults: Arc::default(),
         }
+    }
+
+    /// The switch that injects faults into this channel.
+    pub fn faults(&self) -> Arc<FaultSwitch> {
+        self.faults.clone()
     }
 
     fn latency(&self) -> Duration {
@@ -111,8 +163,18 @@ impl Channel for SimulatedChannel {
     }
 
     async fn send(&self, _message: &OutboundMessage) -> Result<ChannelReceipt, ChannelError> {
-        tokio::time::sleep(self.latency()).await;
-        if self.settings.failure_rate > 0.0 && rand::rng().random_bool(self.settings.failure_rate) {
+        let fault = self.faults.current();
+        let extra = match fault {
+            Some(Fault::Slow { extra }) => extra,
+            _ => Duration::ZERO,
+        };
+        tokio::time::sleep(self.latency() + extra).await;
+        let failure_rate = match fault {
+            Some(Fault::Down) => 1.0,
+            Some(Fault::Flaky { failure_rate }) => failure_rate,
+            _ => self.settings.failure_rate,
+        };
+        if failure_rate > 0.0 && rand::rng().random_bool(failure_rate.min(1.0)) {
             return Err(ChannelError::Unavailable(format!(
                 "{} answered 503 (simulated failure)",
                 self.name

@@ -76,6 +76,9 @@ pub struct MessageAccepted {
     pub file_id: Option<FileId>,
     /// Acceptance time (ms).
     pub timestamp: i64,
+    /// End of the validity period (ms): a channel delivery not done by then fails as expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
 }
 
 impl Event for MessageAccepted {
@@ -107,6 +110,9 @@ pub struct OutboundMessage {
     pub file: Option<OutboundFile>,
     /// Acceptance time (ms).
     pub timestamp: i64,
+    /// End of the validity period (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
 }
 
 /// A file reference handed to a connector with its message.
@@ -143,6 +149,31 @@ pub struct StatusUpdate {
     /// Channel detail or failure reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// An operator replay of a dead letter: lets a FAILED message become PENDING again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replay: bool,
+}
+
+impl StatusUpdate {
+    /// `message` reached `status` now.
+    pub fn now(message_id: MessageId, status: MessageStatus, detail: Option<String>) -> Self {
+        Self {
+            message_id,
+            status,
+            at: now_millis(),
+            detail,
+            replay: false,
+        }
+    }
+
+    /// Whether this update may move a message that is in `current`: forward only, except that an operator replay
+    /// may bring a FAILED message back to PENDING.
+    pub fn applies_to(&self, current: MessageStatus) -> bool {
+        current.can_advance_to(self.status)
+            || (self.replay
+                && current == MessageStatus::Failed
+                && self.status == MessageStatus::Pending)
+    }
 }
 
 impl Event for StatusUpdate {
@@ -223,6 +254,7 @@ mod tests {
             status: MessageStatus::Delivered,
             at: 1,
             detail: Some("ok".into()),
+            replay: false,
         }
     }
 

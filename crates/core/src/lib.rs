@@ -9,6 +9,7 @@ pub mod ids;
 pub mod model;
 pub mod ports;
 pub mod recipient;
+pub mod resilience;
 pub mod services;
 pub mod status;
 pub mod time;

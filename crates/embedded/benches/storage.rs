@@ -85,6 +85,7 @@ async fn message_inserts(batch: usize, run_for: Duration) -> f64 {
                 recipient_id: None,
                 content: "x".repeat(200),
                 file_id: None,
+                expires_at: None,
                 timestamp: 0,
             })
             .collect();

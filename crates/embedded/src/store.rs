@@ -336,7 +336,7 @@ fn apply_status(conn: &Connection, update: &StatusUpdate) -> rusqlite::Result<Tr
     let Some(mut message) = find_message(conn, update.message_id.as_str())? else {
         return Ok(Transition::UnknownMessage);
     };
-    if !message.status.can_advance_to(update.status) {
+    if !update.applies_to(message.status) {
         return Ok(Transition::Refused(message));
     }
     message.status = update.status;

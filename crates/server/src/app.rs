@@ -13,12 +13,14 @@ use chat4all_core::ids::{Password, Username};
 use chat4all_core::ports::{Channel, EventLog, Store};
 use chat4all_core::services::accounts::Accounts;
 use chat4all_core::services::conversations::Conversations;
-use chat4all_core::services::delivery::Delivery;
+use chat4all_core::services::dead_letters::DeadLetters;
+use chat4all_core::services::delivery::{Delivery, DeliverySettings};
 use chat4all_core::services::files::{Files, LinkSigner};
 use chat4all_core::services::messaging::{IDEMPOTENCY_WINDOW_MS, Messaging};
 use chat4all_core::services::routing::Router;
 use chat4all_core::time::now_millis;
 use rand::RngCore;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -56,28 +58,42 @@ impl Application {
             Some(secret) => secret.clone().into_bytes(),
             None => load_or_create_secret(&config.data_dir.join("jwt-secret"))?,
         };
+        let admin_token = match &config.admin_token {
+            Some(token) => token.clone(),
+            None => {
+                String::from_utf8(load_or_create_secret(&config.data_dir.join("admin-token"))?)?
+            }
+        };
 
         let topics = Topics::default();
         let accounts = Accounts::new(store.clone());
         if config.seed_demo_users {
             seed_demo_users(&accounts).await?;
         }
-        let channels: Vec<Arc<dyn Channel>> = vec![
-            Arc::new(whatsapp::channel(config.whatsapp)),
-            Arc::new(instagram::channel(config.instagram)),
+        let whatsapp = whatsapp::channel(config.whatsapp);
+        let instagram = instagram::channel(config.instagram);
+        let faults = HashMap::from([
+            (whatsapp::NAME.to_owned(), whatsapp.faults()),
+            (instagram::NAME.to_owned(), instagram.faults()),
+        ]);
+        let channels: [(Arc<dyn Channel>, u32); 2] = [
+            (Arc::new(whatsapp), config.whatsapp_rate_per_sec),
+            (Arc::new(instagram), config.instagram_rate_per_sec),
         ];
-        let channel_names: Vec<String> = channels.iter().map(|c| c.name().to_owned()).collect();
+        let channel_names: Vec<String> =
+            channels.iter().map(|(c, _)| c.name().to_owned()).collect();
 
         let mut workers = Workers::new();
-        let router = Router::new(
-            store.clone(),
-            log.clone(),
-            topics.clone(),
-            channel_names.clone(),
-        );
+        let router = Router::new(store.clone(), log.clone(), topics.clone(), channel_names);
         workers::router::start(&mut workers, &log, router, &topics).await?;
-        for channel in channels {
-            let delivery = Delivery::new(channel, log.clone(), topics.clone());
+        let mut connectors = Vec::new();
+        for (channel, rate_per_sec) in channels {
+            let settings = DeliverySettings {
+                rate_per_sec,
+                ..config.delivery
+            };
+            let delivery = Delivery::new(channel, log.clone(), topics.clone(), settings);
+            connectors.push(delivery.clone());
             workers::connector::start(&mut workers, &log, delivery, &topics).await?;
         }
 
@@ -102,13 +118,26 @@ impl Application {
         let state = AppState {
             accounts,
             conversations: Conversations::new(store.clone()),
-            messaging: Messaging::new(store.clone(), log.clone(), topics),
+            messaging: Messaging::new(
+                store.clone(),
+                log.clone(),
+                topics.clone(),
+                config.default_validity,
+            ),
             files,
             tokens: Arc::new(Tokens::new(&secret, config.token_ttl)),
+            admin: Arc::new(api::admin::Admin {
+                token: admin_token,
+                faults,
+                dead_letters: DeadLetters::new(log.clone(), topics),
+                log: log.clone(),
+                default_validity: config.default_validity,
+            }),
+            rate_limit: api::RateLimit::per_second(config.rate_limit_per_sec),
             health: Arc::new(api::ops::Health {
                 log,
                 store,
-                channels: channel_names,
+                connectors,
             }),
             metrics: telemetry::metrics(),
             public_url: config.public_url.clone(),
@@ -180,7 +209,8 @@ fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
     Ok(file)
 }
 
-/// Reads the JWT secret kept in the data directory, creating it (owner-only) on first start.
+/// Reads a secret kept in the data directory (the JWT secret, the admin token), creating it (owner-only, 32
+/// random bytes in hex) on first start.
 fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
     if let Ok(existing) = std::fs::read_to_string(path) {
         let secret = existing.trim().to_owned();
@@ -203,7 +233,7 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
         .with_context(|| format!("cannot create {}", path.display()))?;
     std::io::Write::write_all(&mut file, secret.as_bytes())?;
     file.sync_all()?;
-    tracing::info!(path = %path.display(), "generated a new JWT secret");
+    tracing::info!(path = %path.display(), "generated a new secret");
     Ok(secret.into_bytes())
 }
 

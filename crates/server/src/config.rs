@@ -4,7 +4,9 @@
 use crate::backends::{EventLogBackend, StoreBackend};
 use chat4all_connectors::simulated::{LatencyRange, SimulationSettings};
 use chat4all_connectors::{instagram, whatsapp};
+use chat4all_core::services::delivery::DeliverySettings;
 use chat4all_core::services::files::FileLimits;
+use chat4all_core::services::messaging::MAX_VALIDITY_SECS;
 use serde::Deserialize;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -63,6 +65,25 @@ pub struct Settings {
     /// never in production) [default: false].
     #[arg(long, env = "CHAT4ALL_SEED_DEMO_USERS", num_args = 0..=1, default_missing_value = "true")]
     pub seed_demo_users: Option<bool>,
+    /// Outbound pace of WhatsApp, messages per second; excess waits [default: 80].
+    #[arg(long, env = "CHAT4ALL_WHATSAPP_RATE_PER_SEC")]
+    pub whatsapp_rate_per_sec: Option<u32>,
+    /// Outbound pace of Instagram, messages per second [default: 80].
+    #[arg(long, env = "CHAT4ALL_INSTAGRAM_RATE_PER_SEC")]
+    pub instagram_rate_per_sec: Option<u32>,
+    /// How long a channel message may wait for delivery before it fails as expired, unless the message says
+    /// otherwise (`validity_seconds`) [default: 36000].
+    #[arg(long, env = "CHAT4ALL_DEFAULT_VALIDITY_SECS")]
+    pub default_validity_secs: Option<u64>,
+    /// How long a channel's circuit breaker stays open before a probe [default: 30].
+    #[arg(long, env = "CHAT4ALL_BREAKER_COOL_DOWN_SECS")]
+    pub breaker_cool_down_secs: Option<u64>,
+    /// Requests per second each user may make (token bucket, bursts of twice that); 0 turns it off [default: 500].
+    #[arg(long, env = "CHAT4ALL_RATE_LIMIT_PER_SEC")]
+    pub rate_limit_per_sec: Option<u32>,
+    /// Token for the /admin endpoints and `chat4all admin` [default: generated once into <data-dir>/admin-token].
+    #[arg(long, env = "CHAT4ALL_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Simulated WhatsApp answer time in ms, MIN-MAX [default: 200-500].
     #[arg(long, env = "CHAT4ALL_WHATSAPP_LATENCY_MS")]
     pub whatsapp_latency_ms: Option<LatencyRange>,
@@ -101,6 +122,12 @@ impl Settings {
             public_url: self.public_url.or(lower.public_url),
             log_format: self.log_format.or(lower.log_format),
             seed_demo_users: self.seed_demo_users.or(lower.seed_demo_users),
+            whatsapp_rate_per_sec: self.whatsapp_rate_per_sec.or(lower.whatsapp_rate_per_sec),
+            instagram_rate_per_sec: self.instagram_rate_per_sec.or(lower.instagram_rate_per_sec),
+            default_validity_secs: self.default_validity_secs.or(lower.default_validity_secs),
+            breaker_cool_down_secs: self.breaker_cool_down_secs.or(lower.breaker_cool_down_secs),
+            rate_limit_per_sec: self.rate_limit_per_sec.or(lower.rate_limit_per_sec),
+            admin_token: self.admin_token.or(lower.admin_token),
             whatsapp_latency_ms: self.whatsapp_latency_ms.or(lower.whatsapp_latency_ms),
             whatsapp_failure_rate: self.whatsapp_failure_rate.or(lower.whatsapp_failure_rate),
             instagram_latency_ms: self.instagram_latency_ms.or(lower.instagram_latency_ms),
@@ -134,6 +161,18 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Whether to create the demo users.
     pub seed_demo_users: bool,
+    /// How connectors deliver (breaker, retries, parking); the pace is per channel below.
+    pub delivery: DeliverySettings,
+    /// WhatsApp's outbound pace (messages per second).
+    pub whatsapp_rate_per_sec: u32,
+    /// Instagram's outbound pace (messages per second).
+    pub instagram_rate_per_sec: u32,
+    /// Validity period of messages that do not set one.
+    pub default_validity: Duration,
+    /// Requests per second per user; 0 = unlimited.
+    pub rate_limit_per_sec: u32,
+    /// Explicit admin token, if configured.
+    pub admin_token: Option<String>,
     /// Simulated WhatsApp behaviour.
     pub whatsapp: SimulationSettings,
     /// Simulated Instagram behaviour.
@@ -165,8 +204,40 @@ impl Config {
                 .map_err(|e| anyhow::anyhow!("{name}: {e}"))
         };
         let file_limits = file_limits(&settings)?;
+        let cool_down = settings.breaker_cool_down_secs.unwrap_or(30);
+        anyhow::ensure!(
+            (1..=3600).contains(&cool_down),
+            "breaker-cool-down-secs must be between 1 and 3600"
+        );
+        let validity = settings.default_validity_secs.unwrap_or(36_000);
+        anyhow::ensure!(
+            (1..=MAX_VALIDITY_SECS).contains(&validity),
+            "default-validity-secs must be between 1 and {MAX_VALIDITY_SECS}"
+        );
+        let rates = [
+            settings.whatsapp_rate_per_sec.unwrap_or(80),
+            settings.instagram_rate_per_sec.unwrap_or(80),
+        ];
+        anyhow::ensure!(
+            rates.iter().all(|r| (1..=100_000).contains(r)),
+            "channel rates must be between 1 and 100000 per second"
+        );
+        if let Some(token) = &settings.admin_token {
+            anyhow::ensure!(
+                token.len() >= 16,
+                "the admin token must be at least 16 characters"
+            );
+        }
+        let mut delivery = DeliverySettings::default();
+        delivery.breaker.cool_down = Duration::from_secs(cool_down);
         Ok(Self {
             file_limits,
+            delivery,
+            whatsapp_rate_per_sec: rates[0],
+            instagram_rate_per_sec: rates[1],
+            default_validity: Duration::from_secs(validity),
+            rate_limit_per_sec: settings.rate_limit_per_sec.unwrap_or(500),
+            admin_token: settings.admin_token.clone(),
             data_dir: settings.data_dir.unwrap_or_else(|| PathBuf::from("data")),
             http_addr: settings
                 .http_addr

@@ -45,6 +45,7 @@ fn accepted(content: &str) -> MessageAccepted {
         recipient_id: None,
         content: content.into(),
         file_id: None,
+        expires_at: None,
         timestamp: 1,
     }
 }

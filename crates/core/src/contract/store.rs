@@ -51,6 +51,7 @@ fn accepted(conversation: &str, sender: &UserId, content: &str) -> MessageAccept
         recipient_id: None,
         content: content.into(),
         file_id: None,
+        expires_at: None,
         timestamp: 1000,
     }
 }
@@ -61,6 +62,7 @@ fn update(message: &MessageId, status: MessageStatus, at: i64) -> StatusUpdate {
         status,
         at,
         detail: Some(format!("{status} detail")),
+        replay: false,
     }
 }
 

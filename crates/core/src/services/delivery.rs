@@ -1,27 +1,61 @@
-//! The connector's use case: hand outbound messages to a channel and report the outcome as status updates.
+//! The connector's use case: deliver outbound messages through one channel, and survive the channel failing.
+//!
+//! Each partition is a lane. A conversation's messages wait in order in the lane; the head of each conversation
+//! is tried when due, conversations in parallel. A retryable failure makes the message PENDING (once, with the
+//! reason) and schedules a retry with exponential backoff and jitter; while the channel's circuit breaker is open
+//! no call reaches the channel and heads simply wait. Waiting messages are parked in the log itself: the consumer
+//! commits only up to the oldest message not yet settled, so a restart re-reads every parked message, in order.
+//! Rejected, exhausted or expired messages fail and go to dead letters.
 
 use super::dead_letters::DeadLetters;
-use crate::error::ServiceError;
 use crate::events::{OutboundMessage, StatusUpdate, Topics, correlation_of, decode, encode};
-use crate::ids::CorrelationId;
-use crate::ports::{Channel, EventLog, Record};
+use crate::ids::{ConversationId, CorrelationId};
+use crate::ports::{Channel, ChannelError, EventLog, OutgoingRecord, PartitionConsumer, Record};
+use crate::resilience::{
+    Backoff, BreakerSettings, BreakerState, BreakerTransition, CircuitBreaker,
+};
 use crate::status::MessageStatus;
 use crate::time::now_millis;
 use futures::future::join_all;
-use std::collections::HashMap;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
 
-/// How a batch went, for metrics and logs.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct DeliveryOutcome {
-    /// Accepted by the channel.
-    pub delivered: usize,
-    /// Refused or failed.
-    pub failed: usize,
-    /// Undecodable records sent to dead letters.
-    pub dead_lettered: usize,
+/// How a connector delivers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeliverySettings {
+    /// The channel's circuit breaker.
+    pub breaker: BreakerSettings,
+    /// Delays between retries of one message.
+    pub backoff: Backoff,
+    /// Calls to the channel for one message before it fails as exhausted.
+    pub max_attempts: u32,
+    /// Most messages waiting in one lane; past it the lane stops reading (back-pressure), the rest stays in the log.
+    pub max_parked: usize,
+    /// Outbound pace, messages per second (excess waits).
+    pub rate_per_sec: u32,
 }
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            breaker: BreakerSettings::default(),
+            backoff: Backoff::default(),
+            max_attempts: 10,
+            max_parked: 10_000,
+            rate_per_sec: 80,
+        }
+    }
+}
+
+/// How often waiting heads look again while the breaker refuses calls.
+const BREAKER_RECHECK: Duration = Duration::from_millis(250);
+/// Longest idle poll.
+const IDLE_POLL: Duration = Duration::from_millis(500);
 
 /// Delivers outbound messages through one channel.
 #[derive(Clone)]
@@ -30,17 +64,117 @@ pub struct Delivery {
     log: Arc<dyn EventLog>,
     topics: Topics,
     dead_letters: DeadLetters,
+    breaker: Arc<CircuitBreaker>,
+    pace: Arc<DefaultDirectRateLimiter>,
+    pending: Arc<AtomicI64>,
+    settings: DeliverySettings,
+}
+
+/// A message waiting in a lane.
+struct Parked {
+    record: Record,
+    message: OutboundMessage,
+    correlation_id: CorrelationId,
+    attempts: u32,
+    due: Instant,
+    announced_pending: bool,
+}
+
+/// What one try of a lane's head came to.
+enum Outcome {
+    /// Settled: delivered, or failed for good (with the dead-letter reason).
+    Settled(StatusUpdate, Option<String>),
+    /// Try again at `due`; `pending` is the PENDING update to report the first time.
+    Later {
+        pending: Option<StatusUpdate>,
+        due: Instant,
+        attempted: bool,
+    },
+}
+
+/// One partition's waiting messages: per conversation, in offset order.
+#[derive(Default)]
+struct Lane {
+    conversations: HashMap<ConversationId, VecDeque<Parked>>,
+    unsettled: BTreeSet<u64>,
+    read_up_to: Option<u64>,
+    committed: Option<u64>,
+}
+
+impl Lane {
+    fn len(&self) -> usize {
+        self.unsettled.len()
+    }
+
+    fn push(&mut self, parked: Parked) {
+        self.unsettled.insert(parked.record.offset);
+        self.conversations
+            .entry(parked.message.conversation_id.clone())
+            .or_default()
+            .push_back(parked);
+    }
+
+    /// Removes and returns the heads that are due.
+    fn take_due(&mut self, now: Instant) -> Vec<Parked> {
+        let mut due = Vec::new();
+        for queue in self.conversations.values_mut() {
+            if queue.front().is_some_and(|head| head.due <= now) {
+                due.extend(queue.pop_front());
+            }
+        }
+        self.conversations.retain(|_, queue| !queue.is_empty());
+        due
+    }
+
+    /// Puts a head back in front of its conversation.
+    fn put_back(&mut self, parked: Parked) {
+        self.conversations
+            .entry(parked.message.conversation_id.clone())
+            .or_default()
+            .push_front(parked);
+    }
+
+    fn settle(&mut self, offset: u64) {
+        self.unsettled.remove(&offset);
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.conversations
+            .values()
+            .filter_map(|q| q.front().map(|h| h.due))
+            .min()
+    }
+
+    /// The offset every record before which is settled, if it moved since the last commit.
+    fn commit_point(&self) -> Option<u64> {
+        let point = self
+            .unsettled
+            .first()
+            .copied()
+            .or(self.read_up_to.map(|o| o + 1))?;
+        (Some(point) > self.committed).then_some(point)
+    }
 }
 
 impl Delivery {
     /// Delivery through `channel`, reporting on `log`.
-    pub fn new(channel: Arc<dyn Channel>, log: Arc<dyn EventLog>, topics: Topics) -> Self {
-        let dead_letters = DeadLetters::new(log.clone(), topics.dead_letters.clone());
+    pub fn new(
+        channel: Arc<dyn Channel>,
+        log: Arc<dyn EventLog>,
+        topics: Topics,
+        settings: DeliverySettings,
+    ) -> Self {
+        let dead_letters = DeadLetters::new(log.clone(), topics.clone());
+        let rate = NonZeroU32::new(settings.rate_per_sec.max(1)).expect("at least 1");
         Self {
             channel,
             log,
             topics,
             dead_letters,
+            breaker: Arc::new(CircuitBreaker::new(settings.breaker)),
+            pace: Arc::new(RateLimiter::direct(Quota::per_second(rate))),
+            pending: Arc::new(AtomicI64::new(0)),
+            settings,
         }
     }
 
@@ -49,86 +183,302 @@ impl Delivery {
         self.channel.name()
     }
 
-    /// Delivers a batch: conversations in parallel, each conversation's messages one after another in `seq`
-    /// order. Returns once every outcome is durably on `status-updates`, so the caller may commit the batch.
-    pub async fn deliver(&self, records: &[Record]) -> Result<DeliveryOutcome, ServiceError> {
+    /// The channel's circuit breaker state.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    /// Messages of this channel waiting as PENDING in this process.
+    pub fn pending(&self) -> i64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Delivers one partition until `stop` resolves, committing as messages settle.
+    pub async fn run(
+        &self,
+        mut consumer: Box<dyn PartitionConsumer>,
+        stop: impl Future<Output = ()>,
+    ) {
         let topic = self.topics.outbound(self.channel.name());
-        let mut outcome = DeliveryOutcome::default();
-        let mut by_conversation: HashMap<&str, Vec<(OutboundMessage, CorrelationId)>> =
-            HashMap::new();
-        for record in records {
-            match decode::<OutboundMessage>(record) {
-                Ok(message) => by_conversation
-                    .entry(record.key.as_str())
-                    .or_default()
-                    .push((message, correlation_of(record))),
+        let mut lane = Lane::default();
+        tokio::pin!(stop);
+        loop {
+            let wait = lane.next_due().map_or(IDLE_POLL, |due| {
+                due.saturating_duration_since(Instant::now()).min(IDLE_POLL)
+            });
+            let polled = if lane.len() < self.settings.max_parked {
+                tokio::select! {
+                    () = &mut stop => break,
+                    polled = consumer.poll(512, wait) => polled,
+                }
+            } else {
+                tokio::select! {
+                    () = &mut stop => break,
+                    () = tokio::time::sleep(wait) => Ok(Vec::new()),
+                }
+            };
+            match polled {
+                Ok(records) => {
+                    for record in records {
+                        lane.read_up_to = Some(record.offset);
+                        match decode::<OutboundMessage>(&record) {
+                            Ok(message) => lane.push(Parked {
+                                correlation_id: correlation_of(&record),
+                                record,
+                                message,
+                                attempts: 0,
+                                due: Instant::now(),
+                                announced_pending: false,
+                            }),
+                            Err(e) => {
+                                let reason = e.to_string();
+                                if self
+                                    .retrying(
+                                        || self.dead_letters.park(&topic, &record, &reason),
+                                        &mut stop,
+                                    )
+                                    .await
+                                    .is_none()
+                                {
+                                    return;
+                                }
+                                metrics::counter!("messages_dead_lettered_total", "channel" => self.channel.name().to_owned()).increment(1);
+                            }
+                        }
+                    }
+                }
                 Err(e) => {
-                    self.dead_letters
-                        .park(&topic, record, &e.to_string())
-                        .await?;
-                    outcome.dead_lettered += 1;
+                    tracing::error!(channel = self.channel.name(), error = %e, "poll failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+            if !self.try_due(&mut lane, &topic, &mut stop).await {
+                return;
+            }
+            if let Some(point) = lane.commit_point() {
+                match consumer.commit(point).await {
+                    Ok(()) => lane.committed = Some(point),
+                    Err(e) => {
+                        tracing::error!(channel = self.channel.name(), error = %e, "commit failed; will retry")
+                    }
                 }
             }
         }
-        let conversations = by_conversation.into_values().map(|messages| async move {
-            let mut reports = Vec::with_capacity(messages.len());
-            for (message, correlation_id) in messages {
-                let update = self.deliver_one(&message, &correlation_id).await;
-                reports.push((update, correlation_id));
-            }
-            reports
-        });
-        let mut reports = Vec::with_capacity(records.len());
-        for (update, correlation_id) in join_all(conversations).await.into_iter().flatten() {
-            match update.status {
-                MessageStatus::Delivered => outcome.delivered += 1,
-                _ => outcome.failed += 1,
-            }
-            reports.push(encode(&update, &correlation_id));
-        }
-        if !reports.is_empty() {
-            self.log
-                .append_batch(&self.topics.status_updates, reports)
-                .await?;
-        }
-        Ok(outcome)
     }
 
-    /// One attempt at one message, turned into the status update to report.
-    async fn deliver_one(
+    /// Tries every due head once; false when shutdown interrupted writing the outcomes.
+    async fn try_due(
         &self,
-        message: &OutboundMessage,
-        correlation_id: &CorrelationId,
-    ) -> StatusUpdate {
-        let started = Instant::now();
-        let result = self.channel.send(message).await;
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let (status, detail) = match result {
-            Ok(receipt) => (
-                MessageStatus::Delivered,
-                format!(
-                    "{} accepted it as {}",
-                    self.channel.name(),
-                    receipt.channel_message_id
-                ),
-            ),
-            // The reliability layer (retries, circuit breaker, PENDING) will sit here; for now a failed call fails.
-            Err(error) => (MessageStatus::Failed, error.to_string()),
+        lane: &mut Lane,
+        topic: &str,
+        stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> bool {
+        let due = lane.take_due(Instant::now());
+        if due.is_empty() {
+            return true;
+        }
+        let outcomes = join_all(due.iter().map(|parked| self.attempt(parked))).await;
+        let mut reports: Vec<OutgoingRecord> = Vec::new();
+        let mut dead: Vec<(Record, String)> = Vec::new();
+        let mut settled = Vec::new();
+        for (mut parked, outcome) in due.into_iter().zip(outcomes) {
+            match outcome {
+                Outcome::Settled(update, dead_letter) => {
+                    if parked.announced_pending {
+                        self.pending.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    let status = if update.status == MessageStatus::Delivered {
+                        "DELIVERED"
+                    } else {
+                        "FAILED"
+                    };
+                    metrics::counter!("messages_sent_total", "channel" => self.channel.name().to_owned(), "status" => status).increment(1);
+                    reports.push(encode(&update, &parked.correlation_id));
+                    if let Some(reason) = dead_letter {
+                        dead.push((parked.record.clone(), reason));
+                    }
+                    settled.push(parked.record.offset);
+                }
+                Outcome::Later {
+                    pending,
+                    due,
+                    attempted,
+                } => {
+                    if let Some(update) = pending {
+                        parked.announced_pending = true;
+                        self.pending.fetch_add(1, Ordering::Relaxed);
+                        reports.push(encode(&update, &parked.correlation_id));
+                    }
+                    parked.attempts += u32::from(attempted);
+                    parked.due = due;
+                    lane.put_back(parked);
+                }
+            }
+        }
+        metrics::gauge!("messages_pending", "channel" => self.channel.name().to_owned())
+            .set(self.pending() as f64);
+        for (record, reason) in &dead {
+            if self
+                .retrying(|| self.dead_letters.park(topic, record, reason), stop)
+                .await
+                .is_none()
+            {
+                return false;
+            }
+            metrics::counter!("messages_dead_lettered_total", "channel" => self.channel.name().to_owned()).increment(1);
+        }
+        if !reports.is_empty() {
+            let status_topic = &self.topics.status_updates;
+            if self
+                .retrying(
+                    || self.log.append_batch(status_topic, reports.clone()),
+                    stop,
+                )
+                .await
+                .is_none()
+            {
+                return false;
+            }
+        }
+        for offset in settled {
+            lane.settle(offset);
+        }
+        true
+    }
+
+    /// Runs a log write until it succeeds (a lost status would leave a message stuck); `None` on shutdown.
+    async fn retrying<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
+        &self,
+        write: impl Fn() -> F,
+        stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Option<T> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match write().await {
+                Ok(value) => return Some(value),
+                Err(e) => {
+                    tracing::error!(channel = self.channel.name(), error = %e, "log write failed; retrying")
+                }
+            }
+            tokio::select! {
+                () = stop.as_mut() => return None,
+                () = tokio::time::sleep(delay) => delay = (delay * 2).min(Duration::from_secs(5)),
+            }
+        }
+    }
+
+    /// One try of one message.
+    async fn attempt(&self, parked: &Parked) -> Outcome {
+        let message = &parked.message;
+        let pending = |reason: String| {
+            (!parked.announced_pending).then(|| {
+                StatusUpdate::now(
+                    message.message_id.clone(),
+                    MessageStatus::Pending,
+                    Some(reason),
+                )
+            })
         };
+        if message
+            .expires_at
+            .is_some_and(|expires| now_millis() > expires)
+        {
+            let update = StatusUpdate::now(
+                message.message_id.clone(),
+                MessageStatus::Failed,
+                Some("expired: not delivered within its validity period".into()),
+            );
+            return Outcome::Settled(update, Some("expired".into()));
+        }
+        let (permit, opened) = self.breaker.try_acquire();
+        self.observe(opened);
+        let Some(permit) = permit else {
+            let reason = format!(
+                "{} is unavailable (circuit breaker open); the message will be delivered when it returns",
+                self.channel.name()
+            );
+            return Outcome::Later {
+                pending: pending(reason),
+                due: Instant::now() + BREAKER_RECHECK,
+                attempted: false,
+            };
+        };
+        self.pace.until_ready().await;
+        let started = std::time::Instant::now();
+        let result = self.channel.send(message).await;
+        let elapsed = started.elapsed();
+        metrics::histogram!("connector_api_duration_seconds", "channel" => self.channel.name().to_owned()).record(elapsed.as_secs_f64());
+        // A rejected message says nothing about the channel's health.
+        self.observe(
+            self.breaker
+                .record(permit, !matches!(result, Err(ref e) if e.is_retryable())),
+        );
         tracing::info!(
-            correlation_id = %correlation_id,
+            correlation_id = %parked.correlation_id,
             message_id = %message.message_id,
             conversation_id = %message.conversation_id,
             channel = self.channel.name(),
-            status = %status,
-            duration_ms = elapsed_ms,
+            attempt = parked.attempts + 1,
+            outcome = match &result { Ok(_) => "delivered".to_owned(), Err(e) => e.to_string() },
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
             "channel call"
         );
-        StatusUpdate {
-            message_id: message.message_id.clone(),
-            status,
-            at: now_millis(),
-            detail: Some(detail),
+        let failed = |detail: String| {
+            StatusUpdate::now(
+                message.message_id.clone(),
+                MessageStatus::Failed,
+                Some(detail),
+            )
+        };
+        match result {
+            Ok(receipt) => Outcome::Settled(
+                StatusUpdate::now(
+                    message.message_id.clone(),
+                    MessageStatus::Delivered,
+                    Some(format!(
+                        "{} accepted it as {}",
+                        self.channel.name(),
+                        receipt.channel_message_id
+                    )),
+                ),
+                None,
+            ),
+            Err(ChannelError::Rejected(reason)) => Outcome::Settled(
+                failed(format!("rejected by {}: {reason}", self.channel.name())),
+                Some(format!("rejected: {reason}")),
+            ),
+            Err(error) if parked.attempts + 1 >= self.settings.max_attempts => {
+                let detail = format!(
+                    "retries exhausted after {} attempts: {error}",
+                    parked.attempts + 1
+                );
+                Outcome::Settled(failed(detail.clone()), Some(detail))
+            }
+            Err(error) => Outcome::Later {
+                pending: pending(format!("{error}; retrying")),
+                due: Instant::now() + self.settings.backoff.delay(parked.attempts),
+                attempted: true,
+            },
         }
+    }
+
+    /// Logs and counts a breaker transition.
+    fn observe(&self, transition: Option<BreakerTransition>) {
+        let Some(t) = transition else { return };
+        let channel = self.channel.name().to_owned();
+        tracing::warn!(
+            event = "circuit_breaker_transition",
+            channel,
+            from = t.from.as_str(),
+            to = t.to.as_str(),
+            reason = t.reason,
+            "circuit breaker {} -> {}",
+            t.from.as_str(),
+            t.to.as_str()
+        );
+        metrics::counter!("circuit_breaker_transitions_total", "channel" => channel.clone(), "from" => t.from.as_str(), "to" => t.to.as_str())
+            .increment(1);
+        metrics::gauge!("circuit_breaker_state", "channel" => channel).set(t.to as i32 as f64);
     }
 }

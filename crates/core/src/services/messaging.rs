@@ -10,9 +10,12 @@ use crate::recipient::Recipient;
 use crate::status::MessageStatus;
 use crate::time::now_millis;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Largest message content, in bytes.
 pub const MAX_CONTENT_BYTES: usize = 10 * 1024;
+/// Longest validity period a message may ask for (30 days).
+pub const MAX_VALIDITY_SECS: u64 = 30 * 24 * 3600;
 /// How long an `Idempotency-Key` is remembered.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -29,6 +32,8 @@ pub struct SendMessage {
     pub sender_id: Option<String>,
     /// Attached file.
     pub file_id: Option<String>,
+    /// How long a channel may take to deliver it; the default validity when absent.
+    pub validity_seconds: Option<u64>,
 }
 
 /// The answer to an accepted message.
@@ -58,17 +63,24 @@ pub struct Messaging {
     log: Arc<dyn EventLog>,
     topics: Topics,
     conversations: Conversations,
+    default_validity: Duration,
 }
 
 impl Messaging {
     /// Messaging over `store` and `log`.
-    pub fn new(store: Arc<dyn Store>, log: Arc<dyn EventLog>, topics: Topics) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        log: Arc<dyn EventLog>,
+        topics: Topics,
+        default_validity: Duration,
+    ) -> Self {
         let conversations = Conversations::new(store.clone());
         Self {
             store,
             log,
             topics,
             conversations,
+            default_validity,
         }
     }
 
@@ -98,6 +110,15 @@ impl Messaging {
                 "sender_id must be the authenticated user".into(),
             ));
         }
+        let validity = match request.validity_seconds {
+            None => self.default_validity,
+            Some(secs) if (1..=MAX_VALIDITY_SECS).contains(&secs) => Duration::from_secs(secs),
+            Some(_) => {
+                return Err(ServiceError::Invalid(format!(
+                    "validity_seconds must be between 1 and {MAX_VALIDITY_SECS}"
+                )));
+            }
+        };
         let recipient = Recipient::parse(request.recipient_id.as_deref())?;
         let invited = match &recipient {
             Recipient::User(user) => Some(user),
@@ -130,7 +151,10 @@ impl Messaging {
             content: request.content.clone(),
             file_id,
             timestamp: now_millis(),
+            expires_at: None,
         };
+        let validity_ms = 1000 * validity.as_secs() as i64;
+        accepted.expires_at = Some(accepted.timestamp + validity_ms);
         let Some(key) = idempotency_key else {
             self.log
                 .append(&self.topics.messages, encode(&accepted, correlation_id))
@@ -159,6 +183,7 @@ impl Messaging {
         }
         accepted.message_id = reserved.message_id;
         accepted.timestamp = reserved.timestamp;
+        accepted.expires_at = Some(accepted.timestamp + validity_ms);
         if !reserved.appended {
             // First attempt, or a retry after a crash between reservation and append: the router is idempotent on
             // message_id, so appending again can never duplicate the message.
@@ -217,12 +242,7 @@ impl Messaging {
                 )));
             }
         }
-        let update = StatusUpdate {
-            message_id: message.message_id,
-            status: MessageStatus::Read,
-            at: now_millis(),
-            detail: None,
-        };
+        let update = StatusUpdate::now(message.message_id, MessageStatus::Read, None);
         match self
             .store
             .apply_statuses(std::slice::from_ref(&update))

@@ -11,7 +11,6 @@ use crate::model::Message;
 use crate::ports::{EventLog, OutgoingRecord, Record, Store};
 use crate::recipient::Recipient;
 use crate::status::MessageStatus;
-use crate::time::now_millis;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
@@ -48,7 +47,7 @@ impl Router {
         topics: Topics,
         channels: impl IntoIterator<Item = String>,
     ) -> Self {
-        let dead_letters = DeadLetters::new(log.clone(), topics.dead_letters.clone());
+        let dead_letters = DeadLetters::new(log.clone(), topics.clone());
         Self {
             store,
             log,
@@ -82,23 +81,22 @@ impl Router {
             return Ok(outcome);
         }
         let stored = self.store.record_messages(&accepted).await?;
-        let waiting: Vec<(&Message, &CorrelationId)> = stored
+        // Messages still SENT (new, or stored before a crash but not routed), with their request's context.
+        let waiting: Vec<(&Message, &CorrelationId, Option<i64>)> = stored
             .iter()
             .zip(&correlations)
-            .filter(|(m, _)| m.status == MessageStatus::Sent)
+            .zip(&accepted)
+            .filter(|((m, _), _)| m.status == MessageStatus::Sent)
+            .map(|((m, c), a)| (m, c, a.expires_at))
             .collect();
         let known_users = self.known_recipients(&waiting).await?;
 
         let mut statuses = Vec::new();
         let mut outbound: BTreeMap<String, Vec<OutgoingRecord>> = BTreeMap::new();
-        for (message, correlation_id) in waiting {
+        for (message, correlation_id, expires_at) in waiting {
             outcome.routed += 1;
-            let now = now_millis();
-            let settle = |status, detail: String| StatusUpdate {
-                message_id: message.message_id.clone(),
-                status,
-                at: now,
-                detail: Some(detail),
+            let settle = |status, detail: String| {
+                StatusUpdate::now(message.message_id.clone(), status, Some(detail))
             };
             let update = match Recipient::parse(message.recipient_id.as_deref()) {
                 Ok(Recipient::Members) => settle(
@@ -129,6 +127,7 @@ impl Router {
                             checksum: f.checksum.clone(),
                         }),
                         timestamp: message.timestamp,
+                        expires_at,
                     };
                     outbound
                         .entry(self.topics.outbound(&channel))
@@ -213,14 +212,16 @@ impl Router {
     /// Which user recipients among `waiting` exist, in one store query.
     async fn known_recipients(
         &self,
-        waiting: &[(&Message, &CorrelationId)],
+        waiting: &[(&Message, &CorrelationId, Option<i64>)],
     ) -> Result<HashSet<UserId>, ServiceError> {
         let users: Vec<UserId> = waiting
             .iter()
-            .filter_map(|(m, _)| match Recipient::parse(m.recipient_id.as_deref()) {
-                Ok(Recipient::User(user)) => Some(user),
-                _ => None,
-            })
+            .filter_map(
+                |(m, _, _)| match Recipient::parse(m.recipient_id.as_deref()) {
+                    Ok(Recipient::User(user)) => Some(user),
+                    _ => None,
+                },
+            )
             .collect();
         if users.is_empty() {
             return Ok(HashSet::new());

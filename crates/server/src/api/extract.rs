@@ -62,7 +62,9 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        bearer_user(&parts.headers, state).map(Self)
+        let user = bearer_user(&parts.headers, state)?;
+        state.rate_limit.check(&user)?;
+        Ok(Self(user))
     }
 }
 

@@ -25,6 +25,8 @@ pub struct SendMessageRequest {
     sender_id: Option<String>,
     /// An attached file of the same conversation.
     file_id: Option<String>,
+    /// How long a channel may take to deliver it (default 10 h); not delivered by then → FAILED (expired).
+    validity_seconds: Option<u64>,
 }
 
 /// The answer to an accepted message: it is durably stored and will be routed.
@@ -212,6 +214,7 @@ pub async fn send(
         recipient_id: request.recipient_id,
         sender_id: request.sender_id,
         file_id: request.file_id,
+        validity_seconds: request.validity_seconds,
     };
     let accepted = match state
         .messaging

@@ -1,5 +1,6 @@
 //! The HTTP api: routes, middleware and the OpenAPI document generated from the handlers.
 
+pub mod admin;
 mod conversations;
 mod extract;
 mod files;
@@ -7,11 +8,13 @@ mod messages;
 mod observe;
 pub mod ops;
 mod problem;
+mod rate_limit;
 mod state;
 mod tokens;
 mod users;
 
 pub use observe::CORRELATION_HEADER;
+pub use rate_limit::RateLimit;
 pub use state::AppState;
 pub use tokens::Tokens;
 
@@ -54,6 +57,13 @@ pub fn router(state: AppState) -> Router {
                 .get(files::upload_status),
         )
         .route("/v1/uploads/{id}/complete", post(files::complete_upload))
+        .route("/admin/channels/{channel}/fault", post(admin::set_fault))
+        .route("/admin/dead-letters", get(admin::list_dead_letters))
+        .route(
+            "/admin/dead-letters/replay",
+            post(admin::replay_dead_letters),
+        )
+        .route("/admin/events", post(admin::inject))
         .route("/health", get(ops::health))
         .route("/health/live", get(ops::live))
         .route("/metrics", get(ops::metrics))
@@ -74,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         messages::send, messages::history, messages::get, messages::read,
         files::upload, files::download, files::content,
         files::create_upload, files::put_chunk, files::upload_status, files::complete_upload,
+        admin::set_fault, admin::list_dead_letters, admin::replay_dead_letters, admin::inject,
         ops::health, ops::live, ops::metrics, ops::openapi,
     ),
     modifiers(&BearerAuth),

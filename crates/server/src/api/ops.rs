@@ -6,6 +6,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use chat4all_core::ports::{EventLog, Store};
+use chat4all_core::resilience::BreakerState;
+use chat4all_core::services::delivery::Delivery;
 use chat4all_core::time::now_millis;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -19,8 +21,8 @@ pub struct Health {
     pub log: Arc<dyn EventLog>,
     /// The store.
     pub store: Arc<dyn Store>,
-    /// Channels served by a connector in this process.
-    pub channels: Vec<String>,
+    /// The connectors running in this process.
+    pub connectors: Vec<Delivery>,
 }
 
 /// One component's state.
@@ -31,6 +33,12 @@ pub struct ComponentHealth {
     latency_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<String>,
+    /// For connectors: the circuit breaker, `CLOSED`, `OPEN` or `HALF_OPEN`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    circuit_breaker: Option<&'static str>,
+    /// For connectors: messages parked as PENDING.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<i64>,
 }
 
 /// Overall health.
@@ -53,11 +61,15 @@ async fn probe<E: std::fmt::Display>(
             status: "UP",
             latency_ms,
             detail: None,
+            circuit_breaker: None,
+            pending: None,
         },
         Err(e) => ComponentHealth {
             status: "DOWN",
             latency_ms,
             detail: Some(e.to_string()),
+            circuit_breaker: None,
+            pending: None,
         },
     }
 }
@@ -70,14 +82,21 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let mut components = BTreeMap::new();
     components.insert("event_log".to_owned(), probe(health.log.ping()).await);
     components.insert("store".to_owned(), probe(health.store.ping()).await);
-    for channel in &health.channels {
-        let detail = Some("simulated channel".to_owned());
+    // A channel that is down does not make this process unhealthy: its messages are parked and delivered later.
+    for connector in &health.connectors {
+        let breaker = connector.breaker_state();
+        let detail = match breaker {
+            BreakerState::Closed => "simulated channel".to_owned(),
+            _ => "the channel is failing; its messages are parked and retried".to_owned(),
+        };
         components.insert(
-            format!("connector_{channel}"),
+            format!("connector_{}", connector.channel_name()),
             ComponentHealth {
                 status: "UP",
                 latency_ms: 0.0,
-                detail,
+                detail: Some(detail),
+                circuit_breaker: Some(breaker.as_str()),
+                pending: Some(connector.pending()),
             },
         );
     }

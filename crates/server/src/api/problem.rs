@@ -13,6 +13,8 @@ pub struct Problem {
     pub status: StatusCode,
     /// Human-readable explanation, safe to show.
     pub detail: String,
+    /// Seconds after which a retry may succeed (sent as `Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -21,6 +23,7 @@ impl Problem {
         Self {
             status,
             detail: detail.into(),
+            retry_after: None,
         }
     }
 
@@ -62,6 +65,11 @@ impl Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

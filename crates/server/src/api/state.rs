@@ -22,6 +22,10 @@ pub struct AppState {
     pub files: Files,
     /// Access tokens.
     pub tokens: Arc<Tokens>,
+    /// Operator endpoints.
+    pub admin: Arc<super::admin::Admin>,
+    /// Per-user request limit.
+    pub rate_limit: super::RateLimit,
     /// Component checks for `/health`.
     pub health: Arc<Health>,
     /// The Prometheus registry rendered by `/metrics`.

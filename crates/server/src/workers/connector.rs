@@ -1,13 +1,13 @@
-//! The connector role: one set of consumers per channel, each delivering through its channel plugin.
+//! The connector role: one lane per partition of each channel's outbound topic, delivering through the channel
+//! plugin with its circuit breaker, retries and parking (see `core::services::delivery`).
 
-use super::consume::{BatchHandler, Workers};
+use super::consume::Workers;
 use chat4all_core::events::Topics;
 use chat4all_core::ports::EventLog;
 use chat4all_core::services::delivery::Delivery;
-use futures::FutureExt;
 use std::sync::Arc;
 
-/// Starts the consumers of `delivery`'s channel on its outbound topic.
+/// Starts the lanes of `delivery`'s channel.
 pub async fn start(
     workers: &mut Workers,
     log: &Arc<dyn EventLog>,
@@ -15,21 +15,16 @@ pub async fn start(
     topics: &Topics,
 ) -> anyhow::Result<()> {
     let channel = delivery.channel_name().to_owned();
+    metrics::gauge!("circuit_breaker_state", "channel" => channel.clone())
+        .set(delivery.breaker_state() as i32 as f64);
+    metrics::gauge!("messages_pending", "channel" => channel.clone()).set(0.0);
     let group = format!("connector-{channel}");
-    let label = channel.clone();
-    let handler: BatchHandler = Arc::new(move |records| {
-        let (delivery, channel) = (delivery.clone(), label.clone());
-        async move {
-            let outcome = delivery.deliver(&records).await?;
-            metrics::counter!("messages_sent_total", "service" => "connector", "channel" => channel.clone(), "status" => "DELIVERED")
-                .increment(outcome.delivered as u64);
-            metrics::counter!("messages_sent_total", "service" => "connector", "channel" => channel, "status" => "FAILED")
-                .increment(outcome.failed as u64);
-            Ok(())
-        }
-        .boxed()
-    });
-    workers
-        .consume_all(log, &group, &topics.outbound(&channel), handler)
-        .await
+    let topic = topics.outbound(&channel);
+    for partition in 0..log.partition_count() {
+        let consumer = log.consumer(&group, &topic, partition).await?;
+        let delivery = delivery.clone();
+        workers
+            .spawn(move |stop| async move { delivery.run(consumer, stop.cancelled_owned()).await });
+    }
+    Ok(())
 }

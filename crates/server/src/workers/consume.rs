@@ -53,6 +53,14 @@ impl Workers {
         Ok(())
     }
 
+    /// Runs a worker of its own kind until shutdown, which it learns from `stop`.
+    pub fn spawn<F: Future<Output = ()> + Send + 'static>(
+        &mut self,
+        worker: impl FnOnce(CancellationToken) -> F,
+    ) {
+        self.tasks.spawn(worker(self.stop.clone()));
+    }
+
     /// Asks every consumer to stop after its current batch and waits for them (their last commits included).
     pub async fn shutdown(mut self) {
         self.stop.cancel();
