@@ -134,6 +134,20 @@ impl Lane {
             .push_front(parked);
     }
 
+    /// Messages queued behind a PENDING head wait too: marks them and returns them, to be reported PENDING.
+    fn waiting_behind_pending(&mut self) -> Vec<(&OutboundMessage, &CorrelationId)> {
+        let mut waiting = Vec::new();
+        for queue in self.conversations.values_mut() {
+            if queue.front().is_some_and(|head| head.announced_pending) {
+                for parked in queue.iter_mut().skip(1).filter(|p| !p.announced_pending) {
+                    parked.announced_pending = true;
+                    waiting.push((&parked.message, &parked.correlation_id));
+                }
+            }
+        }
+        waiting
+    }
+
     fn settle(&mut self, offset: u64) {
         self.unsettled.remove(&offset);
     }
@@ -275,9 +289,6 @@ impl Delivery {
         stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> bool {
         let due = lane.take_due(Instant::now());
-        if due.is_empty() {
-            return true;
-        }
         let outcomes = join_all(due.iter().map(|parked| self.attempt(parked))).await;
         let mut reports: Vec<OutgoingRecord> = Vec::new();
         let mut dead: Vec<(Record, String)> = Vec::new();
@@ -315,6 +326,19 @@ impl Delivery {
                     lane.put_back(parked);
                 }
             }
+        }
+        for (message, correlation_id) in lane.waiting_behind_pending() {
+            let reason = format!(
+                "waiting behind an earlier message of its conversation that {} has not taken yet",
+                self.channel.name()
+            );
+            let update = StatusUpdate::now(
+                message.message_id.clone(),
+                MessageStatus::Pending,
+                Some(reason),
+            );
+            self.pending.fetch_add(1, Ordering::Relaxed);
+            reports.push(encode(&update, correlation_id));
         }
         metrics::gauge!("messages_pending", "channel" => self.channel.name().to_owned())
             .set(self.pending() as f64);

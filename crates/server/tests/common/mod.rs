@@ -31,8 +31,17 @@ pub fn test_config(data_dir: &Path) -> Config {
     config.whatsapp = fast;
     config.instagram = fast;
     config.jwt_secret = Some("test-secret-test-secret-test-secret!".into());
+    config.admin_token = Some(ADMIN_TOKEN.into());
+    // Fail fast and recover fast, so that outages play out in a second or two.
+    config.delivery.breaker.cool_down = Duration::from_millis(500);
+    config.delivery.backoff.base = Duration::from_millis(20);
+    config.delivery.backoff.max = Duration::from_millis(200);
+    config.delivery.max_attempts = 1000;
     config
 }
+
+/// The admin token of test servers.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 pub async fn spawn_app(data_dir: &Path) -> TestApp {
     spawn_with(test_config(data_dir)).await
@@ -120,6 +129,13 @@ impl TestApp {
             &[],
         )
         .await
+    }
+
+    /// An admin call.
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Reply {
+        let body = body.map(Value::to_string);
+        self.request(method, path, Some(ADMIN_TOKEN), body.as_deref(), &[])
+            .await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Reply {

@@ -1,0 +1,286 @@
+//! Delivery that survives failures, end to end: store-and-forward, isolation, expiry, dead letters and replay,
+//! poison events, rate limits.
+
+mod common;
+
+use common::{TestApp, spawn_app, spawn_with, test_config};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn fault(app: &TestApp, channel: &str, body: Value) {
+    let reply = app
+        .admin(
+            Method::POST,
+            &format!("/admin/channels/{channel}/fault"),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+}
+
+fn statuses(messages: &[Value]) -> Vec<&str> {
+    messages
+        .iter()
+        .map(|m| m["status"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_down_channel_parks_messages_and_delivers_them_in_order_when_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app(dir.path()).await;
+    let (_, alice) = app.user("alice").await;
+    fault(
+        &app,
+        "whatsapp",
+        json!({"mode": "down", "duration_secs": 600}),
+    )
+    .await;
+
+    for i in 1..=5 {
+        let body = json!({"conversation_id": "wa", "content": format!("m{i}"), "recipient_id": "whatsapp:+5511999990000"});
+        assert_eq!(app.send(&alice, body).await.status, 202);
+    }
+    let parked = app
+        .wait_for_history(&alice, "wa", |m| {
+            m.len() == 5 && statuses(m).iter().all(|s| *s == "PENDING")
+        })
+        .await;
+    assert!(
+        parked[0]["failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains("whatsapp"),
+        "{}",
+        parked[0]
+    );
+
+    // A sick channel never delays a healthy one.
+    let body =
+        json!({"conversation_id": "ig", "content": "hello", "recipient_id": "instagram:@maria"});
+    assert_eq!(app.send(&alice, body).await.status, 202);
+    app.wait_for_history(&alice, "ig", |m| statuses(m) == ["DELIVERED"])
+        .await;
+
+    // Repeated failures open WhatsApp's breaker (it then alternates with HALF_OPEN probes); poll with a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let health = app.request(Method::GET, "/health", None, None, &[]).await;
+        assert_eq!(
+            health.status, 200,
+            "a down channel does not make the process unhealthy"
+        );
+        let report = health.json();
+        assert_eq!(
+            report["components"]["connector_instagram"]["circuit_breaker"],
+            "CLOSED"
+        );
+        let whatsapp = &report["components"]["connector_whatsapp"];
+        if whatsapp["circuit_breaker"] != "CLOSED" {
+            assert_eq!(whatsapp["pending"], 5, "{whatsapp}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the breaker never opened: {whatsapp}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let metrics = app
+        .request(Method::GET, "/metrics", None, None, &[])
+        .await
+        .text;
+    assert!(
+        metrics.contains(
+            "circuit_breaker_transitions_total{channel=\"whatsapp\",from=\"CLOSED\",to=\"OPEN\"}"
+        ),
+        "{metrics}"
+    );
+
+    fault(&app, "whatsapp", json!({"mode": "ok"})).await;
+    let delivered = app
+        .wait_for_history(&alice, "wa", |m| {
+            m.len() == 5 && statuses(m).iter().all(|s| *s == "DELIVERED")
+        })
+        .await;
+    let times: Vec<i64> = delivered
+        .iter()
+        .map(|m| m["delivered_at"].as_i64().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "delivered in seq order: {times:?}"
+    );
+    let detail = app
+        .get(
+            &format!(
+                "/v1/messages/{}",
+                delivered[0]["message_id"].as_str().unwrap()
+            ),
+            &alice,
+        )
+        .await
+        .json();
+    let steps: Vec<&str> = detail["status_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["SENT", "PENDING", "DELIVERED"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn expired_messages_fail_go_to_dead_letters_and_replay_delivers_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app(dir.path()).await;
+    let (_, alice) = app.user("alice").await;
+    fault(
+        &app,
+        "instagram",
+        json!({"mode": "down", "duration_secs": 600}),
+    )
+    .await;
+    let body = json!({"conversation_id": "exp", "content": "too late", "recipient_id": "instagram:@maria", "validity_seconds": 1});
+    assert_eq!(app.send(&alice, body).await.status, 202);
+    let failed = app
+        .wait_for_history(&alice, "exp", |m| statuses(m) == ["FAILED"])
+        .await;
+    assert!(
+        failed[0]["failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{}",
+        failed[0]
+    );
+
+    let letters = app
+        .admin(Method::GET, "/admin/dead-letters", None)
+        .await
+        .json();
+    assert_eq!(letters["count"], 1, "{letters}");
+    assert_eq!(letters["dead_letters"][0]["reason"], "expired");
+    assert!(
+        letters["dead_letters"][0]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("outbound.instagram/")
+    );
+
+    fault(&app, "instagram", json!({"mode": "ok"})).await;
+    let replayed = app
+        .admin(
+            Method::POST,
+            "/admin/dead-letters/replay",
+            Some(&json!({"channel": "instagram"})),
+        )
+        .await;
+    assert_eq!(replayed.json()["replayed"], 1, "{}", replayed.text);
+    app.wait_for_history(&alice, "exp", |m| statuses(m) == ["DELIVERED"])
+        .await;
+    let none = app
+        .admin(
+            Method::POST,
+            "/admin/dead-letters/replay",
+            Some(&json!({"channel": "whatsapp"})),
+        )
+        .await;
+    assert_eq!(none.json()["replayed"], 0, "the channel filter applies");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_poison_event_is_dead_lettered_and_routing_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app(dir.path()).await;
+    let (_, alice) = app.user("alice").await;
+    assert_eq!(
+        app.request(
+            Method::GET,
+            "/admin/dead-letters",
+            Some("wrong-token"),
+            None,
+            &[]
+        )
+        .await
+        .status,
+        401
+    );
+    assert_eq!(
+        app.request(Method::GET, "/admin/dead-letters", Some(&alice), None, &[])
+            .await
+            .status,
+        401,
+        "a user token is not an admin token"
+    );
+
+    let poison = json!({"topic": "messages", "key": "c1", "payload": "{definitely not an event", "headers": {"event-type": "message.accepted"}});
+    assert_eq!(
+        app.admin(Method::POST, "/admin/events", Some(&poison))
+            .await
+            .status,
+        202
+    );
+    assert_eq!(
+        app.send(
+            &alice,
+            json!({"conversation_id": "c1", "content": "after the poison"})
+        )
+        .await
+        .status,
+        202
+    );
+    app.wait_for_history(&alice, "c1", |m| statuses(m) == ["DELIVERED"])
+        .await;
+    let letters = app
+        .admin(Method::GET, "/admin/dead-letters", None)
+        .await
+        .json();
+    assert_eq!(letters["count"], 1, "{letters}");
+    assert!(
+        letters["dead_letters"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("undecodable")
+    );
+    assert_eq!(
+        letters["dead_letters"][0]["payload"],
+        "{definitely not an event"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn users_over_their_rate_get_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.rate_limit_per_sec = 2;
+    let app = spawn_with(config).await;
+    let (_, alice) = app.user("alice").await;
+    let mut limited = None;
+    for _ in 0..20 {
+        let reply = app.get("/v1/conversations", &alice).await;
+        if reply.status == 429 {
+            limited = Some(reply);
+            break;
+        }
+        assert_eq!(reply.status, 200);
+    }
+    let limited = limited.expect("20 requests at once pass a limit of 2/s with bursts of 4");
+    let retry_after: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    assert_eq!(limited.json()["status"], 429);
+    let (_, bob) = app.user("bob").await;
+    assert_eq!(
+        app.get("/v1/conversations", &bob).await.status,
+        200,
+        "limits are per user"
+    );
+    app.stop().await;
+}
