@@ -17,7 +17,7 @@ BIN = opts.bin; PORT = opts.port
 D = tempfile.mkdtemp(prefix="chat4all-crash-")
 LOG = open(D + ".log", "a")
 def start():
-    p=subprocess.Popen([BIN,'serve','--data-dir',D,'--http-addr',f'127.0.0.1:{PORT}','--whatsapp-latency-ms','1-5'],stdout=LOG,stderr=subprocess.STDOUT)
+    p=subprocess.Popen([BIN,'serve','--data-dir',D,'--http-addr',f'127.0.0.1:{PORT}','--whatsapp-latency-ms','1-5','--rate-limit-per-sec','0'],stdout=LOG,stderr=subprocess.STDOUT)
     for _ in range(200):
         try:
             c=http.client.HTTPConnection('127.0.0.1',PORT,timeout=2); c.request('GET','/health'); 

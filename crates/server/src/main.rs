@@ -1,6 +1,7 @@
 //! The `chat4all` command line.
 
 use anyhow::Context;
+use chat4all_server::cli::admin::{self, AdminCommand, AdminTarget};
 use chat4all_server::{Application, Config, Settings, telemetry};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -30,11 +31,19 @@ enum Command {
         #[command(flatten)]
         settings: Settings,
     },
+    /// Operator commands against a running server (dead letters, channel faults, raw events).
+    Admin {
+        #[command(flatten)]
+        target: AdminTarget,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Admin { target, command } => admin::run(target, command),
         Command::Serve { config, settings } => {
             let file = config
                 .as_deref()

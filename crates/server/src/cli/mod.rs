@@ -1,0 +1,3 @@
+//! Command-line tools beside `serve`.
+
+pub mod admin;
