@@ -284,3 +284,39 @@ async fn users_over_their_rate_get_429_with_retry_after() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn parked_messages_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app(dir.path()).await;
+    let (_, alice) = app.user("alice").await;
+    fault(
+        &app,
+        "whatsapp",
+        json!({"mode": "down", "duration_secs": 600}),
+    )
+    .await;
+    for i in 1..=3 {
+        let body = json!({"conversation_id": "wa", "content": format!("m{i}"), "recipient_id": "whatsapp:+5511999990000"});
+        assert_eq!(app.send(&alice, body).await.status, 202);
+    }
+    app.wait_for_history(&alice, "wa", |m| {
+        m.len() == 3 && statuses(m).iter().all(|s| *s == "PENDING")
+    })
+    .await;
+    app.stop().await;
+
+    // Injected faults live in memory only: the restarted channel is healthy, and the parked messages go out.
+    let app = spawn_app(dir.path()).await;
+    let delivered = app
+        .wait_for_history(&alice, "wa", |m| {
+            m.len() == 3 && statuses(m).iter().all(|s| *s == "DELIVERED")
+        })
+        .await;
+    let contents: Vec<&str> = delivered
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["m1", "m2", "m3"]);
+    app.stop().await;
+}
