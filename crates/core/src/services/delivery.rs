@@ -54,6 +54,8 @@ impl Default for DeliverySettings {
 
 /// How often waiting heads look again while the breaker refuses calls.
 const BREAKER_RECHECK: Duration = Duration::from_millis(250);
+/// Most messages of one conversation tried in one round, one after another.
+const RUN: usize = 64;
 /// Longest idle poll.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
@@ -115,11 +117,12 @@ impl Lane {
     }
 
     /// Removes and returns the heads that are due.
-    fn take_due(&mut self, now: Instant) -> Vec<Parked> {
+    /// For each conversation whose head is due: the head and up to `run - 1` messages behind it, in order.
+    fn take_due(&mut self, now: Instant, run: usize) -> Vec<VecDeque<Parked>> {
         let mut due = Vec::new();
         for queue in self.conversations.values_mut() {
             if queue.front().is_some_and(|head| head.due <= now) {
-                due.extend(queue.pop_front());
+                due.push(queue.drain(..run.min(queue.len())).collect());
             }
         }
         self.conversations.retain(|_, queue| !queue.is_empty());
@@ -288,43 +291,32 @@ impl Delivery {
         topic: &str,
         stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> bool {
-        let due = lane.take_due(Instant::now());
-        let outcomes = join_all(due.iter().map(|parked| self.attempt(parked))).await;
+        // Conversations in parallel; within one, messages one after another until one has to wait.
+        let runs = join_all(lane.take_due(Instant::now(), RUN).into_iter().map(
+            |mut queue| async move {
+                let mut tried = Vec::with_capacity(queue.len());
+                while let Some(parked) = queue.pop_front() {
+                    let outcome = self.attempt(&parked).await;
+                    let wait = matches!(outcome, Outcome::Later { .. });
+                    tried.push((parked, outcome));
+                    if wait {
+                        break;
+                    }
+                }
+                (tried, queue)
+            },
+        ))
+        .await;
         let mut reports: Vec<OutgoingRecord> = Vec::new();
         let mut dead: Vec<(Record, String)> = Vec::new();
         let mut settled = Vec::new();
-        for (mut parked, outcome) in due.into_iter().zip(outcomes) {
-            match outcome {
-                Outcome::Settled(update, dead_letter) => {
-                    if parked.announced_pending {
-                        self.pending.fetch_sub(1, Ordering::Relaxed);
-                    }
-                    let status = if update.status == MessageStatus::Delivered {
-                        "DELIVERED"
-                    } else {
-                        "FAILED"
-                    };
-                    metrics::counter!("messages_sent_total", "channel" => self.channel.name().to_owned(), "status" => status).increment(1);
-                    reports.push(encode(&update, &parked.correlation_id));
-                    if let Some(reason) = dead_letter {
-                        dead.push((parked.record.clone(), reason));
-                    }
-                    settled.push(parked.record.offset);
-                }
-                Outcome::Later {
-                    pending,
-                    due,
-                    attempted,
-                } => {
-                    if let Some(update) = pending {
-                        parked.announced_pending = true;
-                        self.pending.fetch_add(1, Ordering::Relaxed);
-                        reports.push(encode(&update, &parked.correlation_id));
-                    }
-                    parked.attempts += u32::from(attempted);
-                    parked.due = due;
-                    lane.put_back(parked);
-                }
+        for (tried, rest) in runs {
+            // Messages not reached go back first, so that a head that has to wait lands in front of them.
+            for parked in rest.into_iter().rev() {
+                lane.put_back(parked);
+            }
+            for item in tried {
+                self.account(item, lane, &mut reports, &mut dead, &mut settled);
             }
         }
         for (message, correlation_id) in lane.waiting_behind_pending() {
@@ -369,6 +361,50 @@ impl Delivery {
             lane.settle(offset);
         }
         true
+    }
+
+    /// Books one tried message: its report, its dead letter, and whether it settled or waits in the lane again.
+    fn account(
+        &self,
+        (mut parked, outcome): (Parked, Outcome),
+        lane: &mut Lane,
+        reports: &mut Vec<OutgoingRecord>,
+        dead: &mut Vec<(Record, String)>,
+        settled: &mut Vec<u64>,
+    ) {
+        match outcome {
+            Outcome::Settled(update, dead_letter) => {
+                if parked.announced_pending {
+                    self.pending.fetch_sub(1, Ordering::Relaxed);
+                }
+                let status = if update.status == MessageStatus::Delivered {
+                    "DELIVERED"
+                } else {
+                    "FAILED"
+                };
+                metrics::counter!("messages_sent_total", "channel" => self.channel.name().to_owned(), "status" => status)
+                    .increment(1);
+                reports.push(encode(&update, &parked.correlation_id));
+                if let Some(reason) = dead_letter {
+                    dead.push((parked.record.clone(), reason));
+                }
+                settled.push(parked.record.offset);
+            }
+            Outcome::Later {
+                pending,
+                due,
+                attempted,
+            } => {
+                if let Some(update) = pending {
+                    parked.announced_pending = true;
+                    self.pending.fetch_add(1, Ordering::Relaxed);
+                    reports.push(encode(&update, &parked.correlation_id));
+                }
+                parked.attempts += u32::from(attempted);
+                parked.due = due;
+                lane.put_back(parked);
+            }
+        }
     }
 
     /// Runs a log write until it succeeds (a lost status would leave a message stuck); `None` on shutdown.
