@@ -1,4 +1,9 @@
-//! Logs (tracing, JSON or pretty) and metrics (a Prometheus registry shared by every role in the process).
+//! Logs (tracing, JSON lines or pretty) and metrics (a Prometheus registry shared by every role in the process).
+
+mod json_lines;
+
+use json_lines::JsonLines;
+use tracing_subscriber::fmt::format::JsonFields;
 
 use crate::config::LogFormat;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -19,14 +24,28 @@ pub fn init_logging(format: LogFormat) -> WorkerGuard {
         .with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonLines::new(instance_id().to_owned()))
             .try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };
     guard
+}
+
+/// This process's id in logs, metrics and heartbeats: host name and process id.
+pub fn instance_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        let host = if host.is_empty() {
+            "localhost".to_owned()
+        } else {
+            host
+        };
+        format!("{host}-{}", std::process::id())
+    })
 }
 
 /// Latency buckets (seconds) that resolve both the fast paths (from 0.5 ms) and slow channel calls (to 10 s).
