@@ -63,7 +63,12 @@ impl SqliteStore {
         &self,
         work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.writer.write(work).await.map_err(backend)
+        let started = std::time::Instant::now();
+        let result = self.writer.write(work).await.map_err(backend);
+        // Named as the distributed store's metric, so one dashboard serves both modes.
+        metrics::histogram!("cassandra_write_duration_seconds", "service" => "router", "backend" => "sqlite")
+            .record(started.elapsed().as_secs_f64());
+        result
     }
 }
 

@@ -5,6 +5,7 @@ use crate::api::{self, AppState, Tokens};
 use crate::backends;
 use crate::config::Config;
 use crate::telemetry;
+use crate::telemetry::heartbeat::{self, LagBoard, Pulse};
 use crate::workers::{self, Workers};
 use anyhow::Context;
 use chat4all_connectors::{instagram, whatsapp};
@@ -24,6 +25,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +53,7 @@ impl Application {
             )
         })?;
         let data_dir_lock = lock_data_dir(&config.data_dir)?;
+        telemetry::process::init("embedded");
         let log = backends::open_event_log(&config)?;
         let store = backends::open_store(&config)?;
         let objects = backends::open_objects(&config)?;
@@ -85,7 +88,26 @@ impl Application {
 
         let mut workers = Workers::new();
         let router = Router::new(store.clone(), log.clone(), topics.clone(), channel_names);
-        workers::router::start(&mut workers, &log, router, &topics).await?;
+        let routed = Arc::new(AtomicU64::new(0));
+        workers::router::start(&mut workers, &log, router, &topics, routed.clone()).await?;
+        let router_group = workers::router::GROUP.to_owned();
+        let mut pulses = vec![
+            Pulse {
+                service: "api",
+                channel: None,
+                processed: Box::new(|| api::REQUESTS_SERVED.load(Ordering::Relaxed)),
+                consumes: Vec::new(),
+            },
+            Pulse {
+                service: "router",
+                channel: None,
+                processed: Box::new(move || routed.load(Ordering::Relaxed)),
+                consumes: vec![
+                    (router_group.clone(), topics.messages.clone()),
+                    (router_group, topics.status_updates.clone()),
+                ],
+            },
+        ];
         let mut connectors = Vec::new();
         for (channel, rate_per_sec) in channels {
             let settings = DeliverySettings {
@@ -94,6 +116,19 @@ impl Application {
             };
             let delivery = Delivery::new(channel, log.clone(), topics.clone(), settings);
             connectors.push(delivery.clone());
+            let channel = delivery.channel_name().to_owned();
+            pulses.push(Pulse {
+                service: "connector",
+                consumes: vec![(
+                    workers::connector::group(&channel),
+                    topics.outbound(&channel),
+                )],
+                channel: Some(channel),
+                processed: {
+                    let settled = delivery.settled();
+                    Box::new(move || settled.load(Ordering::Relaxed))
+                },
+            });
             workers::connector::start(&mut workers, &log, delivery, &topics).await?;
         }
 
@@ -104,6 +139,14 @@ impl Application {
             config.file_limits,
         );
         let maintenance = CancellationToken::new();
+        let lag = LagBoard::default();
+        tokio::spawn(heartbeat::run(
+            log.clone(),
+            pulses,
+            lag.clone(),
+            config.heartbeat,
+            maintenance.clone(),
+        ));
         tokio::spawn(purge_expired(
             store.clone(),
             files.clone(),
@@ -138,6 +181,8 @@ impl Application {
                 log,
                 store,
                 connectors,
+                lag,
+                lag_threshold: config.lag_threshold,
             }),
             metrics: telemetry::metrics(),
             public_url: config.public_url.clone(),

@@ -2,6 +2,7 @@
 //! here (behind their cargo features) without touching core or api code.
 
 use crate::config::Config;
+use crate::telemetry::MeteredLog;
 use chat4all_core::ports::{EventLog, ObjectStore, Store};
 use chat4all_embedded::{LocalObjects, LogOptions, SqliteLog, SqliteStore};
 use serde::Deserialize;
@@ -33,10 +34,11 @@ pub fn open_event_log(config: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
                 partitions: config.partitions,
                 ..LogOptions::default()
             };
-            Ok(Arc::new(SqliteLog::open(
+            let log = Arc::new(SqliteLog::open(
                 &config.data_dir.join("events.db"),
                 options,
-            )?))
+            )?);
+            Ok(Arc::new(MeteredLog::new(log, "embedded")))
         }
     }
 }

@@ -81,6 +81,12 @@ pub struct Settings {
     /// Requests per second each user may make (token bucket, bursts of twice that); 0 turns it off [default: 500].
     #[arg(long, env = "CHAT4ALL_RATE_LIMIT_PER_SEC")]
     pub rate_limit_per_sec: Option<u32>,
+    /// Seconds between heartbeat log lines of each role [default: 30].
+    #[arg(long, env = "CHAT4ALL_HEARTBEAT_SECS")]
+    pub heartbeat_secs: Option<u64>,
+    /// Consumer lag (records) above which /health reports the consumers as lagging [default: 1000].
+    #[arg(long, env = "CHAT4ALL_LAG_THRESHOLD")]
+    pub lag_threshold: Option<u64>,
     /// Token for the /admin endpoints and `chat4all admin` [default: generated once into <data-dir>/admin-token].
     #[arg(long, env = "CHAT4ALL_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -128,6 +134,8 @@ impl Settings {
             breaker_cool_down_secs: self.breaker_cool_down_secs.or(lower.breaker_cool_down_secs),
             rate_limit_per_sec: self.rate_limit_per_sec.or(lower.rate_limit_per_sec),
             admin_token: self.admin_token.or(lower.admin_token),
+            heartbeat_secs: self.heartbeat_secs.or(lower.heartbeat_secs),
+            lag_threshold: self.lag_threshold.or(lower.lag_threshold),
             whatsapp_latency_ms: self.whatsapp_latency_ms.or(lower.whatsapp_latency_ms),
             whatsapp_failure_rate: self.whatsapp_failure_rate.or(lower.whatsapp_failure_rate),
             instagram_latency_ms: self.instagram_latency_ms.or(lower.instagram_latency_ms),
@@ -173,6 +181,10 @@ pub struct Config {
     pub rate_limit_per_sec: u32,
     /// Explicit admin token, if configured.
     pub admin_token: Option<String>,
+    /// Interval of heartbeat log lines.
+    pub heartbeat: Duration,
+    /// Lag above which consumers are reported lagging.
+    pub lag_threshold: u64,
     /// Simulated WhatsApp behaviour.
     pub whatsapp: SimulationSettings,
     /// Simulated Instagram behaviour.
@@ -238,6 +250,8 @@ impl Config {
             default_validity: Duration::from_secs(validity),
             rate_limit_per_sec: settings.rate_limit_per_sec.unwrap_or(500),
             admin_token: settings.admin_token.clone(),
+            heartbeat: Duration::from_secs(settings.heartbeat_secs.unwrap_or(30).clamp(1, 3600)),
+            lag_threshold: settings.lag_threshold.unwrap_or(1000),
             data_dir: settings.data_dir.unwrap_or_else(|| PathBuf::from("data")),
             http_addr: settings
                 .http_addr

@@ -92,7 +92,7 @@ async fn a_down_channel_parks_messages_and_delivers_them_in_order_when_back() {
         .text;
     assert!(
         metrics.contains(
-            "circuit_breaker_transitions_total{channel=\"whatsapp\",from=\"CLOSED\",to=\"OPEN\"}"
+            "circuit_breaker_transitions_total{service=\"connector\",channel=\"whatsapp\",from=\"CLOSED\",to=\"OPEN\"}"
         ),
         "{metrics}"
     );

@@ -21,7 +21,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -69,6 +69,7 @@ pub struct Delivery {
     breaker: Arc<CircuitBreaker>,
     pace: Arc<DefaultDirectRateLimiter>,
     pending: Arc<AtomicI64>,
+    settled: Arc<AtomicU64>,
     settings: DeliverySettings,
 }
 
@@ -191,6 +192,7 @@ impl Delivery {
             breaker: Arc::new(CircuitBreaker::new(settings.breaker)),
             pace: Arc::new(RateLimiter::direct(Quota::per_second(rate))),
             pending: Arc::new(AtomicI64::new(0)),
+            settled: Arc::new(AtomicU64::new(0)),
             settings,
         }
     }
@@ -203,6 +205,11 @@ impl Delivery {
     /// The channel's circuit breaker state.
     pub fn breaker_state(&self) -> BreakerState {
         self.breaker.state()
+    }
+
+    /// Messages settled (delivered or failed for good) since start, for heartbeats.
+    pub fn settled(&self) -> Arc<AtomicU64> {
+        self.settled.clone()
     }
 
     /// Messages of this channel waiting as PENDING in this process.
@@ -259,7 +266,7 @@ impl Delivery {
                                 {
                                     return;
                                 }
-                                metrics::counter!("messages_dead_lettered_total", "channel" => self.channel.name().to_owned()).increment(1);
+                                metrics::counter!("messages_dead_lettered_total", "service" => "connector", "channel" => self.channel.name().to_owned()).increment(1);
                             }
                         }
                     }
@@ -332,7 +339,7 @@ impl Delivery {
             self.pending.fetch_add(1, Ordering::Relaxed);
             reports.push(encode(&update, correlation_id));
         }
-        metrics::gauge!("messages_pending", "channel" => self.channel.name().to_owned())
+        metrics::gauge!("messages_pending", "service" => "connector", "channel" => self.channel.name().to_owned())
             .set(self.pending() as f64);
         for (record, reason) in &dead {
             if self
@@ -342,7 +349,7 @@ impl Delivery {
             {
                 return false;
             }
-            metrics::counter!("messages_dead_lettered_total", "channel" => self.channel.name().to_owned()).increment(1);
+            metrics::counter!("messages_dead_lettered_total", "service" => "connector", "channel" => self.channel.name().to_owned()).increment(1);
         }
         if !reports.is_empty() {
             let status_topic = &self.topics.status_updates;
@@ -382,13 +389,14 @@ impl Delivery {
                 } else {
                     "FAILED"
                 };
-                metrics::counter!("messages_sent_total", "channel" => self.channel.name().to_owned(), "status" => status)
+                metrics::counter!("messages_sent_total", "service" => "connector", "channel" => self.channel.name().to_owned(), "status" => status)
                     .increment(1);
                 reports.push(encode(&update, &parked.correlation_id));
                 if let Some(reason) = dead_letter {
                     dead.push((parked.record.clone(), reason));
                 }
                 settled.push(parked.record.offset);
+                self.settled.fetch_add(1, Ordering::Relaxed);
             }
             Outcome::Later {
                 pending,
@@ -468,7 +476,7 @@ impl Delivery {
         let started = std::time::Instant::now();
         let result = self.channel.send(message).await;
         let elapsed = started.elapsed();
-        metrics::histogram!("connector_api_duration_seconds", "channel" => self.channel.name().to_owned()).record(elapsed.as_secs_f64());
+        metrics::histogram!("connector_api_duration_seconds", "service" => "connector", "channel" => self.channel.name().to_owned()).record(elapsed.as_secs_f64());
         // A rejected message says nothing about the channel's health.
         self.observe(
             self.breaker
@@ -537,8 +545,9 @@ impl Delivery {
             t.from.as_str(),
             t.to.as_str()
         );
-        metrics::counter!("circuit_breaker_transitions_total", "channel" => channel.clone(), "from" => t.from.as_str(), "to" => t.to.as_str())
+        metrics::counter!("circuit_breaker_transitions_total", "service" => "connector", "channel" => channel.clone(), "from" => t.from.as_str(), "to" => t.to.as_str())
             .increment(1);
-        metrics::gauge!("circuit_breaker_state", "channel" => channel).set(t.to as i32 as f64);
+        metrics::gauge!("circuit_breaker_state", "service" => "connector", "channel" => channel)
+            .set(t.to as i32 as f64);
     }
 }

@@ -108,6 +108,7 @@ impl Router {
                     format!("delivered to user {user}"),
                 ),
                 Ok(Recipient::User(user)) => {
+                    metrics::counter!("messages_failed_total", "service" => "router", "reason" => "unknown_recipient").increment(1);
                     settle(MessageStatus::Failed, format!("unknown recipient {user}"))
                 }
                 Ok(Recipient::Channel { channel, address }) if self.channels.contains(&channel) => {
@@ -142,13 +143,20 @@ impl Router {
                         "message stored and handed to its channel"
                     );
                     outcome.outbound += 1;
+                    metrics::counter!("messages_processed_total", "service" => "router", "status" => "ROUTED").increment(1);
                     continue;
                 }
-                Ok(Recipient::Channel { channel, .. }) => settle(
-                    MessageStatus::Failed,
-                    format!("no connector serves channel {channel:?}"),
-                ),
-                Err(e) => settle(MessageStatus::Failed, format!("invalid recipient: {e}")),
+                Ok(Recipient::Channel { channel, .. }) => {
+                    metrics::counter!("messages_failed_total", "service" => "router", "reason" => "unknown_channel").increment(1);
+                    settle(
+                        MessageStatus::Failed,
+                        format!("no connector serves channel {channel:?}"),
+                    )
+                }
+                Err(e) => {
+                    metrics::counter!("messages_failed_total", "service" => "router", "reason" => "invalid_recipient").increment(1);
+                    settle(MessageStatus::Failed, format!("invalid recipient: {e}"))
+                }
             };
             tracing::info!(
                 correlation_id = %correlation_id,
@@ -202,7 +210,11 @@ impl Router {
         }
         for transition in self.store.apply_statuses(updates).await? {
             match transition {
-                crate::model::Transition::Applied(_) => outcome.applied += 1,
+                crate::model::Transition::Applied(message) => {
+                    outcome.applied += 1;
+                    metrics::counter!("messages_processed_total", "service" => "router", "status" => message.status.as_str())
+                        .increment(1);
+                }
                 _ => outcome.refused += 1,
             }
         }

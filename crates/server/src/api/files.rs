@@ -181,7 +181,7 @@ pub async fn upload(
             key.as_ref(),
         )
         .await?;
-    metrics::counter!("files_uploaded_total", "size_bucket" => size_bucket(file.size_bytes))
+    metrics::counter!("files_uploaded_total", "service" => "api", "size_bucket" => size_bucket(file.size_bytes))
         .increment(1);
     tracing::info!(file_id = %file.file_id, conversation_id = %file.conversation_id, size_bytes = file.size_bytes, "file uploaded");
     Ok((
@@ -509,7 +509,7 @@ pub async fn complete_upload(
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<FileResponse>)> {
     let file = state.files.complete_upload(&caller, &id).await?;
-    metrics::counter!("files_uploaded_total", "size_bucket" => size_bucket(file.size_bytes))
+    metrics::counter!("files_uploaded_total", "service" => "api", "size_bucket" => size_bucket(file.size_bytes))
         .increment(1);
     Ok((
         StatusCode::CREATED,

@@ -223,12 +223,12 @@ pub async fn send(
     {
         Ok(accepted) => accepted,
         Err(e) => {
-            metrics::counter!("messages_rejected_total", "reason" => rejection_reason(&e))
+            metrics::counter!("messages_rejected_total", "service" => "api", "reason" => rejection_reason(&e))
                 .increment(1);
             return Err(e.into());
         }
     };
-    metrics::counter!("messages_accepted_total").increment(1);
+    metrics::counter!("messages_accepted_total", "service" => "api").increment(1);
     tracing::info!(message_id = %accepted.message_id, conversation_id = %accepted.conversation_id, "message accepted");
     Ok((
         StatusCode::ACCEPTED,

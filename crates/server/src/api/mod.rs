@@ -13,7 +13,7 @@ mod state;
 mod tokens;
 mod users;
 
-pub use observe::CORRELATION_HEADER;
+pub use observe::{CORRELATION_HEADER, REQUESTS_SERVED};
 pub use rate_limit::RateLimit;
 pub use state::AppState;
 pub use tokens::Tokens;

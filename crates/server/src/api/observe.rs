@@ -7,8 +7,12 @@ use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use chat4all_core::ids::CorrelationId;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use tracing::Instrument;
+
+/// Requests served since start, for the api's heartbeat.
+pub static REQUESTS_SERVED: AtomicU64 = AtomicU64::new(0);
 
 /// Header carrying the correlation id, on requests and responses.
 pub const CORRELATION_HEADER: HeaderName = HeaderName::from_static("x-correlation-id");
@@ -80,14 +84,21 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         .map_or("unmatched", |t| t.0.as_str())
         .to_owned();
     let elapsed = started.elapsed();
-    let labels = [("method", method.to_string()), ("path", template)];
+    REQUESTS_SERVED.fetch_add(1, Ordering::Relaxed);
+    let method = method.to_string();
+    let labels = [
+        ("service", "api".to_owned()),
+        ("method", method),
+        ("path", template),
+    ];
     metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
-    let [method_label, path_label] = labels;
+    let [service, method, path] = labels;
     metrics::counter!(
         "http_requests_total",
         &[
-            method_label,
-            path_label,
+            service,
+            method,
+            path,
             ("status", status.as_u16().to_string())
         ]
     )

@@ -1,6 +1,7 @@
 //! Operations endpoints: `/health`, `/health/live`, `/metrics`, `/openapi.json`.
 
 use super::state::AppState;
+use crate::telemetry::heartbeat::LagBoard;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -23,6 +24,10 @@ pub struct Health {
     pub store: Arc<dyn Store>,
     /// The connectors running in this process.
     pub connectors: Vec<Delivery>,
+    /// The latest consumer lag.
+    pub lag: LagBoard,
+    /// Lag above which the consumers are reported lagging.
+    pub lag_threshold: u64,
 }
 
 /// One component's state.
@@ -82,6 +87,22 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let mut components = BTreeMap::new();
     components.insert("event_log".to_owned(), probe(health.log.ping()).await);
     components.insert("store".to_owned(), probe(health.store.ping()).await);
+    // Lag is reported, not fatal: a backlog drains on its own, and this process still serves.
+    let max_lag = health.lag.max();
+    let lagging = max_lag > health.lag_threshold;
+    components.insert(
+        "consumer_lag".to_owned(),
+        ComponentHealth {
+            status: if lagging { "LAGGING" } else { "UP" },
+            latency_ms: 0.0,
+            detail: Some(format!(
+                "largest lag {max_lag} records (threshold {})",
+                health.lag_threshold
+            )),
+            circuit_breaker: None,
+            pending: None,
+        },
+    );
     // A channel that is down does not make this process unhealthy: its messages are parked and delivered later.
     for connector in &health.connectors {
         let breaker = connector.breaker_state();
@@ -100,7 +121,7 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
             },
         );
     }
-    let up = components.values().all(|c| c.status == "UP");
+    let up = components.values().all(|c| c.status != "DOWN");
     let status = if up {
         StatusCode::OK
     } else {

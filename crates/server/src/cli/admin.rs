@@ -45,6 +45,15 @@ pub enum AdminCommand {
         #[arg(long)]
         extra_latency_ms: Option<u64>,
     },
+    /// Reads a JSON log file and reports every instance whose heartbeat is older than the limit (exit 1 if any).
+    Heartbeats {
+        /// The log file (JSON lines, as `serve --log-format json` writes them).
+        #[arg(long)]
+        log: PathBuf,
+        /// Silence allowed before an instance is reported.
+        #[arg(long, default_value_t = 60)]
+        max_silence_secs: u64,
+    },
     /// Appends a raw record to a topic, such as an undecodable event to see it dead-lettered.
     Inject {
         /// Topic (messages, status-updates, outbound.whatsapp, …).
@@ -112,6 +121,19 @@ fn parse_since(text: &str) -> Result<i64, String> {
 
 /// Runs an admin command and prints the server's answer.
 pub fn run(target: AdminTarget, command: AdminCommand) -> anyhow::Result<()> {
+    if let AdminCommand::Heartbeats {
+        log,
+        max_silence_secs,
+    } = &command
+    {
+        let now = chat4all_core::time::now_millis() as f64 / 1000.0;
+        let silent = super::heartbeats::check(log, *max_silence_secs as f64, now)?;
+        anyhow::ensure!(
+            silent == 0,
+            "{silent} instance(s) silent for more than {max_silence_secs} s"
+        );
+        return Ok(());
+    }
     let token = match target.admin_token {
         Some(token) => token,
         None => {
@@ -155,6 +177,7 @@ pub fn run(target: AdminTarget, command: AdminCommand) -> anyhow::Result<()> {
                 json!({"mode": mode, "duration_secs": duration_secs, "failure_rate": failure_rate, "extra_latency_ms": extra_latency_ms}),
             ),
         ),
+        AdminCommand::Heartbeats { .. } => unreachable!("answered from the log file above"),
         AdminCommand::Inject {
             topic,
             key,

@@ -1,3 +1,4 @@
 //! Command-line tools beside `serve`.
 
 pub mod admin;
+pub mod heartbeats;

@@ -1,6 +1,11 @@
 //! Logs (tracing, JSON lines or pretty) and metrics (a Prometheus registry shared by every role in the process).
 
+pub mod heartbeat;
 mod json_lines;
+mod metered_log;
+pub mod process;
+
+pub use metered_log::MeteredLog;
 
 use json_lines::JsonLines;
 use tracing_subscriber::fmt::format::JsonFields;

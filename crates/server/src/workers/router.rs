@@ -6,6 +6,7 @@ use chat4all_core::ports::EventLog;
 use chat4all_core::services::routing::Router;
 use futures::FutureExt;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 /// Consumer group of the router.
@@ -18,41 +19,38 @@ enum Stream {
     StatusUpdates,
 }
 
-/// Starts the router's consumers on `messages` and `status-updates`.
+/// Starts the router's consumers on `messages` and `status-updates`; `activity` counts the records consumed.
 pub async fn start(
     workers: &mut Workers,
     log: &Arc<dyn EventLog>,
     router: Router,
     topics: &Topics,
+    activity: Arc<AtomicU64>,
 ) -> anyhow::Result<()> {
+    let on_messages = handler(router.clone(), Stream::Messages, activity.clone());
     workers
-        .consume_all(
-            log,
-            GROUP,
-            &topics.messages,
-            handler(router.clone(), Stream::Messages),
-        )
+        .consume_all(log, GROUP, &topics.messages, on_messages)
         .await?;
+    let on_status = handler(router, Stream::StatusUpdates, activity);
     workers
-        .consume_all(
-            log,
-            GROUP,
-            &topics.status_updates,
-            handler(router, Stream::StatusUpdates),
-        )
+        .consume_all(log, GROUP, &topics.status_updates, on_status)
         .await
 }
 
-fn handler(router: Router, stream: Stream) -> BatchHandler {
+fn handler(router: Router, stream: Stream, activity: Arc<AtomicU64>) -> BatchHandler {
     Arc::new(move |records| {
         let router = router.clone();
+        let activity = activity.clone();
         async move {
             let started = Instant::now();
             let (topic, outcome) = match stream {
                 Stream::Messages => ("messages", router.route_messages(&records).await?),
                 Stream::StatusUpdates => ("status-updates", router.apply_status_updates(&records).await?),
             };
-            metrics::counter!("messages_consumed_total", "service" => "router", "topic" => topic).increment(records.len() as u64);
+            let partition = records.first().map_or(0, |r| r.partition).to_string();
+            metrics::counter!("messages_consumed_total", "service" => "router", "topic" => topic, "partition" => partition)
+                .increment(records.len() as u64);
+            activity.fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
             metrics::histogram!("processing_duration_seconds", "service" => "router", "topic" => topic)
                 .record(started.elapsed().as_secs_f64());
             if outcome.dead_lettered > 0 {

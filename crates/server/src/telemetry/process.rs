@@ -1,0 +1,72 @@
+//! Process metrics read from `/proc` at scrape time, and the build info series.
+
+use std::sync::OnceLock;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Clock ticks per second of `/proc/self/stat` times (USER_HZ, 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+fn started() -> &'static (Instant, f64) {
+    static STARTED: OnceLock<(Instant, f64)> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        (
+            Instant::now(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        )
+    })
+}
+
+/// Notes the process start (call early) and publishes the build info series.
+pub fn init(mode: &'static str) {
+    started();
+    metrics::gauge!(
+        "chat4all_build_info",
+        "service" => "chat4all",
+        "version" => env!("CARGO_PKG_VERSION"),
+        "git_sha" => env!("CHAT4ALL_GIT_SHA"),
+        "mode" => mode
+    )
+    .set(1.0);
+}
+
+/// Seconds since the process started.
+pub fn uptime_seconds() -> f64 {
+    started().0.elapsed().as_secs_f64()
+}
+
+/// Refreshes the process gauges; called before each scrape.
+pub fn refresh() {
+    let labels = [("service", "chat4all")];
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command name (which may hold spaces) start at the closing parenthesis.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // utime and stime are fields 14 and 15 of the line, 11 and 12 after the state field.
+        metrics::gauge!("process_cpu_seconds_total", &labels)
+            .set((ticks(11) + ticks(12)) / TICKS_PER_SECOND);
+    }
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        let rss_kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok());
+        if let Some(kib) = rss_kib {
+            metrics::gauge!("process_resident_memory_bytes", &labels).set(kib * 1024.0);
+        }
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        metrics::gauge!("process_open_fds", &labels).set(fds.count() as f64);
+    }
+    metrics::gauge!("process_start_time_seconds", &labels).set(started().1);
+    metrics::gauge!("process_uptime_seconds", &labels).set(uptime_seconds());
+}
