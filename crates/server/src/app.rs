@@ -53,6 +53,7 @@ impl Application {
             )
         })?;
         let data_dir_lock = lock_data_dir(&config.data_dir)?;
+        let metrics = telemetry::metrics(); // installed first, so that every series set from now on is kept
         telemetry::process::init("embedded");
         let log = backends::open_event_log(&config)?;
         let store = backends::open_store(&config)?;
@@ -184,7 +185,7 @@ impl Application {
                 lag,
                 lag_threshold: config.lag_threshold,
             }),
-            metrics: telemetry::metrics(),
+            metrics,
             public_url: config.public_url.clone(),
             listen_addr,
         };

@@ -94,7 +94,10 @@ async fn measure_lag(log: &Arc<dyn EventLog>, pulses: &[Pulse], board: &LagBoard
 }
 
 fn beat(pulses: &[Pulse], board: &LagBoard) {
+    let now = chat4all_core::time::now_millis() as f64 / 1000.0;
     for pulse in pulses {
+        let channel = pulse.channel.clone().unwrap_or_default();
+        metrics::gauge!("chat4all_heartbeat_timestamp_seconds", "service" => pulse.service, "channel" => channel).set(now);
         tracing::info!(
             event = "heartbeat",
             service = pulse.service,

@@ -1,5 +1,7 @@
-//! Process metrics read from `/proc` at scrape time, and the build info series.
+//! Process metrics read from `/proc` at scrape time (in the exposition format, with their proper types), and the
+//! build info series.
 
+use std::fmt::Write;
 use std::sync::OnceLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -8,14 +10,7 @@ const TICKS_PER_SECOND: f64 = 100.0;
 
 fn started() -> &'static (Instant, f64) {
     static STARTED: OnceLock<(Instant, f64)> = OnceLock::new();
-    STARTED.get_or_init(|| {
-        (
-            Instant::now(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
-        )
-    })
+    STARTED.get_or_init(|| (Instant::now(), SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())))
 }
 
 /// Notes the process start (call early) and publishes the build info series.
@@ -36,37 +31,28 @@ pub fn uptime_seconds() -> f64 {
     started().0.elapsed().as_secs_f64()
 }
 
-/// Refreshes the process gauges; called before each scrape.
-pub fn refresh() {
-    let labels = [("service", "chat4all")];
+/// The process metrics, to append to the registry's exposition.
+pub fn exposition() -> String {
+    let mut out = String::new();
+    let mut series = |name: &str, kind: &str, help: &str, value: f64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{service=\"chat4all\"}} {value}");
+    };
     if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
-        // Fields after the command name (which may hold spaces) start at the closing parenthesis.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // utime and stime are fields 14 and 15 of the line, 11 and 12 after the state field.
-        metrics::gauge!("process_cpu_seconds_total", &labels)
-            .set((ticks(11) + ticks(12)) / TICKS_PER_SECOND);
+        // Fields after the command name (which may hold spaces) start at the closing parenthesis; utime and
+        // stime are then the 12th and 13th.
+        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        series("process_cpu_seconds_total", "counter", "User and system CPU time spent.", (ticks(11) + ticks(12)) / TICKS_PER_SECOND);
     }
-    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
-        let rss_kib = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok());
-        if let Some(kib) = rss_kib {
-            metrics::gauge!("process_resident_memory_bytes", &labels).set(kib * 1024.0);
-        }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss_kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    if let Some(kib) = rss_kib {
+        series("process_resident_memory_bytes", "gauge", "Resident memory size.", kib * 1024.0);
     }
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        metrics::gauge!("process_open_fds", &labels).set(fds.count() as f64);
+        series("process_open_fds", "gauge", "Open file descriptors.", fds.count() as f64);
     }
-    metrics::gauge!("process_start_time_seconds", &labels).set(started().1);
-    metrics::gauge!("process_uptime_seconds", &labels).set(uptime_seconds());
+    series("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch.", started().1);
+    series("process_uptime_seconds", "gauge", "Seconds since the process started.", uptime_seconds());
+    out
 }
