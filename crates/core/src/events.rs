@@ -149,6 +149,9 @@ pub struct StatusUpdate {
     /// Channel detail or failure reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The correlation id of the request that caused the change (filled from the record's header when applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<CorrelationId>,
     /// An operator replay of a dead letter: lets a FAILED message become PENDING again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replay: bool,
@@ -162,6 +165,7 @@ impl StatusUpdate {
             status,
             at: now_millis(),
             detail,
+            correlation_id: None,
             replay: false,
         }
     }
@@ -254,6 +258,7 @@ mod tests {
             status: MessageStatus::Delivered,
             at: 1,
             detail: Some("ok".into()),
+            correlation_id: None,
             replay: false,
         }
     }

@@ -101,6 +101,8 @@ pub struct StatusChange {
     pub at: i64,
     /// Channel detail or reason.
     pub detail: Option<String>,
+    /// The correlation id of the request or event that caused the change.
+    pub correlation_id: Option<String>,
 }
 
 /// Which slice of a conversation's history to read.

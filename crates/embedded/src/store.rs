@@ -25,6 +25,7 @@ use std::sync::Arc;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_files.sql"),
+    include_str!("../migrations/0003_status_correlation.sql"),
 ];
 
 /// A message row with its attachment (`f.*` is NULL when there is none).
@@ -370,8 +371,16 @@ fn apply_status(conn: &Connection, update: &StatusUpdate) -> rusqlite::Result<Tr
         message.read_at,
         message.failure_reason
     ])?;
-    conn.prepare_cached("INSERT OR IGNORE INTO status_history (message_id, status, at, detail) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![message.message_id.as_str(), update.status.as_str(), update.at, update.detail])?;
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO status_history (message_id, status, at, detail, correlation_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        message.message_id.as_str(),
+        update.status.as_str(),
+        update.at,
+        update.detail,
+        update.correlation_id.as_ref().map(|c| c.as_str())
+    ])?;
     Ok(Transition::Applied(message))
 }
 
@@ -532,10 +541,15 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             conn.prepare_cached(
                 // Statuses only move forward, so their rank orders them even when clocks of two processes differ.
-                "SELECT status, at, detail FROM status_history WHERE message_id = ?1 ORDER BY
+                "SELECT status, at, detail, correlation_id FROM status_history WHERE message_id = ?1 ORDER BY
                  CASE status WHEN 'SENT' THEN 0 WHEN 'PENDING' THEN 1 WHEN 'DELIVERED' THEN 2 WHEN 'READ' THEN 3 ELSE 4 END, at",
             )?
-                .query_map([id.as_str()], |row| Ok(StatusChange { status: status_column(row, 0)?, at: row.get(1)?, detail: row.get(2)? }))?
+                .query_map([id.as_str()], |row| Ok(StatusChange {
+                    status: status_column(row, 0)?,
+                    at: row.get(1)?,
+                    detail: row.get(2)?,
+                    correlation_id: row.get(3)?,
+                }))?
                 .collect()
         })
         .await

@@ -62,6 +62,7 @@ fn update(message: &MessageId, status: MessageStatus, at: i64) -> StatusUpdate {
         status,
         at,
         detail: Some(format!("{status} detail")),
+        correlation_id: None,
         replay: false,
     }
 }

@@ -226,6 +226,7 @@ impl Messaging {
         &self,
         caller: &UserId,
         message_id: &str,
+        correlation_id: &CorrelationId,
     ) -> Result<Message, ServiceError> {
         let message = self.visible_message(caller, message_id).await?;
         if &message.sender_id == caller {
@@ -242,7 +243,8 @@ impl Messaging {
                 )));
             }
         }
-        let update = StatusUpdate::now(message.message_id, MessageStatus::Read, None);
+        let mut update = StatusUpdate::now(message.message_id, MessageStatus::Read, None);
+        update.correlation_id = Some(correlation_id.clone());
         match self
             .store
             .apply_statuses(std::slice::from_ref(&update))

@@ -95,8 +95,9 @@ impl Router {
         let mut outbound: BTreeMap<String, Vec<OutgoingRecord>> = BTreeMap::new();
         for (message, correlation_id, expires_at) in waiting {
             outcome.routed += 1;
-            let settle = |status, detail: String| {
-                StatusUpdate::now(message.message_id.clone(), status, Some(detail))
+            let settle = |status, detail: String| StatusUpdate {
+                correlation_id: Some(correlation_id.clone()),
+                ..StatusUpdate::now(message.message_id.clone(), status, Some(detail))
             };
             let update = match Recipient::parse(message.recipient_id.as_deref()) {
                 Ok(Recipient::Members) => settle(
@@ -184,7 +185,8 @@ impl Router {
         let mut updates = Vec::with_capacity(records.len());
         for record in records {
             match decode::<StatusUpdate>(record) {
-                Ok(update) => {
+                Ok(mut update) => {
+                    update.correlation_id = Some(correlation_of(record));
                     tracing::info!(correlation_id = %correlation_of(record), message_id = %update.message_id, status = %update.status, "status update received");
                     updates.push(update);
                 }

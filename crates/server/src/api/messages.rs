@@ -119,6 +119,9 @@ pub struct StatusChangeView {
     at: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<String>,
+    /// The correlation id of the request that caused the change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<String>,
 }
 
 impl From<StatusChange> for StatusChangeView {
@@ -127,6 +130,7 @@ impl From<StatusChange> for StatusChangeView {
             status: c.status.as_str(),
             at: c.at,
             detail: c.detail,
+            correlation_id: c.correlation_id,
         }
     }
 }
@@ -331,9 +335,13 @@ pub async fn get(
 pub async fn read(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
+    Correlation(correlation_id): Correlation,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ReadResponse>> {
-    let message = state.messaging.mark_read(&caller, &id).await?;
+    let message = state
+        .messaging
+        .mark_read(&caller, &id, &correlation_id)
+        .await?;
     Ok(Json(ReadResponse {
         message_id: message.message_id.into(),
         status: "READ",

@@ -79,24 +79,86 @@ pub fn metrics() -> PrometheusHandle {
 /// Help texts of every series, so that the exposition documents itself (and passes `promtool check metrics`).
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!("http_requests_total", "HTTP requests by method, route template and status.");
-    describe_histogram!("http_request_duration_seconds", Unit::Seconds, "HTTP request latency by method and route template.");
-    describe_counter!("messages_accepted_total", "Messages accepted (durably appended, answered 202).");
-    describe_counter!("messages_rejected_total", "Messages refused by the api, by reason.");
+    describe_counter!(
+        "http_requests_total",
+        "HTTP requests by method, route template and status."
+    );
+    describe_histogram!(
+        "http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency by method and route template."
+    );
+    describe_counter!(
+        "messages_accepted_total",
+        "Messages accepted (durably appended, answered 202)."
+    );
+    describe_counter!(
+        "messages_rejected_total",
+        "Messages refused by the api, by reason."
+    );
     describe_counter!("files_uploaded_total", "Files stored, by size bucket.");
-    describe_histogram!("kafka_publish_duration_seconds", Unit::Seconds, "Time for an append to the event log to become durable.");
-    describe_counter!("messages_consumed_total", "Records consumed by the router, by topic and partition.");
-    describe_counter!("messages_processed_total", "Messages routed or moved to a new status by the router, by status.");
-    describe_counter!("messages_failed_total", "Messages the router failed or dead-lettered, by reason.");
-    describe_gauge!("kafka_consumer_lag", "Records not yet committed by a consumer group, per topic and partition.");
-    describe_histogram!("processing_duration_seconds", Unit::Seconds, "Time the router takes per batch.");
-    describe_histogram!("cassandra_write_duration_seconds", Unit::Seconds, "Time of a store write transaction.");
-    describe_counter!("messages_sent_total", "Messages settled by a connector, by channel and status.");
-    describe_histogram!("connector_api_duration_seconds", Unit::Seconds, "Latency of channel calls, by channel.");
-    describe_gauge!("circuit_breaker_state", "Circuit breaker per channel: 0 closed, 1 open, 2 half-open.");
-    describe_counter!("circuit_breaker_transitions_total", "Circuit breaker transitions, by channel, from and to.");
-    describe_gauge!("messages_pending", "Messages parked as PENDING per channel in this process.");
-    describe_counter!("messages_dead_lettered_total", "Messages and records sent to dead letters by connectors, by channel.");
-    describe_gauge!("chat4all_heartbeat_timestamp_seconds", "When each role last logged its heartbeat (seconds since the epoch).");
-    describe_gauge!("chat4all_build_info", "Build of this process: version, git sha, mode (always 1).");
+    describe_histogram!(
+        "kafka_publish_duration_seconds",
+        Unit::Seconds,
+        "Time for an append to the event log to become durable."
+    );
+    describe_counter!(
+        "messages_consumed_total",
+        "Records consumed by the router, by topic and partition."
+    );
+    describe_counter!(
+        "messages_processed_total",
+        "Messages routed or moved to a new status by the router, by status."
+    );
+    describe_counter!(
+        "messages_failed_total",
+        "Messages the router failed or dead-lettered, by reason."
+    );
+    describe_gauge!(
+        "kafka_consumer_lag",
+        "Records not yet committed by a consumer group, per topic and partition."
+    );
+    describe_histogram!(
+        "processing_duration_seconds",
+        Unit::Seconds,
+        "Time the router takes per batch."
+    );
+    describe_histogram!(
+        "cassandra_write_duration_seconds",
+        Unit::Seconds,
+        "Time of a store write transaction."
+    );
+    describe_counter!(
+        "messages_sent_total",
+        "Messages settled by a connector, by channel and status."
+    );
+    describe_histogram!(
+        "connector_api_duration_seconds",
+        Unit::Seconds,
+        "Latency of channel calls, by channel."
+    );
+    describe_gauge!(
+        "circuit_breaker_state",
+        "Circuit breaker per channel: 0 closed, 1 open, 2 half-open."
+    );
+    describe_counter!(
+        "circuit_breaker_transitions_total",
+        "Circuit breaker transitions, by channel, from and to."
+    );
+    describe_gauge!(
+        "messages_pending",
+        "Messages parked as PENDING per channel in this process."
+    );
+    describe_counter!(
+        "messages_dead_lettered_total",
+        "Messages and records sent to dead letters by connectors, by channel."
+    );
+    describe_gauge!(
+        "chat4all_heartbeat_timestamp_seconds",
+        "When each role last logged its heartbeat (seconds since the epoch)."
+    );
+    describe_gauge!(
+        "chat4all_build_info",
+        "Build of this process: version, git sha, mode (always 1)."
+    );
 }
