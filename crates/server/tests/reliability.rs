@@ -18,6 +18,24 @@ async fn fault(app: &TestApp, channel: &str, body: Value) {
     assert_eq!(reply.status, 200, "{}", reply.text);
 }
 
+/// Takes WhatsApp down and sends it `count` messages in conversation `wa`; returns them once all are PENDING.
+async fn park_on_whatsapp(app: &TestApp, token: &str, count: usize) -> Vec<Value> {
+    fault(
+        app,
+        "whatsapp",
+        json!({"mode": "down", "duration_secs": 600}),
+    )
+    .await;
+    for i in 1..=count {
+        let body = json!({"conversation_id": "wa", "content": format!("m{i}"), "recipient_id": "whatsapp:+5511999990000"});
+        assert_eq!(app.send(token, body).await.status, 202);
+    }
+    app.wait_for_history(token, "wa", |m| {
+        m.len() == count && statuses(m).iter().all(|s| *s == "PENDING")
+    })
+    .await
+}
+
 fn statuses(messages: &[Value]) -> Vec<&str> {
     messages
         .iter()
@@ -30,22 +48,7 @@ async fn a_down_channel_parks_messages_and_delivers_them_in_order_when_back() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app(dir.path()).await;
     let (_, alice) = app.user("alice").await;
-    fault(
-        &app,
-        "whatsapp",
-        json!({"mode": "down", "duration_secs": 600}),
-    )
-    .await;
-
-    for i in 1..=5 {
-        let body = json!({"conversation_id": "wa", "content": format!("m{i}"), "recipient_id": "whatsapp:+5511999990000"});
-        assert_eq!(app.send(&alice, body).await.status, 202);
-    }
-    let parked = app
-        .wait_for_history(&alice, "wa", |m| {
-            m.len() == 5 && statuses(m).iter().all(|s| *s == "PENDING")
-        })
-        .await;
+    let parked = park_on_whatsapp(&app, &alice, 5).await;
     assert!(
         parked[0]["failure_reason"]
             .as_str()
@@ -290,20 +293,7 @@ async fn parked_messages_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app(dir.path()).await;
     let (_, alice) = app.user("alice").await;
-    fault(
-        &app,
-        "whatsapp",
-        json!({"mode": "down", "duration_secs": 600}),
-    )
-    .await;
-    for i in 1..=3 {
-        let body = json!({"conversation_id": "wa", "content": format!("m{i}"), "recipient_id": "whatsapp:+5511999990000"});
-        assert_eq!(app.send(&alice, body).await.status, 202);
-    }
-    app.wait_for_history(&alice, "wa", |m| {
-        m.len() == 3 && statuses(m).iter().all(|s| *s == "PENDING")
-    })
-    .await;
+    park_on_whatsapp(&app, &alice, 3).await;
     app.stop().await;
 
     // Injected faults live in memory only: the restarted channel is healthy, and the parked messages go out.
