@@ -1,6 +1,7 @@
 //! The `chat4all` command line.
 
 use anyhow::Context;
+use chat4all_loadtest::report::{RunReport, write_summary};
 use chat4all_server::cli::admin::{self, AdminCommand, AdminTarget};
 use chat4all_server::{Application, Config, Settings, telemetry};
 use clap::{Parser, Subcommand};
@@ -31,6 +32,11 @@ enum Command {
         #[command(flatten)]
         settings: Settings,
     },
+    /// Load testing: reports from k6 results.
+    Loadtest {
+        #[command(subcommand)]
+        command: LoadtestCommand,
+    },
     /// Operator commands against a running server (dead letters, channel faults, raw events).
     Admin {
         #[command(flatten)]
@@ -44,6 +50,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Admin { target, command } => admin::run(target, command),
+        Command::Loadtest {
+            command: LoadtestCommand::Report { runs, summary_dir },
+        } => report(&runs, summary_dir.as_deref()),
         Command::Serve { config, settings } => {
             let file = config
                 .as_deref()
@@ -62,6 +71,53 @@ fn main() -> anyhow::Result<()> {
             })
         }
     }
+}
+
+#[derive(Subcommand)]
+enum LoadtestCommand {
+    /// Writes report.md and SVG charts into each k6 result folder, and SUMMARY.md comparing them; exits 1 when a
+    /// threshold failed.
+    Report {
+        /// Result folders written by scripts/load-tests/run.sh.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Where SUMMARY.md goes [default: the first run's parent folder].
+        #[arg(long)]
+        summary_dir: Option<PathBuf>,
+    },
+}
+
+fn report(runs: &[PathBuf], summary_dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let mut reports = Vec::new();
+    for dir in runs {
+        let run = RunReport::analyze(dir)?;
+        let path = run.write()?;
+        println!(
+            "{}: {:.1} messages/s, error rate {:.3} %, thresholds {} -> {}",
+            run.name,
+            run.messages_per_second(),
+            run.error_rate() * 100.0,
+            if run.passed() { "passed" } else { "FAILED" },
+            path.display()
+        );
+        reports.push(run);
+    }
+    let dir = summary_dir
+        .map(std::path::Path::to_path_buf)
+        .or_else(|| runs[0].parent().map(std::path::Path::to_path_buf))
+        .unwrap_or_default();
+    println!("summary -> {}", write_summary(&dir, &reports)?.display());
+    let failed: Vec<&str> = reports
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| r.name.as_str())
+        .collect();
+    anyhow::ensure!(
+        failed.is_empty(),
+        "thresholds failed in {}",
+        failed.join(", ")
+    );
+    Ok(())
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -1,6 +1,7 @@
 //! `chat4all admin heartbeats --log FILE`: which instances stopped sending heartbeats.
 
 use anyhow::Context;
+use chat4all_core::time::parse_rfc3339;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -21,7 +22,7 @@ pub fn check(log: &Path, max_silence_secs: f64, now: f64) -> anyhow::Result<usiz
             continue;
         }
         let text = |key: &str| entry[key].as_str().unwrap_or_default().to_owned();
-        let Some(at) = entry["timestamp"].as_str().and_then(parse_timestamp) else {
+        let Some(at) = entry["timestamp"].as_str().and_then(parse_rfc3339) else {
             continue;
         };
         let key = (text("service"), text("channel"), text("instance_id"));
@@ -47,39 +48,15 @@ pub fn check(log: &Path, max_silence_secs: f64, now: f64) -> anyhow::Result<usiz
     Ok(silent)
 }
 
-/// Seconds since the epoch of an RFC 3339 UTC timestamp such as `2026-11-22T11:42:37.110374Z`.
-fn parse_timestamp(text: &str) -> Option<f64> {
-    let (date, time) = text.strip_suffix('Z')?.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
-    let mut t = time.split(':');
-    let (hour, minute) = (
-        t.next()?.parse::<i64>().ok()?,
-        t.next()?.parse::<i64>().ok()?,
-    );
-    let second: f64 = t.next()?.parse().ok()?;
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 + hour * 3600 + minute * 60) as f64 + second)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn timestamps_parse() {
-        assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Some(0.0));
-        assert_eq!(
-            parse_timestamp("2000-03-01T00:00:01.5Z"),
-            Some(951_868_801.5)
-        );
-        assert_eq!(parse_timestamp("not a time"), None);
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(parse_rfc3339("2000-03-01T00:00:01.5Z"), Some(951_868_801.5));
+        assert_eq!(parse_rfc3339("not a time"), None);
     }
 
     #[test]
@@ -94,7 +71,7 @@ mod tests {
             "garbage",
         ];
         std::fs::write(&log, lines.join("\n")).unwrap();
-        let now = parse_timestamp("2026-01-01T00:02:00Z").unwrap();
+        let now = parse_rfc3339("2026-01-01T00:02:00Z").unwrap();
         assert_eq!(
             check(&log, 60.0, now).unwrap(),
             1,
