@@ -1,0 +1,69 @@
+//! The open-model scheduler against a deliberately slow fake server: one request at a time, 20 ms each (50/s at
+//! most). Offered less than that, latency stays near 20 ms; offered more, the queue must show in the latency
+//! measured from the scheduled send time (a closed-model generator would hide it by slowing down).
+
+use chat4all_loadtest::capacity::{Target, check_target, run_step};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+async fn slow_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buffer[..n]),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                .await;
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queueing_shows_in_the_measured_latency() {
+    let url = slow_server().await;
+    let client = reqwest::Client::new();
+    let target = Target::Get("/".into());
+    let calm = run_step(&client, &url, &target, 20, Duration::from_secs(1), 0, None).await;
+    assert_eq!((calm.sent, calm.errors), (20, 0));
+    assert!(
+        calm.p99_ms < 150.0,
+        "under capacity the latency stays near the service time: {calm:?}"
+    );
+
+    let overload = run_step(&client, &url, &target, 100, Duration::from_secs(1), 0, None).await;
+    assert_eq!((overload.sent, overload.errors), (100, 0));
+    // 100 requests at 20 ms each need 2 s; the last, scheduled at 0.99 s, waits about a second.
+    assert!(
+        overload.p99_ms > 500.0,
+        "the queue must show from the scheduled time: {overload:?}"
+    );
+    assert!(
+        overload.p50_ms > calm.p50_ms * 3.0,
+        "{overload:?} vs {calm:?}"
+    );
+}
+
+#[test]
+fn only_loopback_targets_unless_allowed() {
+    assert!(check_target("http://127.0.0.1:8080", false).is_ok());
+    assert!(check_target("http://localhost:8080", false).is_ok());
+    assert!(check_target("http://[::1]:8080", false).is_ok());
+    assert!(check_target("http://10.0.0.5:8080", false).is_err());
+    assert!(check_target("http://example.com", false).is_err());
+    assert!(check_target("http://example.com", true).is_ok());
+    assert!(check_target("not a url", true).is_err());
+}
