@@ -290,7 +290,7 @@ pub async fn ramp(
         .await;
         let within =
             step.p99_ms <= options.slo_p99_ms && step.error_rate() <= options.max_error_rate;
-        bar.println(format!(
+        let line = format!(
             "{label}: {rate:>6}/s  p50 {:7.2} ms  p95 {:7.2} ms  p99 {:7.2} ms  errors {:.2} %{}",
             step.p50_ms,
             step.p95_ms,
@@ -298,7 +298,8 @@ pub async fn ramp(
             step.error_rate() * 100.0,
             step.e2e_p95_ms
                 .map_or(String::new(), |e| format!("  e2e p95 {e:.0} ms"))
-        ));
+        );
+        bar.suspend(|| println!("{line}")); // printed even when stderr is not a terminal and the bar is hidden
         steps.push(step);
         if !within {
             break;

@@ -23,6 +23,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start; boxing the settings would only blur the code
 enum Command {
     /// Run every role in one process on embedded storage in the data directory.
     Serve {

@@ -22,9 +22,12 @@ pub struct Pulse {
     pub consumes: Vec<(String, String)>,
 }
 
+/// Lag per partition, by (group, topic).
+type LagByConsumer = BTreeMap<(String, String), Vec<u64>>;
+
 /// The latest lag per (group, topic), one entry per partition.
 #[derive(Clone, Default)]
-pub struct LagBoard(Arc<Mutex<BTreeMap<(String, String), Vec<u64>>>>);
+pub struct LagBoard(Arc<Mutex<LagByConsumer>>);
 
 impl LagBoard {
     /// The largest lag of any partition of any group.
