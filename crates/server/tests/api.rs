@@ -459,12 +459,7 @@ async fn read_receipts_move_forward_only() {
         .get(&format!("/v1/messages/{delivered}"), &bob)
         .await
         .json();
-    let steps: Vec<&str> = detail["status_history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["status"].as_str().unwrap())
-        .collect();
+    let steps = common::history_steps(&detail);
     assert_eq!(steps, ["SENT", "DELIVERED", "READ"]);
     app.stop().await;
 }

@@ -124,12 +124,7 @@ async fn a_down_channel_parks_messages_and_delivers_them_in_order_when_back() {
         )
         .await
         .json();
-    let steps: Vec<&str> = detail["status_history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["status"].as_str().unwrap())
-        .collect();
+    let steps = common::history_steps(&detail);
     assert_eq!(steps, ["SENT", "PENDING", "DELIVERED"]);
     app.stop().await;
 }

@@ -216,6 +216,16 @@ impl TestApp {
     }
 }
 
+/// The statuses of a message's history, oldest first (`GET /v1/messages/{id}` body).
+pub fn history_steps(detail: &Value) -> Vec<&str> {
+    detail["status_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect()
+}
+
 pub fn all_have_status(messages: &[Value], count: usize, status: &str) -> bool {
     messages.len() == count && messages.iter().all(|m| m["status"] == status)
 }
