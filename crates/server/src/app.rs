@@ -148,9 +148,11 @@ impl Application {
             config.heartbeat,
             maintenance.clone(),
         ));
+        let rate_limit = api::RateLimit::per_second(config.rate_limit_per_sec);
         tokio::spawn(purge_expired(
             store.clone(),
             files.clone(),
+            rate_limit.clone(),
             maintenance.clone(),
         ));
 
@@ -177,7 +179,7 @@ impl Application {
                 log: log.clone(),
                 default_validity: config.default_validity,
             }),
-            rate_limit: api::RateLimit::per_second(config.rate_limit_per_sec),
+            rate_limit,
             health: Arc::new(api::ops::Health {
                 log,
                 store,
@@ -304,8 +306,14 @@ async fn seed_demo_users(accounts: &Accounts) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Hourly: forgets idempotency keys older than their 24 h window and deletes expired resumable uploads.
-async fn purge_expired(store: Arc<dyn Store>, files: Files, stop: CancellationToken) {
+/// Hourly: forgets idempotency keys older than their 24 h window, deletes expired resumable uploads, and drops
+/// the rate-limit buckets of idle users.
+async fn purge_expired(
+    store: Arc<dyn Store>,
+    files: Files,
+    rate_limit: api::RateLimit,
+    stop: CancellationToken,
+) {
     let mut every = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {
@@ -320,6 +328,7 @@ async fn purge_expired(store: Arc<dyn Store>, files: Files, stop: CancellationTo
             Ok(purged) => tracing::info!(purged, "expired idempotency keys purged"),
             Err(e) => tracing::warn!(error = %e, "idempotency key purge failed"),
         }
+        rate_limit.forget_idle();
         match files.purge_expired_uploads().await {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "expired resumable uploads deleted"),
