@@ -4,6 +4,7 @@
 use crate::api::{self, AppState, Tokens};
 use crate::backends;
 use crate::config::Config;
+use crate::http_server::{self, ConnectionLimits};
 use crate::telemetry;
 use crate::telemetry::heartbeat::{self, LagBoard, Pulse};
 use crate::workers::{self, Workers};
@@ -12,7 +13,7 @@ use chat4all_connectors::{instagram, whatsapp};
 use chat4all_core::events::Topics;
 use chat4all_core::ids::{Password, Username};
 use chat4all_core::ports::{Channel, EventLog, Store};
-use chat4all_core::services::accounts::Accounts;
+use chat4all_core::services::accounts::{Accounts, HashingPool};
 use chat4all_core::services::conversations::Conversations;
 use chat4all_core::services::dead_letters::DeadLetters;
 use chat4all_core::services::delivery::{Delivery, DeliverySettings};
@@ -30,6 +31,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// Password hashes that may wait for a free core before `/auth/*` answers 503.
+const HASHING_QUEUE: usize = 64;
+
 /// How long in-flight HTTP requests may take to finish at shutdown.
 const HTTP_DRAIN: Duration = Duration::from_secs(7);
 
@@ -37,6 +41,7 @@ const HTTP_DRAIN: Duration = Duration::from_secs(7);
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    connection_limits: ConnectionLimits,
     workers: Workers,
     log: Arc<dyn EventLog>,
     maintenance: CancellationToken,
@@ -70,7 +75,7 @@ impl Application {
         };
 
         let topics = Topics::default();
-        let accounts = Accounts::new(store.clone());
+        let accounts = Accounts::new(store.clone(), HashingPool::new(cores(), HASHING_QUEUE));
         if config.seed_demo_users {
             seed_demo_users(&accounts).await?;
         }
@@ -149,17 +154,29 @@ impl Application {
             maintenance.clone(),
         ));
         let rate_limit = api::RateLimit::per_second(config.rate_limit_per_sec);
+        let login_throttle = Arc::new(api::LoginThrottle::per_minute(
+            config.login_failures_per_user_per_min,
+            config.login_failures_per_address_per_min,
+        ));
         tokio::spawn(purge_expired(
             store.clone(),
             files.clone(),
             rate_limit.clone(),
+            login_throttle.clone(),
             maintenance.clone(),
         ));
 
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("cannot listen on {}", config.http_addr))?;
-        let listen_addr = listener.local_addr()?;
+        let public_url = public_url(&config, listener.local_addr()?);
+        let connection_limits = ConnectionLimits {
+            max_connections: config
+                .max_connections
+                .unwrap_or_else(max_connections_for_descriptors),
+            header_read_timeout: config.header_read_timeout,
+            keep_alive_timeout: config.keep_alive_timeout,
+        };
         let closing_log = log.clone();
         let state = AppState {
             accounts,
@@ -180,6 +197,7 @@ impl Application {
                 default_validity: config.default_validity,
             }),
             rate_limit,
+            login_throttle,
             health: Arc::new(api::ops::Health {
                 log,
                 store,
@@ -188,12 +206,12 @@ impl Application {
                 lag_threshold: config.lag_threshold,
             }),
             metrics,
-            public_url: config.public_url.clone(),
-            listen_addr,
+            public_url,
         };
         Ok(Self {
             listener,
-            router: api::router(state),
+            router: api::router(state, config.request_timeout),
+            connection_limits,
             workers,
             log: closing_log,
             maintenance,
@@ -216,19 +234,17 @@ impl Application {
     ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr(), "chat4all is serving");
         let stop_http = CancellationToken::new();
-        let server = {
-            let stop = stop_http.clone();
-            axum::serve(self.listener, self.router)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-        };
-        let server = tokio::spawn(async move { server.await });
+        let server = tokio::spawn(http_server::serve(
+            self.listener,
+            self.router,
+            self.connection_limits,
+            stop_http.clone(),
+        ));
         shutdown.await;
         tracing::info!("shutting down: draining HTTP requests");
         stop_http.cancel();
         match tokio::time::timeout(HTTP_DRAIN, server).await {
-            Ok(result) => result
-                .context("the HTTP server task failed")?
-                .context("the HTTP server failed")?,
+            Ok(result) => result.context("the HTTP server task failed")?,
             Err(_) => tracing::warn!("in-flight requests did not finish in time; closing them"),
         }
         self.maintenance.cancel();
@@ -237,6 +253,50 @@ impl Application {
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// Base of links in responses: the configured public URL, else the listen address (loopback when listening on
+/// every interface, with a warning, since clients elsewhere cannot use that link).
+fn public_url(config: &Config, listen_addr: SocketAddr) -> String {
+    if let Some(url) = &config.public_url {
+        return url.clone();
+    }
+    let mut addr = listen_addr;
+    if addr.ip().is_unspecified() {
+        tracing::warn!(
+            %listen_addr,
+            "links in responses point at loopback; set --public-url to the address clients use"
+        );
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    format!("http://{addr}")
+}
+
+/// CPU cores available to this process.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Descriptors kept for files, databases and outbound calls when connections are capped by the descriptor limit.
+const RESERVED_DESCRIPTORS: u64 = 1024;
+
+/// The default connection cap: raises the open-file soft limit to the hard limit, then leaves room for the
+/// process's other descriptors.
+fn max_connections_for_descriptors() -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit; assuming 1024");
+            1024
+        }
+    };
+    let max = limit.saturating_sub(RESERVED_DESCRIPTORS).clamp(64, 50_000) as usize;
+    tracing::info!(
+        open_file_limit = limit,
+        max_connections = max,
+        "connection cap"
+    );
+    max
 }
 
 /// Takes an exclusive lock on the data directory, so that two processes never write the same log and store.
@@ -307,11 +367,12 @@ async fn seed_demo_users(accounts: &Accounts) -> anyhow::Result<()> {
 }
 
 /// Hourly: forgets idempotency keys older than their 24 h window, deletes expired resumable uploads, and drops
-/// the rate-limit buckets of idle users.
+/// the rate-limit and login-throttle buckets that are full again.
 async fn purge_expired(
     store: Arc<dyn Store>,
     files: Files,
     rate_limit: api::RateLimit,
+    login_throttle: Arc<api::LoginThrottle>,
     stop: CancellationToken,
 ) {
     let mut every = tokio::time::interval(Duration::from_secs(3600));
@@ -329,6 +390,7 @@ async fn purge_expired(
             Err(e) => tracing::warn!(error = %e, "idempotency key purge failed"),
         }
         rate_limit.forget_idle();
+        login_throttle.forget_idle();
         match files.purge_expired_uploads().await {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "expired resumable uploads deleted"),

@@ -81,6 +81,27 @@ pub struct Settings {
     /// Requests per second each user may make (token bucket, bursts of twice that); 0 turns it off [default: 500].
     #[arg(long, env = "CHAT4ALL_RATE_LIMIT_PER_SEC")]
     pub rate_limit_per_sec: Option<u32>,
+    /// Failed logins allowed per username per minute (bursts of twice that), then 429 [default: 5; 0 = off].
+    #[arg(long, env = "CHAT4ALL_LOGIN_FAILURES_PER_USER_PER_MIN")]
+    pub login_failures_per_user_per_min: Option<u32>,
+    /// Failed logins allowed per client address per minute (bursts of twice that), then 429 [default: 30; 0 =
+    /// off].
+    #[arg(long, env = "CHAT4ALL_LOGIN_FAILURES_PER_ADDRESS_PER_MIN")]
+    pub login_failures_per_address_per_min: Option<u32>,
+    /// HTTP connections open at once; more are answered 503 and closed [default: the descriptor limit less
+    /// 1024, at most 50000].
+    #[arg(long, env = "CHAT4ALL_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds to receive a request's headers, and the longest pause inside a request body [default: 30].
+    #[arg(long, env = "CHAT4ALL_HEADER_READ_TIMEOUT_SECS")]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds a kept-alive connection may stay idle between requests [default: 15].
+    #[arg(long, env = "CHAT4ALL_KEEP_ALIVE_TIMEOUT_SECS")]
+    pub keep_alive_timeout_secs: Option<u64>,
+    /// Seconds a request may take before it is answered 408; file uploads and downloads, which stream, are
+    /// bounded by the header timeout's pause limit instead [default: 30].
+    #[arg(long, env = "CHAT4ALL_REQUEST_TIMEOUT_SECS")]
+    pub request_timeout_secs: Option<u64>,
     /// Seconds between heartbeat log lines of each role [default: 30].
     #[arg(long, env = "CHAT4ALL_HEARTBEAT_SECS")]
     pub heartbeat_secs: Option<u64>,
@@ -134,6 +155,20 @@ impl Settings {
             breaker_cool_down_secs: self.breaker_cool_down_secs.or(lower.breaker_cool_down_secs),
             rate_limit_per_sec: self.rate_limit_per_sec.or(lower.rate_limit_per_sec),
             admin_token: self.admin_token.or(lower.admin_token),
+            login_failures_per_user_per_min: self
+                .login_failures_per_user_per_min
+                .or(lower.login_failures_per_user_per_min),
+            login_failures_per_address_per_min: self
+                .login_failures_per_address_per_min
+                .or(lower.login_failures_per_address_per_min),
+            max_connections: self.max_connections.or(lower.max_connections),
+            header_read_timeout_secs: self
+                .header_read_timeout_secs
+                .or(lower.header_read_timeout_secs),
+            keep_alive_timeout_secs: self
+                .keep_alive_timeout_secs
+                .or(lower.keep_alive_timeout_secs),
+            request_timeout_secs: self.request_timeout_secs.or(lower.request_timeout_secs),
             heartbeat_secs: self.heartbeat_secs.or(lower.heartbeat_secs),
             lag_threshold: self.lag_threshold.or(lower.lag_threshold),
             whatsapp_latency_ms: self.whatsapp_latency_ms.or(lower.whatsapp_latency_ms),
@@ -181,6 +216,18 @@ pub struct Config {
     pub rate_limit_per_sec: u32,
     /// Explicit admin token, if configured.
     pub admin_token: Option<String>,
+    /// Failed logins per username per minute; 0 = unlimited.
+    pub login_failures_per_user_per_min: u32,
+    /// Failed logins per client address per minute; 0 = unlimited.
+    pub login_failures_per_address_per_min: u32,
+    /// Open connections at once; `None` = from the descriptor limit at start.
+    pub max_connections: Option<usize>,
+    /// Time to receive request headers, and longest pause inside a body.
+    pub header_read_timeout: Duration,
+    /// Idle time after which a kept-alive connection is closed.
+    pub keep_alive_timeout: Duration,
+    /// Longest time to answer a request that does not stream.
+    pub request_timeout: Duration,
     /// Interval of heartbeat log lines.
     pub heartbeat: Duration,
     /// Lag above which consumers are reported lagging.
@@ -240,6 +287,17 @@ impl Config {
                 "the admin token must be at least 16 characters"
             );
         }
+        let seconds = |value: Option<u64>, default: u64, name: &str| {
+            let secs = value.unwrap_or(default);
+            anyhow::ensure!(
+                (1..=3600).contains(&secs),
+                "{name} must be between 1 and 3600 seconds"
+            );
+            Ok(Duration::from_secs(secs))
+        };
+        if let Some(max) = settings.max_connections {
+            anyhow::ensure!(max >= 1, "max-connections must be at least 1");
+        }
         let mut delivery = DeliverySettings::default();
         delivery.breaker.cool_down = Duration::from_secs(cool_down);
         Ok(Self {
@@ -250,6 +308,22 @@ impl Config {
             default_validity: Duration::from_secs(validity),
             rate_limit_per_sec: settings.rate_limit_per_sec.unwrap_or(500),
             admin_token: settings.admin_token.clone(),
+            login_failures_per_user_per_min: settings.login_failures_per_user_per_min.unwrap_or(5),
+            login_failures_per_address_per_min: settings
+                .login_failures_per_address_per_min
+                .unwrap_or(30),
+            max_connections: settings.max_connections,
+            header_read_timeout: seconds(
+                settings.header_read_timeout_secs,
+                30,
+                "header-read-timeout-secs",
+            )?,
+            keep_alive_timeout: seconds(
+                settings.keep_alive_timeout_secs,
+                15,
+                "keep-alive-timeout-secs",
+            )?,
+            request_timeout: seconds(settings.request_timeout_secs, 30, "request-timeout-secs")?,
             heartbeat: Duration::from_secs(settings.heartbeat_secs.unwrap_or(30).clamp(1, 3600)),
             lag_threshold: settings.lag_threshold.unwrap_or(1000),
             data_dir: settings.data_dir.unwrap_or_else(|| PathBuf::from("data")),

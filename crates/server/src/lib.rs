@@ -6,6 +6,7 @@ pub mod app;
 pub mod backends;
 pub mod cli;
 pub mod config;
+pub mod http_server;
 pub mod telemetry;
 pub mod workers;
 

@@ -183,7 +183,13 @@ async fn membership_and_sender_rules() {
         202
     );
 
-    assert_eq!(app.history(&carol, "c1", "").await.status, 403);
+    let refused = app.history(&carol, "c1", "").await;
+    assert_eq!(refused.status, 403);
+    assert!(
+        !refused.json()["detail"].as_str().unwrap().contains("c1"),
+        "a 403 does not name the conversation: {}",
+        refused.text
+    );
     let (dave_id, _) = app.user("dave").await;
     let outsider = app
         .send(
@@ -215,16 +221,42 @@ async fn membership_and_sender_rules() {
     assert_eq!(spoofed.status, 403);
     assert_eq!(spoofed.json()["status"], 403);
 
-    let messages = app.wait_for_history(&alice, "c1", |m| m.len() == 1).await;
+    for (sender, status) in [("alice", 202), ("bob", 403), ("no-such-user", 403)] {
+        let reply = app
+            .send(
+                &alice,
+                json!({"conversation_id": "c1", "content": "hi", "sender_id": sender}),
+            )
+            .await;
+        assert_eq!(reply.status, status, "sender_id {sender}: {}", reply.text);
+    }
+
+    let messages = app.wait_for_history(&alice, "c1", |m| m.len() == 2).await;
     let id = messages[0]["message_id"].as_str().unwrap();
+    let hidden = app.get(&format!("/v1/messages/{id}"), &carol).await;
+    let missing = app.get("/v1/messages/no-such-message", &carol).await;
     assert_eq!(
-        app.get(&format!("/v1/messages/{id}"), &carol).await.status,
-        403
+        hidden.status, 404,
+        "a message of someone else's conversation"
     );
     assert_eq!(
-        app.get("/v1/messages/no-such-message", &carol).await.status,
-        404
+        hidden.json()["detail"].as_str().unwrap().replace(id, "X"),
+        missing.json()["detail"]
+            .as_str()
+            .unwrap()
+            .replace("no-such-message", "X"),
+        "answers exactly like a missing one"
     );
+    let read = app
+        .request(
+            reqwest::Method::POST,
+            &format!("/v1/messages/{id}/read"),
+            Some(&carol),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(read.status, 404);
 
     let listed = app.get("/v1/conversations", &carol).await.json();
     assert_eq!(

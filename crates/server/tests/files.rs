@@ -203,14 +203,19 @@ async fn only_members_and_valid_signatures_get_files() {
             .status(),
         403
     );
+    // A file of someone else's conversation answers exactly like a missing one.
+    let hidden = app.get(&format!("/v1/files/{id}/download"), &bob).await;
+    let missing = app.get("/v1/files/no-such-file/download", &bob).await;
+    assert_eq!(hidden.status, 404);
     assert_eq!(
-        app.get(&format!("/v1/files/{id}/download"), &bob)
-            .await
-            .status,
-        403
+        hidden.json()["detail"].as_str().unwrap().replace(id, "X"),
+        missing.json()["detail"]
+            .as_str()
+            .unwrap()
+            .replace("no-such-file", "X")
     );
     let content = app.url(&format!("/v1/files/{id}/content"));
-    assert_eq!(fetch(&app.client, &content, Some(&bob), None).await.0, 403);
+    assert_eq!(fetch(&app.client, &content, Some(&bob), None).await.0, 404);
     assert_eq!(fetch(&app.client, &content, None, None).await.0, 401);
     assert_eq!(
         app.get("/v1/files/no-such-file/download", &alice)
@@ -241,6 +246,11 @@ async fn only_members_and_valid_signatures_get_files() {
         format!("{base}?expires={expires}&signature={tampered}"),
         format!("{base}?expires={past}&signature={}", "00".repeat(32)),
         format!("{base}?expires={expires}"),
+        // A forged link to a file that does not exist is refused the same way: links reveal no file ids.
+        format!(
+            "{}?expires={expires}&signature={signature}",
+            app.url("/v1/files/no-such-file/content")
+        ),
     ] {
         assert_eq!(
             fetch(&reqwest::Client::new(), &bad, None, None).await.0,
@@ -319,6 +329,140 @@ async fn oversize_and_cut_uploads_leave_nothing_behind() {
             .status(),
         201,
         "the server carries on"
+    );
+    app.stop().await;
+}
+
+/// Posts a hand-made multipart body (boundary `b`), streamed in `chunks`.
+async fn post_multipart(app: &TestApp, token: &str, chunks: Vec<Vec<u8>>) -> common::Reply {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = chunks.into_iter().map(Ok).collect();
+    let response = app
+        .client
+        .post(app.url("/v1/files"))
+        .bearer_auth(token)
+        .header("content-type", "multipart/form-data; boundary=b")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    common::Reply {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        text: response.text().await.unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn multipart_parts_other_than_the_file_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app(dir.path()).await;
+    let (_, alice) = app.user("alice").await;
+    let part = |name: &str| {
+        format!("--b\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n").into_bytes()
+    };
+    let file = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\nhello\r\n".to_vec();
+
+    // A 16 MiB conversation_id, streamed in 64 KiB pieces: refused once past 1 KiB, never buffered whole.
+    let mut chunks = vec![file.clone(), part("conversation_id")];
+    chunks.extend((0..256).map(|_| vec![b'c'; 64 * 1024]));
+    chunks.push(b"\r\n--b--\r\n".to_vec());
+    let huge = post_multipart(&app, &alice, chunks).await;
+    assert_eq!(huge.status, 413, "{}", huge.text);
+    assert!(huge.text.contains("conversation_id"), "{}", huge.text);
+
+    // A part header that never ends is cut at the framing budget.
+    let mut chunks =
+        vec![b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"".to_vec()];
+    chunks.extend((0..256).map(|_| vec![b'x'; 64 * 1024]));
+    let endless = post_multipart(&app, &alice, chunks).await;
+    assert_eq!(endless.status, 413, "{}", endless.text);
+
+    // Unknown and repeated parts are refused by name.
+    let mut unknown = part("avatar");
+    unknown.extend(b"x\r\n");
+    let mut conversation = part("conversation_id");
+    conversation.extend(b"c1\r\n");
+    for (chunks, expected) in [
+        (vec![unknown, file.clone(), conversation.clone()], "avatar"),
+        (
+            vec![conversation.clone(), conversation.clone(), file.clone()],
+            "more than one",
+        ),
+    ] {
+        let mut chunks = chunks;
+        chunks.push(b"--b--\r\n".to_vec());
+        let refused = post_multipart(&app, &alice, chunks).await;
+        assert_eq!(refused.status, 400, "{}", refused.text);
+        assert!(refused.text.contains(expected), "{}", refused.text);
+    }
+
+    let fine = post_multipart(
+        &app,
+        &alice,
+        vec![file, conversation, b"--b--\r\n".to_vec()],
+    )
+    .await;
+    assert_eq!(fine.status, 201, "{}", fine.text);
+    assert!(
+        visible_objects(dir.path()).len() == 1,
+        "only the good upload is stored"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn download_links_never_come_from_the_host_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app(dir.path()).await;
+    let (_, alice) = app.user("alice").await;
+    let file = Part::bytes(b"hi".to_vec()).file_name("a.txt");
+    let uploaded: Value = app
+        .client
+        .post(app.url("/v1/files"))
+        .bearer_auth(&alice)
+        .header("host", "attacker.example")
+        .multipart(Form::new().part("file", file).text("conversation_id", "c1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let own = format!("http://{}/", app.addr);
+    assert!(
+        uploaded["download_url"].as_str().unwrap().starts_with(&own),
+        "{uploaded}"
+    );
+    let id = uploaded["file_id"].as_str().unwrap();
+    let link = app
+        .request(
+            reqwest::Method::GET,
+            &format!("/v1/files/{id}/download"),
+            Some(&alice),
+            None,
+            &[("host", "attacker.example")],
+        )
+        .await
+        .json();
+    assert!(
+        link["download_url"].as_str().unwrap().starts_with(&own),
+        "{link}"
+    );
+    app.stop().await;
+
+    let mut config = test_config(dir.path());
+    config.public_url = Some("https://chat.example.com".into());
+    let app = spawn_with(config).await;
+    let link = app
+        .get(&format!("/v1/files/{id}/download"), &alice)
+        .await
+        .json();
+    assert!(
+        link["download_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://chat.example.com/v1/files/"),
+        "{link}"
     );
     app.stop().await;
 }

@@ -8,18 +8,63 @@ use crate::time::now_millis;
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// How long a user seen in the store is trusted to exist without asking it again.
+const KNOWN_USER_TTL: Duration = Duration::from_secs(60);
+/// Most users remembered as existing; beyond it the stale ones are dropped, then all.
+const MAX_KNOWN_USERS: usize = 100_000;
 
 /// Registers users and checks their credentials.
 #[derive(Clone)]
 pub struct Accounts {
     store: Arc<dyn Store>,
+    hashing: Arc<HashingPool>,
+    known: Arc<RwLock<HashMap<UserId, Instant>>>,
 }
 
 impl Accounts {
-    /// Accounts backed by `store`.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    /// Accounts backed by `store`, hashing passwords on `hashing`.
+    pub fn new(store: Arc<dyn Store>, hashing: HashingPool) -> Self {
+        Self {
+            store,
+            hashing: Arc::new(hashing),
+            known: Arc::default(),
+        }
+    }
+
+    /// Whether `user` exists (a token may outlive its user, or come from a server sharing the secret). Answers
+    /// from memory for users seen in the last minute, so the check stays off the store on the hot path.
+    pub async fn exists(&self, user: &UserId) -> Result<bool, ServiceError> {
+        let fresh = |seen: &Instant| seen.elapsed() < KNOWN_USER_TTL;
+        if self
+            .known
+            .read()
+            .expect("known users lock")
+            .get(user)
+            .is_some_and(fresh)
+        {
+            return Ok(true);
+        }
+        let exists = !self
+            .store
+            .existing_users(std::slice::from_ref(user))
+            .await?
+            .is_empty();
+        if exists {
+            let mut known = self.known.write().expect("known users lock");
+            if known.len() >= MAX_KNOWN_USERS {
+                known.retain(|_, seen| fresh(seen));
+                if known.len() >= MAX_KNOWN_USERS {
+                    known.clear();
+                }
+            }
+            known.insert(user.clone(), Instant::now());
+        }
+        Ok(exists)
     }
 
     /// Creates a user; 409 when the username or e-mail is taken.
@@ -29,7 +74,7 @@ impl Accounts {
         password: Password,
         email: Option<Email>,
     ) -> Result<User, ServiceError> {
-        let hash = blocking(move || hash_password(&password)).await??;
+        let hash = self.hashing.run(move || hash_password(&password)).await??;
         let user = User {
             user_id: UserId::generate(),
             username,
@@ -61,10 +106,15 @@ impl Accounts {
             Err(_) => None,
         };
         let (user, hash) = match credentials {
-            Some(c) => (Some(c.user), c.password_hash),
-            None => (None, dummy_hash().to_owned()),
+            Some(c) => (Some(c.user), Some(c.password_hash)),
+            None => (None, None),
         };
-        let verified = blocking(move || verify_password(&password, &hash)).await?;
+        let verified = self
+            .hashing
+            .run(move || {
+                verify_password(&password, hash.as_deref().unwrap_or_else(|| dummy_hash()))
+            })
+            .await?;
         match user {
             Some(user) if verified => Ok(user),
             _ => Err(denied()),
@@ -72,13 +122,48 @@ impl Accounts {
     }
 }
 
-/// Runs CPU-heavy hashing off the async workers.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ServiceError> {
-    tokio::task::spawn_blocking(work)
+/// Where password hashing runs. Each Argon2 call takes ~19 MiB and tens of milliseconds of CPU, so at most
+/// `workers` run at once (off the async workers) and at most `queue` more wait; past that the caller is told to
+/// retry (`Unavailable`), so a flood of logins costs bounded memory and threads.
+pub struct HashingPool {
+    running: Arc<Semaphore>,
+    admitted: Semaphore,
+}
+
+impl HashingPool {
+    /// `workers` hashes at once (at least 1), `queue` more waiting.
+    pub fn new(workers: usize, queue: usize) -> Self {
+        let workers = workers.max(1);
+        Self {
+            running: Arc::new(Semaphore::new(workers)),
+            admitted: Semaphore::new(workers + queue),
+        }
+    }
+
+    /// Runs `work` on a blocking thread once a worker is free, or refuses at once when the queue is full.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let _admitted = self.admitted.try_acquire().map_err(|_| {
+            ServiceError::Unavailable(
+                "too many password checks in progress; retry in a moment".into(),
+            )
+        })?;
+        let running = self
+            .running
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ServiceError::Unavailable("the hashing pool is closed".into()))?;
+        // The permit moves into the task, so a caller that gives up never lets more than `workers` run.
+        tokio::task::spawn_blocking(move || {
+            let _running = running;
+            work()
+        })
         .await
         .map_err(|e| ServiceError::Internal(format!("hashing task failed: {e}")))
+    }
 }
 
 /// Argon2id hash in PHC format, with a random salt.
@@ -122,5 +207,30 @@ mod tests {
         ));
         assert!(!verify_password(&Password::unchecked("wrong horse"), &hash));
         assert!(!verify_password(&Password::unchecked("x"), "not a hash"));
+    }
+
+    #[tokio::test]
+    async fn a_full_hashing_pool_refuses_at_once_and_recovers() {
+        let pool = Arc::new(HashingPool::new(1, 0));
+        let (started, is_running) = tokio::sync::oneshot::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let busy = tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                pool.run(move || {
+                    let _ = started.send(());
+                    released.recv().ok();
+                })
+                .await
+            }
+        });
+        is_running.await.unwrap();
+        assert!(matches!(
+            pool.run(|| ()).await,
+            Err(ServiceError::Unavailable(_))
+        ));
+        release.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        assert_eq!(pool.run(|| 7).await.unwrap(), 7);
     }
 }

@@ -151,6 +151,20 @@ impl Conversations {
         check_member(&conversation, caller)
     }
 
+    /// The conversation, if it exists and `user` is a member; `None` otherwise, so that callers can answer a
+    /// non-member exactly as they answer a missing conversation.
+    pub async fn visible_to(
+        &self,
+        id: &ConversationId,
+        user: &UserId,
+    ) -> Result<Option<Conversation>, ServiceError> {
+        Ok(self
+            .store
+            .conversation(id)
+            .await?
+            .filter(|c| c.members.contains(user)))
+    }
+
     /// The conversation, if `user` is a member: 404 when it does not exist, 403 when they are not in it.
     pub async fn for_member(
         &self,
@@ -171,9 +185,8 @@ fn check_member(conversation: &Conversation, caller: &UserId) -> Result<(), Serv
     if conversation.members.contains(caller) {
         Ok(())
     } else {
-        Err(ServiceError::Forbidden(format!(
-            "you are not a member of conversation {}",
-            conversation.conversation_id
-        )))
+        Err(ServiceError::Forbidden(
+            "you are not a member of this conversation".into(),
+        ))
     }
 }

@@ -326,33 +326,39 @@ impl Files {
         Ok(file)
     }
 
-    /// The file, if `access` allows it: 404 when unknown, 403 for a non-member or a bad or expired signature.
+    /// The file, if `access` allows it: a bad or expired signature is a 403 whether or not the file exists; a
+    /// member's request for a file of a conversation they are not in is a 404, like one for a missing file.
     pub async fn authorize(
         &self,
         file_id: &str,
         access: DownloadAccess<'_>,
     ) -> Result<FileMeta, ServiceError> {
         let not_found = || ServiceError::NotFound(format!("file {file_id} not found"));
-        let id = FileId::parse(file_id).map_err(|_| not_found())?;
-        let file = self.store.file(&id).await?.ok_or_else(not_found)?;
+        let forged = || ServiceError::Forbidden("the download link is invalid or expired".into());
+        let id = match (FileId::parse(file_id), &access) {
+            (Ok(id), _) => id,
+            (Err(_), DownloadAccess::Signed { .. }) => return Err(forged()),
+            (Err(_), DownloadAccess::Member(_)) => return Err(not_found()),
+        };
         match access {
             DownloadAccess::Member(user) => {
+                let file = self.store.file(&id).await?.ok_or_else(not_found)?;
                 self.conversations
-                    .for_member(&file.conversation_id, user)
-                    .await?;
+                    .visible_to(&file.conversation_id, user)
+                    .await?
+                    .ok_or_else(not_found)?;
+                Ok(file)
             }
             DownloadAccess::Signed { expires, signature } => {
                 if !self
                     .signer
                     .verify(&id, expires, signature, now_millis() / 1000)
                 {
-                    return Err(ServiceError::Forbidden(
-                        "the download link is invalid or expired".into(),
-                    ));
+                    return Err(forged());
                 }
+                self.store.file(&id).await?.ok_or_else(not_found)
             }
         }
-        Ok(file)
     }
 
     /// A fresh time-limited link to `file`: the backend's own presigned URL when it has one, else a link signed

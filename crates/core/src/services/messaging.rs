@@ -3,7 +3,9 @@
 use super::conversations::Conversations;
 use crate::error::ServiceError;
 use crate::events::{MessageAccepted, StatusUpdate, Topics, encode};
-use crate::ids::{ConversationId, CorrelationId, FileId, IdempotencyKey, MessageId, UserId};
+use crate::ids::{
+    ConversationId, CorrelationId, FileId, IdempotencyKey, MessageId, UserId, Username,
+};
 use crate::model::{HistoryPage, HistoryQuery, Message, StatusChange, Transition};
 use crate::ports::{EventLog, IdempotentRequest, Store};
 use crate::recipient::Recipient;
@@ -16,6 +18,8 @@ use std::time::Duration;
 pub const MAX_CONTENT_BYTES: usize = 10 * 1024;
 /// Longest validity period a message may ask for (30 days).
 pub const MAX_VALIDITY_SECS: u64 = 30 * 24 * 3600;
+/// Largest `seq`, `offset` or cursor: stores keep positions as signed 64-bit integers.
+pub const MAX_POSITION: u64 = i64::MAX as u64;
 /// How long an `Idempotency-Key` is remembered.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -101,14 +105,8 @@ impl Messaging {
                 "content is over {MAX_CONTENT_BYTES} bytes"
             )));
         }
-        if request
-            .sender_id
-            .as_deref()
-            .is_some_and(|s| s != caller.as_str())
-        {
-            return Err(ServiceError::Forbidden(
-                "sender_id must be the authenticated user".into(),
-            ));
+        if let Some(sender) = request.sender_id.as_deref() {
+            self.check_sender(caller, sender).await?;
         }
         let validity = match request.validity_seconds {
             None => self.default_validity,
@@ -197,13 +195,42 @@ impl Messaging {
         Ok(answer(&accepted))
     }
 
-    /// A page of a conversation's history, for a member.
+    /// `sender_id` must name the caller, by user id or (as the older clients do) by username.
+    async fn check_sender(&self, caller: &UserId, sender: &str) -> Result<(), ServiceError> {
+        if sender == caller.as_str() {
+            return Ok(());
+        }
+        let by_name = match Username::parse(sender) {
+            Ok(name) => self.store.user_credentials(&name).await?,
+            Err(_) => None,
+        };
+        match by_name {
+            Some(credentials) if &credentials.user.user_id == caller => Ok(()),
+            _ => Err(ServiceError::Forbidden(
+                "sender_id must be the authenticated user (their user id or username)".into(),
+            )),
+        }
+    }
+
+    /// A page of a conversation's history, for a member. Positions beyond the largest `seq` a store can hold are
+    /// refused rather than wrapped.
     pub async fn history(
         &self,
         caller: &UserId,
         conversation: &str,
         query: &HistoryQuery,
     ) -> Result<HistoryPage, ServiceError> {
+        for (name, value) in [
+            ("offset", Some(query.offset)),
+            ("after", query.after),
+            ("before", query.before),
+        ] {
+            if value.is_some_and(|v| v > MAX_POSITION) {
+                return Err(ServiceError::Invalid(format!(
+                    "{name} must be between 0 and {MAX_POSITION}"
+                )));
+            }
+        }
         let id = ConversationId::parse(conversation)?;
         self.conversations.for_member(&id, caller).await?;
         Ok(self.store.history(&id, query).await?)
@@ -266,7 +293,8 @@ impl Messaging {
         }
     }
 
-    /// The message if it exists and `caller` is a member of its conversation (404 otherwise, 403 for non-members).
+    /// The message if it exists and `caller` is a member of its conversation; 404 otherwise, the same answer for
+    /// a message of someone else's conversation as for one that does not exist.
     async fn visible_message(
         &self,
         caller: &UserId,
@@ -276,8 +304,9 @@ impl Messaging {
         let id = MessageId::parse(message_id).map_err(|_| not_found())?;
         let message = self.store.message(&id).await?.ok_or_else(not_found)?;
         self.conversations
-            .for_member(&message.conversation_id, caller)
-            .await?;
+            .visible_to(&message.conversation_id, caller)
+            .await?
+            .ok_or_else(not_found)?;
         Ok(message)
     }
 }

@@ -4,11 +4,12 @@
 use super::problem::Problem;
 use super::state::AppState;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
-use chat4all_core::ids::{CorrelationId, UserId};
+use chat4all_core::ids::{CorrelationId, IdempotencyKey, UserId};
 use serde::de::DeserializeOwned;
+use std::net::{IpAddr, SocketAddr};
 
 /// A JSON body. Malformed JSON or a wrong type is a 400 naming the problem; a body over the limit is a 413. The
 /// content type is not required, so older clients that omit it keep working.
@@ -62,14 +63,14 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let user = bearer_user(&parts.headers, state)?;
+        let user = bearer_user(&parts.headers, state).await?;
         state.rate_limit.check(&user)?;
         Ok(Self(user))
     }
 }
 
-/// The user named by the request's bearer token; 401 when it is missing or invalid.
-pub fn bearer_user(headers: &HeaderMap, state: &AppState) -> Result<UserId, Problem> {
+/// The user named by the request's bearer token; 401 when it is missing or invalid, or names no existing user.
+pub async fn bearer_user(headers: &HeaderMap, state: &AppState) -> Result<UserId, Problem> {
     let header = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| Problem::unauthorized("missing Authorization: Bearer token"))?;
@@ -83,28 +84,47 @@ pub fn bearer_user(headers: &HeaderMap, state: &AppState) -> Result<UserId, Prob
         .ok_or_else(|| {
             Problem::unauthorized("the Authorization header must be 'Bearer <token>'")
         })?;
-    state.tokens.verify(token.trim())
+    let user = state.tokens.verify(token.trim())?;
+    if !state.accounts.exists(&user).await? {
+        return Err(Problem::unauthorized(
+            "invalid token: its user does not exist",
+        ));
+    }
+    Ok(user)
 }
 
-/// The scheme and authority that links in responses should use: the configured public URL, else the request's
-/// `Host` when it is a plain host[:port], else the listen address.
-pub fn base_url(headers: &HeaderMap, state: &AppState) -> String {
-    if let Some(public) = &state.public_url {
-        return public.clone();
+/// The client's address, as the server loop recorded it (absent when the router is served another way).
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip()),
+        ))
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.len() <= 255
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-        });
-    match host {
-        Some(host) => format!("http://{host}"),
-        None => format!("http://{}", state.listen_addr),
-    }
+}
+
+/// The request's `Idempotency-Key`, if any; 400 when it is not a valid key.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, Problem> {
+    headers
+        .get("idempotency-key")
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| IdempotencyKey::parse(v).ok())
+                .ok_or_else(|| {
+                    Problem::bad_request(
+                        "Idempotency-Key must be 1-128 characters of [A-Za-z0-9._:@-]",
+                    )
+                })
+        })
+        .transpose()
 }
 
 /// The request's correlation id, set by the `observe` middleware.

@@ -1,14 +1,14 @@
 //! `/v1/files` (streamed multipart uploads, signed downloads, content with Range) and `/v1/uploads` (resumable).
 
-use super::extract::{ApiJson, ApiQuery, AuthUser, base_url, bearer_user};
+use super::extract::{ApiJson, ApiQuery, AuthUser, bearer_user, idempotency_key};
 use super::problem::{ApiResult, Problem};
 use super::state::AppState;
+use super::upload_parts::UploadParts;
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chat4all_core::ids::IdempotencyKey;
 use chat4all_core::model::FileMeta;
 use chat4all_core::services::files::{
     DownloadAccess, IncomingFile, MAX_CHUNK_BYTES, UploadProgress,
@@ -56,12 +56,8 @@ pub struct SignedQuery {
     signature: Option<String>,
 }
 
-async fn file_response(
-    state: &AppState,
-    headers: &HeaderMap,
-    file: FileMeta,
-) -> ApiResult<FileResponse> {
-    let link = state.files.link(&file, &base_url(headers, state)).await?;
+async fn file_response(state: &AppState, file: FileMeta) -> ApiResult<FileResponse> {
+    let link = state.files.link(&file, &state.public_url).await?;
     Ok(FileResponse {
         file_id: file.file_id.into(),
         conversation_id: file.conversation_id.into(),
@@ -75,20 +71,6 @@ async fn file_response(
     })
 }
 
-fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<IdempotencyKey>> {
-    match headers.get("idempotency-key") {
-        None => Ok(None),
-        Some(value) => value
-            .to_str()
-            .ok()
-            .and_then(|v| IdempotencyKey::parse(v).ok())
-            .map(Some)
-            .ok_or_else(|| {
-                Problem::bad_request("Idempotency-Key must be 1-128 characters of [A-Za-z0-9._:@-]")
-            }),
-    }
-}
-
 fn size_bucket(bytes: u64) -> &'static str {
     match bytes {
         0..1_048_576 => "lt_1mib",
@@ -97,6 +79,9 @@ fn size_bucket(bytes: u64) -> &'static str {
         _ => "gte_1gib",
     }
 }
+
+/// Largest text part of an upload (`conversation_id`).
+const MAX_TEXT_PART_BYTES: usize = 1024;
 
 /// Uploads a file (multipart parts `file` and `conversation_id`, in any order), streamed to storage in constant
 /// memory while its SHA-256 is computed.
@@ -108,47 +93,50 @@ pub async fn upload(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     headers: HeaderMap,
-    mut multipart: Multipart,
+    request: Request,
 ) -> ApiResult<(StatusCode, Json<FileResponse>)> {
     let key = idempotency_key(&headers)?;
+    let mut parts = UploadParts::from_request(request).await?;
     let mut conversation: Option<String> = None;
     let mut received: Option<(IncomingFile, String, Option<String>)> = None;
-    let bad_body = |e: axum::extract::multipart::MultipartError| {
-        Problem::bad_request(format!("invalid multipart body: {}", e.body_text()))
-    };
     let outcome: ApiResult<()> = async {
-        while let Some(mut field) = multipart.next_field().await.map_err(bad_body)? {
-            match field.name() {
-                Some("conversation_id") => {
-                    let text = field.text().await.map_err(bad_body)?;
-                    conversation = Some(text.trim().to_owned());
+        while let Some(mut part) = parts.next().await? {
+            match part.name() {
+                Some("conversation_id") if conversation.is_none() => {
+                    conversation = Some(part.text(MAX_TEXT_PART_BYTES).await?.trim().to_owned());
                 }
                 Some("file") if received.is_none() => {
-                    let filename = field.file_name().unwrap_or("file").to_owned();
-                    let mimetype = field.content_type().map(str::to_owned).or_else(|| {
+                    let filename = part.file_name().unwrap_or("file").to_owned();
+                    let mimetype = part.content_type().map(str::to_owned).or_else(|| {
                         mime_guess::from_path(&filename)
                             .first()
                             .map(|m| m.essence_str().to_owned())
                     });
                     let mut incoming = state.files.receive().await?;
-                    loop {
-                        match field.chunk().await {
-                            Ok(Some(chunk)) => {
-                                if let Err(e) = incoming.write(chunk).await {
-                                    incoming.abort().await;
-                                    return Err(e.into());
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(e) => {
-                                incoming.abort().await;
-                                return Err(bad_body(e));
-                            }
+                    let streamed: ApiResult<()> = async {
+                        while let Some(chunk) = part.chunk().await? {
+                            incoming.write(chunk).await?;
                         }
+                        Ok(())
+                    }
+                    .await;
+                    if let Err(problem) = streamed {
+                        incoming.abort().await;
+                        return Err(problem);
                     }
                     received = Some((incoming, filename, mimetype));
                 }
-                _ => {} // other parts are ignored
+                Some(name @ ("file" | "conversation_id")) => {
+                    return Err(Problem::bad_request(format!(
+                        "the multipart body has more than one `{name}` part"
+                    )));
+                }
+                other => {
+                    return Err(Problem::bad_request(format!(
+                        "unexpected multipart part {:?}: only `file` and `conversation_id` are accepted",
+                        other.unwrap_or_default()
+                    )));
+                }
             }
         }
         Ok(())
@@ -186,7 +174,7 @@ pub async fn upload(
     tracing::info!(file_id = %file.file_id, conversation_id = %file.conversation_id, size_bytes = file.size_bytes, "file uploaded");
     Ok((
         StatusCode::CREATED,
-        Json(file_response(&state, &headers, file).await?),
+        Json(file_response(&state, file).await?),
     ))
 }
 
@@ -197,14 +185,13 @@ pub async fn upload(
 pub async fn download(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DownloadResponse>> {
     let file = state
         .files
         .authorize(&id, DownloadAccess::Member(&caller))
         .await?;
-    let link = state.files.link(&file, &base_url(&headers, &state)).await?;
+    let link = state.files.link(&file, &state.public_url).await?;
     Ok(Json(DownloadResponse {
         file_id: file.file_id.into(),
         filename: file.filename,
@@ -236,7 +223,7 @@ pub async fn content(
                 .await?
         }
         (None, None) => {
-            let caller = bearer_user(&headers, &state)?;
+            let caller = bearer_user(&headers, &state).await?;
             state
                 .files
                 .authorize(&id, DownloadAccess::Member(&caller))
@@ -255,6 +242,11 @@ pub async fn content(
         Some(spec) => match parse_range(spec, size) {
             RangeRequest::Satisfiable(start, end) => Some((start, end)),
             RangeRequest::Ignored => None,
+            RangeRequest::OutOfRange => {
+                return Err(Problem::bad_request(
+                    "a Range position is larger than 18446744073709551615",
+                ));
+            }
             RangeRequest::Unsatisfiable => {
                 let mut response = Problem::new(
                     StatusCode::RANGE_NOT_SATISFIABLE,
@@ -342,6 +334,8 @@ enum RangeRequest {
     Ignored,
     /// A byte range outside the file.
     Unsatisfiable,
+    /// A position too large for any file: refused rather than wrapped or ignored.
+    OutOfRange,
 }
 
 fn parse_range(spec: &str, size: u64) -> RangeRequest {
@@ -355,6 +349,12 @@ fn parse_range(spec: &str, size: u64) -> RangeRequest {
         return RangeRequest::Ignored;
     };
     let (first, last) = (first.trim(), last.trim());
+    let too_large = |s: &str| {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u64>().is_err()
+    };
+    if too_large(first) || too_large(last) {
+        return RangeRequest::OutOfRange;
+    }
     let parse = |s: &str| s.parse::<u64>().ok();
     let range = match (first.is_empty(), last.is_empty()) {
         (true, false) => parse(last)
@@ -505,7 +505,6 @@ pub async fn upload_status(
 pub async fn complete_upload(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<FileResponse>)> {
     let file = state.files.complete_upload(&caller, &id).await?;
@@ -513,7 +512,7 @@ pub async fn complete_upload(
         .increment(1);
     Ok((
         StatusCode::CREATED,
-        Json(file_response(&state, &headers, file).await?),
+        Json(file_response(&state, file).await?),
     ))
 }
 
@@ -532,6 +531,16 @@ mod tests {
         assert_eq!(parse_range("items=0-1", 1000), Ignored);
         assert_eq!(parse_range("bytes=5-1", 1000), Ignored);
         assert_eq!(parse_range("bytes=0-0", 0), Unsatisfiable);
+        assert_eq!(parse_range("bytes=18446744073709551616-", 1000), OutOfRange);
+        assert_eq!(
+            parse_range("bytes=0-99999999999999999999", 1000),
+            OutOfRange
+        );
+        assert_eq!(parse_range("bytes=-18446744073709551616", 1000), OutOfRange);
+        assert_eq!(
+            parse_range("bytes=0-18446744073709551615", 1000),
+            Satisfiable(0, 999)
+        );
     }
 
     #[test]

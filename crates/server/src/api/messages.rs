@@ -1,12 +1,11 @@
 //! `/v1/messages` and a conversation's history.
 
-use super::extract::{ApiJson, ApiQuery, AuthUser, Correlation, base_url};
+use super::extract::{ApiJson, ApiQuery, AuthUser, Correlation, idempotency_key};
 use super::problem::{ApiResult, Problem};
 use super::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use chat4all_core::ids::IdempotencyKey;
 use chat4all_core::model::{HistoryQuery, Message, StatusChange};
 use chat4all_core::services::messaging::SendMessage;
 use serde::{Deserialize, Serialize};
@@ -79,10 +78,10 @@ pub struct FileMetadata {
 
 impl MessageView {
     /// The view of `m`, with a fresh download link when it has an attachment.
-    async fn of(m: Message, state: &AppState, headers: &HeaderMap) -> ApiResult<Self> {
+    async fn of(m: Message, state: &AppState) -> ApiResult<Self> {
         let (file_id, file_metadata, file_download_url) = match m.attachment {
             Some(file) => {
-                let link = state.files.link(&file, &base_url(headers, state)).await?;
+                let link = state.files.link(&file, &state.public_url).await?;
                 let metadata = FileMetadata {
                     filename: file.filename,
                     size_bytes: file.size_bytes,
@@ -198,20 +197,7 @@ pub async fn send(
     headers: HeaderMap,
     ApiJson(request): ApiJson<SendMessageRequest>,
 ) -> ApiResult<(StatusCode, Json<AcceptedResponse>)> {
-    let key = match headers.get("idempotency-key") {
-        None => None,
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .and_then(|v| IdempotencyKey::parse(v).ok())
-                .ok_or_else(|| {
-                    Problem::bad_request(
-                        "Idempotency-Key must be 1-128 characters of [A-Za-z0-9._:@-]",
-                    )
-                })?,
-        ),
-    };
+    let key = idempotency_key(&headers)?;
     let request = SendMessage {
         conversation_id: request.conversation_id,
         content: request.content,
@@ -264,7 +250,6 @@ fn rejection_reason(error: &chat4all_core::ServiceError) -> &'static str {
 pub async fn history(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
-    headers: HeaderMap,
     Path(conversation_id): Path<String>,
     ApiQuery(params): ApiQuery<HistoryParams>,
 ) -> ApiResult<Json<HistoryResponse>> {
@@ -296,7 +281,7 @@ pub async fn history(
     let returned = page.messages.len();
     let mut messages = Vec::with_capacity(returned);
     for message in page.messages {
-        messages.push(MessageView::of(message, &state, &headers).await?);
+        messages.push(MessageView::of(message, &state).await?);
     }
     Ok(Json(HistoryResponse {
         conversation_id,
@@ -318,12 +303,11 @@ pub async fn history(
 pub async fn get(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Json<MessageDetailView>> {
     let detail = state.messaging.message(&caller, &id).await?;
     Ok(Json(MessageDetailView {
-        message: MessageView::of(detail.message, &state, &headers).await?,
+        message: MessageView::of(detail.message, &state).await?,
         status_history: detail.history.into_iter().map(Into::into).collect(),
     }))
 }

@@ -4,6 +4,7 @@ pub mod admin;
 mod conversations;
 mod extract;
 mod files;
+mod login_throttle;
 mod messages;
 mod observe;
 pub mod ops;
@@ -11,8 +12,10 @@ mod problem;
 mod rate_limit;
 mod state;
 mod tokens;
+mod upload_parts;
 mod users;
 
+pub use login_throttle::LoginThrottle;
 pub use observe::{CORRELATION_HEADER, REQUESTS_SERVED};
 pub use rate_limit::RateLimit;
 pub use state::AppState;
@@ -20,18 +23,32 @@ pub use tokens::Tokens;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::middleware;
 use axum::routing::{get, post, put};
 use chat4all_core::services::files::MAX_CHUNK_BYTES;
+use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 /// Largest JSON body accepted: room for 10 KiB of content even when every character is escaped.
 const MAX_JSON_BODY: usize = 128 * 1024;
 
-/// All routes with their middleware.
-pub fn router(state: AppState) -> Router {
+/// All routes with their middleware. A request that does not stream a file must be answered within
+/// `request_timeout` (else 408); the streaming ones are bounded by the server loop's pause limit instead.
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    let streaming = Router::new()
+        .route(
+            "/v1/files",
+            post(files::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/files/{id}/content", get(files::content))
+        .route(
+            "/v1/uploads/{id}",
+            put(files::put_chunk).layer(DefaultBodyLimit::max(MAX_CHUNK_BYTES as usize)),
+        );
     Router::new()
         .route("/auth/register", post(users::register))
         .route("/auth/token", post(users::token))
@@ -43,19 +60,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages", post(messages::send))
         .route("/v1/messages/{id}", get(messages::get))
         .route("/v1/messages/{id}/read", post(messages::read))
-        .route(
-            "/v1/files",
-            post(files::upload).layer(DefaultBodyLimit::disable()),
-        )
         .route("/v1/files/{id}/download", get(files::download))
-        .route("/v1/files/{id}/content", get(files::content))
         .route("/v1/uploads", post(files::create_upload))
-        .route(
-            "/v1/uploads/{id}",
-            put(files::put_chunk)
-                .layer(DefaultBodyLimit::max(MAX_CHUNK_BYTES as usize))
-                .get(files::upload_status),
-        )
+        .route("/v1/uploads/{id}", get(files::upload_status))
         .route("/v1/uploads/{id}/complete", post(files::complete_upload))
         .route("/admin/channels/{channel}/fault", post(admin::set_fault))
         .route("/admin/dead-letters", get(admin::list_dead_letters))
@@ -68,6 +75,11 @@ pub fn router(state: AppState) -> Router {
         .route("/health/live", get(ops::live))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .merge(streaming)
         .route_layer(middleware::from_fn(observe::tag_route))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .layer(CatchPanicLayer::new())

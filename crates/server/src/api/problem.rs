@@ -110,7 +110,11 @@ impl From<ServiceError> for Problem {
             }
             other => other.to_string(),
         };
-        Self::new(status, detail)
+        let mut problem = Self::new(status, detail);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            problem.retry_after = Some(1);
+        }
+        problem
     }
 }
 

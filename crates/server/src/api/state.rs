@@ -26,12 +26,13 @@ pub struct AppState {
     pub admin: Arc<super::admin::Admin>,
     /// Per-user request limit.
     pub rate_limit: super::RateLimit,
+    /// Failed-login limits.
+    pub login_throttle: Arc<super::LoginThrottle>,
     /// Component checks for `/health`.
     pub health: Arc<Health>,
     /// The Prometheus registry rendered by `/metrics`.
     pub metrics: PrometheusHandle,
-    /// Configured base of links in responses (`https://chat.example.com`); else taken from `Host`.
-    pub public_url: Option<String>,
-    /// The address the api listens on, the last resort for links.
-    pub listen_addr: std::net::SocketAddr,
+    /// Base of links in responses (`https://chat.example.com`): the configured public URL, else the listen
+    /// address; never the request's `Host`, which a client controls.
+    pub public_url: String,
 }

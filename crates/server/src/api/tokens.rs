@@ -1,5 +1,6 @@
 //! Access tokens: HS256 JWTs with `sub`, `iat` and `exp`. Only HS256 is accepted, so `alg: none` or a switched
-//! algorithm is refused.
+//! algorithm is refused; so is a token issued (`iat`) or valid from (`nbf`) in the future, or one meant to live
+//! longer than this server issues them for.
 
 use super::problem::Problem;
 use chat4all_core::ids::UserId;
@@ -15,6 +16,9 @@ struct Claims {
     exp: i64,
 }
 
+/// Clock difference tolerated between the issuer and this server, in seconds.
+const CLOCK_SKEW_SECS: i64 = 5;
+
 /// Issues and verifies access tokens with one secret.
 pub struct Tokens {
     encoding: EncodingKey,
@@ -27,7 +31,8 @@ impl Tokens {
     /// Tokens signed with `secret`, valid for `ttl`.
     pub fn new(secret: &[u8], ttl: Duration) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
+        validation.leeway = CLOCK_SKEW_SECS as u64;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub", "iat"]);
         Self {
             encoding: EncodingKey::from_secret(secret),
@@ -57,11 +62,21 @@ impl Tokens {
         })
     }
 
-    /// The user a valid token names; 401 for anything else (bad signature, expired, other algorithm).
+    /// The user a valid token names; 401 for anything else (bad signature, expired, not yet valid, issued in the
+    /// future, too long-lived, other algorithm). Whether the user still exists is the caller's check.
     pub fn verify(&self, token: &str) -> Result<UserId, Problem> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| Problem::unauthorized(format!("invalid token: {e}")))?;
-        UserId::parse(data.claims.sub).map_err(|_| Problem::unauthorized("invalid token subject"))
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| Problem::unauthorized(format!("invalid token: {e}")))?
+            .claims;
+        if claims.iat > now_millis() / 1000 + CLOCK_SKEW_SECS {
+            return Err(Problem::unauthorized("invalid token: issued in the future"));
+        }
+        if claims.exp.saturating_sub(claims.iat) > self.ttl.as_secs() as i64 + CLOCK_SKEW_SECS {
+            return Err(Problem::unauthorized(
+                "invalid token: its lifetime exceeds this server's maximum",
+            ));
+        }
+        UserId::parse(claims.sub).map_err(|_| Problem::unauthorized("invalid token subject"))
     }
 }
 
@@ -116,6 +131,50 @@ mod tests {
         )
         .unwrap();
         assert!(tokens.verify(&expired).is_err());
+    }
+
+    #[test]
+    fn refuses_tokens_from_the_future_and_overlong_lifetimes() {
+        let tokens = Tokens::new(SECRET, Duration::from_secs(3600));
+        let now = now_millis() / 1000;
+        let sign = |claims: serde_json::Value| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(SECRET),
+            )
+            .unwrap()
+        };
+        let user = UserId::generate().to_string();
+        let fine = sign(serde_json::json!({"sub": user, "iat": now, "exp": now + 3600}));
+        assert!(tokens.verify(&fine).is_ok());
+        let skewed = sign(serde_json::json!({"sub": user, "iat": now + 3, "exp": now + 3603}));
+        assert!(
+            tokens.verify(&skewed).is_ok(),
+            "a small clock skew is tolerated"
+        );
+        for (claims, why) in [
+            (
+                serde_json::json!({"sub": user, "iat": now + 600, "exp": now + 1200}),
+                "issued in the future",
+            ),
+            (
+                serde_json::json!({"sub": user, "iat": now, "nbf": now + 600, "exp": now + 1200}),
+                "nbf",
+            ),
+            (
+                serde_json::json!({"sub": user, "iat": now, "exp": now + 10 * 365 * 86400}),
+                "lifetime",
+            ),
+        ] {
+            let error = tokens.verify(&sign(claims)).unwrap_err();
+            assert_eq!(error.status, axum::http::StatusCode::UNAUTHORIZED);
+            assert!(
+                error.detail.contains(why) || why == "nbf" && error.detail.contains("Immature"),
+                "{why}: {}",
+                error.detail
+            );
+        }
     }
 
     /// Unpadded base64url, enough to forge a token by hand.

@@ -1,11 +1,12 @@
 //! `/auth/register` and `/auth/token`.
 
-use super::extract::ApiJson;
+use super::extract::{ApiJson, ClientAddr};
 use super::problem::ApiResult;
 use super::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use chat4all_core::ServiceError;
 use chat4all_core::ids::{Email, Password, Username};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -81,17 +82,27 @@ pub async fn register(
     responses((status = 200, body = TokenResponse), (status = 401)))]
 pub async fn token(
     State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
     ApiJson(request): ApiJson<TokenRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    if request.password.chars().count() > 128 {
-        return Err(super::problem::Problem::unauthorized(
-            "invalid username or password",
-        ));
-    }
-    let user = state
-        .accounts
-        .authenticate(&request.username, Password::unchecked(request.password))
-        .await?;
+    state.login_throttle.check(&request.username, address)?;
+    let user = if request.password.chars().count() > 128 {
+        Err(ServiceError::Unauthenticated(
+            "invalid username or password".into(),
+        ))
+    } else {
+        state
+            .accounts
+            .authenticate(&request.username, Password::unchecked(request.password))
+            .await
+    };
+    let user = user.inspect_err(|e| {
+        if matches!(e, ServiceError::Unauthenticated(_)) {
+            state
+                .login_throttle
+                .record_failure(&request.username, address);
+        }
+    })?;
     Ok(Json(TokenResponse {
         access_token: state.tokens.issue(&user.user_id)?,
         token_type: "Bearer",

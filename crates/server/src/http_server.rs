@@ -1,0 +1,208 @@
+//! The HTTP/1.1 server loop. Unlike `axum::serve`, it bounds what a client can hold: a cap on open connections
+//! (past it a connection gets an immediate 503 and is closed), a time limit to receive a request's headers, a
+//! longest pause inside a request body, and an idle time after which a kept-alive connection is closed. Each
+//! request carries its client's address (`ConnectInfo`), and shutdown drains the open connections.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+use tower_http::timeout::TimeoutBody;
+
+/// What one client may hold of the server.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Connections open at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Time to receive a request's headers (counted from when the connection waits for them), and the longest
+    /// pause allowed while a request body arrives.
+    pub header_read_timeout: Duration,
+    /// How long a kept-alive connection may stay idle between requests.
+    pub keep_alive_timeout: Duration,
+}
+
+/// The answer to a connection over the cap, written without reading the request.
+const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n\
+retry-after: 1\r\nconnection: close\r\ncontent-length: 100\r\n\r\n\
+{\"type\":\"about:blank\",\"title\":\"Service Unavailable\",\"status\":503,\"detail\":\"too many connections\"}";
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then lets open connections finish their
+/// current request and returns once they are closed.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let connections = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors or memory: back off instead of spinning, the cap normally prevents it.
+                tracing::warn!(error = %e, "cannot accept a connection");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                }
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics::counter!("http_connections_rejected_total", "service" => "api").increment(1);
+            let _ = stream.try_write(OVER_CAPACITY);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        connections.spawn(serve_connection(
+            stream,
+            remote,
+            router.clone(),
+            limits,
+            shutdown.clone(),
+            slot,
+        ));
+    }
+    connections.close();
+    connections.wait().await;
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+    _slot: OwnedSemaphorePermit,
+) {
+    let _open = OpenConnection::count();
+    let activity = Arc::new(Activity::default());
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let busy = activity.begin();
+            let mut request =
+                request.map(|body| Body::new(TimeoutBody::new(limits.header_read_timeout, body)));
+            request.extensions_mut().insert(ConnectInfo(remote));
+            let response = router.clone().oneshot(request);
+            async move {
+                let response = response.await;
+                drop(busy);
+                response
+            }
+        })
+    };
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, client = %remote, "connection ended with an error");
+                }
+                return;
+            }
+            () = activity.idle_for(limits.keep_alive_timeout), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = shutdown.cancelled(), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+}
+
+/// The `http_connections_open` gauge, up while this value lives.
+struct OpenConnection;
+
+impl OpenConnection {
+    fn count() -> Self {
+        metrics::gauge!("http_connections_open", "service" => "api").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        metrics::gauge!("http_connections_open", "service" => "api").decrement(1.0);
+    }
+}
+
+/// Requests in flight on one connection and when the last one ended, to tell when it has been idle too long.
+#[derive(Default)]
+struct Activity {
+    state: Mutex<ActivityState>,
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct ActivityState {
+    in_flight: u32,
+    /// When the last request ended; `None` before the first (the header timeout covers that wait).
+    last_done: Option<Instant>,
+}
+
+impl Activity {
+    /// Marks a request in flight until the returned guard drops.
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.state.lock().expect("activity lock").in_flight += 1;
+        self.changed.notify_one();
+        Busy(self.clone())
+    }
+
+    /// Resolves once no request has been in flight for `timeout` since the last one ended.
+    async fn idle_for(&self, timeout: Duration) {
+        loop {
+            let deadline = {
+                let state = self.state.lock().expect("activity lock");
+                match state.last_done {
+                    Some(done) if state.in_flight == 0 => Some(done + timeout),
+                    _ => None,
+                }
+            };
+            match deadline {
+                None => self.changed.notified().await,
+                Some(deadline) => tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => return,
+                    () = self.changed.notified() => {}
+                },
+            }
+        }
+    }
+}
+
+/// A request in flight on a connection.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        {
+            let mut state = self.0.state.lock().expect("activity lock");
+            state.in_flight -= 1;
+            state.last_done = Some(Instant::now());
+        }
+        self.0.changed.notify_one();
+    }
+}
