@@ -61,6 +61,8 @@ impl Application {
         let metrics = telemetry::metrics(); // installed first, so that every series set from now on is kept
         telemetry::process::init("embedded");
         let log = backends::open_event_log(&config)?;
+        api::register_metrics();
+        workers::router::register_metrics(log.partition_count());
         let store = backends::open_store(&config)?;
         let objects = backends::open_objects(&config)?;
         let secret = match &config.jwt_secret {
@@ -121,6 +123,7 @@ impl Application {
                 ..config.delivery
             };
             let delivery = Delivery::new(channel, log.clone(), topics.clone(), settings);
+            delivery.register_metrics();
             connectors.push(delivery.clone());
             let channel = delivery.channel_name().to_owned();
             pulses.push(Pulse {

@@ -134,6 +134,12 @@ async fn serve_connection(
     }
 }
 
+/// Registers the connection series at zero.
+pub fn register_metrics() {
+    metrics::counter!("http_connections_rejected_total", "service" => "api").absolute(0);
+    metrics::gauge!("http_connections_open", "service" => "api").increment(0.0);
+}
+
 /// The `http_connections_open` gauge, up while this value lives.
 struct OpenConnection;
 

@@ -43,6 +43,14 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
+    /// Every transition a breaker makes.
+    pub const TRANSITIONS: [(Self, Self); 4] = [
+        (Self::Closed, Self::Open),
+        (Self::Open, Self::HalfOpen),
+        (Self::HalfOpen, Self::Closed),
+        (Self::HalfOpen, Self::Open),
+    ];
+
     /// `CLOSED`, `OPEN` or `HALF_OPEN`.
     pub fn as_str(self) -> &'static str {
         match self {

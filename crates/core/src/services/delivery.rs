@@ -175,6 +175,20 @@ impl Lane {
 }
 
 impl Delivery {
+    /// Registers this connector's series at zero (see `Router::register_metrics`).
+    pub fn register_metrics(&self) {
+        let channel = self.channel.name().to_owned();
+        for status in ["DELIVERED", "FAILED"] {
+            metrics::counter!("messages_sent_total", "service" => "connector", "channel" => channel.clone(), "status" => status).absolute(0);
+        }
+        metrics::counter!("messages_dead_lettered_total", "service" => "connector", "channel" => channel.clone()).absolute(0);
+        let _ = metrics::histogram!("connector_api_duration_seconds", "service" => "connector", "channel" => channel.clone());
+        for (from, to) in crate::resilience::BreakerState::TRANSITIONS {
+            metrics::counter!("circuit_breaker_transitions_total", "service" => "connector", "channel" => channel.clone(), "from" => from.as_str(), "to" => to.as_str())
+                .absolute(0);
+        }
+    }
+
     /// Delivery through `channel`, reporting on `log`.
     pub fn new(
         channel: Arc<dyn Channel>,

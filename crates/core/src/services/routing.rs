@@ -40,6 +40,18 @@ pub struct Router {
 }
 
 impl Router {
+    /// Registers the router's series at zero, so that dashboards and alerts read 0, not "no data", before the
+    /// first message.
+    pub fn register_metrics() {
+        for reason in ["unknown_recipient", "unknown_channel", "invalid_recipient"] {
+            metrics::counter!("messages_failed_total", "service" => "router", "reason" => reason)
+                .absolute(0);
+        }
+        for status in ["ROUTED", "PENDING", "DELIVERED", "READ", "FAILED"] {
+            metrics::counter!("messages_processed_total", "service" => "router", "status" => status).absolute(0);
+        }
+    }
+
     /// A router that hands messages for `channels` to their outbound topics and fails messages for any other.
     pub fn new(
         store: Arc<dyn Store>,

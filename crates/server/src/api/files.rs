@@ -71,6 +71,14 @@ async fn file_response(state: &AppState, file: FileMeta) -> ApiResult<FileRespon
     })
 }
 
+/// Registers the upload counter at zero for every size bucket.
+pub fn register_metrics() {
+    for bytes in [0, 1 << 20, 100 << 20, 1 << 30] {
+        metrics::counter!("files_uploaded_total", "service" => "api", "size_bucket" => size_bucket(bytes))
+            .absolute(0);
+    }
+}
+
 fn size_bucket(bytes: u64) -> &'static str {
     match bytes {
         0..1_048_576 => "lt_1mib",

@@ -45,8 +45,7 @@ impl LoginThrottle {
         else {
             return Ok(());
         };
-        metrics::counter!("login_attempts_throttled_total", "service" => "api", "scope" => scope)
-            .increment(1);
+        throttled(scope).increment(1);
         let mut problem = Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too many failed logins; wait before trying again",
@@ -67,6 +66,17 @@ impl LoginThrottle {
     pub fn forget_idle(&self) {
         self.by_username.forget_full();
         self.by_address.forget_full();
+    }
+}
+
+fn throttled(scope: &'static str) -> metrics::Counter {
+    metrics::counter!("login_attempts_throttled_total", "service" => "api", "scope" => scope)
+}
+
+/// Registers the throttling counter at zero for both scopes.
+pub fn register_metrics() {
+    for scope in ["username", "address"] {
+        throttled(scope).absolute(0);
     }
 }
 

@@ -231,6 +231,27 @@ pub async fn send(
     ))
 }
 
+/// Registers the send path's series at zero, every rejection reason included.
+pub fn register_metrics() {
+    use chat4all_core::ServiceError::*;
+    metrics::counter!("messages_accepted_total", "service" => "api").absolute(0);
+    let each_kind = [
+        Invalid,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        Conflict,
+        Unprocessable,
+        TooLarge,
+        Unavailable,
+        Internal,
+    ];
+    for error in each_kind.map(|kind| kind(String::new())) {
+        metrics::counter!("messages_rejected_total", "service" => "api", "reason" => rejection_reason(&error))
+            .absolute(0);
+    }
+}
+
 fn rejection_reason(error: &chat4all_core::ServiceError) -> &'static str {
     use chat4all_core::ServiceError::*;
     match error {

@@ -120,6 +120,15 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Registers every series the api emits at zero, so that dashboards and alerts read 0, not "no data", from start.
+pub fn register_metrics() {
+    observe::register_metrics(&openapi_document());
+    messages::register_metrics();
+    files::register_metrics();
+    login_throttle::register_metrics();
+    crate::http_server::register_metrics();
+}
+
 /// The OpenAPI 3.1 document of this api.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();

@@ -113,6 +113,28 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     response
 }
 
+/// Registers the request series at zero for every operation of `api` and every status it documents.
+pub fn register_metrics(api: &utoipa::openapi::OpenApi) {
+    for (path, item) in &api.paths.paths {
+        let operations = [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PUT", &item.put),
+            ("DELETE", &item.delete),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else {
+                continue;
+            };
+            let _ = metrics::histogram!("http_request_duration_seconds", "service" => "api", "method" => method, "path" => path.clone());
+            for status in operation.responses.responses.keys() {
+                metrics::counter!("http_requests_total", "service" => "api", "method" => method, "path" => path.clone(), "status" => status.clone())
+                    .absolute(0);
+            }
+        }
+    }
+}
+
 fn default_detail(status: u16) -> &'static str {
     match status {
         404 => "no such resource",

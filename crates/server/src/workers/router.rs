@@ -19,6 +19,34 @@ enum Stream {
     StatusUpdates,
 }
 
+/// Registers the router's series at zero, per topic and partition.
+pub fn register_metrics(partitions: u32) {
+    Router::register_metrics();
+    for stream in [Stream::Messages, Stream::StatusUpdates] {
+        let topic = stream.label();
+        for partition in 0..partitions {
+            metrics::counter!("messages_consumed_total", "service" => "router", "topic" => topic, "partition" => partition.to_string())
+                .absolute(0);
+        }
+        let _ = metrics::histogram!("processing_duration_seconds", "service" => "router", "topic" => topic);
+    }
+    undecodable().absolute(0);
+}
+
+fn undecodable() -> metrics::Counter {
+    metrics::counter!("messages_failed_total", "service" => "router", "reason" => "undecodable")
+}
+
+impl Stream {
+    /// The `topic` label of the stream's series.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Messages => "messages",
+            Self::StatusUpdates => "status-updates",
+        }
+    }
+}
+
 /// Starts the router's consumers on `messages` and `status-updates`; `activity` counts the records consumed.
 pub async fn start(
     workers: &mut Workers,
@@ -43,9 +71,10 @@ fn handler(router: Router, stream: Stream, activity: Arc<AtomicU64>) -> BatchHan
         let activity = activity.clone();
         async move {
             let started = Instant::now();
-            let (topic, outcome) = match stream {
-                Stream::Messages => ("messages", router.route_messages(&records).await?),
-                Stream::StatusUpdates => ("status-updates", router.apply_status_updates(&records).await?),
+            let topic = stream.label();
+            let outcome = match stream {
+                Stream::Messages => router.route_messages(&records).await?,
+                Stream::StatusUpdates => router.apply_status_updates(&records).await?,
             };
             let partition = records.first().map_or(0, |r| r.partition).to_string();
             metrics::counter!("messages_consumed_total", "service" => "router", "topic" => topic, "partition" => partition)
@@ -54,8 +83,7 @@ fn handler(router: Router, stream: Stream, activity: Arc<AtomicU64>) -> BatchHan
             metrics::histogram!("processing_duration_seconds", "service" => "router", "topic" => topic)
                 .record(started.elapsed().as_secs_f64());
             if outcome.dead_lettered > 0 {
-                metrics::counter!("messages_failed_total", "service" => "router", "reason" => "undecodable")
-                    .increment(outcome.dead_lettered as u64);
+                undecodable().increment(outcome.dead_lettered as u64);
             }
             Ok(())
         }
