@@ -87,8 +87,8 @@ check "$([ "$GROWTH" -lt 64 ] && echo bounded)" bounded "RSS stays within 64 MiB
 check "$(curl -s "$(field 'd["download_url"]' <<<"$UPLOAD")" | sha256sum | cut -d' ' -f1)" "$(sha256sum "$DATA/big.bin" | cut -d' ' -f1)" "plain curl on download_url gives identical bytes"
 FILE=$(field 'd["file_id"]' <<<"$UPLOAD")
 check "$(status_of -H "Authorization: Bearer $CAROL" -F "file=@$DATA/rss.txt" -F conversation_id=c1 "$BASE/v1/files")" 403 "non-member upload is 403"
-check "$(status_of -H "Authorization: Bearer $CAROL" "$BASE/v1/files/$FILE/download")" 403 "non-member download is 403"
-check "$(status_of -H "Authorization: Bearer $CAROL" "$BASE/v1/files/$FILE/content")" 403 "non-member content is 403"
+check "$(status_of -H "Authorization: Bearer $CAROL" "$BASE/v1/files/$FILE/download")" 404 "non-member download is 404, like a missing file"
+check "$(status_of -H "Authorization: Bearer $CAROL" "$BASE/v1/files/$FILE/content")" 404 "non-member content is 404, like a missing file"
 rm -f "$DATA/big.bin"
 stop
 

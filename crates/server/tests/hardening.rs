@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{spawn_app, spawn_with, test_config};
+use common::{spawn_app, spawn_edited};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -57,11 +57,11 @@ async fn a_token_for_a_user_that_does_not_exist_is_refused() {
 
 #[tokio::test]
 async fn failed_logins_are_throttled_per_username_and_per_address() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
-    config.login_failures_per_user_per_min = 1; // bursts of 2
-    config.login_failures_per_address_per_min = 3; // bursts of 6
-    let app = spawn_with(config).await;
+    let (_dir, app) = spawn_edited(|c| {
+        c.login_failures_per_user_per_min = 1; // bursts of 2
+        c.login_failures_per_address_per_min = 3; // bursts of 6
+    })
+    .await;
     app.user("alice").await;
     let login = async |name: &str, password: &str| {
         app.post(
@@ -170,11 +170,11 @@ async fn until_closed(stream: &mut TcpStream) -> String {
 
 #[tokio::test]
 async fn slow_and_idle_connections_are_closed() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
-    config.header_read_timeout = Duration::from_secs(1);
-    config.keep_alive_timeout = Duration::from_secs(60);
-    let app = spawn_with(config).await;
+    let (_dir, app) = spawn_edited(|c| {
+        c.header_read_timeout = Duration::from_secs(1);
+        c.keep_alive_timeout = Duration::from_secs(60);
+    })
+    .await;
 
     // Headers that never end.
     let started = Instant::now();
@@ -194,11 +194,11 @@ async fn slow_and_idle_connections_are_closed() {
 
 #[tokio::test]
 async fn kept_alive_connections_are_closed_when_idle() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
-    config.header_read_timeout = Duration::from_secs(60);
-    config.keep_alive_timeout = Duration::from_secs(1);
-    let app = spawn_with(config).await;
+    let (_dir, app) = spawn_edited(|c| {
+        c.header_read_timeout = Duration::from_secs(60);
+        c.keep_alive_timeout = Duration::from_secs(1);
+    })
+    .await;
     let mut kept = open(app.addr, b"GET /health/live HTTP/1.1\r\nhost: x\r\n\r\n").await;
     let answered = until_closed(&mut kept).await;
     assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
@@ -207,11 +207,11 @@ async fn kept_alive_connections_are_closed_when_idle() {
 
 #[tokio::test]
 async fn a_request_that_takes_too_long_is_answered_408() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
-    config.request_timeout = Duration::from_secs(1);
-    config.header_read_timeout = Duration::from_secs(5);
-    let app = spawn_with(config).await;
+    let (_dir, app) = spawn_edited(|c| {
+        c.request_timeout = Duration::from_secs(1);
+        c.header_read_timeout = Duration::from_secs(5);
+    })
+    .await;
     // A JSON body announced at 100 bytes that stops after 10.
     let mut stalled = open(
         app.addr,
@@ -226,10 +226,10 @@ async fn a_request_that_takes_too_long_is_answered_408() {
 
 #[tokio::test]
 async fn connections_over_the_cap_are_answered_503_and_closed() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
-    config.max_connections = Some(8);
-    let app = spawn_with(config).await;
+    let (_dir, app) = spawn_edited(|c| {
+        c.max_connections = Some(8);
+    })
+    .await;
     let mut held = Vec::new();
     for _ in 0..8 {
         held.push(open(app.addr, b"").await);

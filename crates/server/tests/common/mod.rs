@@ -47,6 +47,15 @@ pub async fn spawn_app(data_dir: &Path) -> TestApp {
     spawn_with(test_config(data_dir)).await
 }
 
+/// A server on a fresh data directory with `edit` applied to the test configuration; keep the directory alive.
+pub async fn spawn_edited(edit: impl FnOnce(&mut Config)) -> (tempfile::TempDir, TestApp) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    edit(&mut config);
+    let app = spawn_with(config).await;
+    (dir, app)
+}
+
 pub async fn spawn_with(config: Config) -> TestApp {
     let app = Application::build(config).await.expect("the app builds");
     let addr = app.local_addr();
