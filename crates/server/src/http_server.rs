@@ -9,7 +9,7 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -32,9 +32,15 @@ pub struct ConnectionLimits {
 }
 
 /// The answer to a connection over the cap, written without reading the request.
-const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n\
-retry-after: 1\r\nconnection: close\r\ncontent-length: 100\r\n\r\n\
-{\"type\":\"about:blank\",\"title\":\"Service Unavailable\",\"status\":503,\"detail\":\"too many connections\"}";
+static OVER_CAPACITY: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    let body = r#"{"type":"about:blank","title":"Service Unavailable","status":503,"detail":"too many connections; retry shortly","instance":"/","error":"too many connections; retry shortly"}"#;
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\nretry-after: 1\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+});
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then lets open connections finish their
 /// current request and returns once they are closed.
@@ -64,7 +70,7 @@ pub async fn serve(
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             metrics::counter!("http_connections_rejected_total", "service" => "api").increment(1);
-            let _ = stream.try_write(OVER_CAPACITY);
+            let _ = stream.try_write(&OVER_CAPACITY);
             continue;
         };
         let _ = stream.set_nodelay(true);

@@ -238,6 +238,9 @@ async fn connections_over_the_cap_are_answered_503_and_closed() {
     let refused = until_closed(&mut extra).await;
     assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
     assert!(refused.contains("retry-after: 1"), "{refused}");
+    let (head, body) = refused.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains(&format!("content-length: {}", body.len())), "{refused}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(body).unwrap()["status"], 503);
 
     drop(held);
     let deadline = Instant::now() + Duration::from_secs(10);
