@@ -239,8 +239,14 @@ async fn connections_over_the_cap_are_answered_503_and_closed() {
     assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
     assert!(refused.contains("retry-after: 1"), "{refused}");
     let (head, body) = refused.split_once("\r\n\r\n").unwrap();
-    assert!(head.contains(&format!("content-length: {}", body.len())), "{refused}");
-    assert_eq!(serde_json::from_str::<serde_json::Value>(body).unwrap()["status"], 503);
+    assert!(
+        head.contains(&format!("content-length: {}", body.len())),
+        "{refused}"
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(body).unwrap()["status"],
+        503
+    );
 
     drop(held);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -254,6 +260,31 @@ async fn connections_over_the_cap_are_answered_503_and_closed() {
             "freed connections are never reused"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_are_never_cached_and_no_answer_is_sniffed() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app(dir.path()).await;
+    app.user("alice").await;
+    let token = app
+        .post(
+            "/auth/token",
+            None,
+            &json!({"username": "alice", "password": "alice-password"}),
+        )
+        .await;
+    assert_eq!(token.headers["cache-control"], "no-store");
+    for reply in [
+        token,
+        app.request(reqwest::Method::GET, "/health/live", None, None, &[])
+            .await,
+        app.request(reqwest::Method::GET, "/no-such-route", None, None, &[])
+            .await,
+    ] {
+        assert_eq!(reply.headers["x-content-type-options"], "nosniff");
     }
     app.stop().await;
 }

@@ -74,6 +74,10 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
             response = rendered;
         }
     }
+    response
+        .headers_mut()
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
     if let Ok(value) = HeaderValue::from_str(correlation_id.as_str()) {
         response.headers_mut().insert(CORRELATION_HEADER, value);
     }

@@ -5,7 +5,7 @@ use super::problem::ApiResult;
 use super::state::AppState;
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, StatusCode, header};
 use chat4all_core::ServiceError;
 use chat4all_core::ids::{Email, Password, Username};
 use serde::{Deserialize, Serialize};
@@ -84,7 +84,7 @@ pub async fn token(
     State(state): State<AppState>,
     ClientAddr(address): ClientAddr,
     ApiJson(request): ApiJson<TokenRequest>,
-) -> ApiResult<Json<TokenResponse>> {
+) -> ApiResult<([(HeaderName, &'static str); 1], Json<TokenResponse>)> {
     state.login_throttle.check(&request.username, address)?;
     let user = if request.password.chars().count() > 128 {
         Err(ServiceError::Unauthenticated(
@@ -103,10 +103,15 @@ pub async fn token(
                 .record_failure(&request.username, address);
         }
     })?;
-    Ok(Json(TokenResponse {
-        access_token: state.tokens.issue(&user.user_id)?,
-        token_type: "Bearer",
-        expires_in: state.tokens.ttl().as_secs(),
-        user_id: user.user_id.into(),
-    }))
+    // A credential: no cache may keep it (RFC 6749 §5.1).
+    let no_store = [(header::CACHE_CONTROL, "no-store")];
+    Ok((
+        no_store,
+        Json(TokenResponse {
+            access_token: state.tokens.issue(&user.user_id)?,
+            token_type: "Bearer",
+            expires_in: state.tokens.ttl().as_secs(),
+            user_id: user.user_id.into(),
+        }),
+    ))
 }
