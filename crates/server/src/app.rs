@@ -174,9 +174,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", config.http_addr))?;
         let public_url = public_url(&config, listener.local_addr()?);
         let connection_limits = ConnectionLimits {
-            max_connections: config
-                .max_connections
-                .unwrap_or_else(max_connections_for_descriptors),
+            max_connections: max_connections(config.max_connections),
             header_read_timeout: config.header_read_timeout,
             keep_alive_timeout: config.keep_alive_timeout,
         };
@@ -280,12 +278,12 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// Descriptors kept for files, databases and outbound calls when connections are capped by the descriptor limit.
+/// Descriptors kept for files, databases and outbound calls beside the HTTP connections.
 const RESERVED_DESCRIPTORS: u64 = 1024;
 
-/// The default connection cap: raises the open-file soft limit to the hard limit, then leaves room for the
-/// process's other descriptors.
-fn max_connections_for_descriptors() -> usize {
+/// Raises the open-file soft limit to the hard limit, then caps connections at what is left beside the process's
+/// other descriptors (at most 50,000), or at `configured` (with a warning when the descriptors cannot hold it).
+fn max_connections(configured: Option<usize>) -> usize {
     let limit = match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => limit,
         Err(e) => {
@@ -293,12 +291,16 @@ fn max_connections_for_descriptors() -> usize {
             1024
         }
     };
-    let max = limit.saturating_sub(RESERVED_DESCRIPTORS).clamp(64, 50_000) as usize;
-    tracing::info!(
-        open_file_limit = limit,
-        max_connections = max,
-        "connection cap"
-    );
+    let room = limit.saturating_sub(RESERVED_DESCRIPTORS).clamp(64, 50_000) as usize;
+    let max = configured.unwrap_or(room);
+    if max > room {
+        tracing::warn!(
+            max_connections = max,
+            open_file_limit = limit,
+            "max-connections is above what the open-file limit leaves room for; accepts may fail first"
+        );
+    }
+    tracing::info!(open_file_limit = limit, max_connections = max, "connection cap");
     max
 }
 
