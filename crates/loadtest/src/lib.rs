@@ -2,6 +2,7 @@
 //! Markdown report with SVG charts, and many runs into one comparison table.
 
 pub mod capacity;
+pub mod cli;
 pub mod k6;
 pub mod report;
 pub mod stats;

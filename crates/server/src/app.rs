@@ -300,7 +300,11 @@ fn max_connections(configured: Option<usize>) -> usize {
             "max-connections is above what the open-file limit leaves room for; accepts may fail first"
         );
     }
-    tracing::info!(open_file_limit = limit, max_connections = max, "connection cap");
+    tracing::info!(
+        open_file_limit = limit,
+        max_connections = max,
+        "connection cap"
+    );
     max
 }
 
