@@ -260,6 +260,7 @@ async fn bad_input_gets_clear_errors() {
         json!({"conversation_id": "c", "content": "   "}),
         json!({"conversation_id": "c", "content": "x", "recipient_id": "whatsapp:12"}),
         json!({"conversation_id": "c", "content": "x", "file_id": "f1"}),
+        json!(["c", "x", null, null, null, null]),
     ] {
         assert_eq!(app.send(&alice, bad.clone()).await.status, 400, "{bad}");
     }

@@ -10,8 +10,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use chat4all_core::ids::{CorrelationId, UserId};
 use serde::de::DeserializeOwned;
 
-/// A JSON body. Malformed JSON or a wrong type is a 400 naming the problem; a body over the limit is a 413. The
-/// content type is not required, so older clients that omit it keep working.
+/// A JSON object body. Malformed JSON, another kind of JSON value (serde would take an array for a struct) or a
+/// wrong type is a 400 naming the problem; a body over the limit is a 413. The content type is not required, so
+/// older clients that omit it keep working.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
@@ -33,6 +34,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                     ))
                 }
             })?;
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(Problem::bad_request("the body must be a JSON object"));
+        }
         serde_json::from_slice(&body)
             .map(Self)
             .map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))
