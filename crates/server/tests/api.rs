@@ -159,6 +159,7 @@ async fn messages_are_accepted_routed_and_listed_in_order() {
         "limit=101",
         "order=sideways",
         "after=-1",
+        "after=9223372036854775808",
         "limit=abc",
     ] {
         assert_eq!(app.history(&alice, "c1", bad).await.status, 400, "{bad}");

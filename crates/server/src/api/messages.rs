@@ -272,6 +272,15 @@ pub async fn history(
     if !(1..=100).contains(&limit) {
         return Err(Problem::bad_request("limit must be between 1 and 100"));
     }
+    if [params.offset, params.after, params.before]
+        .into_iter()
+        .flatten()
+        .any(|n| i64::try_from(n).is_err())
+    {
+        return Err(Problem::bad_request(
+            "offset, after and before must be at most 9223372036854775807",
+        ));
+    }
     let ascending = match params.order.as_deref() {
         None | Some("asc") => true,
         Some("desc") => false,
