@@ -105,16 +105,14 @@ pub async fn set_fault(
             "duration_secs must be between 1 and 86400",
         ));
     }
+    let failure_rate = request.failure_rate.unwrap_or(0.5);
+    if !(0.0..=1.0).contains(&failure_rate) {
+        return Err(Problem::bad_request("failure_rate must be between 0 and 1"));
+    }
     let fault = match request.mode.as_str() {
         "ok" => None,
         "down" => Some(Fault::Down),
-        "flaky" => {
-            let failure_rate = request.failure_rate.unwrap_or(0.5);
-            if !(0.0..=1.0).contains(&failure_rate) {
-                return Err(Problem::bad_request("failure_rate must be between 0 and 1"));
-            }
-            Some(Fault::Flaky { failure_rate })
-        }
+        "flaky" => Some(Fault::Flaky { failure_rate }),
         "slow" => Some(Fault::Slow {
             extra: Duration::from_millis(request.extra_latency_ms.unwrap_or(1000).min(60_000)),
         }),
