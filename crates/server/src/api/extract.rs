@@ -1,14 +1,16 @@
-//! Request extractors whose failures are problem+json: JSON bodies, query strings, the bearer token and the
-//! correlation id.
+//! Request extractors whose failures are problem+json: JSON bodies, query strings, `Idempotency-Key`, the bearer
+//! token and the correlation id.
 
+use super::doc::Id;
 use super::problem::Problem;
 use super::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
-use chat4all_core::ids::{CorrelationId, UserId};
+use chat4all_core::ids::{CorrelationId, IdempotencyKey, UserId};
 use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
 
 /// A JSON object body. Malformed JSON, another kind of JSON value (serde would take an array for a struct) or a
 /// wrong type is a 400 naming the problem; a body over the limit is a 413. The content type is not required, so
@@ -53,6 +55,38 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         Query::try_from_uri(&parts.uri)
             .map(|Query(q)| Self(q))
             .map_err(|e| Problem::bad_request(format!("invalid query string: {}", e.body_text())))
+    }
+}
+
+/// The optional `Idempotency-Key` header; a malformed one is a 400.
+#[derive(IntoParams)]
+#[into_params(names("Idempotency-Key"), parameter_in = Header)]
+pub struct Idempotency(
+    /// Replays the first answer to this key from the same user for 24 h.
+    #[param(value_type = Id, required = false)]
+    pub Option<IdempotencyKey>,
+);
+
+impl<S: Send + Sync> FromRequestParts<S> for Idempotency {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .headers
+            .get("idempotency-key")
+            .map(|value| {
+                value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| IdempotencyKey::parse(v).ok())
+                    .ok_or_else(|| {
+                        Problem::bad_request(
+                            "Idempotency-Key must be 1-128 characters of [A-Za-z0-9._:@-]",
+                        )
+                    })
+            })
+            .transpose()
+            .map(Self)
     }
 }
 

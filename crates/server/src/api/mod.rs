@@ -2,6 +2,7 @@
 
 pub mod admin;
 mod conversations;
+mod doc;
 mod extract;
 mod files;
 mod messages;
@@ -13,6 +14,7 @@ mod state;
 mod tokens;
 mod users;
 
+pub use doc::openapi_document;
 pub use observe::{CORRELATION_HEADER, REQUESTS_SERVED};
 pub use rate_limit::RateLimit;
 pub use state::AppState;
@@ -24,8 +26,6 @@ use axum::middleware;
 use axum::routing::{get, post, put};
 use chat4all_core::services::files::MAX_CHUNK_BYTES;
 use tower_http::catch_panic::CatchPanicLayer;
-use utoipa::OpenApi;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 /// Largest JSON body accepted: room for 10 KiB of content even when every character is escaped.
 const MAX_JSON_BODY: usize = 128 * 1024;
@@ -73,44 +73,4 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::new())
         .layer(middleware::from_fn(observe::observe))
         .with_state(state)
-}
-
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "Chat4All", description = "One HTTP API in front of many messaging channels."),
-    paths(
-        users::register, users::token,
-        conversations::create, conversations::list,
-        messages::send, messages::history, messages::get, messages::read,
-        files::upload, files::download, files::content,
-        files::create_upload, files::put_chunk, files::upload_status, files::complete_upload,
-        admin::set_fault, admin::list_dead_letters, admin::replay_dead_letters, admin::inject,
-        ops::health, ops::live, ops::metrics, ops::openapi,
-    ),
-    modifiers(&BearerAuth),
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
-
-/// The OpenAPI 3.1 document of this api.
-pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    let mut doc = ApiDoc::openapi();
-    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    doc
 }
