@@ -159,6 +159,7 @@ async fn messages_are_accepted_routed_and_listed_in_order() {
         "limit=101",
         "order=sideways",
         "after=-1",
+        "after=9223372036854775808",
         "limit=abc",
     ] {
         assert_eq!(app.history(&alice, "c1", bad).await.status, 400, "{bad}");
@@ -292,6 +293,7 @@ async fn bad_input_gets_clear_errors() {
         json!({"conversation_id": "c", "content": "   "}),
         json!({"conversation_id": "c", "content": "x", "recipient_id": "whatsapp:12"}),
         json!({"conversation_id": "c", "content": "x", "file_id": "f1"}),
+        json!(["c", "x", null, null, null, null]),
     ] {
         assert_eq!(app.send(&alice, bad.clone()).await.status, 400, "{bad}");
     }

@@ -100,6 +100,18 @@ async fn a_down_channel_parks_messages_and_delivers_them_in_order_when_back() {
         "{metrics}"
     );
 
+    let out_of_range = json!({"mode": "down", "failure_rate": -1});
+    let refused = app
+        .admin(
+            Method::POST,
+            "/admin/channels/whatsapp/fault",
+            Some(&out_of_range),
+        )
+        .await;
+    assert_eq!(
+        refused.status, 400,
+        "a failure_rate out of range is refused in any mode"
+    );
     fault(&app, "whatsapp", json!({"mode": "ok"})).await;
     let delivered = app
         .wait_for_history(&alice, "wa", |m| {

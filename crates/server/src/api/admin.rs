@@ -7,14 +7,16 @@ use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use chat4all_connectors::{Fault, FaultSwitch};
+use chat4all_connectors::{Fault, FaultSwitch, instagram, whatsapp};
 use chat4all_core::ports::{EventLog, OutgoingRecord};
 use chat4all_core::services::dead_letters::{DeadLetters, ReplayFilter};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 /// What the admin endpoints reach.
 pub struct Admin {
@@ -62,31 +64,62 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The name of a simulated channel.
+pub enum SimulatedChannel {}
+
+impl PartialSchema for SimulatedChannel {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some([whatsapp::NAME, instagram::NAME]))
+            .into()
+    }
+}
+
+impl ToSchema for SimulatedChannel {}
+
 /// A fault to inject into a simulated channel.
 #[derive(Deserialize, ToSchema)]
 pub struct FaultRequest {
-    /// `down`, `flaky`, `slow`, or `ok` to end any fault.
-    mode: String,
-    /// How long the fault lasts (default 60, at most 86400).
+    mode: FaultMode,
+    /// How long the fault lasts.
+    #[schema(minimum = 1, maximum = 86400, default = 60)]
     duration_secs: Option<u64>,
-    /// For `flaky`: the share of calls that fail (default 0.5).
+    /// For `flaky`: the share of calls that fail.
+    #[schema(minimum = 0, maximum = 1, default = 0.5)]
     failure_rate: Option<f64>,
-    /// For `slow`: added latency in ms (default 1000).
+    /// For `slow`: added latency in ms (more than 60000 counts as 60000).
+    #[schema(format = "uint64", default = 1000)]
     extra_latency_ms: Option<u64>,
+}
+
+/// A simulated channel's behaviour.
+#[derive(Deserialize, Serialize, ToSchema, Clone, Copy, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultMode {
+    /// Every call fails.
+    Down,
+    /// A share of the calls fail.
+    Flaky,
+    /// Calls take longer.
+    Slow,
+    /// No fault: ends the one in force.
+    Ok,
 }
 
 /// The fault in force.
 #[derive(Serialize, ToSchema)]
 pub struct FaultResponse {
     channel: String,
-    mode: String,
+    mode: FaultMode,
     duration_secs: u64,
 }
 
 /// Injects a fault into a simulated channel for a while (`ok` ends it).
 #[utoipa::path(post, path = "/admin/channels/{channel}/fault", tag = "admin", request_body = FaultRequest,
-    params(("channel" = String, Path, description = "whatsapp or instagram")),
-    responses((status = 200, body = FaultResponse), (status = 400), (status = 401), (status = 404)))]
+    security(("admin" = [])),
+    params(("channel" = inline(SimulatedChannel), Path)),
+    responses((status = 200, body = FaultResponse), (status = 404, description = "No such simulated channel.")))]
 pub async fn set_fault(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -105,29 +138,22 @@ pub async fn set_fault(
             "duration_secs must be between 1 and 86400",
         ));
     }
-    let fault = match request.mode.as_str() {
-        "ok" => None,
-        "down" => Some(Fault::Down),
-        "flaky" => {
-            let failure_rate = request.failure_rate.unwrap_or(0.5);
-            if !(0.0..=1.0).contains(&failure_rate) {
-                return Err(Problem::bad_request("failure_rate must be between 0 and 1"));
-            }
-            Some(Fault::Flaky { failure_rate })
-        }
-        "slow" => Some(Fault::Slow {
+    let failure_rate = request.failure_rate.unwrap_or(0.5);
+    if !(0.0..=1.0).contains(&failure_rate) {
+        return Err(Problem::bad_request("failure_rate must be between 0 and 1"));
+    }
+    let fault = match request.mode {
+        FaultMode::Ok => None,
+        FaultMode::Down => Some(Fault::Down),
+        FaultMode::Flaky => Some(Fault::Flaky { failure_rate }),
+        FaultMode::Slow => Some(Fault::Slow {
             extra: Duration::from_millis(request.extra_latency_ms.unwrap_or(1000).min(60_000)),
         }),
-        other => {
-            return Err(Problem::bad_request(format!(
-                "unknown mode {other:?}: use down, flaky, slow or ok"
-            )));
-        }
     };
     switch.set(fault, Duration::from_secs(duration_secs));
     tracing::warn!(
         channel,
-        mode = request.mode,
+        mode = ?request.mode,
         duration_secs,
         "channel fault injected"
     );
@@ -142,7 +168,8 @@ pub async fn set_fault(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// At most this many (default 100, at most 10000).
+    /// At most this many; values outside 1..10000 count as the nearest bound.
+    #[param(default = 100)]
     limit: Option<usize>,
 }
 
@@ -167,8 +194,8 @@ pub struct DeadLetterList {
 }
 
 /// Lists dead letters.
-#[utoipa::path(get, path = "/admin/dead-letters", tag = "admin", params(ListQuery),
-    responses((status = 200, body = DeadLetterList), (status = 401)))]
+#[utoipa::path(get, path = "/admin/dead-letters", tag = "admin", security(("admin" = [])), params(ListQuery),
+    responses((status = 200, body = DeadLetterList)))]
 pub async fn list_dead_letters(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -218,7 +245,7 @@ pub struct ReplayResponse {
 
 /// Sends dead letters back where they came from (failed channel messages become PENDING and are delivered again).
 #[utoipa::path(post, path = "/admin/dead-letters/replay", tag = "admin", request_body = ReplayRequest,
-    responses((status = 200, body = ReplayResponse), (status = 401)))]
+    security(("admin" = [])), responses((status = 200, body = ReplayResponse)))]
 pub async fn replay_dead_letters(
     State(state): State<AppState>,
     _: AdminAuth,
@@ -240,7 +267,10 @@ pub async fn replay_dead_letters(
 /// A raw record to append (for demonstrations and tests, such as a poison event).
 #[derive(Deserialize, ToSchema)]
 pub struct InjectRequest {
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,249}$")]
     topic: String,
+    /// At most 256 bytes.
+    #[schema(min_length = 1, max_length = 256)]
     key: String,
     /// Sent as is, not validated.
     payload: String,
@@ -259,7 +289,7 @@ pub struct InjectResponse {
 
 /// Appends a raw record to a topic.
 #[utoipa::path(post, path = "/admin/events", tag = "admin", request_body = InjectRequest,
-    responses((status = 202, body = InjectResponse), (status = 400), (status = 401)))]
+    security(("admin" = [])), responses((status = 202, body = InjectResponse)))]
 pub async fn inject(
     State(state): State<AppState>,
     _: AdminAuth,

@@ -1,5 +1,6 @@
 //! `/v1/conversations`: create and list.
 
+use super::doc::{Id, conversation_type};
 use super::extract::{ApiJson, AuthUser};
 use super::problem::ApiResult;
 use super::state::AppState;
@@ -14,16 +15,19 @@ use utoipa::ToSchema;
 /// Conversation creation request.
 #[derive(Deserialize, ToSchema)]
 pub struct CreateConversationRequest {
-    /// Chosen id (`[A-Za-z0-9._:@-]{1,128}`); generated when absent.
+    /// Generated when absent.
+    #[schema(value_type = Option<Id>)]
     conversation_id: Option<String>,
-    /// `direct` or `group`.
+    /// A direct conversation has exactly one other member.
     #[serde(rename = "type")]
-    #[schema(value_type = String, example = "group")]
+    #[schema(schema_with = conversation_type)]
     kind: ConversationKind,
-    /// User ids of the other members; the caller is always a member.
+    /// User ids of the other members; the caller is always a member (at most 256 in all).
     #[serde(default)]
+    #[schema(value_type = Vec<Id>, max_items = 256)]
     members: Vec<String>,
-    /// Display name.
+    /// Display name (trimmed).
+    #[schema(max_length = 200)]
     name: Option<String>,
 }
 
@@ -32,6 +36,7 @@ pub struct CreateConversationRequest {
 pub struct ConversationView {
     conversation_id: String,
     #[serde(rename = "type")]
+    #[schema(schema_with = conversation_type)]
     kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<String>,
@@ -62,7 +67,9 @@ pub struct ConversationList {
 /// Creates a conversation with the caller as a member.
 #[utoipa::path(post, path = "/v1/conversations", tag = "conversations", request_body = CreateConversationRequest,
     security(("bearer" = [])),
-    responses((status = 201, body = ConversationView), (status = 400), (status = 401), (status = 409)))]
+    responses((status = 201, body = ConversationView),
+        (status = 400, description = "Malformed JSON, a bad shape, or an unknown member."),
+        (status = 409, description = "The id is taken.")))]
 pub async fn create(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -80,7 +87,7 @@ pub async fn create(
 
 /// Lists the caller's conversations, newest first.
 #[utoipa::path(get, path = "/v1/conversations", tag = "conversations", security(("bearer" = [])),
-    responses((status = 200, body = ConversationList), (status = 401)))]
+    responses((status = 200, body = ConversationList)))]
 pub async fn list(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,

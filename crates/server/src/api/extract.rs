@@ -1,6 +1,7 @@
-//! Request extractors whose failures are problem+json: JSON bodies, query strings, the bearer token and the
-//! correlation id.
+//! Request extractors whose failures are problem+json: JSON bodies, query strings, `Idempotency-Key`, the bearer
+//! token and the correlation id.
 
+use super::doc::Id;
 use super::problem::Problem;
 use super::state::AppState;
 use axum::body::Bytes;
@@ -10,9 +11,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use chat4all_core::ids::{CorrelationId, IdempotencyKey, UserId};
 use serde::de::DeserializeOwned;
 use std::net::{IpAddr, SocketAddr};
+use utoipa::IntoParams;
 
-/// A JSON body. Malformed JSON or a wrong type is a 400 naming the problem; a body over the limit is a 413. The
-/// content type is not required, so older clients that omit it keep working.
+/// A JSON object body. Malformed JSON, another kind of JSON value (serde would take an array for a struct) or a
+/// wrong type is a 400 naming the problem; a body over the limit is a 413. The content type is not required, so
+/// older clients that omit it keep working.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
@@ -34,6 +37,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                     ))
                 }
             })?;
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(Problem::bad_request("the body must be a JSON object"));
+        }
         serde_json::from_slice(&body)
             .map(Self)
             .map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))
@@ -50,6 +56,38 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         Query::try_from_uri(&parts.uri)
             .map(|Query(q)| Self(q))
             .map_err(|e| Problem::bad_request(format!("invalid query string: {}", e.body_text())))
+    }
+}
+
+/// The optional `Idempotency-Key` header; a malformed one is a 400.
+#[derive(IntoParams)]
+#[into_params(names("Idempotency-Key"), parameter_in = Header)]
+pub struct Idempotency(
+    /// Replays the first answer to this key from the same user for 24 h.
+    #[param(value_type = Id, required = false)]
+    pub Option<IdempotencyKey>,
+);
+
+impl<S: Send + Sync> FromRequestParts<S> for Idempotency {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .headers
+            .get("idempotency-key")
+            .map(|value| {
+                value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| IdempotencyKey::parse(v).ok())
+                    .ok_or_else(|| {
+                        Problem::bad_request(
+                            "Idempotency-Key must be 1-128 characters of [A-Za-z0-9._:@-]",
+                        )
+                    })
+            })
+            .transpose()
+            .map(Self)
     }
 }
 
@@ -107,24 +145,6 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
                 .map(|ConnectInfo(addr)| addr.ip()),
         ))
     }
-}
-
-/// The request's `Idempotency-Key`, if any; 400 when it is not a valid key.
-pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, Problem> {
-    headers
-        .get("idempotency-key")
-        .map(|value| {
-            value
-                .to_str()
-                .ok()
-                .and_then(|v| IdempotencyKey::parse(v).ok())
-                .ok_or_else(|| {
-                    Problem::bad_request(
-                        "Idempotency-Key must be 1-128 characters of [A-Za-z0-9._:@-]",
-                    )
-                })
-        })
-        .transpose()
 }
 
 /// The request's correlation id, set by the `observe` middleware.

@@ -1,6 +1,7 @@
 //! `/v1/files` (streamed multipart uploads, signed downloads, content with Range) and `/v1/uploads` (resumable).
 
-use super::extract::{ApiJson, ApiQuery, AuthUser, bearer_user, idempotency_key};
+use super::doc::{Binary, Id};
+use super::extract::{ApiJson, ApiQuery, AuthUser, Idempotency, bearer_user};
 use super::problem::{ApiResult, Problem};
 use super::state::AppState;
 use super::upload_parts::UploadParts;
@@ -14,7 +15,9 @@ use chat4all_core::services::files::{
     DownloadAccess, IncomingFile, MAX_CHUNK_BYTES, UploadProgress,
 };
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::schema::ObjectBuilder;
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 /// A stored file, as the upload answers it.
 #[derive(Serialize, ToSchema)]
@@ -46,7 +49,7 @@ pub struct DownloadResponse {
     expires_in: u64,
 }
 
-/// Signature of a link from `/download`.
+/// Signature of a link from `/download` (both or neither).
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SignedQuery {
@@ -91,19 +94,38 @@ fn size_bucket(bytes: u64) -> &'static str {
 /// Largest text part of an upload (`conversation_id`).
 const MAX_TEXT_PART_BYTES: usize = 1024;
 
-/// Uploads a file (multipart parts `file` and `conversation_id`, in any order), streamed to storage in constant
-/// memory while its SHA-256 is computed.
+/// The multipart body of an upload: parts `file` (with its filename) and `conversation_id`, in any order.
+pub enum UploadForm {}
+
+impl PartialSchema for UploadForm {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .property("file", Binary::schema())
+            .property("conversation_id", Id::schema())
+            .required("file")
+            .required("conversation_id")
+            .into()
+    }
+}
+
+impl ToSchema for UploadForm {}
+
+/// Uploads a file, streamed to storage in constant memory while its SHA-256 is computed; other parts than
+/// `file` and `conversation_id` are refused, and `conversation_id` may not pass 1 KiB.
 #[utoipa::path(post, path = "/v1/files", tag = "files", security(("bearer" = [])),
-    request_body(content_type = "multipart/form-data", description = "parts `file` (with filename) and `conversation_id`"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 h")),
-    responses((status = 201, body = FileResponse), (status = 400), (status = 401), (status = 403), (status = 413), (status = 422)))]
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    params(Idempotency),
+    responses((status = 201, body = FileResponse),
+        (status = 400, description = "Not a multipart body, or a part is missing, repeated, unknown or invalid."),
+        (status = 403, description = "Not a member of the conversation."),
+        (status = 413, description = "The file is over the size limit (2 GiB unless configured), `conversation_id` over 1 KiB, or part headers over 4 MiB."),
+        (status = 422, description = "The `Idempotency-Key` was used with another request.")))]
 pub async fn upload(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
-    headers: HeaderMap,
+    Idempotency(key): Idempotency,
     request: Request,
 ) -> ApiResult<(StatusCode, Json<FileResponse>)> {
-    let key = idempotency_key(&headers)?;
     let mut parts = UploadParts::from_request(request).await?;
     let mut conversation: Option<String> = None;
     let mut received: Option<(IncomingFile, String, Option<String>)> = None;
@@ -188,8 +210,9 @@ pub async fn upload(
 
 /// A time-limited URL for the file, usable without the bearer token (members only).
 #[utoipa::path(get, path = "/v1/files/{id}/download", tag = "files", security(("bearer" = [])),
-    params(("id" = String, Path, description = "File id")),
-    responses((status = 200, body = DownloadResponse), (status = 401), (status = 403), (status = 404)))]
+    params(("id" = Id, Path, description = "File id")),
+    responses((status = 200, body = DownloadResponse),
+        (status = 404, description = "No such file, or one of a conversation the caller is not in.")))]
 pub async fn download(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -213,10 +236,19 @@ pub async fn download(
 }
 
 /// The file's bytes, for a member's bearer token or a valid signature; honours a single `Range`.
-#[utoipa::path(get, path = "/v1/files/{id}/content", tag = "files",
-    params(("id" = String, Path, description = "File id"), SignedQuery),
-    responses((status = 200, description = "the bytes"), (status = 206, description = "the requested range"),
-        (status = 401), (status = 403), (status = 404), (status = 416)))]
+#[utoipa::path(get, path = "/v1/files/{id}/content", tag = "files", security(("bearer" = []), ()),
+    params(("id" = Id, Path, description = "File id"), SignedQuery,
+        ("Range" = Option<String>, Header, description = "One byte range, `bytes=first-last`, `bytes=first-` or `bytes=-suffix`; anything else is ignored.")),
+    responses(
+        (status = 200, description = "The bytes, with the file's `Content-Type`.", content_type = "*/*", body = Binary,
+            headers(("Content-Disposition" = String), ("ETag" = String, description = "`\"sha256:<hex>\"`"), ("Accept-Ranges" = String))),
+        (status = 206, description = "The requested range.", content_type = "*/*", body = Binary,
+            headers(("Content-Range" = String, description = "`bytes first-last/size`"), ("Content-Disposition" = String), ("ETag" = String))),
+        (status = 400, description = "A malformed query string."),
+        (status = 401, description = "Neither a valid bearer token nor a signature."),
+        (status = 403, description = "A bad or expired signature, whether or not the file exists."),
+        (status = 404, description = "No such file, or one of a conversation the caller is not in."),
+        (status = 416, description = "The range is outside the file.", headers(("Content-Range" = String, description = "`bytes */size`")))))]
 pub async fn content(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -389,12 +421,16 @@ fn parse_range(spec: &str, size: u64) -> RangeRequest {
 /// A resumable upload to open.
 #[derive(Deserialize, ToSchema)]
 pub struct CreateUploadRequest {
+    #[schema(value_type = Id)]
     conversation_id: String,
+    /// Kept without any path and control characters.
     filename: String,
-    /// Total size in bytes.
+    /// Total size in bytes (2 GiB at most unless configured).
     size_bytes: u64,
+    /// `type/subtype`; anything else is stored as `application/octet-stream`.
     mimetype: Option<String>,
     /// `sha256:<hex>`, verified on completion when given.
+    #[schema(pattern = "^[Ss][Hh][Aa]256:[0-9A-Fa-f]{64}$")]
     checksum: Option<String>,
 }
 
@@ -444,7 +480,9 @@ pub struct ChunkQuery {
 
 /// Opens a resumable upload session (expires after 24 h).
 #[utoipa::path(post, path = "/v1/uploads", tag = "files", security(("bearer" = [])), request_body = CreateUploadRequest,
-    responses((status = 201, body = UploadResponse), (status = 400), (status = 401), (status = 403), (status = 413)))]
+    responses((status = 201, body = UploadResponse),
+        (status = 403, description = "Not a member of the conversation."),
+        (status = 413, description = "The file would be over the size limit.")))]
 pub async fn create_upload(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -475,9 +513,11 @@ pub async fn create_upload(
 
 /// Stores one chunk (raw body) at `offset`; chunks may arrive in any order or be sent again.
 #[utoipa::path(put, path = "/v1/uploads/{id}", tag = "files", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Upload id"), ChunkQuery),
-    request_body(content_type = "application/octet-stream", description = "the chunk's bytes (at most 64 MiB)"),
-    responses((status = 200, body = UploadResponse), (status = 400), (status = 401), (status = 404), (status = 413)))]
+    params(("id" = Id, Path, description = "Upload id"), ChunkQuery),
+    request_body(content = Binary, content_type = "application/octet-stream", description = "The chunk's bytes (at most 64 MiB)."),
+    responses((status = 200, body = UploadResponse),
+        (status = 400, description = "An empty chunk, or one that ends past the announced size."),
+        (status = 404, description = "No such upload of the caller's, or it expired.")))]
 pub async fn put_chunk(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -496,8 +536,9 @@ pub async fn put_chunk(
 
 /// Which byte ranges arrived.
 #[utoipa::path(get, path = "/v1/uploads/{id}", tag = "files", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Upload id")),
-    responses((status = 200, body = UploadResponse), (status = 401), (status = 404)))]
+    params(("id" = Id, Path, description = "Upload id")),
+    responses((status = 200, body = UploadResponse),
+        (status = 404, description = "No such upload of the caller's, or it expired.")))]
 pub async fn upload_status(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -508,8 +549,11 @@ pub async fn upload_status(
 
 /// Turns a complete upload into a file (checksum verified).
 #[utoipa::path(post, path = "/v1/uploads/{id}/complete", tag = "files", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Upload id")),
-    responses((status = 201, body = FileResponse), (status = 401), (status = 404), (status = 409), (status = 422)))]
+    params(("id" = Id, Path, description = "Upload id")),
+    responses((status = 201, body = FileResponse),
+        (status = 404, description = "No such upload of the caller's, or it expired."),
+        (status = 409, description = "Bytes are missing."),
+        (status = 422, description = "The bytes do not match the announced checksum.")))]
 pub async fn complete_upload(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,

@@ -1,11 +1,12 @@
 //! `/v1/messages` and a conversation's history.
 
-use super::extract::{ApiJson, ApiQuery, AuthUser, Correlation, idempotency_key};
+use super::doc::{Id, position};
+use super::extract::{ApiJson, ApiQuery, AuthUser, Correlation, Idempotency};
 use super::problem::{ApiResult, Problem};
 use super::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use chat4all_core::model::{HistoryQuery, Message, StatusChange};
 use chat4all_core::services::messaging::SendMessage;
 use serde::{Deserialize, Serialize};
@@ -15,16 +16,22 @@ use utoipa::{IntoParams, ToSchema};
 #[derive(Deserialize, ToSchema)]
 pub struct SendMessageRequest {
     /// Target conversation; created on first use.
+    #[schema(value_type = Id)]
     conversation_id: String,
-    /// 1–10240 bytes, not blank.
+    /// Not blank; at most 10240 bytes of UTF-8 (413 beyond).
+    #[schema(min_length = 1, max_length = 10240)]
     content: String,
-    /// `whatsapp:+<E.164>`, `instagram:@<handle>`, a user id, or absent (the other members).
+    /// `whatsapp:+<E.164>`, `instagram:@<handle>`, another `channel:address`, a user id, or absent (the other
+    /// members); no control characters.
+    #[schema(min_length = 1, max_length = 256)]
     recipient_id: Option<String>,
-    /// Must be the caller when given.
+    /// The caller, by user id or username (older clients send the username); anyone else → 403.
     sender_id: Option<String>,
     /// An attached file of the same conversation.
+    #[schema(value_type = Option<Id>)]
     file_id: Option<String>,
     /// How long a channel may take to deliver it (default 10 h); not delivered by then → FAILED (expired).
+    #[schema(minimum = 1, maximum = 2592000)]
     validity_seconds: Option<u64>,
 }
 
@@ -155,16 +162,31 @@ pub struct ReadResponse {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
-    /// 1..100, default 50.
+    /// Page size.
+    #[param(minimum = 1, maximum = 100, default = 50)]
     limit: Option<u32>,
-    /// Messages to skip, default 0.
+    /// Messages to skip.
+    #[param(schema_with = position, default = 0)]
     offset: Option<u64>,
     /// Only messages with a greater `seq`.
+    #[param(schema_with = position)]
     after: Option<u64>,
     /// Only messages with a smaller `seq`.
+    #[param(schema_with = position)]
     before: Option<u64>,
-    /// `asc` (oldest first, default) or `desc`.
-    order: Option<String>,
+    /// Oldest first (`asc`, the default) or newest first.
+    #[param(inline)]
+    order: Option<Order>,
+}
+
+/// The order of a history page.
+#[derive(Deserialize, ToSchema, PartialEq, Eq, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Oldest first.
+    Asc,
+    /// Newest first.
+    Desc,
 }
 
 /// Paging facts of a history page.
@@ -188,16 +210,19 @@ pub struct HistoryResponse {
 
 /// Accepts a message. The 202 is sent only once it is on durable storage.
 #[utoipa::path(post, path = "/v1/messages", tag = "messages", request_body = SendMessageRequest, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 h")),
-    responses((status = 202, body = AcceptedResponse), (status = 400), (status = 401), (status = 403), (status = 413), (status = 422)))]
+    params(Idempotency),
+    responses((status = 202, body = AcceptedResponse),
+        (status = 400, description = "Malformed JSON, an invalid field, or a file that is not in the conversation."),
+        (status = 403, description = "Not a member of the conversation, or `sender_id` names someone else (it may be the caller's user id or username)."),
+        (status = 413, description = "The content is over 10240 bytes."),
+        (status = 422, description = "The `Idempotency-Key` was used with another request.")))]
 pub async fn send(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
     Correlation(correlation_id): Correlation,
-    headers: HeaderMap,
+    Idempotency(key): Idempotency,
     ApiJson(request): ApiJson<SendMessageRequest>,
 ) -> ApiResult<(StatusCode, Json<AcceptedResponse>)> {
-    let key = idempotency_key(&headers)?;
     let request = SendMessage {
         conversation_id: request.conversation_id,
         content: request.content,
@@ -266,8 +291,9 @@ fn rejection_reason(error: &chat4all_core::ServiceError) -> &'static str {
 
 /// A page of a conversation's messages, for members.
 #[utoipa::path(get, path = "/v1/conversations/{id}/messages", tag = "messages", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Conversation id"), HistoryParams),
-    responses((status = 200, body = HistoryResponse), (status = 400), (status = 401), (status = 403), (status = 404)))]
+    params(("id" = Id, Path, description = "Conversation id"), HistoryParams),
+    responses((status = 200, body = HistoryResponse), (status = 403, description = "Not a member."),
+        (status = 404, description = "No such conversation.")))]
 pub async fn history(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -278,11 +304,7 @@ pub async fn history(
     if !(1..=100).contains(&limit) {
         return Err(Problem::bad_request("limit must be between 1 and 100"));
     }
-    let ascending = match params.order.as_deref() {
-        None | Some("asc") => true,
-        Some("desc") => false,
-        Some(_) => return Err(Problem::bad_request("order must be asc or desc")),
-    };
+    let ascending = params.order != Some(Order::Desc);
     let query = HistoryQuery {
         limit,
         offset: params.offset.unwrap_or(0),
@@ -319,8 +341,9 @@ pub async fn history(
 
 /// One message with its status history.
 #[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Message id")),
-    responses((status = 200, body = MessageDetailView), (status = 401), (status = 403), (status = 404)))]
+    params(("id" = Id, Path, description = "Message id")),
+    responses((status = 200, body = MessageDetailView),
+        (status = 404, description = "No such message, or one of a conversation the caller is not in.")))]
 pub async fn get(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -335,8 +358,11 @@ pub async fn get(
 
 /// Marks a message read (DELIVERED → READ; READ again is idempotent).
 #[utoipa::path(post, path = "/v1/messages/{id}/read", tag = "messages", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Message id")),
-    responses((status = 200, body = ReadResponse), (status = 401), (status = 403), (status = 404), (status = 409)))]
+    params(("id" = Id, Path, description = "Message id")),
+    responses((status = 200, body = ReadResponse),
+        (status = 403, description = "The caller sent it."),
+        (status = 404, description = "No such message, or one of a conversation the caller is not in."),
+        (status = 409, description = "The message is not DELIVERED yet, or FAILED.")))]
 pub async fn read(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,

@@ -2,6 +2,7 @@
 
 pub mod admin;
 mod conversations;
+mod doc;
 mod extract;
 mod files;
 mod login_throttle;
@@ -15,6 +16,7 @@ mod tokens;
 mod upload_parts;
 mod users;
 
+pub use doc::openapi_document;
 pub use login_throttle::LoginThrottle;
 pub use observe::{CORRELATION_HEADER, REQUESTS_SERVED};
 pub use rate_limit::RateLimit;
@@ -30,8 +32,6 @@ use chat4all_core::services::files::MAX_CHUNK_BYTES;
 use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
-use utoipa::OpenApi;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 /// Largest JSON body accepted: room for 10 KiB of content even when every character is escaped.
 const MAX_JSON_BODY: usize = 128 * 1024;
@@ -87,39 +87,6 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .with_state(state)
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "Chat4All", description = "One HTTP API in front of many messaging channels."),
-    paths(
-        users::register, users::token,
-        conversations::create, conversations::list,
-        messages::send, messages::history, messages::get, messages::read,
-        files::upload, files::download, files::content,
-        files::create_upload, files::put_chunk, files::upload_status, files::complete_upload,
-        admin::set_fault, admin::list_dead_letters, admin::replay_dead_letters, admin::inject,
-        ops::health, ops::live, ops::metrics, ops::openapi,
-    ),
-    modifiers(&BearerAuth),
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
-
 /// Registers every series the api emits at zero, so that dashboards and alerts read 0, not "no data", from start.
 pub fn register_metrics() {
     observe::register_metrics(&openapi_document());
@@ -127,11 +94,4 @@ pub fn register_metrics() {
     files::register_metrics();
     login_throttle::register_metrics();
     crate::http_server::register_metrics();
-}
-
-/// The OpenAPI 3.1 document of this api.
-pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    let mut doc = ApiDoc::openapi();
-    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    doc
 }

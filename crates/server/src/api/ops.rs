@@ -137,14 +137,21 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// The answer of `/health/live`.
+#[derive(Serialize, ToSchema)]
+pub struct Liveness {
+    /// Always `UP`.
+    status: &'static str,
+}
+
 /// Liveness: 200 while the process runs.
-#[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200)))]
-pub async fn live() -> impl IntoResponse {
-    Json(serde_json::json!({"status": "UP"}))
+#[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, body = Liveness)))]
+pub async fn live() -> Json<Liveness> {
+    Json(Liveness { status: "UP" })
 }
 
 /// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format 0.0.4.", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut text = state.metrics.render();
     text.push_str(&crate::telemetry::process::exposition());
@@ -152,7 +159,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// The OpenAPI document of this api.
-#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, content_type = "application/json")))]
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "This document.", content_type = "application/json", body = Object)))]
 pub async fn openapi() -> impl IntoResponse {
     Json(super::openapi_document())
 }

@@ -4,6 +4,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chat4all_core::ServiceError;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// An error on its way to the client. Handlers return it; the `observe` middleware renders it (and any other
 /// error response, such as a 405 from the router) as `application/problem+json` with the request path.
@@ -39,16 +40,7 @@ impl Problem {
 
     /// The body, for a request to `instance`.
     pub fn render(&self, instance: &str) -> Response {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            r#type: &'static str,
-            title: &'static str,
-            status: u16,
-            detail: &'a str,
-            instance: &'a str,
-            error: &'a str,
-        }
-        let body = Body {
+        let body = ProblemBody {
             r#type: "about:blank",
             title: self.status.canonical_reason().unwrap_or("Error"),
             status: self.status.as_u16(),
@@ -77,6 +69,25 @@ impl Problem {
         }
         response
     }
+}
+
+/// The `application/problem+json` body of every error response (RFC 7807).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Problem)]
+pub struct ProblemBody<'a> {
+    /// Always `about:blank`: the status says what went wrong.
+    r#type: &'static str,
+    /// The status's reason phrase.
+    title: &'static str,
+    /// The HTTP status.
+    #[schema(minimum = 400, maximum = 599)]
+    status: u16,
+    /// What went wrong, safe to show.
+    detail: &'a str,
+    /// The request's path.
+    instance: &'a str,
+    /// The same as `detail`, for older clients.
+    error: &'a str,
 }
 
 impl IntoResponse for Problem {

@@ -14,11 +14,17 @@ use utoipa::ToSchema;
 /// Registration request.
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
-    /// `^[A-Za-z0-9_-]{3,50}$`
+    /// Unique.
+    #[schema(pattern = "^[A-Za-z0-9_-]{3,50}$", min_length = 3, max_length = 50)]
     username: String,
-    /// 8–128 characters.
+    /// Stored as an Argon2id hash only.
+    #[schema(min_length = 8, max_length = 128)]
     password: String,
-    /// Optional, unique.
+    /// An e-mail address, unique; an empty string is the same as none.
+    #[schema(
+        max_length = 254,
+        pattern = r"^$|^[^@\s\x00-\x1f\x7f-\x9f]+@[^@.\s\x00-\x1f\x7f-\x9f]+(\.[^@.\s\x00-\x1f\x7f-\x9f]+)+$"
+    )]
     email: Option<String>,
 }
 
@@ -36,6 +42,7 @@ pub struct UserResponse {
 #[derive(Deserialize, ToSchema)]
 pub struct TokenRequest {
     username: String,
+    #[schema(max_length = 128)]
     password: String,
 }
 
@@ -52,7 +59,11 @@ pub struct TokenResponse {
 
 /// Creates a user.
 #[utoipa::path(post, path = "/auth/register", tag = "users", request_body = RegisterRequest,
-    responses((status = 201, body = UserResponse), (status = 400), (status = 409)))]
+    responses((status = 201, body = UserResponse),
+        (status = 400, description = "Malformed JSON, or an invalid username, password or e-mail."),
+        (status = 409, description = "The username or e-mail is taken."),
+        (status = 429, description = "Too many attempts."),
+        (status = 503, description = "Password hashing is saturated.")))]
 pub async fn register(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<RegisterRequest>,
@@ -79,7 +90,9 @@ pub async fn register(
 
 /// Exchanges credentials for an access token.
 #[utoipa::path(post, path = "/auth/token", tag = "users", request_body = TokenRequest,
-    responses((status = 200, body = TokenResponse), (status = 401)))]
+    responses((status = 200, body = TokenResponse), (status = 401, description = "Wrong credentials."),
+        (status = 429, description = "Too many attempts."),
+        (status = 503, description = "Password hashing is saturated.")))]
 pub async fn token(
     State(state): State<AppState>,
     ClientAddr(address): ClientAddr,
