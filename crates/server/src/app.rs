@@ -179,7 +179,7 @@ impl Application {
             keep_alive_timeout: config.keep_alive_timeout,
         };
         let closing_log = log.clone();
-        let state = AppState {
+        let state = AppState::new(api::Services {
             accounts,
             conversations: Conversations::new(store.clone()),
             messaging: Messaging::new(
@@ -189,26 +189,26 @@ impl Application {
                 config.default_validity,
             ),
             files,
-            tokens: Arc::new(Tokens::new(&secret, config.token_ttl)),
-            admin: Arc::new(api::admin::Admin {
+            tokens: Tokens::new(&secret, config.token_ttl),
+            admin: api::admin::Admin {
                 token: admin_token,
                 faults,
                 dead_letters: DeadLetters::new(log.clone(), topics),
                 log: log.clone(),
                 default_validity: config.default_validity,
-            }),
+            },
             rate_limit,
             login_throttle,
-            health: Arc::new(api::ops::Health {
+            health: api::ops::Health {
                 log,
                 store,
                 connectors,
                 lag,
                 lag_threshold: config.lag_threshold,
-            }),
+            },
             metrics,
             public_url,
-        };
+        });
         Ok(Self {
             listener,
             router: api::router(state, config.request_timeout),

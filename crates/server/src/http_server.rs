@@ -9,10 +9,11 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -96,7 +97,7 @@ async fn serve_connection(
     _slot: OwnedSemaphorePermit,
 ) {
     let _open = OpenConnection::count();
-    let activity = Arc::new(Activity::default());
+    let activity = Arc::new(Activity::new());
     let service = {
         let activity = activity.clone();
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
@@ -163,44 +164,46 @@ impl Drop for OpenConnection {
 }
 
 /// Requests in flight on one connection and when the last one ended, to tell when it has been idle too long.
-#[derive(Default)]
+/// Plain atomics: a request costs two counter updates and a clock read, and nothing wakes the connection's task.
 struct Activity {
-    state: Mutex<ActivityState>,
-    changed: Notify,
-}
-
-#[derive(Default)]
-struct ActivityState {
-    in_flight: u32,
-    /// When the last request ended; `None` before the first (the header timeout covers that wait).
-    last_done: Option<Instant>,
+    opened: Instant,
+    in_flight: AtomicU32,
+    /// When the last request ended, in ms since `opened`; `u64::MAX` before the first (the header timeout covers
+    /// that wait).
+    last_done_ms: AtomicU64,
 }
 
 impl Activity {
+    fn new() -> Self {
+        Self {
+            opened: Instant::now(),
+            in_flight: AtomicU32::new(0),
+            last_done_ms: AtomicU64::new(u64::MAX),
+        }
+    }
+
     /// Marks a request in flight until the returned guard drops.
     fn begin(self: &Arc<Self>) -> Busy {
-        self.state.lock().expect("activity lock").in_flight += 1;
-        self.changed.notify_one();
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
         Busy(self.clone())
     }
 
-    /// Resolves once no request has been in flight for `timeout` since the last one ended.
+    /// Resolves once no request has been in flight for `timeout` since the last one ended. Sleeps until the
+    /// earliest moment that could be true, and checks again then.
     async fn idle_for(&self, timeout: Duration) {
         loop {
-            let deadline = {
-                let state = self.state.lock().expect("activity lock");
-                match state.last_done {
-                    Some(done) if state.in_flight == 0 => Some(done + timeout),
-                    _ => None,
-                }
+            let last_done = self.last_done_ms.load(Ordering::Relaxed);
+            let idle_since = if last_done == u64::MAX || self.in_flight.load(Ordering::Relaxed) > 0
+            {
+                Instant::now()
+            } else {
+                self.opened + Duration::from_millis(last_done)
             };
-            match deadline {
-                None => self.changed.notified().await,
-                Some(deadline) => tokio::select! {
-                    () = tokio::time::sleep_until(deadline) => return,
-                    () = self.changed.notified() => {}
-                },
+            let deadline = idle_since + timeout;
+            if deadline <= Instant::now() {
+                return;
             }
+            tokio::time::sleep_until(deadline).await;
         }
     }
 }
@@ -210,11 +213,9 @@ struct Busy(Arc<Activity>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        {
-            let mut state = self.0.state.lock().expect("activity lock");
-            state.in_flight -= 1;
-            state.last_done = Some(Instant::now());
-        }
-        self.0.changed.notify_one();
+        let activity = &self.0;
+        let now_ms = activity.opened.elapsed().as_millis() as u64;
+        activity.last_done_ms.store(now_ms, Ordering::Relaxed);
+        activity.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
