@@ -88,6 +88,15 @@ fn describe() {
         Unit::Seconds,
         "HTTP request latency by method and route template."
     );
+    describe_gauge!("http_connections_open", "HTTP connections open now.");
+    describe_counter!(
+        "http_connections_rejected_total",
+        "HTTP connections refused (503) over the connection cap."
+    );
+    describe_counter!(
+        "login_attempts_throttled_total",
+        "Logins refused with 429 after too many failures, by scope (username, address)."
+    );
     describe_counter!(
         "messages_accepted_total",
         "Messages accepted (durably appended, answered 202)."
