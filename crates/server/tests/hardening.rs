@@ -130,6 +130,22 @@ async fn positions_past_their_range_are_refused_not_wrapped() {
         let reply = app.history(&alice, "c1", query).await;
         assert_eq!(reply.status, 400, "{query}: {}", reply.text);
     }
+    for path in [
+        "/admin/dead-letters?limit=0",
+        "/admin/dead-letters?limit=10001",
+    ] {
+        let reply = app.admin(reqwest::Method::GET, path, None).await;
+        assert_eq!(reply.status, 400, "{path}: {}", reply.text);
+    }
+    let slow = json!({"mode": "slow", "extra_latency_ms": 60_001});
+    let reply = app
+        .admin(
+            reqwest::Method::POST,
+            "/admin/channels/whatsapp/fault",
+            Some(&slow),
+        )
+        .await;
+    assert_eq!(reply.status, 400, "{}", reply.text);
     for query in [
         "after=9223372036854775807",
         "before=9223372036854775807",

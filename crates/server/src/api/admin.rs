@@ -88,8 +88,8 @@ pub struct FaultRequest {
     /// For `flaky`: the share of calls that fail.
     #[schema(minimum = 0, maximum = 1, default = 0.5)]
     failure_rate: Option<f64>,
-    /// For `slow`: added latency in ms (more than 60000 counts as 60000).
-    #[schema(format = "uint64", default = 1000)]
+    /// For `slow`: added latency in ms.
+    #[schema(minimum = 0, maximum = 60000, default = 1000)]
     extra_latency_ms: Option<u64>,
 }
 
@@ -138,6 +138,12 @@ pub async fn set_fault(
             "duration_secs must be between 1 and 86400",
         ));
     }
+    let extra_latency_ms = request.extra_latency_ms.unwrap_or(1000);
+    if extra_latency_ms > 60_000 {
+        return Err(Problem::bad_request(
+            "extra_latency_ms must be between 0 and 60000",
+        ));
+    }
     let failure_rate = request.failure_rate.unwrap_or(0.5);
     if !(0.0..=1.0).contains(&failure_rate) {
         return Err(Problem::bad_request("failure_rate must be between 0 and 1"));
@@ -147,7 +153,7 @@ pub async fn set_fault(
         FaultMode::Down => Some(Fault::Down),
         FaultMode::Flaky => Some(Fault::Flaky { failure_rate }),
         FaultMode::Slow => Some(Fault::Slow {
-            extra: Duration::from_millis(request.extra_latency_ms.unwrap_or(1000).min(60_000)),
+            extra: Duration::from_millis(extra_latency_ms),
         }),
     };
     switch.set(fault, Duration::from_secs(duration_secs));
@@ -168,8 +174,8 @@ pub async fn set_fault(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// At most this many; values outside 1..10000 count as the nearest bound.
-    #[param(default = 100)]
+    /// At most this many.
+    #[param(minimum = 1, maximum = 10000, default = 100)]
     limit: Option<usize>,
 }
 
@@ -201,10 +207,14 @@ pub async fn list_dead_letters(
     _: AdminAuth,
     super::extract::ApiQuery(query): super::extract::ApiQuery<ListQuery>,
 ) -> ApiResult<Json<DeadLetterList>> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(Problem::bad_request("limit must be between 1 and 10000"));
+    }
     let letters = state
         .admin
         .dead_letters
-        .list(query.limit.unwrap_or(100).clamp(1, 10_000))
+        .list(limit)
         .await
         .map_err(internal)?;
     let dead_letters: Vec<DeadLetterView> = letters
