@@ -5,8 +5,8 @@ use super::problem::{ApiResult, Problem};
 use super::state::AppState;
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use chat4all_connectors::{Fault, FaultSwitch, instagram, whatsapp};
 use chat4all_core::ports::{EventLog, OutgoingRecord};
 use chat4all_core::services::dead_letters::{DeadLetters, ReplayFilter};
@@ -42,17 +42,8 @@ impl FromRequestParts<AppState> for AdminAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let given = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                Problem::unauthorized(
-                    "the admin endpoints need Authorization: Bearer <admin token>",
-                )
-            })?;
-        if constant_time_eq(given.trim().as_bytes(), state.admin.token.as_bytes()) {
+        let given = super::extract::bearer_token(&parts.headers, "admin token")?;
+        if constant_time_eq(given.as_bytes(), state.admin.token.as_bytes()) {
             Ok(Self)
         } else {
             Err(Problem::unauthorized("wrong admin token"))

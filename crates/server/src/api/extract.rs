@@ -107,22 +107,23 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-/// The user named by the request's bearer token; 401 when it is missing or invalid, or names no existing user.
-pub async fn bearer_user(headers: &HeaderMap, state: &AppState) -> Result<UserId, Problem> {
-    let header = headers
+/// The token of `Authorization: Bearer <token>`; 401 naming `what` when it is missing or malformed.
+pub fn bearer_token<'h>(headers: &'h HeaderMap, what: &str) -> Result<&'h str, Problem> {
+    headers
         .get(header::AUTHORIZATION)
-        .ok_or_else(|| Problem::unauthorized("missing Authorization: Bearer token"))?;
-    let token = header
-        .to_str()
-        .ok()
+        .and_then(|h| h.to_str().ok())
         .and_then(|h| {
             h.strip_prefix("Bearer ")
                 .or_else(|| h.strip_prefix("bearer "))
         })
-        .ok_or_else(|| {
-            Problem::unauthorized("the Authorization header must be 'Bearer <token>'")
-        })?;
-    let user = state.tokens.verify(token.trim())?;
+        .map(str::trim)
+        .ok_or_else(|| Problem::unauthorized(format!("missing Authorization: Bearer <{what}>")))
+}
+
+/// The user named by the request's bearer token; 401 when it is missing or invalid, or names no existing user.
+pub async fn bearer_user(headers: &HeaderMap, state: &AppState) -> Result<UserId, Problem> {
+    let token = bearer_token(headers, "token")?;
+    let user = state.tokens.verify(token)?;
     if !state.accounts.exists(&user).await? {
         return Err(Problem::unauthorized(
             "invalid token: its user does not exist",

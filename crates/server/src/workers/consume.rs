@@ -3,6 +3,7 @@
 
 use chat4all_core::ServiceError;
 use chat4all_core::ports::{EventLog, PartitionConsumer, Record};
+use chat4all_core::resilience::Backoff;
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 /// Most records handled in one batch.
 const BATCH: usize = 512;
+/// Delays between retries of a failing batch.
+const BATCH_RETRY: Backoff = Backoff {
+    base: Duration::from_millis(50),
+    max: Duration::from_secs(5),
+};
 /// How long an idle poll waits before checking for shutdown again.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 
@@ -115,16 +121,17 @@ async fn process(
     stop: &CancellationToken,
     name: &str,
 ) -> bool {
-    let mut backoff = Duration::from_millis(50);
+    let mut attempt = 0;
     loop {
         match handler(records.clone()).await {
             Ok(()) => return true,
             Err(e) => {
-                tracing::error!(consumer = name, error = %e, retry_in_ms = backoff.as_millis() as u64, "batch failed; retrying");
-                if pause(stop, backoff).await {
+                let delay = BATCH_RETRY.delay(attempt);
+                attempt = attempt.saturating_add(1);
+                tracing::error!(consumer = name, error = %e, retry_in_ms = delay.as_millis() as u64, "batch failed; retrying");
+                if pause(stop, delay).await {
                     return false;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }
