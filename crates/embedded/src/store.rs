@@ -51,8 +51,8 @@ impl SqliteStore {
         Ok(Self {
             writer: Writer::open(path).map_err(backend)?,
             readers: Readers::new(path),
-            // Named as the distributed store's metric, so that one dashboard serves both modes.
-            write_duration: metrics::histogram!("cassandra_write_duration_seconds", "service" => "router", "backend" => "sqlite"),
+            // Every role of the process writes through it, hence the process's service label.
+            write_duration: metrics::histogram!("store_write_duration_seconds", "service" => "chat4all", "backend" => "sqlite"),
         })
     }
 

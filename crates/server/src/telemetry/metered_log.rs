@@ -1,4 +1,5 @@
-//! An event log that times its durable appends (`kafka_publish_duration_seconds{backend}`), whatever the backend.
+//! An event log that times its durable appends (`event_log_append_duration_seconds{backend}`), whatever the
+//! backend.
 
 use async_trait::async_trait;
 use chat4all_core::ports::{EventLog, LogError, OutgoingRecord, PartitionConsumer, RecordPosition};
@@ -16,7 +17,8 @@ impl MeteredLog {
     pub fn new(inner: Arc<dyn EventLog>, backend: &'static str) -> Self {
         Self {
             inner,
-            appends: metrics::histogram!("kafka_publish_duration_seconds", "service" => "api", "backend" => backend),
+            // Every role of the process appends through it, hence the process's service label.
+            appends: metrics::histogram!("event_log_append_duration_seconds", "service" => "chat4all", "backend" => backend),
         }
     }
 }

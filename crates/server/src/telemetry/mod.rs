@@ -107,9 +107,9 @@ fn describe() {
     );
     describe_counter!("files_uploaded_total", "Files stored, by size bucket.");
     describe_histogram!(
-        "kafka_publish_duration_seconds",
+        "event_log_append_duration_seconds",
         Unit::Seconds,
-        "Time for an append to the event log to become durable."
+        "Time for an append to the event log to become durable, by backend."
     );
     describe_counter!(
         "messages_consumed_total",
@@ -133,9 +133,9 @@ fn describe() {
         "Time the router takes per batch."
     );
     describe_histogram!(
-        "cassandra_write_duration_seconds",
+        "store_write_duration_seconds",
         Unit::Seconds,
-        "Time of a store write transaction."
+        "Time of a store write transaction, by backend."
     );
     describe_counter!(
         "messages_sent_total",
