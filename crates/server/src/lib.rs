@@ -7,8 +7,8 @@ pub mod backends;
 pub mod cli;
 pub mod config;
 pub mod http_server;
+pub mod roles;
 pub mod telemetry;
-pub mod workers;
 
 pub use app::Application;
 pub use config::{Config, Settings};

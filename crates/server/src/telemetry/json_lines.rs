@@ -25,9 +25,13 @@ impl JsonLines {
 
 /// The role a log line belongs to, from the module that wrote it.
 fn service_of(target: &str) -> &'static str {
-    if target.contains("::api") || target.starts_with("tower_http") || target.starts_with("axum") {
+    if target.contains("::api")
+        || target.contains("http_server")
+        || target.starts_with("tower_http")
+        || target.starts_with("axum")
+    {
         "api"
-    } else if target.contains("routing") || target.contains("workers::router") {
+    } else if target.contains("routing") || target.contains("roles::router") {
         "router"
     } else if target.contains("delivery")
         || target.contains("connector")

@@ -1,24 +1,29 @@
 //! The connector role: one lane per partition of each channel's outbound topic, delivering through the channel
 //! plugin with its circuit breaker, retries and parking (see `core::services::delivery`).
 
-use super::consume::Workers;
-use chat4all_core::events::Topics;
-use chat4all_core::ports::EventLog;
-use chat4all_core::services::delivery::Delivery;
+use super::{Backends, Tasks};
+use crate::telemetry::heartbeat::Pulse;
+use chat4all_core::ports::Channel;
+use chat4all_core::services::delivery::{Delivery, DeliverySettings};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// The consumer group of a channel's connector.
 pub fn group(channel: &str) -> String {
     format!("connector-{channel}")
 }
 
-/// Starts the lanes of `delivery`'s channel.
+/// Starts the connector of `channel`: its lanes and its series. Returns the delivery service (for `/health`)
+/// and the role's pulse.
 pub async fn start(
-    workers: &mut Workers,
-    log: &Arc<dyn EventLog>,
-    delivery: Delivery,
-    topics: &Topics,
-) -> anyhow::Result<()> {
+    tasks: &Tasks,
+    backends: &Backends,
+    channel: Arc<dyn Channel>,
+    settings: DeliverySettings,
+) -> anyhow::Result<(Delivery, Pulse)> {
+    let Backends { log, topics, .. } = backends;
+    let delivery = Delivery::new(channel, log.clone(), topics.clone(), settings);
+    delivery.register_metrics();
     let channel = delivery.channel_name().to_owned();
     metrics::gauge!("circuit_breaker_state", "service" => "connector", "channel" => channel.clone())
         .set(delivery.breaker_state() as i32 as f64);
@@ -29,8 +34,15 @@ pub async fn start(
     for partition in 0..log.partition_count() {
         let consumer = log.consumer(&group, &topic, partition).await?;
         let delivery = delivery.clone();
-        workers
+        tasks
             .spawn(move |stop| async move { delivery.run(consumer, stop.cancelled_owned()).await });
     }
-    Ok(())
+    let settled = delivery.settled();
+    let pulse = Pulse {
+        service: "connector",
+        channel: Some(channel),
+        processed: Box::new(move || settled.load(Ordering::Relaxed)),
+        consumes: vec![(group, topic)],
+    };
+    Ok((delivery, pulse))
 }

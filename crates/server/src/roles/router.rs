@@ -1,12 +1,12 @@
 //! The router role: routes accepted messages and applies status updates.
 
-use super::consume::{BatchHandler, Workers};
-use chat4all_core::events::Topics;
-use chat4all_core::ports::EventLog;
+use super::consume::BatchHandler;
+use super::{Backends, Tasks};
+use crate::telemetry::heartbeat::Pulse;
 use chat4all_core::services::routing::Router;
 use futures::FutureExt;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// Consumer group of the router.
@@ -20,7 +20,7 @@ enum Stream {
 }
 
 /// Registers the router's series at zero, per topic and partition.
-pub fn register_metrics(partitions: u32) {
+fn register_metrics(partitions: u32) {
     Router::register_metrics();
     for stream in [Stream::Messages, Stream::StatusUpdates] {
         let topic = stream.label();
@@ -47,22 +47,33 @@ impl Stream {
     }
 }
 
-/// Starts the router's consumers on `messages` and `status-updates`; `activity` counts the records consumed.
+/// Starts the router: its consumers of `messages` and `status-updates`, routing to `channels`. Returns its pulse.
 pub async fn start(
-    workers: &mut Workers,
-    log: &Arc<dyn EventLog>,
-    router: Router,
-    topics: &Topics,
-    activity: Arc<AtomicU64>,
-) -> anyhow::Result<()> {
-    let on_messages = handler(router.clone(), Stream::Messages, activity.clone());
-    workers
+    tasks: &Tasks,
+    backends: &Backends,
+    channels: Vec<String>,
+) -> anyhow::Result<Pulse> {
+    let Backends { log, store, topics } = backends;
+    register_metrics(log.partition_count());
+    let router = Router::new(store.clone(), log.clone(), topics.clone(), channels);
+    let routed = Arc::new(AtomicU64::new(0));
+    let on_messages = handler(router.clone(), Stream::Messages, routed.clone());
+    tasks
         .consume_all(log, GROUP, &topics.messages, on_messages)
         .await?;
-    let on_status = handler(router, Stream::StatusUpdates, activity);
-    workers
+    let on_status = handler(router, Stream::StatusUpdates, routed.clone());
+    tasks
         .consume_all(log, GROUP, &topics.status_updates, on_status)
-        .await
+        .await?;
+    Ok(Pulse {
+        service: "router",
+        channel: None,
+        processed: Box::new(move || routed.load(Ordering::Relaxed)),
+        consumes: vec![
+            (GROUP.to_owned(), topics.messages.clone()),
+            (GROUP.to_owned(), topics.status_updates.clone()),
+        ],
+    })
 }
 
 fn handler(router: Router, stream: Stream, activity: Arc<AtomicU64>) -> BatchHandler {
@@ -79,7 +90,7 @@ fn handler(router: Router, stream: Stream, activity: Arc<AtomicU64>) -> BatchHan
             let partition = records.first().map_or(0, |r| r.partition).to_string();
             metrics::counter!("messages_consumed_total", "service" => "router", "topic" => topic, "partition" => partition)
                 .increment(records.len() as u64);
-            activity.fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            activity.fetch_add(records.len() as u64, Ordering::Relaxed);
             metrics::histogram!("processing_duration_seconds", "service" => "router", "topic" => topic)
                 .record(started.elapsed().as_secs_f64());
             if outcome.dead_lettered > 0 {

@@ -1,13 +1,13 @@
 //! The consume loop every worker shares: poll a partition, process the batch, commit only once the work is
 //! durable, retry the same batch (with backoff) while processing fails.
 
+use super::Tasks;
 use chat4all_core::ServiceError;
 use chat4all_core::ports::{EventLog, PartitionConsumer, Record};
 use chat4all_core::resilience::Backoff;
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// Most records handled in one batch.
@@ -24,24 +24,10 @@ const IDLE_WAIT: Duration = Duration::from_millis(500);
 pub type BatchHandler =
     Arc<dyn Fn(Vec<Record>) -> BoxFuture<'static, Result<(), ServiceError>> + Send + Sync>;
 
-/// The running consumers, stopped together.
-pub struct Workers {
-    tasks: JoinSet<()>,
-    stop: CancellationToken,
-}
-
-impl Workers {
-    /// No workers yet.
-    pub fn new() -> Self {
-        Self {
-            tasks: JoinSet::new(),
-            stop: CancellationToken::new(),
-        }
-    }
-
+impl Tasks {
     /// Starts one consumer per partition of `topic` for `group`, each handing batches to `handler`.
     pub async fn consume_all(
-        &mut self,
+        &self,
         log: &Arc<dyn EventLog>,
         group: &str,
         topic: &str,
@@ -49,34 +35,10 @@ impl Workers {
     ) -> anyhow::Result<()> {
         for partition in 0..log.partition_count() {
             let consumer = log.consumer(group, topic, partition).await?;
-            let (handler, stop, name) = (
-                handler.clone(),
-                self.stop.clone(),
-                format!("{group}/{topic}/{partition}"),
-            );
-            self.tasks.spawn(run(consumer, handler, stop, name));
+            let (handler, name) = (handler.clone(), format!("{group}/{topic}/{partition}"));
+            self.spawn(move |stop| run(consumer, handler, stop, name));
         }
         Ok(())
-    }
-
-    /// Runs a worker of its own kind until shutdown, which it learns from `stop`.
-    pub fn spawn<F: Future<Output = ()> + Send + 'static>(
-        &mut self,
-        worker: impl FnOnce(CancellationToken) -> F,
-    ) {
-        self.tasks.spawn(worker(self.stop.clone()));
-    }
-
-    /// Asks every consumer to stop after its current batch and waits for them (their last commits included).
-    pub async fn shutdown(mut self) {
-        self.stop.cancel();
-        while self.tasks.join_next().await.is_some() {}
-    }
-}
-
-impl Default for Workers {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -1,0 +1,238 @@
+//! The api role: the HTTP server with the use cases behind it, and the api's own housekeeping (expired
+//! idempotency keys and uploads, idle rate-limit buckets).
+
+use super::{Backends, Tasks};
+use crate::api::{self, AppState, Tokens};
+use crate::config::Config;
+use crate::http_server::{self, ConnectionLimits};
+use crate::telemetry::heartbeat::{LagBoard, Pulse};
+use anyhow::Context;
+use chat4all_connectors::FaultSwitch;
+use chat4all_core::ids::{Password, Username};
+use chat4all_core::ports::{ObjectStore, Store};
+use chat4all_core::services::accounts::{Accounts, HashingPool};
+use chat4all_core::services::conversations::Conversations;
+use chat4all_core::services::dead_letters::DeadLetters;
+use chat4all_core::services::delivery::Delivery;
+use chat4all_core::services::files::{Files, LinkSigner};
+use chat4all_core::services::messaging::{IDEMPOTENCY_WINDOW_MS, Messaging};
+use chat4all_core::time::now_millis;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Password hashes that may wait for a free core before `/auth/*` answers 503.
+const HASHING_QUEUE: usize = 64;
+
+/// What the api needs beside the shared backends.
+pub struct ApiParts {
+    /// Object storage for files.
+    pub objects: Arc<dyn ObjectStore>,
+    /// The HS256 secret of access tokens and download links.
+    pub secret: Vec<u8>,
+    /// The token of the `/admin` endpoints.
+    pub admin_token: String,
+    /// The connectors of this process, whose breakers `/health` reports.
+    pub connectors: Vec<Delivery>,
+    /// The fault switches of the simulated channels, by channel name.
+    pub faults: HashMap<String, Arc<FaultSwitch>>,
+    /// Consumer lag, measured by housekeeping, reported by `/health`.
+    pub lag: LagBoard,
+    /// The metrics registry `/metrics` renders.
+    pub metrics: PrometheusHandle,
+}
+
+/// Binds the HTTP listener and starts serving. Returns the bound address and the role's pulse.
+pub async fn start(
+    tasks: &Tasks,
+    backends: &Backends,
+    config: &Config,
+    parts: ApiParts,
+) -> anyhow::Result<(SocketAddr, Pulse)> {
+    api::register_metrics();
+    let Backends { log, store, topics } = backends;
+    let accounts = Accounts::new(store.clone(), HashingPool::new(cores(), HASHING_QUEUE));
+    if config.seed_demo_users {
+        seed_demo_users(&accounts).await?;
+    }
+    let files = Files::new(
+        store.clone(),
+        parts.objects,
+        LinkSigner::new(&parts.secret),
+        config.file_limits,
+    );
+    let rate_limit = api::RateLimit::per_second(config.rate_limit_per_sec);
+    let login_throttle = Arc::new(api::LoginThrottle::per_minute(
+        config.login_failures_per_user_per_min,
+        config.login_failures_per_address_per_min,
+    ));
+    {
+        let (store, files, rate_limit, login_throttle) = (
+            store.clone(),
+            files.clone(),
+            rate_limit.clone(),
+            login_throttle.clone(),
+        );
+        tasks.spawn(move |stop| purge_expired(store, files, rate_limit, login_throttle, stop));
+    }
+
+    let listener = TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http_addr))?;
+    let addr = listener.local_addr()?;
+    let state = AppState::new(api::Services {
+        accounts,
+        conversations: Conversations::new(store.clone()),
+        messaging: Messaging::new(
+            store.clone(),
+            log.clone(),
+            topics.clone(),
+            config.default_validity,
+        ),
+        files,
+        tokens: Tokens::new(&parts.secret, config.token_ttl),
+        admin: api::admin::Admin {
+            token: parts.admin_token,
+            faults: parts.faults,
+            dead_letters: DeadLetters::new(log.clone(), topics.clone()),
+            log: log.clone(),
+            default_validity: config.default_validity,
+        },
+        rate_limit,
+        login_throttle,
+        health: api::ops::Health {
+            log: log.clone(),
+            store: store.clone(),
+            connectors: parts.connectors,
+            lag: parts.lag,
+            lag_threshold: config.lag_threshold,
+        },
+        metrics: parts.metrics,
+        public_url: public_url(config, addr),
+    });
+    let limits = ConnectionLimits {
+        max_connections: max_connections(config.max_connections),
+        header_read_timeout: config.header_read_timeout,
+        keep_alive_timeout: config.keep_alive_timeout,
+    };
+    let router = api::router(state, config.request_timeout);
+    tasks.spawn(move |stop| http_server::serve(listener, router, limits, stop));
+    let pulse = Pulse {
+        service: "api",
+        channel: None,
+        processed: Box::new(|| api::REQUESTS_SERVED.load(Ordering::Relaxed)),
+        consumes: Vec::new(),
+    };
+    Ok((addr, pulse))
+}
+
+/// Base of links in responses: the configured public URL, else the listen address (loopback when listening on
+/// every interface, with a warning, since clients elsewhere cannot use that link).
+fn public_url(config: &Config, listen_addr: SocketAddr) -> String {
+    if let Some(url) = &config.public_url {
+        return url.clone();
+    }
+    let mut addr = listen_addr;
+    if addr.ip().is_unspecified() {
+        tracing::warn!(
+            %listen_addr,
+            "links in responses point at loopback; set --public-url to the address clients use"
+        );
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    format!("http://{addr}")
+}
+
+/// CPU cores available to this process.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Descriptors kept for files, databases and outbound calls beside the HTTP connections.
+const RESERVED_DESCRIPTORS: u64 = 1024;
+
+/// Raises the open-file soft limit to the hard limit, then caps connections at what is left beside the process's
+/// other descriptors (at most 50,000), or at `configured` (with a warning when the descriptors cannot hold it).
+fn max_connections(configured: Option<usize>) -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit; assuming 1024");
+            1024
+        }
+    };
+    let room = limit.saturating_sub(RESERVED_DESCRIPTORS).clamp(64, 50_000) as usize;
+    let max = configured.unwrap_or(room);
+    if max > room {
+        tracing::warn!(
+            max_connections = max,
+            open_file_limit = limit,
+            "max-connections is above what the open-file limit leaves room for; accepts may fail first"
+        );
+    }
+    tracing::info!(
+        open_file_limit = limit,
+        max_connections = max,
+        "connection cap"
+    );
+    max
+}
+
+/// Creates the older system's demo accounts (short passwords: never for production).
+async fn seed_demo_users(accounts: &Accounts) -> anyhow::Result<()> {
+    tracing::warn!(
+        "--seed-demo-users: creating user_a/pass_a, user_b/pass_b, user_c/pass_c with WEAK PASSWORDS; do not use in production"
+    );
+    for (name, password) in [
+        ("user_a", "pass_a"),
+        ("user_b", "pass_b"),
+        ("user_c", "pass_c"),
+    ] {
+        match accounts
+            .register(Username::parse(name)?, Password::unchecked(password), None)
+            .await
+        {
+            Ok(_) | Err(chat4all_core::ServiceError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Hourly: forgets idempotency keys older than their 24 h window, deletes expired resumable uploads, and drops
+/// the rate-limit and login-throttle buckets that are full again.
+async fn purge_expired(
+    store: Arc<dyn Store>,
+    files: Files,
+    rate_limit: api::RateLimit,
+    login_throttle: Arc<api::LoginThrottle>,
+    stop: CancellationToken,
+) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match store
+            .purge_idempotency_keys(now_millis() - IDEMPOTENCY_WINDOW_MS)
+            .await
+        {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired idempotency keys purged"),
+            Err(e) => tracing::warn!(error = %e, "idempotency key purge failed"),
+        }
+        rate_limit.forget_idle();
+        login_throttle.forget_idle();
+        match files.purge_expired_uploads().await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired resumable uploads deleted"),
+            Err(e) => tracing::warn!(error = %e, "expired upload purge failed"),
+        }
+    }
+}
