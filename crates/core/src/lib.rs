@@ -3,6 +3,7 @@
 
 #[cfg(feature = "contract-tests")]
 pub mod contract;
+pub mod envelope;
 pub mod error;
 pub mod events;
 pub mod ids;

@@ -1,30 +1,11 @@
 //! Which adapter serves each port. The only place that names concrete adapters: distributed adapters are added
 //! here (behind their cargo features) without touching core or api code.
 
-use crate::config::Config;
+use crate::config::{Config, EventLogBackend, StoreBackend};
 use crate::telemetry::MeteredLog;
 use chat4all_core::ports::{EventLog, ObjectStore, Store};
 use chat4all_embedded::{LocalObjects, LogOptions, SqliteLog, SqliteStore};
-use serde::Deserialize;
 use std::sync::Arc;
-
-/// The event log backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EventLogBackend {
-    /// A durable partitioned log in `<data-dir>/events.db`.
-    #[default]
-    Embedded,
-}
-
-/// The store backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreBackend {
-    /// SQLite in `<data-dir>/store.db`.
-    #[default]
-    Embedded,
-}
 
 /// Opens the configured event log.
 pub fn open_event_log(config: &Config) -> anyhow::Result<Arc<dyn EventLog>> {

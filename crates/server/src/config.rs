@@ -1,7 +1,6 @@
 //! Configuration of `chat4all serve`, layered: built-in defaults, then a TOML file (`--config`), then
 //! `CHAT4ALL_*` environment variables, then command-line flags (each layer overrides the one before).
 
-use crate::backends::{EventLogBackend, StoreBackend};
 use chat4all_connectors::simulated::{LatencyRange, SimulationSettings};
 use chat4all_connectors::{instagram, whatsapp};
 use chat4all_core::services::delivery::DeliverySettings;
@@ -12,6 +11,24 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The event log backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventLogBackend {
+    /// A durable partitioned log in `<data-dir>/events.db`.
+    #[default]
+    Embedded,
+}
+
+/// The store backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// SQLite in `<data-dir>/store.db`.
+    #[default]
+    Embedded,
+}
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]

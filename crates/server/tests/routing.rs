@@ -2,9 +2,8 @@
 
 mod common;
 
-use chat4all_core::events::{
-    HEADER_CORRELATION_ID, HEADER_EVENT_TYPE, MessageAccepted, Topics, encode,
-};
+use chat4all_core::envelope::{HEADER_CORRELATION_ID, HEADER_EVENT_TYPE, encode};
+use chat4all_core::events::{MessageAccepted, Topics};
 use chat4all_core::ids::{ConversationId, CorrelationId, MessageId, UserId};
 use chat4all_core::ports::{EventLog, OutgoingRecord, PartitionConsumer, Record, Store};
 use chat4all_core::services::dead_letters::HEADER_REASON;

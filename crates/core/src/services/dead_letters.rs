@@ -2,7 +2,8 @@
 //! (rejected, retries exhausted, expired) are parked on the dead-letter topic with the reason and their original
 //! headers, so that one poison event never stops a consumer and an operator can list and replay them.
 
-use crate::events::{OutboundMessage, StatusUpdate, Topics, encode};
+use crate::envelope::encode;
+use crate::events::{OutboundMessage, StatusUpdate, Topics};
 use crate::ids::CorrelationId;
 use crate::ports::{EventLog, LogError, OutgoingRecord, Record};
 use crate::status::MessageStatus;
@@ -142,7 +143,7 @@ impl DeadLetters {
                     letter
                         .headers
                         .iter()
-                        .find(|(n, _)| n == crate::events::HEADER_CORRELATION_ID)
+                        .find(|(n, _)| n == crate::envelope::HEADER_CORRELATION_ID)
                         .map(|(_, v)| v.as_str()),
                 );
                 let mut back = StatusUpdate::now(

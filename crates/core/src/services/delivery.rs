@@ -8,7 +8,8 @@
 //! Rejected, exhausted or expired messages fail and go to dead letters.
 
 use super::dead_letters::DeadLetters;
-use crate::events::{OutboundMessage, StatusUpdate, Topics, correlation_of, decode, encode};
+use crate::envelope::{correlation_of, decode, encode};
+use crate::events::{OutboundMessage, StatusUpdate, Topics};
 use crate::ids::{ConversationId, CorrelationId};
 use crate::ports::{Channel, ChannelError, EventLog, OutgoingRecord, PartitionConsumer, Record};
 use crate::resilience::{

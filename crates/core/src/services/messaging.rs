@@ -1,8 +1,9 @@
 //! Sending, reading and marking messages: the api's use cases around messages.
 
 use super::conversations::Conversations;
+use crate::envelope::encode;
 use crate::error::ServiceError;
-use crate::events::{MessageAccepted, StatusUpdate, Topics, encode};
+use crate::events::{MessageAccepted, StatusUpdate, Topics};
 use crate::ids::{
     ConversationId, CorrelationId, FileId, IdempotencyKey, MessageId, UserId, Username,
 };

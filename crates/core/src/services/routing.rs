@@ -1,11 +1,9 @@
 //! The router's use cases: store accepted messages in order, route them, and apply status updates.
 
 use super::dead_letters::DeadLetters;
+use crate::envelope::{correlation_of, decode, encode};
 use crate::error::ServiceError;
-use crate::events::{
-    MessageAccepted, OutboundFile, OutboundMessage, StatusUpdate, Topics, correlation_of, decode,
-    encode,
-};
+use crate::events::{MessageAccepted, OutboundFile, OutboundMessage, StatusUpdate, Topics};
 use crate::ids::{CorrelationId, UserId};
 use crate::model::Message;
 use crate::ports::{EventLog, OutgoingRecord, Record, Store};

@@ -7,30 +7,15 @@ use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use chat4all_connectors::{Fault, FaultSwitch, instagram, whatsapp};
-use chat4all_core::ports::{EventLog, OutgoingRecord};
-use chat4all_core::services::dead_letters::{DeadLetters, ReplayFilter};
+use chat4all_connectors::{Fault, instagram, whatsapp};
+use chat4all_core::ports::OutgoingRecord;
+use chat4all_core::services::dead_letters::ReplayFilter;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::time::Duration;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
-
-/// What the admin endpoints reach.
-pub struct Admin {
-    /// Bearer token of the admin endpoints.
-    pub token: String,
-    /// Fault switches of the simulated channels, by channel name.
-    pub faults: HashMap<String, Arc<FaultSwitch>>,
-    /// Dead letters.
-    pub dead_letters: DeadLetters,
-    /// The event log, for raw injection.
-    pub log: Arc<dyn EventLog>,
-    /// Validity given to replayed messages.
-    pub default_validity: Duration,
-}
 
 /// Proof that the request carries the admin token.
 pub struct AdminAuth;

@@ -20,7 +20,7 @@ pub use doc::openapi_document;
 pub use login_throttle::LoginThrottle;
 pub use observe::{CORRELATION_HEADER, REQUESTS_SERVED};
 pub use rate_limit::RateLimit;
-pub use state::{AppState, Services};
+pub use state::{Admin, AppState, Health, Services};
 pub use tokens::Tokens;
 
 use axum::Router;

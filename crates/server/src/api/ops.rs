@@ -1,34 +1,16 @@
 //! Operations endpoints: `/health`, `/health/live`, `/metrics`, `/openapi.json`.
 
 use super::state::AppState;
-use crate::telemetry::heartbeat::LagBoard;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use chat4all_core::ports::{EventLog, Store};
 use chat4all_core::resilience::BreakerState;
-use chat4all_core::services::delivery::Delivery;
 use chat4all_core::time::now_millis;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 use utoipa::ToSchema;
-
-/// The components `/health` checks.
-pub struct Health {
-    /// The event log.
-    pub log: Arc<dyn EventLog>,
-    /// The store.
-    pub store: Arc<dyn Store>,
-    /// The connectors running in this process.
-    pub connectors: Vec<Delivery>,
-    /// The latest consumer lag.
-    pub lag: LagBoard,
-    /// Lag above which the consumers are reported lagging.
-    pub lag_threshold: u64,
-}
 
 /// One component's state.
 #[derive(Serialize, ToSchema)]

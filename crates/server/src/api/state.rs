@@ -1,13 +1,19 @@
 //! What every handler can reach.
 
-use super::ops::Health;
 use super::tokens::Tokens;
+use crate::telemetry::heartbeat::LagBoard;
+use chat4all_connectors::FaultSwitch;
+use chat4all_core::ports::{EventLog, Store};
 use chat4all_core::services::accounts::Accounts;
 use chat4all_core::services::conversations::Conversations;
+use chat4all_core::services::dead_letters::DeadLetters;
+use chat4all_core::services::delivery::Delivery;
 use chat4all_core::services::files::Files;
 use chat4all_core::services::messaging::Messaging;
 use metrics_exporter_prometheus::PrometheusHandle;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What every handler can reach, behind one reference count: axum clones the state for every request, so a clone
 /// must cost one atomic increment, not one per service.
@@ -42,7 +48,7 @@ pub struct Services {
     /// Access tokens.
     pub tokens: Tokens,
     /// Operator endpoints.
-    pub admin: super::admin::Admin,
+    pub admin: Admin,
     /// Per-user request limit.
     pub rate_limit: super::RateLimit,
     /// Failed-login limits.
@@ -54,4 +60,32 @@ pub struct Services {
     /// Base of links in responses (`https://chat.example.com`): the configured public URL, else the listen
     /// address; never the request's `Host`, which a client controls.
     pub public_url: String,
+}
+
+/// What the admin endpoints reach.
+pub struct Admin {
+    /// Bearer token of the admin endpoints.
+    pub token: String,
+    /// Fault switches of the simulated channels, by channel name.
+    pub faults: HashMap<String, Arc<FaultSwitch>>,
+    /// Dead letters.
+    pub dead_letters: DeadLetters,
+    /// The event log, for raw injection.
+    pub log: Arc<dyn EventLog>,
+    /// Validity given to replayed messages.
+    pub default_validity: Duration,
+}
+
+/// The components `/health` checks.
+pub struct Health {
+    /// The event log.
+    pub log: Arc<dyn EventLog>,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The connectors running in this process.
+    pub connectors: Vec<Delivery>,
+    /// The latest consumer lag.
+    pub lag: LagBoard,
+    /// Lag above which the consumers are reported lagging.
+    pub lag_threshold: u64,
 }

@@ -96,7 +96,7 @@ pub async fn start(
         ),
         files,
         tokens: Tokens::new(&parts.secret, config.token_ttl),
-        admin: api::admin::Admin {
+        admin: api::Admin {
             token: parts.admin_token,
             faults: parts.faults,
             dead_letters: DeadLetters::new(log.clone(), topics.clone()),
@@ -105,7 +105,7 @@ pub async fn start(
         },
         rate_limit,
         login_throttle,
-        health: api::ops::Health {
+        health: api::Health {
             log: log.clone(),
             store: store.clone(),
             connectors: parts.connectors,
