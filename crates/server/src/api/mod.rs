@@ -14,6 +14,7 @@ mod rate_limit;
 mod state;
 mod tokens;
 mod upload_parts;
+mod uploads;
 mod users;
 
 pub use doc::openapi_document;
@@ -47,7 +48,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/v1/files/{id}/content", get(files::content))
         .route(
             "/v1/uploads/{id}",
-            put(files::put_chunk).layer(DefaultBodyLimit::max(MAX_CHUNK_BYTES as usize)),
+            put(uploads::put_chunk).layer(DefaultBodyLimit::max(MAX_CHUNK_BYTES as usize)),
         );
     Router::new()
         .route("/auth/register", post(users::register))
@@ -61,9 +62,9 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/v1/messages/{id}", get(messages::get))
         .route("/v1/messages/{id}/read", post(messages::read))
         .route("/v1/files/{id}/download", get(files::download))
-        .route("/v1/uploads", post(files::create_upload))
-        .route("/v1/uploads/{id}", get(files::upload_status))
-        .route("/v1/uploads/{id}/complete", post(files::complete_upload))
+        .route("/v1/uploads", post(uploads::create_upload))
+        .route("/v1/uploads/{id}", get(uploads::upload_status))
+        .route("/v1/uploads/{id}/complete", post(uploads::complete_upload))
         .route("/admin/channels/{channel}/fault", post(admin::set_fault))
         .route("/admin/dead-letters", get(admin::list_dead_letters))
         .route(
