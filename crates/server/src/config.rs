@@ -109,7 +109,7 @@ pub struct Settings {
     /// 1024, at most 50000].
     #[arg(long, env = "CHAT4ALL_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
-    /// Seconds to receive a request's headers, and the longest pause inside a request body [default: 30].
+    /// Seconds to receive a request's headers, and the longest pause inside a file upload's body [default: 30].
     #[arg(long, env = "CHAT4ALL_HEADER_READ_TIMEOUT_SECS")]
     pub header_read_timeout_secs: Option<u64>,
     /// Seconds a kept-alive connection may stay idle between requests [default: 15].
@@ -239,7 +239,7 @@ pub struct Config {
     pub login_failures_per_address_per_min: u32,
     /// Open connections at once; `None` = from the descriptor limit at start.
     pub max_connections: Option<usize>,
-    /// Time to receive request headers, and longest pause inside a body.
+    /// Time to receive request headers, and longest pause inside a file upload's body.
     pub header_read_timeout: Duration,
     /// Idle time after which a kept-alive connection is closed.
     pub keep_alive_timeout: Duration,

@@ -1,7 +1,7 @@
 //! The HTTP/1.1 server loop. Unlike `axum::serve`, it bounds what a client can hold: a cap on open connections
-//! (past it a connection gets an immediate 503 and is closed), a time limit to receive a request's headers, a
-//! longest pause inside a request body, and an idle time after which a kept-alive connection is closed. Each
-//! request carries its client's address (`ConnectInfo`), and shutdown drains the open connections.
+//! (past it a connection gets an immediate 503 and is closed), a time limit to receive a request's headers, and
+//! an idle time after which a kept-alive connection is closed (request bodies are bounded by the api's routes).
+//! Each request carries its client's address (`ConnectInfo`), and shutdown drains the open connections.
 
 use axum::Router;
 use axum::body::Body;
@@ -18,15 +18,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
-use tower_http::timeout::TimeoutBody;
 
 /// What one client may hold of the server.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
     /// Connections open at once; more are answered 503 and closed.
     pub max_connections: usize,
-    /// Time to receive a request's headers (counted from when the connection waits for them), and the longest
-    /// pause allowed while a request body arrives.
+    /// Time to receive a request's headers, counted from when the connection waits for them.
     pub header_read_timeout: Duration,
     /// How long a kept-alive connection may stay idle between requests.
     pub keep_alive_timeout: Duration,
@@ -102,8 +100,7 @@ async fn serve_connection(
         let activity = activity.clone();
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let busy = activity.begin();
-            let mut request =
-                request.map(|body| Body::new(TimeoutBody::new(limits.header_read_timeout, body)));
+            let mut request = request.map(Body::new);
             request.extensions_mut().insert(ConnectInfo(remote));
             let response = router.clone().oneshot(request);
             async move {

@@ -304,3 +304,26 @@ async fn tokens_are_never_cached_and_no_answer_is_sniffed() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_upload_whose_body_pauses_too_long_is_cut() {
+    let (_dir, app) = spawn_edited(|c| {
+        c.header_read_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let (_, alice) = app.user("alice").await;
+    let head = format!(
+        "POST /v1/files HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {alice}\r\n\
+         content-type: multipart/form-data; boundary=b\r\ncontent-length: 100000\r\n\r\n\
+         --b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\nhello"
+    );
+    let started = Instant::now();
+    let mut stalled = open(app.addr, head.as_bytes()).await;
+    let answer = until_closed(&mut stalled).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "not before the pause limit"
+    );
+    app.stop().await;
+}

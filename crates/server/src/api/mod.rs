@@ -32,14 +32,15 @@ use axum::routing::{get, post, put};
 use chat4all_core::services::files::MAX_CHUNK_BYTES;
 use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 /// Largest JSON body accepted: room for 10 KiB of content even when every character is escaped.
 const MAX_JSON_BODY: usize = 128 * 1024;
 
 /// All routes with their middleware. A request that does not stream a file must be answered within
-/// `request_timeout` (else 408); the streaming ones are bounded by the server loop's pause limit instead.
-pub fn router(state: AppState, request_timeout: Duration) -> Router {
+/// `request_timeout` (else 408); one that streams may take as long as it needs, but its body may not pause for
+/// longer than `body_pause`.
+pub fn router(state: AppState, request_timeout: Duration, body_pause: Duration) -> Router {
     let streaming = Router::new()
         .route(
             "/v1/files",
@@ -49,7 +50,8 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route(
             "/v1/uploads/{id}",
             put(uploads::put_chunk).layer(DefaultBodyLimit::max(MAX_CHUNK_BYTES as usize)),
-        );
+        )
+        .layer(RequestBodyTimeoutLayer::new(body_pause));
     Router::new()
         .route("/auth/register", post(users::register))
         .route("/auth/token", post(users::token))

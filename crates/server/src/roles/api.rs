@@ -120,7 +120,7 @@ pub async fn start(
         header_read_timeout: config.header_read_timeout,
         keep_alive_timeout: config.keep_alive_timeout,
     };
-    let router = api::router(state, config.request_timeout);
+    let router = api::router(state, config.request_timeout, config.header_read_timeout);
     tasks.spawn(move |stop| http_server::serve(listener, router, limits, stop));
     let pulse = Pulse {
         service: "api",
