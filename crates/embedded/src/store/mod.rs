@@ -3,29 +3,32 @@
 //! Writes go through one connection, so `seq` assignment is serial per database and gap-free per conversation;
 //! reads use a pool of connections that never block the writer.
 
+mod messages;
+mod rows;
+
 use crate::sqlite::{self, Readers, Writer};
 use async_trait::async_trait;
 use chat4all_core::events::{MessageAccepted, StatusUpdate};
 use chat4all_core::ids::{
-    ConversationId, Email, FileId, IdempotencyKey, InvalidValue, MessageId, UploadId, UserId,
-    Username,
+    ConversationId, Email, FileId, IdempotencyKey, MessageId, UploadId, UserId, Username,
 };
 use chat4all_core::model::{
-    Conversation, ConversationKind, FileMeta, HistoryPage, HistoryQuery, Message, StatusChange,
-    Transition, UploadSession, User, UserCredentials,
+    Conversation, FileMeta, HistoryPage, HistoryQuery, Message, StatusChange, Transition,
+    UploadSession, User, UserCredentials,
 };
 use chat4all_core::ports::{IdempotentRequest, Store, StoreError};
-use chat4all_core::status::MessageStatus;
+use messages::{apply_status, record_message};
+use rows::*;
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Row, ToSql, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter};
 use std::path::Path;
 use std::sync::Arc;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
-    include_str!("../migrations/0001_initial.sql"),
-    include_str!("../migrations/0002_files.sql"),
-    include_str!("../migrations/0003_status_correlation.sql"),
+    include_str!("../../migrations/0001_initial.sql"),
+    include_str!("../../migrations/0002_files.sql"),
+    include_str!("../../migrations/0003_status_correlation.sql"),
 ];
 
 /// A message row with its attachment (`f.*` is NULL when there is none).
@@ -104,295 +107,6 @@ fn backend(e: rusqlite::Error) -> StoreError {
         }
         other => StoreError::Backend(other.to_string()),
     }
-}
-
-/// Reads a validated id column.
-fn parsed<T: TryFrom<String, Error = InvalidValue>>(
-    row: &Row<'_>,
-    index: usize,
-) -> rusqlite::Result<T> {
-    let raw: String = row.get(index)?;
-    T::try_from(raw).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
-fn status_column(row: &Row<'_>, index: usize) -> rusqlite::Result<MessageStatus> {
-    let raw: String = row.get(index)?;
-    raw.parse().map_err(|e: String| {
-        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, e.into())
-    })
-}
-
-fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
-    Ok(Message {
-        message_id: parsed(row, 0)?,
-        conversation_id: parsed(row, 1)?,
-        seq: row.get::<_, i64>(2)? as u64,
-        sender_id: parsed(row, 3)?,
-        recipient_id: row.get(4)?,
-        content: row.get(5)?,
-        status: status_column(row, 6)?,
-        timestamp: row.get(7)?,
-        delivered_at: row.get(8)?,
-        read_at: row.get(9)?,
-        failure_reason: row.get(10)?,
-        attachment: match row.get::<_, Option<String>>(11)? {
-            Some(_) => Some(file_row(row, 11)?),
-            None => None,
-        },
-    })
-}
-
-/// A file's columns starting at `at` (in `FILE_COLUMNS` order).
-fn file_row(row: &Row<'_>, at: usize) -> rusqlite::Result<FileMeta> {
-    Ok(FileMeta {
-        file_id: parsed(row, at)?,
-        conversation_id: parsed(row, at + 1)?,
-        uploader_id: parsed(row, at + 2)?,
-        filename: row.get(at + 3)?,
-        size_bytes: row.get::<_, i64>(at + 4)? as u64,
-        mimetype: row.get(at + 5)?,
-        checksum: row.get(at + 6)?,
-        object_key: row.get(at + 7)?,
-        uploaded_at: row.get(at + 8)?,
-    })
-}
-
-fn find_file(conn: &Connection, id: &str) -> rusqlite::Result<Option<FileMeta>> {
-    conn.prepare_cached(&format!(
-        "SELECT {FILE_COLUMNS} FROM files f WHERE f.file_id = ?1"
-    ))?
-    .query_row([id], |row| file_row(row, 0))
-    .optional()
-}
-
-fn upload_row(row: &Row<'_>) -> rusqlite::Result<UploadSession> {
-    Ok(UploadSession {
-        upload_id: parsed(row, 0)?,
-        conversation_id: parsed(row, 1)?,
-        uploader_id: parsed(row, 2)?,
-        filename: row.get(3)?,
-        mimetype: row.get(4)?,
-        size_bytes: row.get::<_, i64>(5)? as u64,
-        checksum: row.get(6)?,
-        created_at: row.get(7)?,
-        expires_at: row.get(8)?,
-    })
-}
-
-/// The merged, sorted byte ranges of an upload.
-fn merged_ranges(conn: &Connection, id: &str) -> rusqlite::Result<Vec<(u64, u64)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT start, end FROM upload_ranges WHERE upload_id = ?1 ORDER BY start, end",
-    )?;
-    let mut merged: Vec<(u64, u64)> = Vec::new();
-    for range in stmt.query_map([id], |r| {
-        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-    })? {
-        let (start, end) = range?;
-        match merged.last_mut() {
-            Some(last) if start <= last.1 => last.1 = last.1.max(end),
-            _ => merged.push((start, end)),
-        }
-    }
-    Ok(merged)
-}
-
-fn user_row(row: &Row<'_>) -> rusqlite::Result<User> {
-    let email: Option<String> = row.get(2)?;
-    Ok(User {
-        user_id: parsed(row, 0)?,
-        username: parsed(row, 1)?,
-        email: email.map(Email::try_from).transpose().map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
-        })?,
-        created_at: row.get(3)?,
-    })
-}
-
-fn find_message(conn: &Connection, id: &str) -> rusqlite::Result<Option<Message>> {
-    conn.prepare_cached(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES_WITH_FILES} WHERE m.message_id = ?1"
-    ))?
-    .query_row([id], message_row)
-    .optional()
-}
-
-fn load_conversation(conn: &Connection, id: &str) -> rusqlite::Result<Option<Conversation>> {
-    let head = conn
-        .prepare_cached("SELECT conversation_id, kind, name, created_at, created_by FROM conversations WHERE conversation_id = ?1")?
-        .query_row([id], |row| {
-            let kind: String = row.get(1)?;
-            Ok(Conversation {
-                conversation_id: parsed(row, 0)?,
-                kind: if kind == "group" { ConversationKind::Group } else { ConversationKind::Direct },
-                name: row.get(2)?,
-                members: Vec::new(),
-                created_at: row.get(3)?,
-                created_by: parsed(row, 4)?,
-            })
-        })
-        .optional()?;
-    let Some(mut conversation) = head else {
-        return Ok(None);
-    };
-    let mut members = conn.prepare_cached(
-        "SELECT user_id FROM members WHERE conversation_id = ?1 ORDER BY joined_at, user_id",
-    )?;
-    conversation.members = members
-        .query_map([id], |row| parsed(row, 0))?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(Some(conversation))
-}
-
-fn insert_conversation_rows(
-    conn: &Connection,
-    conversation: &Conversation,
-    last_seq: u64,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO conversations (conversation_id, kind, name, created_by, created_at, last_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        conversation.conversation_id.as_str(),
-        conversation.kind.as_str(),
-        conversation.name,
-        conversation.created_by.as_str(),
-        conversation.created_at,
-        last_seq as i64
-    ])?;
-    let mut member = conn.prepare_cached(
-        "INSERT INTO members (conversation_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
-    )?;
-    for user in &conversation.members {
-        member.execute(params![
-            conversation.conversation_id.as_str(),
-            user.as_str(),
-            conversation.created_at
-        ])?;
-    }
-    Ok(())
-}
-
-/// Stores one accepted message in the open transaction, or returns the copy already stored.
-fn record_message(conn: &Connection, accepted: &MessageAccepted) -> rusqlite::Result<Message> {
-    if let Some(existing) = find_message(conn, accepted.message_id.as_str())? {
-        return Ok(existing);
-    }
-    let next_seq: Option<i64> = conn
-        .prepare_cached("UPDATE conversations SET last_seq = last_seq + 1 WHERE conversation_id = ?1 RETURNING last_seq")?
-        .query_row([accepted.conversation_id.as_str()], |r| r.get(0))
-        .optional()?;
-    let seq = match next_seq {
-        Some(seq) => seq as u64,
-        None => {
-            // Normally the api creates the conversation first; a record injected by other means still gets one.
-            let conversation = Conversation {
-                conversation_id: accepted.conversation_id.clone(),
-                kind: ConversationKind::Direct,
-                name: None,
-                members: vec![accepted.sender_id.clone()],
-                created_at: accepted.timestamp,
-                created_by: accepted.sender_id.clone(),
-            };
-            insert_conversation_rows(conn, &conversation, 1)?;
-            1
-        }
-    };
-    conn.prepare_cached(
-        "INSERT INTO messages (message_id, conversation_id, seq, sender_id, recipient_id, content, status, timestamp, file_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'SENT', ?7, ?8)",
-    )?
-    .execute(params![
-        accepted.message_id.as_str(),
-        accepted.conversation_id.as_str(),
-        seq as i64,
-        accepted.sender_id.as_str(),
-        accepted.recipient_id,
-        accepted.content,
-        accepted.timestamp,
-        accepted.file_id.as_ref().map(|f| f.as_str())
-    ])?;
-    let attachment = match &accepted.file_id {
-        Some(file) => find_file(conn, file.as_str())?,
-        None => None,
-    };
-    conn.prepare_cached(
-        "INSERT INTO status_history (message_id, status, at) VALUES (?1, 'SENT', ?2)",
-    )?
-    .execute(params![accepted.message_id.as_str(), accepted.timestamp])?;
-    Ok(Message {
-        message_id: accepted.message_id.clone(),
-        conversation_id: accepted.conversation_id.clone(),
-        seq,
-        sender_id: accepted.sender_id.clone(),
-        recipient_id: accepted.recipient_id.clone(),
-        content: accepted.content.clone(),
-        status: MessageStatus::Sent,
-        timestamp: accepted.timestamp,
-        delivered_at: None,
-        read_at: None,
-        failure_reason: None,
-        attachment,
-    })
-}
-
-/// Applies one status change in the open transaction, if the forward-only rule allows it.
-fn apply_status(conn: &Connection, update: &StatusUpdate) -> rusqlite::Result<Transition> {
-    let Some(mut message) = find_message(conn, update.message_id.as_str())? else {
-        return Ok(Transition::UnknownMessage);
-    };
-    if !update.applies_to(message.status) {
-        return Ok(Transition::Refused(message));
-    }
-    message.status = update.status;
-    match update.status {
-        MessageStatus::Delivered => {
-            message.delivered_at = Some(update.at);
-            message.failure_reason = None;
-        }
-        MessageStatus::Read => {
-            message.delivered_at.get_or_insert(update.at);
-            message.read_at = Some(update.at);
-            message.failure_reason = None;
-        }
-        MessageStatus::Pending | MessageStatus::Failed => {
-            message.failure_reason.clone_from(&update.detail)
-        }
-        MessageStatus::Sent => {}
-    }
-    conn.prepare_cached(
-        "UPDATE messages SET status = ?2, delivered_at = ?3, read_at = ?4, failure_reason = ?5 WHERE message_id = ?1",
-    )?
-    .execute(params![
-        message.message_id.as_str(),
-        message.status.as_str(),
-        message.delivered_at,
-        message.read_at,
-        message.failure_reason
-    ])?;
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO status_history (message_id, status, at, detail, correlation_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        message.message_id.as_str(),
-        update.status.as_str(),
-        update.at,
-        update.detail,
-        update.correlation_id.as_ref().map(|c| c.as_str())
-    ])?;
-    Ok(Transition::Applied(message))
-}
-
-fn idempotent_row(row: &Row<'_>) -> rusqlite::Result<IdempotentRequest> {
-    Ok(IdempotentRequest {
-        fingerprint: row.get(0)?,
-        message_id: parsed(row, 1)?,
-        conversation_id: parsed(row, 2)?,
-        timestamp: row.get(3)?,
-        appended: row.get(4)?,
-    })
 }
 
 #[async_trait]

@@ -1,0 +1,192 @@
+//! Rows of the store's tables turned into domain values, and the lookups its queries share.
+
+use super::{FILE_COLUMNS, MESSAGE_COLUMNS, MESSAGES_WITH_FILES};
+use chat4all_core::ids::{Email, InvalidValue};
+use chat4all_core::model::{
+    Conversation, ConversationKind, FileMeta, Message, UploadSession, User,
+};
+use chat4all_core::ports::IdempotentRequest;
+use chat4all_core::status::MessageStatus;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+/// Reads a validated id column.
+pub(super) fn parsed<T: TryFrom<String, Error = InvalidValue>>(
+    row: &Row<'_>,
+    index: usize,
+) -> rusqlite::Result<T> {
+    let raw: String = row.get(index)?;
+    T::try_from(raw).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+pub(super) fn status_column(row: &Row<'_>, index: usize) -> rusqlite::Result<MessageStatus> {
+    let raw: String = row.get(index)?;
+    raw.parse().map_err(|e: String| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+pub(super) fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        message_id: parsed(row, 0)?,
+        conversation_id: parsed(row, 1)?,
+        seq: row.get::<_, i64>(2)? as u64,
+        sender_id: parsed(row, 3)?,
+        recipient_id: row.get(4)?,
+        content: row.get(5)?,
+        status: status_column(row, 6)?,
+        timestamp: row.get(7)?,
+        delivered_at: row.get(8)?,
+        read_at: row.get(9)?,
+        failure_reason: row.get(10)?,
+        attachment: match row.get::<_, Option<String>>(11)? {
+            Some(_) => Some(file_row(row, 11)?),
+            None => None,
+        },
+    })
+}
+
+/// A file's columns starting at `at` (in `FILE_COLUMNS` order).
+pub(super) fn file_row(row: &Row<'_>, at: usize) -> rusqlite::Result<FileMeta> {
+    Ok(FileMeta {
+        file_id: parsed(row, at)?,
+        conversation_id: parsed(row, at + 1)?,
+        uploader_id: parsed(row, at + 2)?,
+        filename: row.get(at + 3)?,
+        size_bytes: row.get::<_, i64>(at + 4)? as u64,
+        mimetype: row.get(at + 5)?,
+        checksum: row.get(at + 6)?,
+        object_key: row.get(at + 7)?,
+        uploaded_at: row.get(at + 8)?,
+    })
+}
+
+pub(super) fn find_file(conn: &Connection, id: &str) -> rusqlite::Result<Option<FileMeta>> {
+    conn.prepare_cached(&format!(
+        "SELECT {FILE_COLUMNS} FROM files f WHERE f.file_id = ?1"
+    ))?
+    .query_row([id], |row| file_row(row, 0))
+    .optional()
+}
+
+pub(super) fn upload_row(row: &Row<'_>) -> rusqlite::Result<UploadSession> {
+    Ok(UploadSession {
+        upload_id: parsed(row, 0)?,
+        conversation_id: parsed(row, 1)?,
+        uploader_id: parsed(row, 2)?,
+        filename: row.get(3)?,
+        mimetype: row.get(4)?,
+        size_bytes: row.get::<_, i64>(5)? as u64,
+        checksum: row.get(6)?,
+        created_at: row.get(7)?,
+        expires_at: row.get(8)?,
+    })
+}
+
+/// The merged, sorted byte ranges of an upload.
+pub(super) fn merged_ranges(conn: &Connection, id: &str) -> rusqlite::Result<Vec<(u64, u64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT start, end FROM upload_ranges WHERE upload_id = ?1 ORDER BY start, end",
+    )?;
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for range in stmt.query_map([id], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+    })? {
+        let (start, end) = range?;
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    Ok(merged)
+}
+
+pub(super) fn user_row(row: &Row<'_>) -> rusqlite::Result<User> {
+    let email: Option<String> = row.get(2)?;
+    Ok(User {
+        user_id: parsed(row, 0)?,
+        username: parsed(row, 1)?,
+        email: email.map(Email::try_from).transpose().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        created_at: row.get(3)?,
+    })
+}
+
+pub(super) fn find_message(conn: &Connection, id: &str) -> rusqlite::Result<Option<Message>> {
+    conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES_WITH_FILES} WHERE m.message_id = ?1"
+    ))?
+    .query_row([id], message_row)
+    .optional()
+}
+
+pub(super) fn load_conversation(
+    conn: &Connection,
+    id: &str,
+) -> rusqlite::Result<Option<Conversation>> {
+    let head = conn
+        .prepare_cached("SELECT conversation_id, kind, name, created_at, created_by FROM conversations WHERE conversation_id = ?1")?
+        .query_row([id], |row| {
+            let kind: String = row.get(1)?;
+            Ok(Conversation {
+                conversation_id: parsed(row, 0)?,
+                kind: if kind == "group" { ConversationKind::Group } else { ConversationKind::Direct },
+                name: row.get(2)?,
+                members: Vec::new(),
+                created_at: row.get(3)?,
+                created_by: parsed(row, 4)?,
+            })
+        })
+        .optional()?;
+    let Some(mut conversation) = head else {
+        return Ok(None);
+    };
+    let mut members = conn.prepare_cached(
+        "SELECT user_id FROM members WHERE conversation_id = ?1 ORDER BY joined_at, user_id",
+    )?;
+    conversation.members = members
+        .query_map([id], |row| parsed(row, 0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Some(conversation))
+}
+
+pub(super) fn insert_conversation_rows(
+    conn: &Connection,
+    conversation: &Conversation,
+    last_seq: u64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO conversations (conversation_id, kind, name, created_by, created_at, last_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        conversation.conversation_id.as_str(),
+        conversation.kind.as_str(),
+        conversation.name,
+        conversation.created_by.as_str(),
+        conversation.created_at,
+        last_seq as i64
+    ])?;
+    let mut member = conn.prepare_cached(
+        "INSERT INTO members (conversation_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
+    )?;
+    for user in &conversation.members {
+        member.execute(params![
+            conversation.conversation_id.as_str(),
+            user.as_str(),
+            conversation.created_at
+        ])?;
+    }
+    Ok(())
+}
+
+pub(super) fn idempotent_row(row: &Row<'_>) -> rusqlite::Result<IdempotentRequest> {
+    Ok(IdempotentRequest {
+        fingerprint: row.get(0)?,
+        message_id: parsed(row, 1)?,
+        conversation_id: parsed(row, 2)?,
+        timestamp: row.get(3)?,
+        appended: row.get(4)?,
+    })
+}
