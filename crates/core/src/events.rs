@@ -17,6 +17,9 @@ pub struct Topics {
     pub outbound_prefix: String,
     /// Events that could not be processed, with the reason.
     pub dead_letters: String,
+    /// Changes the store actually applied ([`MessageStored`], [`MessageStatusChanged`]), keyed by conversation:
+    /// the one stream that real-time readers fan out.
+    pub notifications: String,
 }
 
 impl Default for Topics {
@@ -26,6 +29,7 @@ impl Default for Topics {
             status_updates: "status-updates".into(),
             outbound_prefix: "outbound.".into(),
             dead_letters: "dead-letters".into(),
+            notifications: "notifications".into(),
         }
     }
 }
@@ -172,5 +176,60 @@ impl Event for StatusUpdate {
     const TYPE: &'static str = "status.update";
     fn key(&self) -> &str {
         self.message_id.as_str()
+    }
+}
+
+/// A message that entered its conversation's history (published once it is stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageStored {
+    /// The message.
+    pub message_id: MessageId,
+    /// Its conversation (the partition key, so a conversation's notifications keep their order).
+    pub conversation_id: ConversationId,
+    /// Its position in the conversation.
+    pub seq: u64,
+    /// Who sent it.
+    pub sender_id: UserId,
+    /// Routing target as the client gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_id: Option<String>,
+    /// The text.
+    pub content: String,
+    /// Attached file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_id: Option<FileId>,
+    /// Acceptance time (ms).
+    pub timestamp: i64,
+}
+
+impl Event for MessageStored {
+    const TYPE: &'static str = "message.stored";
+    fn key(&self) -> &str {
+        self.conversation_id.as_str()
+    }
+}
+
+/// A status change the store applied (refused changes are never published).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageStatusChanged {
+    /// The message.
+    pub message_id: MessageId,
+    /// Its conversation (the partition key).
+    pub conversation_id: ConversationId,
+    /// Its position in the conversation.
+    pub seq: u64,
+    /// The status reached.
+    pub status: MessageStatus,
+    /// When (ms).
+    pub at: i64,
+    /// Channel detail or failure reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Event for MessageStatusChanged {
+    const TYPE: &'static str = "message.status_changed";
+    fn key(&self) -> &str {
+        self.conversation_id.as_str()
     }
 }

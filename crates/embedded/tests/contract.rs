@@ -107,3 +107,44 @@ async fn the_log_survives_a_restart_and_reclaims_consumed_records() {
             .contains("created with 2 partitions")
     );
 }
+
+#[tokio::test]
+async fn a_topic_with_its_own_retention_expires_without_any_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SqliteLog::open(
+        &dir.path().join("events.db"),
+        LogOptions {
+            partitions: 1,
+            reclaim_interval: Duration::ZERO,
+            retention_by_topic: [("live".to_owned(), Duration::ZERO)].into(),
+            ..LogOptions::default()
+        },
+    )
+    .unwrap();
+    for topic in ["live", "kept"] {
+        log.append_batch(topic, (0..5).map(record).collect())
+            .await
+            .unwrap();
+    }
+    // Records are stamped in milliseconds: past the next tick, every "live" record is older than zero retention.
+    let stamped = chat4all_core::time::now_millis();
+    while chat4all_core::time::now_millis() == stamped {
+        tokio::task::yield_now().await;
+    }
+    log.append("other", record(0)).await.unwrap(); // runs reclamation (interval zero)
+    let remaining = |topic: &'static str| {
+        let log = &log;
+        async move {
+            let mut reader = log.consumer("reader", topic, 0).await.unwrap();
+            let records = reader.poll(100, Duration::ZERO).await.unwrap();
+            records.iter().map(|r| r.offset).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        remaining("live").await,
+        [4],
+        "expired records go, the partition's last stays"
+    );
+    assert_eq!(remaining("kept").await, [0, 1, 2, 3, 4]);
+    log.close().await;
+}

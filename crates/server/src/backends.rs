@@ -3,9 +3,15 @@
 
 use crate::config::{Config, EventLogBackend, StoreBackend};
 use crate::telemetry::MeteredLog;
+use chat4all_core::events::Topics;
 use chat4all_core::ports::{EventLog, ObjectStore, Store};
 use chat4all_embedded::{LocalObjects, LogOptions, SqliteLog, SqliteStore};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long applied changes stay on the notifications topic: real-time readers follow it live and catch up from
+/// history after a longer absence, so it needs only a short window.
+const NOTIFICATIONS_RETENTION: Duration = Duration::from_secs(600);
 
 /// Opens the configured event log.
 pub fn open_event_log(config: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
@@ -13,6 +19,8 @@ pub fn open_event_log(config: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
         EventLogBackend::Embedded => {
             let options = LogOptions {
                 partitions: config.partitions,
+                retention_by_topic: [(Topics::default().notifications, NOTIFICATIONS_RETENTION)]
+                    .into(),
                 ..LogOptions::default()
             };
             let log = Arc::new(SqliteLog::open(

@@ -177,3 +177,88 @@ async fn the_correlation_id_travels_from_the_request_to_the_channel_and_back() {
     }
     log.close().await;
 }
+
+#[tokio::test]
+async fn every_applied_change_is_published_once_on_the_notifications_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app(dir.path()).await;
+    let (alice_id, alice) = app.user("alice").await;
+    let (bob_id, bob) = app.user("bob").await;
+    let created = app
+        .post(
+            "/v1/conversations",
+            Some(&alice),
+            &json!({"conversation_id": "news", "type": "group", "members": [bob_id]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let sent = app
+        .request(
+            reqwest::Method::POST,
+            "/v1/messages",
+            Some(&alice),
+            Some(&json!({"conversation_id": "news", "content": "hello"}).to_string()),
+            &[("x-correlation-id", "send-1")],
+        )
+        .await;
+    assert_eq!(sent.status, 202);
+    let message_id = sent.json()["message_id"].as_str().unwrap().to_owned();
+    app.wait_for_history(&bob, "news", |m| all_have_status(m, 1, "DELIVERED"))
+        .await;
+    let read_path = format!("/v1/messages/{message_id}/read");
+    for _ in 0..2 {
+        // The second READ changes nothing, so it publishes nothing.
+        let read = app
+            .request(
+                reqwest::Method::POST,
+                &read_path,
+                Some(&bob),
+                None,
+                &[("x-correlation-id", "read-1")],
+            )
+            .await;
+        assert_eq!(read.status, 200, "{}", read.text);
+    }
+    app.stop().await;
+
+    let log = SqliteLog::open(&dir.path().join("events.db"), LogOptions::default()).unwrap();
+    let notes = read_topic(&log, &Topics::default().notifications).await;
+    let seen: Vec<_> = notes
+        .iter()
+        .map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+            (
+                r.header(HEADER_EVENT_TYPE).unwrap().to_owned(),
+                body["status"].as_str().unwrap_or("-").to_owned(),
+                r.header(HEADER_CORRELATION_ID).unwrap().to_owned(),
+                r.key.clone(),
+            )
+        })
+        .collect();
+    let expect = |kind: &str, status: &str, correlation: &str| {
+        (
+            kind.to_owned(),
+            status.to_owned(),
+            correlation.to_owned(),
+            "news".to_owned(),
+        )
+    };
+    assert_eq!(
+        seen,
+        [
+            expect("message.stored", "-", "send-1"),
+            expect("message.status_changed", "DELIVERED", "send-1"),
+            expect("message.status_changed", "READ", "read-1"),
+        ]
+    );
+    let stored: serde_json::Value = serde_json::from_slice(&notes[0].payload).unwrap();
+    assert_eq!(
+        (
+            stored["seq"].as_u64(),
+            stored["content"].as_str(),
+            stored["sender_id"].as_str()
+        ),
+        (Some(1), Some("hello"), Some(alice_id.as_str()))
+    );
+    log.close().await;
+}

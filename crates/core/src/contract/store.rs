@@ -1,13 +1,15 @@
-//! The store contract: uniqueness, gap-free idempotent `seq`, forward-only statuses, paging, idempotency keys.
+//! The store contract: uniqueness, gap-free idempotent `seq`, compare-and-set status writes, paging, idempotency
+//! keys.
 
-use crate::events::{MessageAccepted, StatusUpdate};
+use crate::events::MessageAccepted;
 use crate::ids::{
     ConversationId, Email, FileId, IdempotencyKey, MessageId, UploadId, UserId, Username,
 };
 use crate::model::{
-    Conversation, ConversationKind, FileMeta, HistoryQuery, Transition, UploadSession, User,
+    Conversation, ConversationKind, FileMeta, HistoryQuery, Message, StatusChange, UploadSession,
+    User,
 };
-use crate::ports::{IdempotentRequest, Store, StoreError};
+use crate::ports::{IdempotentRequest, Recorded, StatusWrite, Store, StoreError};
 use crate::status::MessageStatus;
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     users_are_unique(&store).await;
     conversations_keep_their_members(&store).await;
     messages_get_gap_free_idempotent_seq(&store).await;
-    statuses_only_move_forward(&store).await;
+    status_writes_compare_and_set(&store).await;
     history_pages(&store).await;
     idempotency_keys(&store).await;
     files_and_attachments(&store).await;
@@ -56,14 +58,36 @@ fn accepted(conversation: &str, sender: &UserId, content: &str) -> MessageAccept
     }
 }
 
-fn update(message: &MessageId, status: MessageStatus, at: i64) -> StatusUpdate {
-    StatusUpdate {
-        message_id: message.clone(),
-        status,
-        at,
-        detail: Some(format!("{status} detail")),
-        correlation_id: None,
-        replay: false,
+/// Records messages that must be stored (their conversation exists).
+async fn record(store: &Arc<dyn Store>, messages: &[MessageAccepted]) -> Vec<Message> {
+    store
+        .record_messages(messages)
+        .await
+        .expect("record")
+        .into_iter()
+        .map(|r| match r {
+            Recorded::Stored(m) => m,
+            Recorded::NoConversation => {
+                panic!("a message of an existing conversation was not stored")
+            }
+        })
+        .collect()
+}
+
+/// `message` moved from its current status to `status` at `at`.
+fn write(message: &Message, status: MessageStatus, at: i64) -> StatusWrite {
+    let mut next = message.clone();
+    next.status = status;
+    next.delivered_at = Some(at);
+    StatusWrite {
+        from: message.status,
+        message: next,
+        change: StatusChange {
+            status,
+            at,
+            detail: Some(format!("{status} detail")),
+            correlation_id: Some("corr-1".into()),
+        },
     }
 }
 
@@ -139,7 +163,7 @@ async fn messages_get_gap_free_idempotent_seq(store: &Arc<dyn Store>) {
     let first: Vec<_> = (0..5)
         .map(|i| accepted("seq-1", &sender, &format!("m{i}")))
         .collect();
-    let stored = store.record_messages(&first).await.expect("record");
+    let stored = record(store, &first).await;
     assert_eq!(
         stored.iter().map(|m| m.seq).collect::<Vec<_>>(),
         [1, 2, 3, 4, 5]
@@ -148,12 +172,24 @@ async fn messages_get_gap_free_idempotent_seq(store: &Arc<dyn Store>) {
 
     let mut redelivered = first[3..].to_vec();
     redelivered.push(accepted("seq-1", &sender, "m5"));
-    redelivered.push(accepted("seq-2", &sender, "other conversation"));
+    let orphan = accepted("seq-2", &sender, "no such conversation");
+    redelivered.push(orphan.clone());
     let again = store.record_messages(&redelivered).await.expect("record");
+    let seqs: Vec<_> = again
+        .iter()
+        .map(|r| match r {
+            Recorded::Stored(m) => Some(m.seq),
+            Recorded::NoConversation => None,
+        })
+        .collect();
     assert_eq!(
-        again.iter().map(|m| m.seq).collect::<Vec<_>>(),
-        [4, 5, 6, 1],
-        "redelivery keeps seq; conversations count apart"
+        seqs,
+        [Some(4), Some(5), Some(6), None],
+        "redelivery keeps seq; a message without its conversation is not stored"
+    );
+    assert_eq!(
+        store.message(&orphan.message_id).await.expect("message"),
+        None
     );
     let page = store
         .history(&ConversationId::parse("seq-1").unwrap(), &query(100))
@@ -166,46 +202,33 @@ async fn messages_get_gap_free_idempotent_seq(store: &Arc<dyn Store>) {
     );
 }
 
-async fn statuses_only_move_forward(store: &Arc<dyn Store>) {
+async fn status_writes_compare_and_set(store: &Arc<dyn Store>) {
     let sender = UserId::generate();
-    let message = store
-        .record_messages(&[accepted("status-1", &sender, "x")])
+    store
+        .insert_conversation(&conversation("status-1", &[&sender]))
         .await
-        .expect("record")
+        .expect("insert");
+    let message = record(store, &[accepted("status-1", &sender, "x")])
+        .await
         .remove(0);
+    let delivered = write(&message, MessageStatus::Delivered, 10);
+    let stale = write(&message, MessageStatus::Failed, 11);
+    let read = write(&delivered.message, MessageStatus::Read, 12);
+    let saved = store
+        .save_statuses(&[delivered.clone(), stale, read.clone()])
+        .await
+        .expect("save");
+    assert_eq!(
+        saved,
+        [true, false, true],
+        "a write decided from a status the message has left is refused"
+    );
     let id = &message.message_id;
-    let results = store
-        .apply_statuses(&[
-            update(id, MessageStatus::Delivered, 10),
-            update(id, MessageStatus::Pending, 11),
-            update(id, MessageStatus::Read, 12),
-            update(id, MessageStatus::Failed, 13),
-        ])
-        .await
-        .expect("apply");
-    assert!(matches!(&results[0], Transition::Applied(m) if m.delivered_at == Some(10)));
-    assert!(
-        matches!(&results[1], Transition::Refused(m) if m.status == MessageStatus::Delivered),
-        "no going back"
-    );
-    assert!(matches!(&results[2], Transition::Applied(m) if m.read_at == Some(12)));
-    assert!(
-        matches!(&results[3], Transition::Refused(_)),
-        "READ never becomes FAILED"
-    );
-    let unknown = store
-        .apply_statuses(&[update(&MessageId::generate(), MessageStatus::Delivered, 1)])
-        .await
-        .expect("apply");
-    assert_eq!(unknown, vec![Transition::UnknownMessage]);
+    let now = store.message(id).await.expect("message").expect("stored");
+    assert_eq!(now, read.message, "the saved state is the last write's");
 
-    let steps: Vec<_> = store
-        .status_history(id)
-        .await
-        .expect("history")
-        .into_iter()
-        .map(|s| s.status)
-        .collect();
+    let history = store.status_history(id).await.expect("history");
+    let steps: Vec<_> = history.iter().map(|s| s.status).collect();
     assert_eq!(
         steps,
         [
@@ -214,18 +237,16 @@ async fn statuses_only_move_forward(store: &Arc<dyn Store>) {
             MessageStatus::Read
         ]
     );
-    let failing = store
-        .record_messages(&[accepted("status-1", &sender, "y")])
-        .await
-        .expect("record")
-        .remove(0);
-    let failed = store
-        .apply_statuses(&[update(&failing.message_id, MessageStatus::Failed, 5)])
-        .await
-        .expect("apply");
-    assert!(
-        matches!(&failed[0], Transition::Applied(m) if m.failure_reason.as_deref() == Some("FAILED detail"))
+    assert_eq!(
+        history[1], delivered.change,
+        "a step keeps its detail and correlation"
     );
+
+    let found = store
+        .messages(&[id.clone(), MessageId::generate()])
+        .await
+        .expect("messages");
+    assert_eq!(found, vec![now], "only existing messages are loaded");
 }
 
 fn query(limit: u32) -> HistoryQuery {
@@ -243,7 +264,11 @@ async fn history_pages(store: &Arc<dyn Store>) {
     let batch: Vec<_> = (1..=10)
         .map(|i| accepted("paging", &sender, &i.to_string()))
         .collect();
-    store.record_messages(&batch).await.expect("record");
+    store
+        .insert_conversation(&conversation("paging", &[&sender]))
+        .await
+        .expect("insert");
+    record(store, &batch).await;
     let id = ConversationId::parse("paging").unwrap();
     let seqs = |page: crate::model::HistoryPage| {
         (
@@ -375,6 +400,10 @@ fn file(conversation: &str, uploader: &UserId) -> FileMeta {
 
 async fn files_and_attachments(store: &Arc<dyn Store>) {
     let sender = UserId::generate();
+    store
+        .insert_conversation(&conversation("files-1", &[&sender]))
+        .await
+        .expect("insert");
     let report = file("files-1", &sender);
     store.insert_file(&report).await.expect("insert file");
     assert_eq!(
@@ -385,10 +414,8 @@ async fn files_and_attachments(store: &Arc<dyn Store>) {
 
     let mut with_file = accepted("files-1", &sender, "see attached");
     with_file.file_id = Some(report.file_id.clone());
-    let stored = store
-        .record_messages(&[with_file.clone()])
+    let stored = record(store, std::slice::from_ref(&with_file))
         .await
-        .expect("record")
         .remove(0);
     assert_eq!(
         stored.attachment.as_ref(),

@@ -11,4 +11,4 @@ pub use log::{
     EventLog, LogError, OutgoingRecord, PartitionConsumer, Record, RecordPosition, partition_for,
 };
 pub use objects::{ByteStream, ObjectError, ObjectKey, ObjectStore, ObjectWriter};
-pub use store::{IdempotentRequest, Store, StoreError};
+pub use store::{IdempotentRequest, Recorded, StatusWrite, Store, StoreError};

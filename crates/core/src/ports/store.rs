@@ -1,11 +1,12 @@
 //! The store port: users, conversations, messages with their status history, and idempotency keys.
 
-use crate::events::{MessageAccepted, StatusUpdate};
+use crate::events::MessageAccepted;
 use crate::ids::{ConversationId, FileId, IdempotencyKey, MessageId, UploadId, UserId, Username};
 use crate::model::{
-    Conversation, FileMeta, HistoryPage, HistoryQuery, Message, StatusChange, Transition,
-    UploadSession, User, UserCredentials,
+    Conversation, FileMeta, HistoryPage, HistoryQuery, Message, StatusChange, UploadSession, User,
+    UserCredentials,
 };
+use crate::status::MessageStatus;
 use async_trait::async_trait;
 
 /// Store failures.
@@ -37,7 +38,30 @@ pub struct IdempotentRequest {
     pub appended: bool,
 }
 
-/// Durable state of the messaging domain.
+/// What recording one accepted message came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant, reason = "nearly every answer is `Stored`")]
+pub enum Recorded {
+    /// Stored now with the next `seq` of its conversation, or found already stored (then returned as it is).
+    Stored(Message),
+    /// Its conversation does not exist; nothing was stored.
+    NoConversation,
+}
+
+/// A status change to save: valid only while the stored message is still in `from`, so that two writers racing
+/// on one message cannot both move it (compare-and-set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusWrite {
+    /// The status the change was decided from.
+    pub from: MessageStatus,
+    /// The message as it is after the change (status, timestamps, reason).
+    pub message: Message,
+    /// The step to add to its status history.
+    pub change: StatusChange,
+}
+
+/// Durable state of the messaging domain. It stores and loads; the rules (state machine, timestamps, implicit
+/// conversations, membership) live in the core services.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Cheap liveness check of the backend.
@@ -64,19 +88,23 @@ pub trait Store: Send + Sync {
     /// The conversations `user` is a member of, newest first.
     async fn conversations_of(&self, user: &UserId) -> Result<Vec<Conversation>, StoreError>;
 
-    /// Stores accepted messages in order, giving each the next `seq` of its conversation. Idempotent: a message
-    /// already stored is returned as it is, never duplicated. Returns one stored message per input, in order.
+    /// Stores accepted messages in order (status SENT, one SENT step in the history), giving each the next `seq`
+    /// of its conversation. Idempotent: a message already stored is returned as it is, never duplicated. Returns
+    /// one answer per input, in order.
     async fn record_messages(
         &self,
         accepted: &[MessageAccepted],
-    ) -> Result<Vec<Message>, StoreError>;
+    ) -> Result<Vec<Recorded>, StoreError>;
 
-    /// Applies status changes in order through the forward-only state machine.
-    async fn apply_statuses(&self, updates: &[StatusUpdate])
-    -> Result<Vec<Transition>, StoreError>;
+    /// Saves status changes in order, in one transaction; returns per change whether it was saved (false when
+    /// the message was no longer in `from`).
+    async fn save_statuses(&self, writes: &[StatusWrite]) -> Result<Vec<bool>, StoreError>;
 
     /// One message.
     async fn message(&self, id: &MessageId) -> Result<Option<Message>, StoreError>;
+
+    /// The messages among `ids` that exist, in any order.
+    async fn messages(&self, ids: &[MessageId]) -> Result<Vec<Message>, StoreError>;
 
     /// A message's status changes, oldest first.
     async fn status_history(&self, id: &MessageId) -> Result<Vec<StatusChange>, StoreError>;

@@ -1,5 +1,6 @@
 //! Sending, reading and marking messages: the api's use cases around messages.
 
+use super::changes::Changes;
 use super::conversations::Conversations;
 use crate::envelope::encode;
 use crate::error::ServiceError;
@@ -68,6 +69,7 @@ pub struct Messaging {
     log: Arc<dyn EventLog>,
     topics: Topics,
     conversations: Conversations,
+    changes: Changes,
     default_validity: Duration,
 }
 
@@ -80,7 +82,9 @@ impl Messaging {
         default_validity: Duration,
     ) -> Self {
         let conversations = Conversations::new(store.clone());
+        let changes = Changes::new(store.clone(), log.clone(), topics.clone());
         Self {
+            changes,
             store,
             log,
             topics,
@@ -274,8 +278,8 @@ impl Messaging {
         let mut update = StatusUpdate::now(message.message_id, MessageStatus::Read, None);
         update.correlation_id = Some(correlation_id.clone());
         match self
-            .store
-            .apply_statuses(std::slice::from_ref(&update))
+            .changes
+            .apply_now(std::slice::from_ref(&update))
             .await?
             .pop()
         {

@@ -1,6 +1,7 @@
 //! Use cases: what the api, the router and the connectors do, written against the ports only.
 
 pub mod accounts;
+pub mod changes;
 pub mod conversations;
 pub mod dead_letters;
 pub mod delivery;

@@ -1,5 +1,6 @@
 //! The router's use cases: store accepted messages in order, route them, and apply status updates.
 
+use super::changes::{Changes, Notifications};
 use super::dead_letters::DeadLetters;
 use crate::envelope::{correlation_of, decode, encode};
 use crate::error::ServiceError;
@@ -32,6 +33,7 @@ pub struct BatchOutcome {
 pub struct Router {
     store: Arc<dyn Store>,
     log: Arc<dyn EventLog>,
+    changes: Changes,
     topics: Topics,
     channels: HashSet<String>,
     dead_letters: DeadLetters,
@@ -59,6 +61,7 @@ impl Router {
     ) -> Self {
         let dead_letters = DeadLetters::new(log.clone(), topics.clone());
         Self {
+            changes: Changes::new(store.clone(), log.clone(), topics.clone()),
             store,
             log,
             topics,
@@ -90,7 +93,11 @@ impl Router {
         if accepted.is_empty() {
             return Ok(outcome);
         }
-        let stored = self.store.record_messages(&accepted).await?;
+        let mut notifications = Notifications::default();
+        let stored = self
+            .changes
+            .record(&accepted, &correlations, &mut notifications)
+            .await?;
         // Messages still SENT (new, or stored before a crash but not routed), with their request's context.
         let waiting: Vec<(&Message, &CorrelationId, Option<i64>)> = stored
             .iter()
@@ -182,7 +189,12 @@ impl Router {
         for (topic, records) in outbound {
             self.log.append_batch(&topic, records).await?;
         }
-        self.apply(&statuses, &mut outcome).await?;
+        let routed_now = stored
+            .iter()
+            .filter(|m| m.status == MessageStatus::Sent)
+            .cloned();
+        self.apply(&statuses, routed_now, notifications, &mut outcome)
+            .await?;
         Ok(outcome)
     }
 
@@ -208,19 +220,25 @@ impl Router {
                 }
             }
         }
-        self.apply(&updates, &mut outcome).await?;
+        self.apply(&updates, [], Notifications::default(), &mut outcome)
+            .await?;
         Ok(outcome)
     }
 
+    /// Applies `updates` (`known` holds messages the batch just stored), then publishes every notification.
     async fn apply(
         &self,
         updates: &[StatusUpdate],
+        known: impl IntoIterator<Item = Message>,
+        mut notifications: Notifications,
         outcome: &mut BatchOutcome,
     ) -> Result<(), ServiceError> {
-        if updates.is_empty() {
-            return Ok(());
-        }
-        for transition in self.store.apply_statuses(updates).await? {
+        let transitions = self
+            .changes
+            .apply(updates, known, &mut notifications)
+            .await?;
+        self.changes.publish(notifications).await?;
+        for transition in transitions {
             match transition {
                 crate::model::Transition::Applied(message) => {
                     outcome.applied += 1;

@@ -30,6 +30,8 @@ pub struct LogOptions {
     pub partitions: u32,
     /// Records older than this are deleted even if some group has not consumed them.
     pub retention: Duration,
+    /// Shorter (or longer) retention of some topics, such as a fan-out stream read live rather than by groups.
+    pub retention_by_topic: HashMap<String, Duration>,
     /// Most records written in one transaction.
     pub max_batch_records: usize,
     /// How often consumed records are deleted.
@@ -41,6 +43,7 @@ impl Default for LogOptions {
         Self {
             partitions: 8,
             retention: Duration::from_secs(7 * 24 * 3600),
+            retention_by_topic: HashMap::new(),
             max_batch_records: 4096,
             reclaim_interval: Duration::from_secs(5),
         }

@@ -9,7 +9,7 @@ use rusqlite::{Connection, params};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 /// The writer thread: drains requests into one transaction each round, fsyncs once, then answers them all.
 pub(super) fn run_writer(
@@ -42,7 +42,7 @@ pub(super) fn run_writer(
         write_batch(&mut conn, batch, &shared);
         if last_reclaim.elapsed() >= options.reclaim_interval {
             last_reclaim = Instant::now();
-            if let Err(e) = reclaim(&mut conn, &shared, options.retention) {
+            if let Err(e) = reclaim(&mut conn, &shared, &options) {
                 tracing::warn!(error = %e, "event log reclamation failed; will retry");
             }
         }
@@ -183,8 +183,8 @@ fn write_batch(conn: &mut Connection, batch: Vec<Request>, shared: &Shared) {
 
 /// Deletes records that every group has committed, and records past retention; the last record of each
 /// partition stays so that its end offset survives a restart.
-fn reclaim(conn: &mut Connection, shared: &Shared, retention: Duration) -> rusqlite::Result<()> {
-    let expired_before = now_millis() - retention.as_millis() as i64;
+fn reclaim(conn: &mut Connection, shared: &Shared, options: &LogOptions) -> rusqlite::Result<()> {
+    let now = now_millis();
     let mut low_water: HashMap<(String, u32), u64> = HashMap::new();
     for ((_, topic, partition), next) in lock(&shared.committed).iter() {
         let entry = low_water
@@ -208,6 +208,11 @@ fn reclaim(conn: &mut Connection, shared: &Shared, retention: Duration) -> rusql
     )?;
     let mut deleted = 0;
     for (topic, state) in topics {
+        let retention = options
+            .retention_by_topic
+            .get(&topic)
+            .unwrap_or(&options.retention);
+        let expired_before = now - retention.as_millis() as i64;
         for partition in 0..shared.partitions {
             let keep_from = state.ends[partition as usize]
                 .load(Ordering::Acquire)

@@ -8,17 +8,20 @@ mod rows;
 
 use crate::sqlite::{self, Readers, Writer};
 use async_trait::async_trait;
-use chat4all_core::events::{MessageAccepted, StatusUpdate};
+use chat4all_core::events::MessageAccepted;
 use chat4all_core::ids::{
     ConversationId, Email, FileId, IdempotencyKey, MessageId, UploadId, UserId, Username,
 };
 use chat4all_core::model::{
-    Conversation, FileMeta, HistoryPage, HistoryQuery, Message, StatusChange, Transition,
-    UploadSession, User, UserCredentials,
+    Conversation, FileMeta, HistoryPage, HistoryQuery, Message, StatusChange, UploadSession, User,
+    UserCredentials,
 };
-use chat4all_core::ports::{IdempotentRequest, Store, StoreError};
-use messages::{apply_status, record_message};
-use rows::*;
+use chat4all_core::ports::{IdempotentRequest, Recorded, StatusWrite, Store, StoreError};
+use messages::{record_message, save_status};
+use rows::{
+    find_file, find_message, idempotent_row, insert_conversation_rows, load_conversation,
+    merged_ranges, message_row, parsed, status_column, upload_row, user_row,
+};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter};
 use std::path::Path;
@@ -184,7 +187,7 @@ impl Store for SqliteStore {
             if exists {
                 return Ok(false);
             }
-            insert_conversation_rows(&tx, &conversation, 0)?;
+            insert_conversation_rows(&tx, &conversation)?;
             tx.commit()?;
             Ok(true)
         })
@@ -215,7 +218,7 @@ impl Store for SqliteStore {
     async fn record_messages(
         &self,
         accepted: &[MessageAccepted],
-    ) -> Result<Vec<Message>, StoreError> {
+    ) -> Result<Vec<Recorded>, StoreError> {
         let accepted = accepted.to_vec();
         self.write(move |conn| {
             let tx = conn.transaction()?;
@@ -229,19 +232,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn apply_statuses(
-        &self,
-        updates: &[StatusUpdate],
-    ) -> Result<Vec<Transition>, StoreError> {
-        let updates = updates.to_vec();
+    async fn save_statuses(&self, writes: &[StatusWrite]) -> Result<Vec<bool>, StoreError> {
+        let writes = writes.to_vec();
         self.write(move |conn| {
             let tx = conn.transaction()?;
-            let transitions = updates
+            let saved = writes
                 .iter()
-                .map(|u| apply_status(&tx, u))
+                .map(|w| save_status(&tx, w))
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             tx.commit()?;
-            Ok(transitions)
+            Ok(saved)
         })
         .await
     }
@@ -249,6 +249,24 @@ impl Store for SqliteStore {
     async fn message(&self, id: &MessageId) -> Result<Option<Message>, StoreError> {
         let id = id.clone();
         self.read(move |conn| find_message(conn, id.as_str())).await
+    }
+
+    async fn messages(&self, ids: &[MessageId]) -> Result<Vec<Message>, StoreError> {
+        let ids: Vec<String> = ids.iter().map(|id| id.as_str().to_owned()).collect();
+        self.read(move |conn| {
+            let mut found = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(256) {
+                let placeholders = vec!["?"; chunk.len()].join(",");
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES_WITH_FILES} WHERE m.message_id IN ({placeholders})"
+                ))?;
+                for message in stmt.query_map(params_from_iter(chunk), message_row)? {
+                    found.push(message?);
+                }
+            }
+            Ok(found)
+        })
+        .await
     }
 
     async fn status_history(&self, id: &MessageId) -> Result<Vec<StatusChange>, StoreError> {

@@ -152,21 +152,20 @@ pub(super) fn load_conversation(
     Ok(Some(conversation))
 }
 
+/// A new conversation (no message yet) and its members.
 pub(super) fn insert_conversation_rows(
     conn: &Connection,
     conversation: &Conversation,
-    last_seq: u64,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO conversations (conversation_id, kind, name, created_by, created_at, last_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO conversations (conversation_id, kind, name, created_by, created_at, last_seq) VALUES (?1, ?2, ?3, ?4, ?5, 0)",
     )?
     .execute(params![
         conversation.conversation_id.as_str(),
         conversation.kind.as_str(),
         conversation.name,
         conversation.created_by.as_str(),
-        conversation.created_at,
-        last_seq as i64
+        conversation.created_at
     ])?;
     let mut member = conn.prepare_cached(
         "INSERT INTO members (conversation_id, user_id, joined_at) VALUES (?1, ?2, ?3)",

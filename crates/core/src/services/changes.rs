@@ -1,0 +1,325 @@
+//! The one path by which messages enter history and change status. Whoever causes a change — the router storing
+//! and routing, a connector's report, a reader marking READ, an operator's replay — goes through here: the
+//! forward-only state machine and the status timestamps are decided once, the store only saves them, and every
+//! change actually applied is published on the notifications topic ([`MessageStored`],
+//! [`MessageStatusChanged`]), the single stream that real-time readers fan out.
+//!
+//! Publication follows the store's commit: a crash between the two loses the notification, never the change,
+//! and a reader that reconnects catches up from history.
+
+use crate::envelope::encode;
+use crate::error::ServiceError;
+use crate::events::{MessageAccepted, MessageStatusChanged, MessageStored, StatusUpdate, Topics};
+use crate::ids::{CorrelationId, MessageId};
+use crate::model::{Conversation, ConversationKind, Message, StatusChange, Transition};
+use crate::ports::{EventLog, OutgoingRecord, Recorded, StatusWrite, Store};
+use crate::status::MessageStatus;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Rounds of a status batch before giving up on writers that keep racing on the same messages.
+const MAX_ROUNDS: usize = 5;
+
+/// Stores messages and applies status changes, publishing what was applied.
+#[derive(Clone)]
+pub struct Changes {
+    store: Arc<dyn Store>,
+    log: Arc<dyn EventLog>,
+    topics: Topics,
+}
+
+/// Notifications of applied changes, to publish once the caller's other writes are on their way.
+#[must_use = "notifications are lost unless published"]
+#[derive(Debug, Default)]
+pub struct Notifications(Vec<OutgoingRecord>);
+
+impl Changes {
+    /// Changes saved in `store`, published on `log`.
+    pub fn new(store: Arc<dyn Store>, log: Arc<dyn EventLog>, topics: Topics) -> Self {
+        Self { store, log, topics }
+    }
+
+    /// Stores accepted messages in order (idempotently, assigning `seq`); a message whose conversation does not
+    /// exist creates it, as a direct conversation of its sender. Returns one message per input, in order; those
+    /// still SENT (new, or stored before a crash but never routed) are announced as stored.
+    pub async fn record(
+        &self,
+        accepted: &[MessageAccepted],
+        correlations: &[CorrelationId],
+        out: &mut Notifications,
+    ) -> Result<Vec<Message>, ServiceError> {
+        let mut answers = self.store.record_messages(accepted).await?;
+        let orphans: Vec<usize> = (0..answers.len())
+            .filter(|&i| answers[i] == Recorded::NoConversation)
+            .collect();
+        if !orphans.is_empty() {
+            // Normally the api creates the conversation first; a record injected by other means still gets one.
+            let retried: Vec<MessageAccepted> =
+                orphans.iter().map(|&i| accepted[i].clone()).collect();
+            for message in &retried {
+                self.store
+                    .insert_conversation(&implicit_conversation(message))
+                    .await?;
+            }
+            for (i, answer) in orphans
+                .into_iter()
+                .zip(self.store.record_messages(&retried).await?)
+            {
+                answers[i] = answer;
+            }
+        }
+        let mut stored = Vec::with_capacity(answers.len());
+        for (answer, correlation_id) in answers.into_iter().zip(correlations) {
+            let Recorded::Stored(message) = answer else {
+                return Err(ServiceError::Internal(
+                    "a message's conversation vanished while it was stored".into(),
+                ));
+            };
+            if message.status == MessageStatus::Sent {
+                out.0.push(encode(&stored_event(&message), correlation_id));
+            }
+            stored.push(message);
+        }
+        Ok(stored)
+    }
+
+    /// Applies status updates in order through the forward-only state machine. `known` may hold the current
+    /// state of some of the messages (as the caller just stored them), saving a read. Returns one transition per
+    /// update, in order.
+    pub async fn apply(
+        &self,
+        updates: &[StatusUpdate],
+        known: impl IntoIterator<Item = Message>,
+        out: &mut Notifications,
+    ) -> Result<Vec<Transition>, ServiceError> {
+        let mut current: HashMap<MessageId, Message> = known
+            .into_iter()
+            .map(|m| (m.message_id.clone(), m))
+            .collect();
+        let mut transitions = vec![Transition::UnknownMessage; updates.len()];
+        let mut todo: Vec<usize> = (0..updates.len()).collect();
+        for _ in 0..MAX_ROUNDS {
+            let missing: Vec<MessageId> = todo
+                .iter()
+                .map(|&i| &updates[i].message_id)
+                .filter(|id| !current.contains_key(*id))
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                for message in self.store.messages(&missing).await? {
+                    current.insert(message.message_id.clone(), message);
+                }
+            }
+            let mut writes = Vec::new();
+            let mut written = Vec::new();
+            for &i in &todo {
+                let update = &updates[i];
+                let Some(message) = current.get_mut(&update.message_id) else {
+                    transitions[i] = Transition::UnknownMessage;
+                    continue;
+                };
+                match advance(message, update) {
+                    Some(next) => {
+                        writes.push(StatusWrite {
+                            from: message.status,
+                            message: next.clone(),
+                            change: StatusChange {
+                                status: update.status,
+                                at: update.at,
+                                detail: update.detail.clone(),
+                                correlation_id: update
+                                    .correlation_id
+                                    .as_ref()
+                                    .map(|c| c.as_str().to_owned()),
+                            },
+                        });
+                        written.push(i);
+                        *message = next;
+                    }
+                    None => transitions[i] = Transition::Refused(message.clone()),
+                }
+            }
+            if writes.is_empty() {
+                return Ok(transitions);
+            }
+            let saved = self.store.save_statuses(&writes).await?;
+            let mut raced = Vec::new();
+            for ((i, write), ok) in written.into_iter().zip(writes).zip(saved) {
+                if ok {
+                    let update = &updates[i];
+                    let correlation = match &update.correlation_id {
+                        Some(c) => c.clone(),
+                        None => CorrelationId::from_header_or_new(None),
+                    };
+                    out.0
+                        .push(encode(&status_event(&write.message, update), &correlation));
+                    transitions[i] = Transition::Applied(write.message);
+                } else {
+                    // Another writer moved the message first: decide again from what it stored.
+                    current.remove(&updates[i].message_id);
+                    raced.push(i);
+                }
+            }
+            if raced.is_empty() {
+                return Ok(transitions);
+            }
+            todo = raced;
+        }
+        Err(ServiceError::Unavailable(
+            "status changes kept racing with another writer; try again".into(),
+        ))
+    }
+
+    /// Applies updates and publishes at once: for callers with nothing else to write.
+    pub async fn apply_now(
+        &self,
+        updates: &[StatusUpdate],
+    ) -> Result<Vec<Transition>, ServiceError> {
+        let mut out = Notifications::default();
+        let transitions = self.apply(updates, [], &mut out).await?;
+        self.publish(out).await?;
+        Ok(transitions)
+    }
+
+    /// Appends the notifications to their topic.
+    pub async fn publish(&self, out: Notifications) -> Result<(), ServiceError> {
+        if !out.0.is_empty() {
+            self.log
+                .append_batch(&self.topics.notifications, out.0)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// `message` after `update`, or `None` when the forward-only rule refuses it. Reaching DELIVERED or READ clears
+/// the reason a message waited; READ implies DELIVERED (at the same time, if it was never reported).
+fn advance(message: &Message, update: &StatusUpdate) -> Option<Message> {
+    if !update.applies_to(message.status) {
+        return None;
+    }
+    let mut next = message.clone();
+    next.status = update.status;
+    match update.status {
+        MessageStatus::Delivered => {
+            next.delivered_at = Some(update.at);
+            next.failure_reason = None;
+        }
+        MessageStatus::Read => {
+            next.delivered_at.get_or_insert(update.at);
+            next.read_at = Some(update.at);
+            next.failure_reason = None;
+        }
+        MessageStatus::Pending | MessageStatus::Failed => {
+            next.failure_reason.clone_from(&update.detail)
+        }
+        MessageStatus::Sent => {}
+    }
+    Some(next)
+}
+
+fn implicit_conversation(message: &MessageAccepted) -> Conversation {
+    Conversation {
+        conversation_id: message.conversation_id.clone(),
+        kind: ConversationKind::Direct,
+        name: None,
+        members: vec![message.sender_id.clone()],
+        created_at: message.timestamp,
+        created_by: message.sender_id.clone(),
+    }
+}
+
+fn stored_event(message: &Message) -> MessageStored {
+    MessageStored {
+        message_id: message.message_id.clone(),
+        conversation_id: message.conversation_id.clone(),
+        seq: message.seq,
+        sender_id: message.sender_id.clone(),
+        recipient_id: message.recipient_id.clone(),
+        content: message.content.clone(),
+        file_id: message.attachment.as_ref().map(|f| f.file_id.clone()),
+        timestamp: message.timestamp,
+    }
+}
+
+fn status_event(message: &Message, update: &StatusUpdate) -> MessageStatusChanged {
+    MessageStatusChanged {
+        message_id: message.message_id.clone(),
+        conversation_id: message.conversation_id.clone(),
+        seq: message.seq,
+        status: update.status,
+        at: update.at,
+        detail: update.detail.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advance;
+    use crate::events::StatusUpdate;
+    use crate::ids::{ConversationId, MessageId, UserId};
+    use crate::model::Message;
+    use crate::status::MessageStatus::{self, *};
+
+    fn message(status: MessageStatus) -> Message {
+        Message {
+            message_id: MessageId::generate(),
+            conversation_id: ConversationId::parse("c").unwrap(),
+            seq: 1,
+            sender_id: UserId::parse("u").unwrap(),
+            recipient_id: None,
+            content: "hi".into(),
+            status,
+            timestamp: 1,
+            delivered_at: None,
+            read_at: None,
+            failure_reason: Some("waiting".into()),
+            attachment: None,
+        }
+    }
+
+    fn update(m: &Message, status: MessageStatus, at: i64) -> StatusUpdate {
+        StatusUpdate {
+            at,
+            ..StatusUpdate::now(m.message_id.clone(), status, Some(format!("to {status}")))
+        }
+    }
+
+    #[test]
+    fn delivery_and_read_stamp_their_times_and_clear_the_reason() {
+        let m = message(Pending);
+        let delivered = advance(&m, &update(&m, Delivered, 10)).unwrap();
+        assert_eq!(
+            (delivered.status, delivered.delivered_at),
+            (Delivered, Some(10))
+        );
+        assert_eq!(delivered.failure_reason, None);
+        let read = advance(&delivered, &update(&m, Read, 12)).unwrap();
+        assert_eq!((read.delivered_at, read.read_at), (Some(10), Some(12)));
+    }
+
+    #[test]
+    fn read_without_delivery_implies_it_at_the_same_time() {
+        let m = message(Sent);
+        let read = advance(&m, &update(&m, Read, 7)).unwrap();
+        assert_eq!((read.delivered_at, read.read_at), (Some(7), Some(7)));
+    }
+
+    #[test]
+    fn waiting_and_failing_keep_the_reason_and_backward_steps_are_refused() {
+        let m = message(Sent);
+        let failed = advance(&m, &update(&m, Failed, 3)).unwrap();
+        assert_eq!(failed.failure_reason.as_deref(), Some("to FAILED"));
+        assert!(advance(&failed, &update(&m, Delivered, 4)).is_none());
+        assert!(advance(&message(Read), &update(&m, Delivered, 4)).is_none());
+    }
+
+    #[test]
+    fn an_operator_replay_reopens_a_failed_message() {
+        let m = message(Failed);
+        let mut replay = update(&m, Pending, 5);
+        assert!(advance(&m, &replay).is_none());
+        replay.replay = true;
+        assert_eq!(advance(&m, &replay).unwrap().status, Pending);
+    }
+}
