@@ -2,4 +2,5 @@
 //! test server is reachable). Each check panics with a message naming the broken rule.
 
 pub mod log;
+pub mod objects;
 pub mod store;
