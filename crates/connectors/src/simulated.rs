@@ -1,9 +1,11 @@
-//! A simulated messaging provider: answers after a random latency in a configured range and fails a configured
-//! share of calls, without ever blocking a thread.
+//! A simulated messaging provider: answers after a random latency in a configured range, fails a configured
+//! share of calls, and rejects addresses the channel could not reach (the recipient rules of
+//! [`chat4all_core::recipient`]), without ever blocking a thread.
 
 use async_trait::async_trait;
 use chat4all_core::events::OutboundMessage;
 use chat4all_core::ports::{Channel, ChannelError, ChannelReceipt};
+use chat4all_core::recipient::Recipient;
 use rand::Rng;
 use std::fmt;
 use std::str::FromStr;
@@ -162,7 +164,7 @@ impl Channel for SimulatedChannel {
         self.name
     }
 
-    async fn send(&self, _message: &OutboundMessage) -> Result<ChannelReceipt, ChannelError> {
+    async fn send(&self, message: &OutboundMessage) -> Result<ChannelReceipt, ChannelError> {
         let fault = self.faults.current();
         let extra = match fault {
             Some(Fault::Slow { extra }) => extra,
@@ -178,6 +180,18 @@ impl Channel for SimulatedChannel {
             return Err(ChannelError::Unavailable(format!(
                 "{} answered 503 (simulated failure)",
                 self.name
+            )));
+        }
+        // A provider refuses what the api would not have accepted: a message replayed from an older version,
+        // or built by hand, fails for good instead of being retried.
+        let recipient_id = format!("{}:{}", self.name, message.address);
+        if !matches!(
+            Recipient::parse(Some(&recipient_id)),
+            Ok(Recipient::Channel { .. })
+        ) {
+            return Err(ChannelError::Rejected(format!(
+                "{} answered 400: {:?} is not a valid address",
+                self.name, message.address
             )));
         }
         Ok(ChannelReceipt {

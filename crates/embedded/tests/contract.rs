@@ -1,9 +1,9 @@
-//! The port contract suites, and what only the embedded adapters promise: durability across a restart and
-//! reclamation of consumed records.
+//! The port contract suites, and what only the embedded adapters promise: durability across a restart,
+//! reclamation of consumed records, no stray files once uploads end.
 
 use chat4all_core::contract;
 use chat4all_core::ports::{EventLog, OutgoingRecord};
-use chat4all_embedded::{LogOptions, SqliteLog, SqliteStore};
+use chat4all_embedded::{LocalObjects, LogOptions, SqliteLog, SqliteStore};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +31,22 @@ async fn sqlite_store_meets_the_store_contract() {
         SqliteStore::open(&dir.path().join("store.db")).unwrap(),
     ))
     .await;
+}
+
+#[tokio::test]
+async fn local_objects_meet_the_object_storage_contract_and_leave_no_stray_files() {
+    let dir = tempfile::tempdir().unwrap();
+    contract::objects::run_all(Arc::new(LocalObjects::open(dir.path()).unwrap())).await;
+    for work_area in [".staging", ".uploads"] {
+        let left: Vec<_> = std::fs::read_dir(dir.path().join(work_area))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "every writer and staged upload of the suite ended, yet {work_area} holds {left:?}"
+        );
+    }
 }
 
 fn record(i: usize) -> OutgoingRecord {

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 /// What a channel answers when it accepted a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelReceipt {
-    /// The channel's own reference for the message.
+    /// The channel's own reference for the message, never empty.
     pub channel_message_id: String,
 }
 
@@ -32,12 +32,13 @@ impl ChannelError {
     }
 }
 
-/// An external messaging channel.
+/// An external messaging channel. What every adapter promises is checked by `contract::channel`.
 #[async_trait]
 pub trait Channel: Send + Sync {
     /// Channel name, the `recipient_id` prefix it serves (`whatsapp`).
     fn name(&self) -> &str;
 
-    /// Hands one message to the channel.
+    /// Hands one message to the channel: a receipt with the channel's own id, different for every message, or
+    /// [`ChannelError::Rejected`] for an address the channel cannot reach. Safe to call concurrently.
     async fn send(&self, message: &OutboundMessage) -> Result<ChannelReceipt, ChannelError>;
 }

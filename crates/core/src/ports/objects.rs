@@ -65,36 +65,39 @@ impl ObjectKey {
 pub trait ObjectWriter: Send {
     /// Appends bytes.
     async fn write(&mut self, chunk: Bytes) -> Result<(), ObjectError>;
-    /// Makes the object durable and visible under `key`.
+    /// Makes the object durable and visible under `key`, replacing any object already there.
     async fn commit(self: Box<Self>, key: &ObjectKey) -> Result<(), ObjectError>;
     /// Discards what was written.
     async fn abort(self: Box<Self>);
 }
 
-/// Where an object can be read.
+/// Where an object can be read. What every adapter promises is checked by `contract::objects`.
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
     /// Starts a new object.
     async fn begin(&self) -> Result<Box<dyn ObjectWriter>, ObjectError>;
 
-    /// The object's size.
+    /// The object's size; [`ObjectError::NotFound`] when there is no object under `key`.
     async fn size(&self, key: &ObjectKey) -> Result<u64, ObjectError>;
 
-    /// `len` bytes from `start` of the object, streamed.
+    /// `len` bytes from `start` of the object, streamed; [`ObjectError::NotFound`] at the call when there is no
+    /// object under `key`. A range running past the end is an error (at the call or in the stream, never a short
+    /// read), so callers clamp ranges to [`ObjectStore::size`].
     async fn read(&self, key: &ObjectKey, start: u64, len: u64) -> Result<ByteStream, ObjectError>;
 
     /// Removes an object (no error when it is already gone).
     async fn delete(&self, key: &ObjectKey) -> Result<(), ObjectError>;
 
     /// A URL the backend itself serves and signs (an S3 presigned GET), or `None` when the api must sign and
-    /// serve the download itself (embedded mode).
+    /// serve the download itself (embedded mode). A backend answers `None` for every key or for none.
     async fn presigned_get(
         &self,
         key: &ObjectKey,
         expires_in_secs: u64,
     ) -> Result<Option<String>, ObjectError>;
 
-    /// Writes a chunk of a resumable upload at `offset` of its staging area.
+    /// Writes a chunk of a resumable upload at `offset` of its staging area, creating it on the first chunk.
+    /// Chunks may come in any order; one sent again overwrites the same bytes.
     async fn stage_chunk(
         &self,
         upload: &crate::ids::UploadId,
@@ -102,10 +105,11 @@ pub trait ObjectStore: Send + Sync {
         chunk: Bytes,
     ) -> Result<(), ObjectError>;
 
-    /// Streams a resumable upload's staged bytes, in order.
+    /// Streams a resumable upload's staged bytes, in order; [`ObjectError::NotFound`] when nothing is staged.
     async fn read_staged(&self, upload: &crate::ids::UploadId) -> Result<ByteStream, ObjectError>;
 
-    /// Makes a staged upload durable and visible under `key`.
+    /// Makes a staged upload durable and visible under `key`, as if committed by a writer; the staged upload is
+    /// then gone. [`ObjectError::NotFound`] when nothing is staged.
     async fn promote_staged(
         &self,
         upload: &crate::ids::UploadId,
