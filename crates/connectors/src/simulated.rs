@@ -22,8 +22,8 @@ pub struct SimulationSettings {
 }
 
 /// A latency range written `MIN-MAX` in milliseconds (`200-500`), or one number for a fixed latency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct LatencyRange {
     /// Lower bound (ms).
     pub min_ms: u64,
@@ -53,6 +53,12 @@ impl TryFrom<String> for LatencyRange {
     type Error = String;
     fn try_from(s: String) -> Result<Self, Self::Error> {
         s.parse()
+    }
+}
+
+impl From<LatencyRange> for String {
+    fn from(range: LatencyRange) -> Self {
+        range.to_string()
     }
 }
 
