@@ -25,7 +25,7 @@ struct Cli {
 enum Command {
     /// Run every role in one process on embedded storage in the data directory.
     Serve {
-        /// TOML file of settings by section (see docs/configuration.md); CHAT4ALL_* variables and flags override it.
+        /// TOML file of settings by section (see README.md, Configuration); CHAT4ALL_* variables and flags override it.
         #[arg(long, env = "CHAT4ALL_CONFIG")]
         config: Option<PathBuf>,
         #[command(flatten)]
