@@ -88,15 +88,20 @@ impl Key {
 pub struct Flags(Vec<(&'static Key, String)>);
 
 impl Flags {
-    /// Flags from `(name, value)` pairs, names without `--` (for tests and tools).
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        let find = |flag| KEYS.iter().find(|k| k.flag == flag);
-        let pairs = pairs.into_iter();
-        Self(
-            pairs
-                .filter_map(|(f, v)| Some((find(f)?, v.to_owned())))
-                .collect(),
-        )
+    /// Flags from `(name, value)` pairs, names without `--` (for tests and tools); an unknown name is an error.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> anyhow::Result<Self> {
+        let flag = |(name, value): (&str, &str)| {
+            let key = KEYS.iter().find(|k| k.flag == name);
+            let key = key.with_context(|| format!("chat4all serve has no flag --{name}"))?;
+            Ok((key, value.to_owned()))
+        };
+        pairs
+            .into_iter()
+            .map(flag)
+            .collect::<anyhow::Result<_>>()
+            .map(Self)
     }
 }
 

@@ -11,11 +11,8 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 fn load_str(file: &str, vars: &[(&str, &str)], flags: &[(&str, &str)]) -> anyhow::Result<Config> {
-    resolve(
-        Some(Toml::string(file)),
-        env(vars),
-        &Flags::from_pairs(flags.iter().copied()),
-    )
+    let flags = Flags::from_pairs(flags.iter().copied())?;
+    resolve(Some(Toml::string(file)), env(vars), &flags)
 }
 
 fn error(file: &str, vars: &[(&str, &str)], flags: &[(&str, &str)]) -> String {
@@ -238,6 +235,7 @@ fn the_command_line_reads_every_flag_and_switches() {
 
 #[test]
 fn every_flag_names_a_key_of_the_file_once() {
+    assert!(Flags::from_pairs([("no-such-flag", "1")]).is_err());
     for (i, key) in KEYS.iter().enumerate() {
         assert!(
             KEYS[..i]
