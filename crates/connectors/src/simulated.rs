@@ -24,8 +24,8 @@ pub struct SimulationSettings {
 }
 
 /// A latency range written `MIN-MAX` in milliseconds (`200-500`), or one number for a fixed latency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct LatencyRange {
     /// Lower bound (ms).
     pub min_ms: u64,
@@ -55,6 +55,12 @@ impl TryFrom<String> for LatencyRange {
     type Error = String;
     fn try_from(s: String) -> Result<Self, Self::Error> {
         s.parse()
+    }
+}
+
+impl From<LatencyRange> for String {
+    fn from(range: LatencyRange) -> Self {
+        range.to_string()
     }
 }
 

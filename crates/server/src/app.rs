@@ -7,10 +7,8 @@ use crate::roles::{self, Backends, Tasks};
 use crate::telemetry;
 use crate::telemetry::heartbeat::LagBoard;
 use anyhow::Context;
-use chat4all_connectors::{instagram, whatsapp};
 use chat4all_core::events::Topics;
 use chat4all_core::ports::{Channel, EventLog};
-use chat4all_core::services::delivery::DeliverySettings;
 use rand::RngCore;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,13 +31,10 @@ impl Application {
     /// Opens the data directory and starts every role: the router and connector consumers, housekeeping, and
     /// the HTTP api on its listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
-            format!(
-                "cannot create the data directory {}",
-                config.data_dir.display()
-            )
-        })?;
-        let data_dir_lock = lock_data_dir(&config.data_dir)?;
+        let data_dir = &config.storage.data_dir;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+        let data_dir_lock = lock_data_dir(data_dir)?;
         let metrics = telemetry::metrics(); // installed first, so that every series set from now on is kept
         telemetry::process::init("embedded");
         let backends = Backends {
@@ -48,37 +43,33 @@ impl Application {
             topics: Topics::default(),
         };
         let objects = backends::open_objects(&config)?;
-        let secret = match &config.jwt_secret {
+        let secret = match &config.auth.jwt_secret {
             Some(secret) => secret.clone().into_bytes(),
-            None => load_or_create_secret(&config.data_dir.join("jwt-secret"))?,
+            None => load_or_create_secret(&data_dir.join("jwt-secret"))?,
         };
-        let admin_token = match &config.admin_token {
+        let admin_token = match &config.auth.admin_token {
             Some(token) => token.clone(),
-            None => {
-                String::from_utf8(load_or_create_secret(&config.data_dir.join("admin-token"))?)?
-            }
+            None => String::from_utf8(load_or_create_secret(&data_dir.join("admin-token"))?)?,
         };
 
-        let whatsapp = whatsapp::channel(config.whatsapp);
-        let instagram = instagram::channel(config.instagram);
-        let faults = HashMap::from([
-            (whatsapp::NAME.to_owned(), whatsapp.faults()),
-            (instagram::NAME.to_owned(), instagram.faults()),
-        ]);
-        let channels: [(Arc<dyn Channel>, u32); 2] = [
-            (Arc::new(whatsapp), config.whatsapp_rate_per_sec),
-            (Arc::new(instagram), config.instagram_rate_per_sec),
-        ];
+        let mut faults = HashMap::new();
+        let mut channels: Vec<(Arc<dyn Channel>, u32)> = Vec::new();
+        for (name, channel) in &config.channels {
+            let settings = channel
+                .simulation()
+                .map_err(|e| anyhow::anyhow!("channels.{name}: {e}"))?;
+            let plugin = chat4all_connectors::channel(name, settings)
+                .with_context(|| format!("no connector is called {name:?}"))?;
+            faults.insert(name.clone(), plugin.faults());
+            channels.push((Arc::new(plugin), channel.rate_per_sec));
+        }
 
         let tasks = Tasks::default();
         let channel_names = channels.iter().map(|(c, _)| c.name().to_owned()).collect();
         let mut pulses = vec![roles::router::start(&tasks, &backends, channel_names).await?];
         let mut connectors = Vec::new();
         for (channel, rate_per_sec) in channels {
-            let settings = DeliverySettings {
-                rate_per_sec,
-                ..config.delivery
-            };
+            let settings = config.delivery.settings(rate_per_sec);
             let (delivery, pulse) =
                 roles::connector::start(&tasks, &backends, channel, settings).await?;
             connectors.push(delivery);
@@ -96,7 +87,7 @@ impl Application {
         };
         let (addr, pulse) = roles::api::start(&tasks, &backends, &config, api).await?;
         pulses.insert(0, pulse);
-        roles::housekeeping::start(&tasks, &backends, pulses, lag, config.heartbeat);
+        roles::housekeeping::start(&tasks, &backends, pulses, lag, config.telemetry.heartbeat);
         Ok(Self {
             addr,
             tasks,

@@ -1,7 +1,7 @@
 //! Which adapter serves each port. The only place that names concrete adapters: distributed adapters are added
 //! here (behind their cargo features) without touching core or api code.
 
-use crate::config::{Config, EventLogBackend, StoreBackend};
+use crate::config::{Config, EventLogBackend, ObjectsBackend, StoreBackend};
 use crate::telemetry::MeteredLog;
 use chat4all_core::events::Topics;
 use chat4all_core::ports::{EventLog, ObjectStore, Store};
@@ -15,18 +15,16 @@ const NOTIFICATIONS_RETENTION: Duration = Duration::from_secs(600);
 
 /// Opens the configured event log.
 pub fn open_event_log(config: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
-    match config.event_log {
-        EventLogBackend::Embedded => {
+    let storage = &config.storage;
+    match &storage.event_log {
+        EventLogBackend::Sqlite(path) => {
             let options = LogOptions {
-                partitions: config.partitions,
+                partitions: storage.partitions,
                 retention_by_topic: [(Topics::default().notifications, NOTIFICATIONS_RETENTION)]
                     .into(),
                 ..LogOptions::default()
             };
-            let log = Arc::new(SqliteLog::open(
-                &config.data_dir.join("events.db"),
-                options,
-            )?);
+            let log = Arc::new(SqliteLog::open(&storage.path(path), options)?);
             Ok(Arc::new(MeteredLog::new(log, "embedded")))
         }
     }
@@ -34,16 +32,16 @@ pub fn open_event_log(config: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
 
 /// Opens the configured store.
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    match config.store {
-        StoreBackend::Embedded => Ok(Arc::new(SqliteStore::open(
-            &config.data_dir.join("store.db"),
-        )?)),
+    let storage = &config.storage;
+    match &storage.store {
+        StoreBackend::Sqlite(path) => Ok(Arc::new(SqliteStore::open(&storage.path(path))?)),
     }
 }
 
-/// Opens the object storage (embedded: `<data-dir>/objects`).
+/// Opens the configured object storage.
 pub fn open_objects(config: &Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
-    Ok(Arc::new(LocalObjects::open(
-        &config.data_dir.join("objects"),
-    )?))
+    let storage = &config.storage;
+    match &storage.objects {
+        ObjectsBackend::Directory(path) => Ok(Arc::new(LocalObjects::open(&storage.path(path))?)),
+    }
 }

@@ -11,4 +11,4 @@ pub mod roles;
 pub mod telemetry;
 
 pub use app::Application;
-pub use config::{Config, Settings};
+pub use config::{Config, Flags};

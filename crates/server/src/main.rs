@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use chat4all_server::cli::admin::{self, AdminCommand, AdminTarget};
-use chat4all_server::{Application, Config, Settings, telemetry};
+use chat4all_server::{Application, Flags, config, telemetry};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -22,15 +22,14 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-#[allow(clippy::large_enum_variant)] // parsed once at start; boxing the settings would only blur the code
 enum Command {
     /// Run every role in one process on embedded storage in the data directory.
     Serve {
-        /// TOML file with settings (keys are the flag names); flags and CHAT4ALL_* variables override it.
+        /// TOML file of settings by section (see README.md, Configuration); CHAT4ALL_* variables and flags override it.
         #[arg(long, env = "CHAT4ALL_CONFIG")]
         config: Option<PathBuf>,
         #[command(flatten)]
-        settings: Settings,
+        flags: Flags,
     },
     /// Load testing: capacity ramps, and reports from k6 results.
     Loadtest {
@@ -51,14 +50,9 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Admin { target, command } => admin::run(target, command),
         Command::Loadtest { command } => chat4all_loadtest::cli::run(command),
-        Command::Serve { config, settings } => {
-            let file = config
-                .as_deref()
-                .map(Settings::from_file)
-                .transpose()?
-                .unwrap_or_default();
-            let config = Config::resolve(settings.over(file))?;
-            let _flush_logs_on_exit = telemetry::init_logging(config.log_format);
+        Command::Serve { config, flags } => {
+            let config = config::load(config.as_deref(), utf8_env(), &flags)?;
+            let _flush_logs_on_exit = telemetry::init_logging(config.telemetry.log_format());
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -69,6 +63,12 @@ fn main() -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// The process environment; a variable whose name or value is not UTF-8 is not a setting and is skipped.
+fn utf8_env() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{all_have_status, spawn_app};
+use common::{all_have_status, spawn_app, spawn_edited};
 use reqwest::Method;
 use serde_json::json;
 
@@ -583,6 +583,22 @@ async fn everything_survives_a_restart_and_seq_continues() {
         .collect();
     assert_eq!(seqs, [1, 2, 3, 4]);
     assert_eq!(messages[3]["content"], "m4");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_channel_map_decides_which_connectors_start() {
+    let (_dir, app) = spawn_edited(|c| {
+        c.channels.remove("instagram");
+    })
+    .await;
+    let report = app
+        .request(Method::GET, "/health", None, None, &[])
+        .await
+        .json();
+    let components = report["components"].as_object().unwrap();
+    assert!(components.contains_key("connector_whatsapp"), "{report}");
+    assert!(!components.contains_key("connector_instagram"), "{report}");
     app.stop().await;
 }
 

@@ -265,7 +265,7 @@ async fn only_members_and_valid_signatures_get_files() {
 async fn oversize_and_cut_uploads_leave_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
-    config.file_limits.max_bytes = 1024 * 1024;
+    config.files.max_bytes = 1024 * 1024;
     let app = spawn_with(config).await;
     let (_, alice) = app.user("alice").await;
 
@@ -451,7 +451,7 @@ async fn download_links_never_come_from_the_host_header() {
     app.stop().await;
 
     let mut config = test_config(dir.path());
-    config.public_url = Some("https://chat.example.com".into());
+    config.http.public_url = Some("https://chat.example.com".into());
     let app = spawn_with(config).await;
     let link = app
         .get(&format!("/v1/files/{id}/download"), &alice)
@@ -706,7 +706,7 @@ async fn messages_carry_their_attachment() {
 async fn download_links_expire() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
-    config.file_limits.link_ttl_secs = 1;
+    config.files.download_link_ttl_secs = 1;
     let app = spawn_with(config).await;
     let (_, alice) = app.user("alice").await;
     let file: Value = upload(&app, &alice, "c1", "a.txt", b"short-lived", true)

@@ -58,8 +58,8 @@ async fn a_token_for_a_user_that_does_not_exist_is_refused() {
 #[tokio::test]
 async fn failed_logins_are_throttled_per_username_and_per_address() {
     let (_dir, app) = spawn_edited(|c| {
-        c.login_failures_per_user_per_min = 1; // bursts of 2
-        c.login_failures_per_address_per_min = 3; // bursts of 6
+        c.auth.login_failures_per_user_per_min = 1; // bursts of 2
+        c.auth.login_failures_per_address_per_min = 3; // bursts of 6
     })
     .await;
     app.user("alice").await;
@@ -187,8 +187,8 @@ async fn until_closed(stream: &mut TcpStream) -> String {
 #[tokio::test]
 async fn slow_and_idle_connections_are_closed() {
     let (_dir, app) = spawn_edited(|c| {
-        c.header_read_timeout = Duration::from_secs(1);
-        c.keep_alive_timeout = Duration::from_secs(60);
+        c.http.header_read_timeout = Duration::from_secs(1);
+        c.http.keep_alive_timeout = Duration::from_secs(60);
     })
     .await;
 
@@ -211,8 +211,8 @@ async fn slow_and_idle_connections_are_closed() {
 #[tokio::test]
 async fn kept_alive_connections_are_closed_when_idle() {
     let (_dir, app) = spawn_edited(|c| {
-        c.header_read_timeout = Duration::from_secs(60);
-        c.keep_alive_timeout = Duration::from_secs(1);
+        c.http.header_read_timeout = Duration::from_secs(60);
+        c.http.keep_alive_timeout = Duration::from_secs(1);
     })
     .await;
     let mut kept = open(app.addr, b"GET /health/live HTTP/1.1\r\nhost: x\r\n\r\n").await;
@@ -224,8 +224,8 @@ async fn kept_alive_connections_are_closed_when_idle() {
 #[tokio::test]
 async fn a_request_that_takes_too_long_is_answered_408() {
     let (_dir, app) = spawn_edited(|c| {
-        c.request_timeout = Duration::from_secs(1);
-        c.header_read_timeout = Duration::from_secs(5);
+        c.http.request_timeout = Duration::from_secs(1);
+        c.http.header_read_timeout = Duration::from_secs(5);
     })
     .await;
     // A JSON body announced at 100 bytes that stops after 10.
@@ -243,7 +243,7 @@ async fn a_request_that_takes_too_long_is_answered_408() {
 #[tokio::test]
 async fn connections_over_the_cap_are_answered_503_and_closed() {
     let (_dir, app) = spawn_edited(|c| {
-        c.max_connections = Some(8);
+        c.http.max_connections = Some(8);
     })
     .await;
     let mut held = Vec::new();
@@ -308,7 +308,7 @@ async fn tokens_are_never_cached_and_no_answer_is_sniffed() {
 #[tokio::test]
 async fn an_upload_whose_body_pauses_too_long_is_cut() {
     let (_dir, app) = spawn_edited(|c| {
-        c.header_read_timeout = Duration::from_secs(1);
+        c.http.header_read_timeout = Duration::from_secs(1);
     })
     .await;
     let (_, alice) = app.user("alice").await;

@@ -266,7 +266,7 @@ async fn a_poison_event_is_dead_lettered_and_routing_goes_on() {
 async fn users_over_their_rate_get_429_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
-    config.rate_limit_per_sec = 2;
+    config.auth.rate_limit_per_sec = 2;
     let app = spawn_with(config).await;
     let (_, alice) = app.user("alice").await;
     let mut limited = None;

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use chat4all_connectors::{Fault, instagram, whatsapp};
+use chat4all_connectors::Fault;
 use chat4all_core::ports::OutgoingRecord;
 use chat4all_core::services::dead_letters::ReplayFilter;
 use serde::{Deserialize, Serialize};
@@ -47,7 +47,7 @@ impl PartialSchema for SimulatedChannel {
     fn schema() -> RefOr<Schema> {
         ObjectBuilder::new()
             .schema_type(Type::String)
-            .enum_values(Some([whatsapp::NAME, instagram::NAME]))
+            .enum_values(Some(chat4all_connectors::NAMES))
             .into()
     }
 }

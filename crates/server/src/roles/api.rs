@@ -57,19 +57,19 @@ pub async fn start(
     api::register_metrics();
     let Backends { log, store, topics } = backends;
     let accounts = Accounts::new(store.clone(), HashingPool::new(cores(), HASHING_QUEUE));
-    if config.seed_demo_users {
+    if config.auth.seed_demo_users {
         seed_demo_users(&accounts).await?;
     }
     let files = Files::new(
         store.clone(),
         parts.objects,
         LinkSigner::new(&parts.secret),
-        config.file_limits,
+        config.files.limits(),
     );
-    let rate_limit = api::RateLimit::per_second(config.rate_limit_per_sec);
+    let rate_limit = api::RateLimit::per_second(config.auth.rate_limit_per_sec);
     let login_throttle = Arc::new(api::LoginThrottle::per_minute(
-        config.login_failures_per_user_per_min,
-        config.login_failures_per_address_per_min,
+        config.auth.login_failures_per_user_per_min,
+        config.auth.login_failures_per_address_per_min,
     ));
     {
         let (store, files, rate_limit, login_throttle) = (
@@ -81,9 +81,9 @@ pub async fn start(
         tasks.spawn(move |stop| purge_expired(store, files, rate_limit, login_throttle, stop));
     }
 
-    let listener = TcpListener::bind(config.http_addr)
+    let listener = TcpListener::bind(config.http.addr)
         .await
-        .with_context(|| format!("cannot listen on {}", config.http_addr))?;
+        .with_context(|| format!("cannot listen on {}", config.http.addr))?;
     let addr = listener.local_addr()?;
     let state = AppState::new(api::Services {
         accounts,
@@ -92,16 +92,16 @@ pub async fn start(
             store.clone(),
             log.clone(),
             topics.clone(),
-            config.default_validity,
+            config.delivery.default_validity,
         ),
         files,
-        tokens: Tokens::new(&parts.secret, config.token_ttl),
+        tokens: Tokens::new(&parts.secret, config.auth.token_ttl),
         admin: api::Admin {
             token: parts.admin_token,
             faults: parts.faults,
             dead_letters: DeadLetters::new(log.clone(), topics.clone()),
             log: log.clone(),
-            default_validity: config.default_validity,
+            default_validity: config.delivery.default_validity,
         },
         rate_limit,
         login_throttle,
@@ -110,17 +110,21 @@ pub async fn start(
             store: store.clone(),
             connectors: parts.connectors,
             lag: parts.lag,
-            lag_threshold: config.lag_threshold,
+            lag_threshold: config.telemetry.lag_threshold,
         },
         metrics: parts.metrics,
         public_url: public_url(config, addr),
     });
     let limits = ConnectionLimits {
-        max_connections: max_connections(config.max_connections),
-        header_read_timeout: config.header_read_timeout,
-        keep_alive_timeout: config.keep_alive_timeout,
+        max_connections: max_connections(config.http.max_connections),
+        header_read_timeout: config.http.header_read_timeout,
+        keep_alive_timeout: config.http.keep_alive_timeout,
     };
-    let router = api::router(state, config.request_timeout, config.header_read_timeout);
+    let router = api::router(
+        state,
+        config.http.request_timeout,
+        config.http.header_read_timeout,
+    );
     tasks.spawn(move |stop| http_server::serve(listener, router, limits, stop));
     let pulse = Pulse {
         service: "api",
@@ -134,7 +138,7 @@ pub async fn start(
 /// Base of links in responses: the configured public URL, else the listen address (loopback when listening on
 /// every interface, with a warning, since clients elsewhere cannot use that link).
 fn public_url(config: &Config, listen_addr: SocketAddr) -> String {
-    if let Some(url) = &config.public_url {
+    if let Some(url) = &config.http.public_url {
         return url.clone();
     }
     let mut addr = listen_addr;

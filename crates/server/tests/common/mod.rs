@@ -1,7 +1,7 @@
 //! Starts the real server on port 0 with a temporary data directory, and talks HTTP to it.
 #![allow(dead_code, missing_docs)]
 
-use chat4all_connectors::simulated::{LatencyRange, SimulationSettings};
+use chat4all_connectors::simulated::LatencyRange;
 use chat4all_server::{Application, Config};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -20,22 +20,18 @@ pub struct TestApp {
 /// A configuration whose simulated channels answer in a few milliseconds.
 pub fn test_config(data_dir: &Path) -> Config {
     let mut config = Config::for_data_dir(data_dir);
-    let fast = SimulationSettings::new(
-        LatencyRange {
+    for channel in config.channels.values_mut() {
+        channel.latency_ms = LatencyRange {
             min_ms: 1,
             max_ms: 5,
-        },
-        0.0,
-    )
-    .unwrap();
-    config.whatsapp = fast;
-    config.instagram = fast;
-    config.jwt_secret = Some("test-secret-test-secret-test-secret!".into());
-    config.admin_token = Some(ADMIN_TOKEN.into());
+        };
+    }
+    config.auth.jwt_secret = Some("test-secret-test-secret-test-secret!".into());
+    config.auth.admin_token = Some(ADMIN_TOKEN.into());
     // Fail fast and recover fast, so that outages play out in a second or two.
-    config.delivery.breaker.cool_down = Duration::from_millis(500);
-    config.delivery.backoff.base = Duration::from_millis(20);
-    config.delivery.backoff.max = Duration::from_millis(200);
+    config.delivery.breaker_cool_down = Duration::from_millis(500);
+    config.delivery.retry_base = Duration::from_millis(20);
+    config.delivery.retry_max = Duration::from_millis(200);
     config.delivery.max_attempts = 1000;
     config
 }
