@@ -87,7 +87,8 @@ impl SimulationSettings {
 }
 
 /// A fault injected into a simulated channel, for demonstrations and tests.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "mode", rename_all = "lowercase")]
 pub enum Fault {
     /// Every call fails as unavailable.
     Down,
@@ -107,6 +108,17 @@ pub enum Fault {
 #[derive(Default)]
 pub struct FaultSwitch {
     active: Mutex<Option<(Fault, Instant)>>,
+}
+
+impl Fault {
+    /// `down`, `flaky` or `slow`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Down => "down",
+            Self::Flaky { .. } => "flaky",
+            Self::Slow { .. } => "slow",
+        }
+    }
 }
 
 impl FaultSwitch {

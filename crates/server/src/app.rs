@@ -7,10 +7,10 @@ use crate::roles::{self, Backends, Tasks};
 use crate::telemetry;
 use crate::telemetry::heartbeat::LagBoard;
 use anyhow::Context;
+use chat4all_connectors::FaultSwitch;
 use chat4all_core::events::Topics;
 use chat4all_core::ports::{Channel, EventLog};
 use rand::RngCore;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -52,36 +52,33 @@ impl Application {
             None => String::from_utf8(load_or_create_secret(&data_dir.join("admin-token"))?)?,
         };
 
-        let mut faults = HashMap::new();
-        let mut channels: Vec<(Arc<dyn Channel>, u32)> = Vec::new();
+        let mut channels: Vec<(Arc<dyn Channel>, Arc<FaultSwitch>, u32)> = Vec::new();
         for (name, channel) in &config.channels {
             let settings = channel
                 .simulation()
                 .map_err(|e| anyhow::anyhow!("channels.{name}: {e}"))?;
             let plugin = chat4all_connectors::channel(name, settings)
                 .with_context(|| format!("no connector is called {name:?}"))?;
-            faults.insert(name.clone(), plugin.faults());
-            channels.push((Arc::new(plugin), channel.rate_per_sec));
+            let faults = plugin.faults();
+            channels.push((Arc::new(plugin), faults, channel.rate_per_sec));
         }
 
         let tasks = Tasks::default();
-        let channel_names = channels.iter().map(|(c, _)| c.name().to_owned()).collect();
+        let channel_names = channels
+            .iter()
+            .map(|(c, _, _)| c.name().to_owned())
+            .collect();
         let mut pulses = vec![roles::router::start(&tasks, &backends, channel_names).await?];
-        let mut connectors = Vec::new();
-        for (channel, rate_per_sec) in channels {
+        for (channel, faults, rate_per_sec) in channels {
             let settings = config.delivery.settings(rate_per_sec);
-            let (delivery, pulse) =
-                roles::connector::start(&tasks, &backends, channel, settings).await?;
-            connectors.push(delivery);
-            pulses.push(pulse);
+            pulses
+                .push(roles::connector::start(&tasks, &backends, channel, faults, settings).await?);
         }
         let lag = LagBoard::default();
         let api = roles::api::ApiParts {
             objects,
             secret,
             admin_token,
-            connectors,
-            faults,
             lag: lag.clone(),
             metrics,
         };

@@ -7,6 +7,7 @@ use common::{TestApp, spawn_app, spawn_with, test_config};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+/// Injects a fault and waits until the channel's connector reports it applied (it learns of it through the store).
 async fn fault(app: &TestApp, channel: &str, body: Value) {
     let reply = app
         .admin(
@@ -16,6 +17,19 @@ async fn fault(app: &TestApp, channel: &str, body: Value) {
         )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
+    let expected = match body["mode"].as_str() {
+        Some("ok") => Value::Null,
+        mode => json!(mode),
+    };
+    for _ in 0..500 {
+        let report = app.client.get(app.url("/health")).send().await.unwrap();
+        let report: Value = report.json().await.unwrap();
+        if report["components"][format!("connector_{channel}")]["fault"] == expected {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the {channel} connector never reported the fault {expected}");
 }
 
 /// Takes WhatsApp down and sends it `count` messages in conversation `wa`; returns them once all are PENDING.
@@ -303,8 +317,15 @@ async fn parked_messages_survive_a_restart() {
     park_on_whatsapp(&app, &alice, 3).await;
     app.stop().await;
 
-    // Injected faults live in memory only: the restarted channel is healthy, and the parked messages go out.
+    // The operator's fault outlives the restart (it is kept in the store for its duration): the parked messages
+    // wait until it is lifted, then go out in order.
     let app = spawn_app(dir.path()).await;
+    let still_parked = app.history(&alice, "wa", "limit=100").await.json();
+    assert_eq!(
+        statuses(still_parked["messages"].as_array().unwrap()),
+        ["PENDING"; 3]
+    );
+    fault(&app, "whatsapp", json!({"mode": "ok"})).await;
     let delivered = app
         .wait_for_history(&alice, "wa", |m| {
             m.len() == 3 && statuses(m).iter().all(|s| *s == "DELIVERED")

@@ -23,6 +23,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     idempotency_keys(&store).await;
     files_and_attachments(&store).await;
     resumable_upload_ranges(&store).await;
+    control_documents_expire_and_replace(&store).await;
 }
 
 fn user(name: &str, email: Option<&str>) -> User {
@@ -485,4 +486,31 @@ async fn resumable_upload_ranges(store: &Arc<dyn Store>) {
     store.delete_upload(id).await.unwrap();
     assert_eq!(store.upload(id).await.unwrap(), None);
     assert!(store.upload_ranges(id).await.unwrap().is_empty());
+}
+
+async fn control_documents_expire_and_replace(store: &Arc<dyn Store>) {
+    store.put_control("fault/a", "1", 100).await.expect("put");
+    store.put_control("fault/b", "2", 50).await.expect("put");
+    store.put_control("other/a", "3", 100).await.expect("put");
+    let at = |now| async move { store.controls("fault/", now).await.expect("controls") };
+    let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    assert_eq!(at(10).await, [pair("fault/a", "1"), pair("fault/b", "2")]);
+    assert_eq!(
+        at(50).await,
+        [pair("fault/a", "1")],
+        "a document expires at its time"
+    );
+    store.put_control("fault/a", "4", 200).await.expect("put");
+    assert_eq!(
+        at(150).await,
+        [pair("fault/a", "4")],
+        "a put replaces the document and its expiry"
+    );
+    assert!(
+        store
+            .controls("fault/x", 0)
+            .await
+            .expect("controls")
+            .is_empty()
+    );
 }

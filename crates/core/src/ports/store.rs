@@ -175,4 +175,11 @@ pub trait Store: Send + Sync {
 
     /// Upload sessions that expired before `now` (ms).
     async fn expired_uploads(&self, now: i64) -> Result<Vec<UploadId>, StoreError>;
+
+    /// Sets the control document under `key` (an injected fault, a connector's report), valid until
+    /// `expires_at` (ms): how roles that may run in other processes tell each other things.
+    async fn put_control(&self, key: &str, value: &str, expires_at: i64) -> Result<(), StoreError>;
+
+    /// The control documents whose key starts with `prefix` and that are still valid at `now` (ms), by key.
+    async fn controls(&self, prefix: &str, now: i64) -> Result<Vec<(String, String)>, StoreError>;
 }

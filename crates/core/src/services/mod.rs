@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod changes;
+pub mod control;
 pub mod conversations;
 pub mod dead_letters;
 pub mod delivery;

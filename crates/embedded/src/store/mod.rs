@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_initial.sql"),
     include_str!("../../migrations/0002_files.sql"),
     include_str!("../../migrations/0003_status_correlation.sql"),
+    include_str!("../../migrations/0004_controls.sql"),
 ];
 
 /// A message row with its attachment (`f.*` is NULL when there is none).
@@ -554,6 +555,31 @@ impl Store for SqliteStore {
             conn.prepare_cached("SELECT upload_id FROM uploads WHERE expires_at <= ?1")?
                 .query_map([now], |row| parsed(row, 0))?
                 .collect()
+        })
+        .await
+    }
+
+    async fn put_control(&self, key: &str, value: &str, expires_at: i64) -> Result<(), StoreError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO controls (key, value, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+            )?
+            .execute(params![key, value, expires_at])
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn controls(&self, prefix: &str, now: i64) -> Result<Vec<(String, String)>, StoreError> {
+        let prefix = prefix.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT key, value FROM controls WHERE substr(key, 1, length(?1)) = ?1 AND expires_at > ?2 ORDER BY key",
+            )?
+            .query_map(params![prefix, now], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
         })
         .await
     }

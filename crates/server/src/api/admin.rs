@@ -102,12 +102,12 @@ pub async fn set_fault(
     Path(channel): Path<String>,
     ApiJson(request): ApiJson<FaultRequest>,
 ) -> ApiResult<Json<FaultResponse>> {
-    let switch = state.admin.faults.get(&channel).ok_or_else(|| {
-        Problem::new(
+    if !state.admin.channels.contains(&channel) {
+        return Err(Problem::new(
             StatusCode::NOT_FOUND,
             format!("no simulated channel {channel:?}"),
-        )
-    })?;
+        ));
+    }
     let duration_secs = request.duration_secs.unwrap_or(60);
     if !(1..=86_400).contains(&duration_secs) {
         return Err(Problem::bad_request(
@@ -132,7 +132,11 @@ pub async fn set_fault(
             extra: Duration::from_millis(extra_latency_ms),
         }),
     };
-    switch.set(fault, Duration::from_secs(duration_secs));
+    state
+        .admin
+        .control
+        .set_fault(&channel, fault.as_ref(), Duration::from_secs(duration_secs))
+        .await?;
     tracing::warn!(
         channel,
         mode = ?request.mode,

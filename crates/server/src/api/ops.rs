@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use chat4all_core::resilience::BreakerState;
+use chat4all_core::services::control::REPORT_VALIDITY;
 use chat4all_core::time::now_millis;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -15,17 +15,20 @@ use utoipa::ToSchema;
 /// One component's state.
 #[derive(Serialize, ToSchema)]
 pub struct ComponentHealth {
-    /// `UP` or `DOWN`.
+    /// `UP`, `DOWN`, `LAGGING` (consumers) or `SILENT` (a connector that stopped reporting).
     status: &'static str,
     latency_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<String>,
     /// For connectors: the circuit breaker, `CLOSED`, `OPEN` or `HALF_OPEN`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    circuit_breaker: Option<&'static str>,
+    circuit_breaker: Option<String>,
     /// For connectors: messages parked as PENDING.
     #[serde(skip_serializing_if = "Option::is_none")]
     pending: Option<i64>,
+    /// For connectors: the injected fault in force (`down`, `flaky`, `slow`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fault: Option<String>,
 }
 
 /// Overall health.
@@ -50,6 +53,7 @@ async fn probe<E: std::fmt::Display>(
             detail: None,
             circuit_breaker: None,
             pending: None,
+            fault: None,
         },
         Err(e) => ComponentHealth {
             status: "DOWN",
@@ -57,6 +61,7 @@ async fn probe<E: std::fmt::Display>(
             detail: Some(e.to_string()),
             circuit_breaker: None,
             pending: None,
+            fault: None,
         },
     }
 }
@@ -83,25 +88,45 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
             )),
             circuit_breaker: None,
             pending: None,
+            fault: None,
         },
     );
     // A channel that is down does not make this process unhealthy: its messages are parked and delivered later.
-    for connector in &health.connectors {
-        let breaker = connector.breaker_state();
-        let detail = match breaker {
-            BreakerState::Closed => "simulated channel".to_owned(),
-            _ => "the channel is failing; its messages are parked and retried".to_owned(),
-        };
-        components.insert(
-            format!("connector_{}", connector.channel_name()),
-            ComponentHealth {
+    // Connectors report through the store, so this shows them wherever they run.
+    let reports = match health.control.reports().await {
+        Ok(reports) => reports,
+        Err(e) => {
+            tracing::warn!(error = %e, "connector reports unreadable");
+            Vec::new()
+        }
+    };
+    for channel in &health.channels {
+        let report = reports.iter().find(|r| &r.channel == channel);
+        let component = match report {
+            Some(report) => ComponentHealth {
                 status: "UP",
                 latency_ms: 0.0,
-                detail: Some(detail),
-                circuit_breaker: Some(breaker.as_str()),
-                pending: Some(connector.pending()),
+                detail: Some(match report.circuit_breaker.as_str() {
+                    "CLOSED" => "simulated channel".to_owned(),
+                    _ => "the channel is failing; its messages are parked and retried".to_owned(),
+                }),
+                circuit_breaker: Some(report.circuit_breaker.clone()),
+                pending: Some(report.pending),
+                fault: report.fault.clone(),
             },
-        );
+            None => ComponentHealth {
+                status: "SILENT",
+                latency_ms: 0.0,
+                detail: Some(format!(
+                    "no report from this connector in the last {} s",
+                    REPORT_VALIDITY.as_secs()
+                )),
+                circuit_breaker: None,
+                pending: None,
+                fault: None,
+            },
+        };
+        components.insert(format!("connector_{channel}"), component);
     }
     let up = components.values().all(|c| c.status != "DOWN");
     let status = if up {

@@ -2,16 +2,14 @@
 
 use super::tokens::Tokens;
 use crate::telemetry::heartbeat::LagBoard;
-use chat4all_connectors::FaultSwitch;
 use chat4all_core::ports::{EventLog, Store};
 use chat4all_core::services::accounts::Accounts;
+use chat4all_core::services::control::Control;
 use chat4all_core::services::conversations::Conversations;
 use chat4all_core::services::dead_letters::DeadLetters;
-use chat4all_core::services::delivery::Delivery;
 use chat4all_core::services::files::Files;
 use chat4all_core::services::messaging::Messaging;
 use metrics_exporter_prometheus::PrometheusHandle;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,8 +64,10 @@ pub struct Services {
 pub struct Admin {
     /// Bearer token of the admin endpoints.
     pub token: String,
-    /// Fault switches of the simulated channels, by channel name.
-    pub faults: HashMap<String, Arc<FaultSwitch>>,
+    /// The configured channels, whose faults may be injected.
+    pub channels: Vec<String>,
+    /// Where injected faults are put for the connectors.
+    pub control: Control,
     /// Dead letters.
     pub dead_letters: DeadLetters,
     /// The event log, for raw injection.
@@ -82,8 +82,10 @@ pub struct Health {
     pub log: Arc<dyn EventLog>,
     /// The store.
     pub store: Arc<dyn Store>,
-    /// The connectors running in this process.
-    pub connectors: Vec<Delivery>,
+    /// The configured channels, whose connectors' reports `/health` shows.
+    pub channels: Vec<String>,
+    /// Where the connectors report.
+    pub control: Control,
     /// The latest consumer lag.
     pub lag: LagBoard,
     /// Lag above which the consumers are reported lagging.

@@ -7,18 +7,16 @@ use crate::config::Config;
 use crate::http_server::{self, ConnectionLimits};
 use crate::telemetry::heartbeat::{LagBoard, Pulse};
 use anyhow::Context;
-use chat4all_connectors::FaultSwitch;
 use chat4all_core::ids::{Password, Username};
 use chat4all_core::ports::{ObjectStore, Store};
 use chat4all_core::services::accounts::{Accounts, HashingPool};
+use chat4all_core::services::control::Control;
 use chat4all_core::services::conversations::Conversations;
 use chat4all_core::services::dead_letters::DeadLetters;
-use chat4all_core::services::delivery::Delivery;
 use chat4all_core::services::files::{Files, LinkSigner};
 use chat4all_core::services::messaging::{IDEMPOTENCY_WINDOW_MS, Messaging};
 use chat4all_core::time::now_millis;
 use metrics_exporter_prometheus::PrometheusHandle;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -37,10 +35,6 @@ pub struct ApiParts {
     pub secret: Vec<u8>,
     /// The token of the `/admin` endpoints.
     pub admin_token: String,
-    /// The connectors of this process, whose breakers `/health` reports.
-    pub connectors: Vec<Delivery>,
-    /// The fault switches of the simulated channels, by channel name.
-    pub faults: HashMap<String, Arc<FaultSwitch>>,
     /// Consumer lag, measured by housekeeping, reported by `/health`.
     pub lag: LagBoard,
     /// The metrics registry `/metrics` renders.
@@ -98,7 +92,8 @@ pub async fn start(
         tokens: Tokens::new(&parts.secret, config.auth.token_ttl),
         admin: api::Admin {
             token: parts.admin_token,
-            faults: parts.faults,
+            channels: config.channels.keys().cloned().collect(),
+            control: Control::new(store.clone()),
             dead_letters: DeadLetters::new(log.clone(), topics.clone()),
             log: log.clone(),
             default_validity: config.delivery.default_validity,
@@ -108,7 +103,8 @@ pub async fn start(
         health: api::Health {
             log: log.clone(),
             store: store.clone(),
-            connectors: parts.connectors,
+            channels: config.channels.keys().cloned().collect(),
+            control: Control::new(store.clone()),
             lag: parts.lag,
             lag_threshold: config.telemetry.lag_threshold,
         },
