@@ -1,13 +1,18 @@
-//! The consume loop every worker shares: poll a partition, process the batch, commit only once the work is
-//! durable, retry the same batch (with backoff) while processing fails.
+//! The consume loop every worker shares. A role joins its group's subscription to a topic; one task per
+//! membership runs a loop for each partition it is assigned and, on revocation or shutdown, stops those loops
+//! (each finishes its batch and commits) before the partitions are let go. The batch loop polls, processes,
+//! commits only once the work is durable, and retries the same batch (with backoff) while processing fails.
 
 use super::Tasks;
 use chat4all_core::ServiceError;
-use chat4all_core::ports::{EventLog, PartitionConsumer, Record};
+use chat4all_core::ports::{EventLog, GroupMember, PartitionConsumer, Rebalance, Record};
 use chat4all_core::resilience::Backoff;
-use futures::future::BoxFuture;
+use futures::FutureExt;
+use futures::future::{BoxFuture, join_all};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Most records handled in one batch.
@@ -24,8 +29,14 @@ const IDLE_WAIT: Duration = Duration::from_millis(500);
 pub type BatchHandler =
     Arc<dyn Fn(Vec<Record>) -> BoxFuture<'static, Result<(), ServiceError>> + Send + Sync>;
 
+/// Consumes one assigned partition until its token is cancelled, committing what it finished before it returns
+/// (the consumer it drops then releases the partition).
+pub type PartitionLoop = Arc<
+    dyn Fn(Box<dyn PartitionConsumer>, CancellationToken) -> BoxFuture<'static, ()> + Send + Sync,
+>;
+
 impl Tasks {
-    /// Starts one consumer per partition of `topic` for `group`, each handing batches to `handler`.
+    /// Consumes `topic` for `group` in batches handed to `handler`, on the partitions this process is assigned.
     pub async fn consume_all(
         &self,
         log: &Arc<dyn EventLog>,
@@ -33,12 +44,79 @@ impl Tasks {
         topic: &str,
         handler: BatchHandler,
     ) -> anyhow::Result<()> {
-        for partition in 0..log.partition_count() {
-            let consumer = log.consumer(group, topic, partition).await?;
-            let (handler, name) = (handler.clone(), format!("{group}/{topic}/{partition}"));
-            self.spawn(move |stop| run(consumer, handler, stop, name));
-        }
+        let label = format!("{group}/{topic}");
+        let each: PartitionLoop = Arc::new(move |consumer, stop| {
+            let name = format!("{label}/{}", consumer.partition());
+            run(consumer, handler.clone(), stop, name).boxed()
+        });
+        self.consume_partitions(log, group, topic, each).await
+    }
+
+    /// Joins `group`'s subscription to `topic` and runs `each` on every partition assigned to this process.
+    pub async fn consume_partitions(
+        &self,
+        log: &Arc<dyn EventLog>,
+        group: &str,
+        topic: &str,
+        each: PartitionLoop,
+    ) -> anyhow::Result<()> {
+        let member = log
+            .subscribe(group, topic, &format!("chat4all-{}", std::process::id()))
+            .await?;
+        let name = format!("{group}/{topic}");
+        self.spawn(move |stop| membership(member, each, stop, name));
         Ok(())
+    }
+}
+
+/// Follows the member's assignment until shutdown, then stops its partition loops and leaves the group.
+async fn membership(
+    mut member: Box<dyn GroupMember>,
+    each: PartitionLoop,
+    stop: CancellationToken,
+    name: String,
+) {
+    let mut running: HashMap<u32, (CancellationToken, JoinHandle<()>)> = HashMap::new();
+    loop {
+        let event = tokio::select! {
+            _ = stop.cancelled() => break,
+            event = member.next_event() => event,
+        };
+        match event {
+            Ok(Rebalance::Assigned(consumers)) => {
+                for consumer in consumers {
+                    let (partition, token) = (consumer.partition(), stop.child_token());
+                    tracing::info!(consumer = name, partition, "partition assigned");
+                    let handle = tokio::spawn(each(consumer, token.clone()));
+                    running.insert(partition, (token, handle));
+                }
+            }
+            Ok(Rebalance::Revoked(partitions)) => {
+                tracing::info!(consumer = name, ?partitions, "partitions revoked");
+                finish(partitions.iter().filter_map(|p| running.remove(p)), &name).await;
+            }
+            Err(e) => {
+                tracing::warn!(consumer = name, error = %e, "subscription ended");
+                break;
+            }
+        }
+    }
+    finish(running.into_values(), &name).await;
+    drop(member); // Leaves only now, every partition committed and released.
+}
+
+/// Stops partition loops and waits until each has committed and dropped its consumer.
+async fn finish(loops: impl Iterator<Item = (CancellationToken, JoinHandle<()>)>, name: &str) {
+    let handles: Vec<_> = loops
+        .map(|(token, handle)| {
+            token.cancel();
+            handle
+        })
+        .collect();
+    for ended in join_all(handles).await {
+        if let Err(e) = ended {
+            tracing::error!(consumer = name, error = %e, "a partition loop panicked");
+        }
     }
 }
 
