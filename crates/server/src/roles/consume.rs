@@ -184,3 +184,122 @@ async fn pause(stop: &CancellationToken, duration: Duration) -> bool {
         _ = tokio::time::sleep(duration) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat4all_core::ports::OutgoingRecord;
+    use chat4all_embedded::{LogOptions, SqliteLog};
+    use std::sync::Mutex;
+    use tokio::sync::watch;
+
+    /// What the members processed: (member, payload), and a running count to wait on.
+    struct Seen {
+        records: Mutex<Vec<(usize, String)>>,
+        count: watch::Sender<usize>,
+    }
+
+    fn handler(seen: Arc<Seen>, member: usize) -> BatchHandler {
+        Arc::new(move |records| {
+            let seen = seen.clone();
+            async move {
+                let payloads = records
+                    .iter()
+                    .map(|r| (member, String::from_utf8_lossy(&r.payload).into_owned()));
+                let added = {
+                    let mut all = seen.records.lock().unwrap();
+                    all.extend(payloads);
+                    records.len()
+                };
+                seen.count.send_modify(|n| *n += added);
+                Ok(())
+            }
+            .boxed()
+        })
+    }
+
+    /// Appends ten records over every partition and waits until the members processed them.
+    async fn send_ten(log: &Arc<dyn EventLog>, seen: &Seen, sent: &mut usize) {
+        let records = (0..10)
+            .map(|i| OutgoingRecord {
+                key: format!("k{i}"),
+                headers: Vec::new(),
+                payload: format!("{}", *sent + i).into_bytes(),
+            })
+            .collect();
+        log.append_batch("t", records).await.unwrap();
+        *sent += 10;
+        let target = *sent;
+        let mut count = seen.count.subscribe();
+        tokio::time::timeout(Duration::from_secs(10), count.wait_for(|n| *n >= target))
+            .await
+            .expect("the members process what is appended")
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn members_hand_partitions_over_without_losing_or_repeating_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = LogOptions {
+            partitions: 4,
+            ..LogOptions::default()
+        };
+        let log: Arc<dyn EventLog> =
+            Arc::new(SqliteLog::open(&dir.path().join("events.db"), options).unwrap());
+        let seen = Arc::new(Seen {
+            records: Mutex::default(),
+            count: watch::channel(0).0,
+        });
+        let first = Tasks::default();
+        first
+            .consume_all(&log, "g", "t", handler(seen.clone(), 0))
+            .await
+            .unwrap();
+        let mut sent = 0;
+        send_ten(&log, &seen, &mut sent).await;
+
+        let second = Tasks::default();
+        second
+            .consume_all(&log, "g", "t", handler(seen.clone(), 1))
+            .await
+            .unwrap();
+        let second_works = |seen: &Seen| seen.records.lock().unwrap().iter().any(|(m, _)| *m == 1);
+        for _ in 0..50 {
+            send_ten(&log, &seen, &mut sent).await;
+            if second_works(&seen) {
+                break;
+            }
+        }
+        assert!(
+            second_works(&seen),
+            "a joining member takes over some partitions"
+        );
+
+        assert!(
+            second.shutdown(Duration::from_secs(5)).await,
+            "a member stops cleanly"
+        );
+        send_ten(&log, &seen, &mut sent).await;
+        assert!(first.shutdown(Duration::from_secs(5)).await);
+
+        let mut payloads: Vec<u64> = seen
+            .records
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, p)| p.parse().unwrap())
+            .collect();
+        payloads.sort_unstable();
+        assert_eq!(
+            payloads,
+            (0..sent as u64).collect::<Vec<_>>(),
+            "every record processed exactly once"
+        );
+        assert_eq!(
+            log.lag("g", "t").await.unwrap(),
+            vec![0; 4],
+            "everything committed"
+        );
+        log.close().await;
+    }
+}
