@@ -3,6 +3,7 @@
 //! partition's consumer, which it does after committing. Rebalancing is incremental, like Kafka's cooperative
 //! protocol: partitions that stay put keep being consumed while others move.
 
+use crate::sqlite::lock;
 use async_trait::async_trait;
 use chat4all_core::ports::{GroupMember, LogError, PartitionConsumer, Rebalance};
 use std::collections::{BTreeMap, HashMap};
@@ -10,14 +11,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
-use crate::sqlite::lock;
-
 /// Opens the consumer of one partition for a group, holding `lease`.
-pub(super) type Opener =
+pub(super) type OpenConsumer =
     Box<dyn Fn(&GroupKey, u32, Lease) -> Box<dyn PartitionConsumer> + Send + Sync>;
 
 /// One group's subscription to one topic.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub(super) struct GroupKey {
     pub(super) group: String,
     pub(super) topic: String,
@@ -26,7 +25,7 @@ pub(super) struct GroupKey {
 /// Shares partitions among group members (see the module documentation).
 pub(super) struct Coordinator {
     partitions: u32,
-    open: Opener,
+    open: OpenConsumer,
     /// `None` once the log is closed.
     groups: Mutex<Option<HashMap<Arc<GroupKey>, Group>>>,
     next_member: AtomicU64,
@@ -58,7 +57,7 @@ enum Notice {
 }
 
 impl Coordinator {
-    pub(super) fn new(partitions: u32, open: Opener) -> Arc<Self> {
+    pub(super) fn new(partitions: u32, open: OpenConsumer) -> Arc<Self> {
         Arc::new(Self {
             partitions,
             open,
