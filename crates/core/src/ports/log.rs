@@ -1,4 +1,6 @@
-//! The event log port: durable, partitioned topics with per-group committed offsets (Kafka's model).
+//! The event log port: durable, partitioned topics with per-group committed offsets, group subscriptions with
+//! assignment and revocation, and a tail mode for fan-out readers (Kafka's model, so a Kafka adapter maps onto it
+//! one to one).
 
 use async_trait::async_trait;
 use std::time::Duration;
@@ -91,13 +93,29 @@ pub trait EventLog: Send + Sync {
             .ok_or_else(|| LogError::Backend("append returned no position".into()))
     }
 
-    /// A consumer of one partition of `topic` for `group`, starting after the group's committed offset.
+    /// Joins `group`'s subscription to `topic` as `member` (a name for logs). The group's members share the
+    /// topic's partitions, each owned by one member at a time; joining and leaving (dropping the member)
+    /// rebalance them, and the member learns of its share through [`GroupMember::next_event`].
+    async fn subscribe(
+        &self,
+        group: &str,
+        topic: &str,
+        member: &str,
+    ) -> Result<Box<dyn GroupMember>, LogError>;
+
+    /// A consumer of one partition of `topic` for `group`, starting after the group's committed offset, outside
+    /// any subscription (Kafka's manual `assign`): for readers that never commit, such as listings. Committing
+    /// through it while a member of `group` owns the partition races with that member.
     async fn consumer(
         &self,
         group: &str,
         topic: &str,
         partition: u32,
     ) -> Result<Box<dyn PartitionConsumer>, LogError>;
+
+    /// Follows every partition of `topic` from its current end, without a group or commits: every tail sees
+    /// every later record (fan-out readers such as the WebSocket gateway). It reads what retention keeps.
+    async fn tail(&self, topic: &str) -> Result<Box<dyn Tail>, LogError>;
 
     /// Records not yet committed by `group`, per partition: the consumer lag.
     async fn lag(&self, group: &str, topic: &str) -> Result<Vec<u64>, LogError>;
@@ -121,6 +139,46 @@ pub trait PartitionConsumer: Send {
     /// Marks every record before `next_offset` as processed for the group; call it only once that work is
     /// durable, so a crash replays rather than loses (at-least-once).
     async fn commit(&mut self, next_offset: u64) -> Result<(), LogError>;
+}
+
+/// A change to a group member's partitions (Kafka's rebalance listener: `on_partitions_assigned`,
+/// `on_partitions_revoked`). Rebalancing is incremental: only partitions that move are revoked.
+pub enum Rebalance {
+    /// Partitions now owned by the member, each read from the group's committed offset.
+    Assigned(Vec<Box<dyn PartitionConsumer>>),
+    /// Partitions the member must give back: finish the batch in hand, commit it, then drop the partition's
+    /// consumer. Dropping the consumer is what releases the partition, so its next owner starts after that
+    /// commit.
+    Revoked(Vec<u32>),
+}
+
+impl std::fmt::Debug for Rebalance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Assigned(consumers) => f
+                .debug_tuple("Assigned")
+                .field(&consumers.iter().map(|c| c.partition()).collect::<Vec<_>>())
+                .finish(),
+            Self::Revoked(partitions) => f.debug_tuple("Revoked").field(partitions).finish(),
+        }
+    }
+}
+
+/// One member of a group's subscription; dropping it leaves the group, and its partitions move on once their
+/// consumers are dropped too.
+#[async_trait]
+pub trait GroupMember: Send {
+    /// The next change to the member's partitions; waits while there is none. Cancel-safe. `Closed` once the log
+    /// is closed.
+    async fn next_event(&mut self) -> Result<Rebalance, LogError>;
+}
+
+/// Reads every partition of a topic from where it started, keeping per-partition order, without a group.
+#[async_trait]
+pub trait Tail: Send {
+    /// Up to `max` records after the last ones returned, from any partitions, waiting up to `wait` when there are
+    /// none yet.
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, LogError>;
 }
 
 /// The partition of `key`: FNV-1a, stable across processes and versions, so a key always maps the same way.

@@ -8,7 +8,8 @@ mod store;
 
 pub use channel::{Channel, ChannelError, ChannelReceipt};
 pub use log::{
-    EventLog, LogError, OutgoingRecord, PartitionConsumer, Record, RecordPosition, partition_for,
+    EventLog, GroupMember, LogError, OutgoingRecord, PartitionConsumer, Rebalance, Record,
+    RecordPosition, Tail, partition_for,
 };
 pub use objects::{ByteStream, ObjectError, ObjectKey, ObjectStore, ObjectWriter};
 pub use store::{IdempotentRequest, Recorded, StatusWrite, Store, StoreError};

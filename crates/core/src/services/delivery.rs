@@ -153,6 +153,15 @@ impl Lane {
         waiting
     }
 
+    /// Messages reported PENDING and still waiting here.
+    fn announced_pending(&self) -> usize {
+        self.conversations
+            .values()
+            .flatten()
+            .filter(|p| p.announced_pending)
+            .count()
+    }
+
     fn settle(&mut self, offset: u64) {
         self.unsettled.remove(&offset);
     }
@@ -232,14 +241,29 @@ impl Delivery {
         self.pending.load(Ordering::Relaxed)
     }
 
+    fn show_pending(&self) {
+        metrics::gauge!("messages_pending", "service" => "connector", "channel" => self.channel.name().to_owned())
+            .set(self.pending() as f64);
+    }
+
     /// Delivers one partition until `stop` resolves, committing as messages settle.
-    pub async fn run(
+    pub async fn run(&self, consumer: Box<dyn PartitionConsumer>, stop: impl Future<Output = ()>) {
+        let mut lane = Lane::default();
+        self.deliver(&mut lane, consumer, stop).await;
+        // The partition's next owner (or this process after a restart) re-reads what is left: it no longer
+        // waits here.
+        self.pending
+            .fetch_sub(lane.announced_pending() as i64, Ordering::Relaxed);
+        self.show_pending();
+    }
+
+    async fn deliver(
         &self,
+        lane: &mut Lane,
         mut consumer: Box<dyn PartitionConsumer>,
         stop: impl Future<Output = ()>,
     ) {
         let topic = self.topics.outbound(self.channel.name());
-        let mut lane = Lane::default();
         tokio::pin!(stop);
         loop {
             let wait = lane.next_due().map_or(IDLE_POLL, |due| {
@@ -292,7 +316,7 @@ impl Delivery {
                     continue;
                 }
             }
-            if !self.try_due(&mut lane, &topic, &mut stop).await {
+            if !self.try_due(lane, &topic, &mut stop).await {
                 return;
             }
             if let Some(point) = lane.commit_point() {
@@ -354,8 +378,7 @@ impl Delivery {
             self.pending.fetch_add(1, Ordering::Relaxed);
             reports.push(encode(&update, correlation_id));
         }
-        metrics::gauge!("messages_pending", "service" => "connector", "channel" => self.channel.name().to_owned())
-            .set(self.pending() as f64);
+        self.show_pending();
         for (record, reason) in &dead {
             if self
                 .retrying(|| self.dead_letters.park(topic, record, reason), stop)

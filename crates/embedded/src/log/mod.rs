@@ -3,18 +3,23 @@
 //! All writes go through one writer thread that drains every pending request into a single transaction, so many
 //! concurrent appenders share one fsync (group commit). An append is answered only after its transaction is on
 //! disk. Consumers read with their own connections and wait on an in-memory signal for new records; committed
-//! offsets live in the same file, so after a restart each group resumes where it committed. Records every group
+//! offsets live in the same file, so after a restart each group resumes where it committed. Group members of this
+//! process share partitions through an in-process coordinator (`groups`). Records every group
 //! has committed, and records older than the retention period, are deleted in the background, always keeping the
 //! last record of a partition so offsets never restart.
 
+mod groups;
+mod read;
 mod writer;
 
 use crate::sqlite::{self, Readers, lock};
 use async_trait::async_trait;
 use chat4all_core::ports::{
-    EventLog, LogError, OutgoingRecord, PartitionConsumer, Record, RecordPosition,
+    EventLog, GroupMember, LogError, OutgoingRecord, PartitionConsumer, RecordPosition, Tail,
 };
-use rusqlite::{Connection, OptionalExtension, params};
+use groups::{Coordinator, GroupKey, Lease};
+use read::{SqliteConsumer, SqliteTail};
+use rusqlite::{Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -134,9 +139,8 @@ impl Request {
 
 /// The embedded event log (see the module documentation).
 pub struct SqliteLog {
-    shared: Arc<Shared>,
-    readers: Arc<Readers>,
-    requests: mpsc::UnboundedSender<Request>,
+    opener: Opener,
+    coordinator: Arc<Coordinator>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -159,29 +163,73 @@ impl SqliteLog {
             .name("event-log-writer".into())
             .spawn(move || writer::run_writer(conn, receiver, writer_shared, options))
             .map_err(|e| LogError::Backend(format!("cannot start the log writer: {e}")))?;
-        Ok(Self {
+        let opener = Opener {
             shared,
             readers: Readers::new(path),
             requests,
+        };
+        let assigned = opener.clone();
+        let coordinator = Coordinator::new(
+            partitions,
+            Box::new(move |key, partition, lease| {
+                Box::new(assigned.open(&key.group, &key.topic, partition, Some(lease)))
+            }),
+        );
+        Ok(Self {
+            opener,
+            coordinator,
             writer: Mutex::new(Some(writer)),
         })
     }
 
     fn send(&self, request: Request) -> Result<(), LogError> {
-        self.requests.send(request).map_err(|_| LogError::Closed)
+        self.opener
+            .requests
+            .send(request)
+            .map_err(|_| LogError::Closed)
+    }
+}
+
+/// What a consumer needs from the log; the coordinator keeps one to open the consumers it assigns.
+#[derive(Clone)]
+struct Opener {
+    shared: Arc<Shared>,
+    readers: Arc<Readers>,
+    requests: mpsc::UnboundedSender<Request>,
+}
+
+impl Opener {
+    /// A consumer of `partition` from `group`'s committed offset, read now: after the previous owner's last commit.
+    fn open(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        lease: Option<Lease>,
+    ) -> SqliteConsumer {
+        SqliteConsumer {
+            group: group.to_owned(),
+            topic: topic.to_owned(),
+            partition,
+            position: self.shared.committed(group, topic, partition),
+            state: self.shared.topic(topic),
+            readers: self.readers.clone(),
+            requests: self.requests.clone(),
+            _lease: lease,
+        }
     }
 }
 
 impl Drop for SqliteLog {
     fn drop(&mut self) {
-        let _ = self.requests.send(Request::Shutdown);
+        let _ = self.opener.requests.send(Request::Shutdown);
     }
 }
 
 #[async_trait]
 impl EventLog for SqliteLog {
     fn partition_count(&self) -> u32 {
-        self.shared.partitions
+        self.opener.shared.partitions
     }
 
     async fn append_batch(
@@ -207,135 +255,73 @@ impl EventLog for SqliteLog {
         topic: &str,
         partition: u32,
     ) -> Result<Box<dyn PartitionConsumer>, LogError> {
-        if partition >= self.shared.partitions {
+        if partition >= self.opener.shared.partitions {
             return Err(LogError::Invalid(format!(
                 "partition {partition} does not exist (the log has {})",
-                self.shared.partitions
+                self.opener.shared.partitions
             )));
         }
-        Ok(Box::new(SqliteConsumer {
+        Ok(Box::new(self.opener.open(group, topic, partition, None)))
+    }
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topic: &str,
+        member: &str,
+    ) -> Result<Box<dyn GroupMember>, LogError> {
+        let key = GroupKey {
             group: group.to_owned(),
             topic: topic.to_owned(),
-            partition,
-            position: self.shared.committed(group, topic, partition),
-            state: self.shared.topic(topic),
-            readers: self.readers.clone(),
-            requests: self.requests.clone(),
+        };
+        Ok(Box::new(self.coordinator.join(key, member)?))
+    }
+
+    async fn tail(&self, topic: &str) -> Result<Box<dyn Tail>, LogError> {
+        let state = self.opener.shared.topic(topic);
+        Ok(Box::new(SqliteTail {
+            topic: topic.to_owned(),
+            positions: state
+                .ends
+                .iter()
+                .map(|e| e.load(Ordering::Acquire))
+                .collect(),
+            state,
+            readers: self.opener.readers.clone(),
+            first: 0,
         }))
     }
 
     async fn lag(&self, group: &str, topic: &str) -> Result<Vec<u64>, LogError> {
-        let state = self.shared.topic(topic);
-        Ok((0..self.shared.partitions)
+        let state = self.opener.shared.topic(topic);
+        Ok((0..self.opener.shared.partitions)
             .map(|p| {
                 state.ends[p as usize]
                     .load(Ordering::Acquire)
-                    .saturating_sub(self.shared.committed(group, topic, p))
+                    .saturating_sub(self.opener.shared.committed(group, topic, p))
             })
             .collect())
     }
 
     async fn ping(&self) -> Result<(), LogError> {
-        if self.requests.is_closed() {
+        if self.opener.requests.is_closed() {
             return Err(LogError::Closed);
         }
-        self.readers
+        self.opener
+            .readers
             .read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
             .await
             .map_err(backend)
     }
 
     async fn close(&self) {
-        let _ = self.requests.send(Request::Shutdown);
+        self.coordinator.close();
+        let _ = self.opener.requests.send(Request::Shutdown);
         let handle = lock(&self.writer).take();
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
     }
-}
-
-/// Reads one partition for one group.
-struct SqliteConsumer {
-    group: String,
-    topic: String,
-    partition: u32,
-    position: u64,
-    state: Arc<TopicState>,
-    readers: Arc<Readers>,
-    requests: mpsc::UnboundedSender<Request>,
-}
-
-#[async_trait]
-impl PartitionConsumer for SqliteConsumer {
-    fn partition(&self) -> u32 {
-        self.partition
-    }
-
-    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, LogError> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let appended = self.state.appended.notified();
-            tokio::pin!(appended);
-            appended.as_mut().enable();
-            let end = self.state.ends[self.partition as usize].load(Ordering::Acquire);
-            if self.position < end {
-                let (topic, partition, from) = (self.topic.clone(), self.partition, self.position);
-                let limit = max.clamp(1, 10_000) as i64;
-                let records = self
-                    .readers
-                    .read(move |conn| read_records(conn, &topic, partition, from, end, limit))
-                    .await
-                    .map_err(backend)?;
-                self.position = records.last().map_or(end, |r| r.offset + 1);
-                return Ok(records);
-            }
-            if tokio::time::timeout_at(deadline, appended).await.is_err() {
-                return Ok(Vec::new());
-            }
-        }
-    }
-
-    async fn commit(&mut self, next_offset: u64) -> Result<(), LogError> {
-        let (reply, answer) = oneshot::channel();
-        let request = Request::Commit {
-            group: self.group.clone(),
-            topic: self.topic.clone(),
-            partition: self.partition,
-            next_offset,
-            reply,
-        };
-        self.requests.send(request).map_err(|_| LogError::Closed)?;
-        answer.await.map_err(|_| LogError::Closed)?
-    }
-}
-
-fn read_records(
-    conn: &Connection,
-    topic: &str,
-    partition: u32,
-    from: u64,
-    end: u64,
-    limit: i64,
-) -> rusqlite::Result<Vec<Record>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT offset, key, headers, payload, ts FROM records
-         WHERE topic = ?1 AND partition = ?2 AND offset >= ?3 AND offset < ?4 ORDER BY offset LIMIT ?5",
-    )?;
-    let rows = stmt.query_map(
-        params![topic, partition, from as i64, end as i64, limit],
-        |row| {
-            let headers: String = row.get(2)?;
-            Ok(Record {
-                partition,
-                offset: row.get::<_, i64>(0)? as u64,
-                key: row.get(1)?,
-                headers: serde_json::from_str(&headers).unwrap_or_default(),
-                payload: row.get(3)?,
-                timestamp: row.get(4)?,
-            })
-        },
-    )?;
-    rows.collect()
 }
 
 fn stored_partitions(conn: &Connection, requested: u32) -> Result<u32, LogError> {

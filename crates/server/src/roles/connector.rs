@@ -1,6 +1,7 @@
-//! The connector role: one lane per partition of each channel's outbound topic, delivering through the channel
+//! The connector role: one lane per assigned partition of the channel's outbound topic, delivering through the channel
 //! plugin with its circuit breaker, retries and parking (see `core::services::delivery`).
 
+use super::consume::PartitionLoop;
 use super::{Backends, Tasks};
 use crate::telemetry::heartbeat::Pulse;
 use chat4all_connectors::{Fault, FaultSwitch};
@@ -8,6 +9,7 @@ use chat4all_core::ports::Channel;
 use chat4all_core::services::control::{ConnectorReport, Control};
 use chat4all_core::services::delivery::{Delivery, DeliverySettings};
 use chat4all_core::time::now_millis;
+use futures::FutureExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -46,12 +48,12 @@ pub async fn start(
     apply_fault(&control, &channel, &faults).await;
     let group = group(&channel);
     let topic = topics.outbound(&channel);
-    for partition in 0..log.partition_count() {
-        let consumer = log.consumer(&group, &topic, partition).await?;
-        let delivery = delivery.clone();
-        tasks
-            .spawn(move |stop| async move { delivery.run(consumer, stop.cancelled_owned()).await });
-    }
+    let lanes = delivery.clone();
+    let each: PartitionLoop = Arc::new(move |consumer, stop| {
+        let delivery = lanes.clone();
+        async move { delivery.run(consumer, stop.cancelled_owned()).await }.boxed()
+    });
+    tasks.consume_partitions(log, &group, &topic, each).await?;
     let follower = delivery.clone();
     tasks.spawn(move |stop| follow_control(control, follower, faults, stop));
     let settled = delivery.settled();

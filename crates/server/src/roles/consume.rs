@@ -1,13 +1,18 @@
-//! The consume loop every worker shares: poll a partition, process the batch, commit only once the work is
-//! durable, retry the same batch (with backoff) while processing fails.
+//! The consume loop every worker shares. A role joins its group's subscription to a topic; one task per
+//! membership runs a loop for each partition it is assigned and, on revocation or shutdown, stops those loops
+//! (each finishes its batch and commits) before the partitions are let go. The batch loop polls, processes,
+//! commits only once the work is durable, and retries the same batch (with backoff) while processing fails.
 
 use super::Tasks;
 use chat4all_core::ServiceError;
-use chat4all_core::ports::{EventLog, PartitionConsumer, Record};
+use chat4all_core::ports::{EventLog, GroupMember, PartitionConsumer, Rebalance, Record};
 use chat4all_core::resilience::Backoff;
-use futures::future::BoxFuture;
+use futures::FutureExt;
+use futures::future::{BoxFuture, join_all};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Most records handled in one batch.
@@ -24,8 +29,14 @@ const IDLE_WAIT: Duration = Duration::from_millis(500);
 pub type BatchHandler =
     Arc<dyn Fn(Vec<Record>) -> BoxFuture<'static, Result<(), ServiceError>> + Send + Sync>;
 
+/// Consumes one assigned partition until its token is cancelled, committing what it finished before it returns
+/// (the consumer it drops then releases the partition).
+pub type PartitionLoop = Arc<
+    dyn Fn(Box<dyn PartitionConsumer>, CancellationToken) -> BoxFuture<'static, ()> + Send + Sync,
+>;
+
 impl Tasks {
-    /// Starts one consumer per partition of `topic` for `group`, each handing batches to `handler`.
+    /// Consumes `topic` for `group` in batches handed to `handler`, on the partitions this process is assigned.
     pub async fn consume_all(
         &self,
         log: &Arc<dyn EventLog>,
@@ -33,12 +44,79 @@ impl Tasks {
         topic: &str,
         handler: BatchHandler,
     ) -> anyhow::Result<()> {
-        for partition in 0..log.partition_count() {
-            let consumer = log.consumer(group, topic, partition).await?;
-            let (handler, name) = (handler.clone(), format!("{group}/{topic}/{partition}"));
-            self.spawn(move |stop| run(consumer, handler, stop, name));
-        }
+        let label = format!("{group}/{topic}");
+        let each: PartitionLoop = Arc::new(move |consumer, stop| {
+            let name = format!("{label}/{}", consumer.partition());
+            run(consumer, handler.clone(), stop, name).boxed()
+        });
+        self.consume_partitions(log, group, topic, each).await
+    }
+
+    /// Joins `group`'s subscription to `topic` and runs `each` on every partition assigned to this process.
+    pub async fn consume_partitions(
+        &self,
+        log: &Arc<dyn EventLog>,
+        group: &str,
+        topic: &str,
+        each: PartitionLoop,
+    ) -> anyhow::Result<()> {
+        let member = log
+            .subscribe(group, topic, &format!("chat4all-{}", std::process::id()))
+            .await?;
+        let name = format!("{group}/{topic}");
+        self.spawn(move |stop| membership(member, each, stop, name));
         Ok(())
+    }
+}
+
+/// Follows the member's assignment until shutdown, then stops its partition loops and leaves the group.
+async fn membership(
+    mut member: Box<dyn GroupMember>,
+    each: PartitionLoop,
+    stop: CancellationToken,
+    name: String,
+) {
+    let mut running: HashMap<u32, (CancellationToken, JoinHandle<()>)> = HashMap::new();
+    loop {
+        let event = tokio::select! {
+            _ = stop.cancelled() => break,
+            event = member.next_event() => event,
+        };
+        match event {
+            Ok(Rebalance::Assigned(consumers)) => {
+                for consumer in consumers {
+                    let (partition, token) = (consumer.partition(), stop.child_token());
+                    tracing::info!(consumer = name, partition, "partition assigned");
+                    let handle = tokio::spawn(each(consumer, token.clone()));
+                    running.insert(partition, (token, handle));
+                }
+            }
+            Ok(Rebalance::Revoked(partitions)) => {
+                tracing::info!(consumer = name, ?partitions, "partitions revoked");
+                finish(partitions.iter().filter_map(|p| running.remove(p)), &name).await;
+            }
+            Err(e) => {
+                tracing::warn!(consumer = name, error = %e, "subscription ended");
+                break;
+            }
+        }
+    }
+    finish(running.into_values(), &name).await;
+    drop(member); // Leaves only now, every partition committed and released.
+}
+
+/// Stops partition loops and waits until each has committed and dropped its consumer.
+async fn finish(loops: impl Iterator<Item = (CancellationToken, JoinHandle<()>)>, name: &str) {
+    let handles: Vec<_> = loops
+        .map(|(token, handle)| {
+            token.cancel();
+            handle
+        })
+        .collect();
+    for ended in join_all(handles).await {
+        if let Err(e) = ended {
+            tracing::error!(consumer = name, error = %e, "a partition loop panicked");
+        }
     }
 }
 
@@ -104,5 +182,124 @@ async fn pause(stop: &CancellationToken, duration: Duration) -> bool {
     tokio::select! {
         _ = stop.cancelled() => true,
         _ = tokio::time::sleep(duration) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat4all_core::ports::OutgoingRecord;
+    use chat4all_embedded::{LogOptions, SqliteLog};
+    use std::sync::Mutex;
+    use tokio::sync::watch;
+
+    /// What the members processed: (member, payload), and a running count to wait on.
+    struct Seen {
+        records: Mutex<Vec<(usize, String)>>,
+        count: watch::Sender<usize>,
+    }
+
+    fn handler(seen: Arc<Seen>, member: usize) -> BatchHandler {
+        Arc::new(move |records| {
+            let seen = seen.clone();
+            async move {
+                let payloads = records
+                    .iter()
+                    .map(|r| (member, String::from_utf8_lossy(&r.payload).into_owned()));
+                let added = {
+                    let mut all = seen.records.lock().unwrap();
+                    all.extend(payloads);
+                    records.len()
+                };
+                seen.count.send_modify(|n| *n += added);
+                Ok(())
+            }
+            .boxed()
+        })
+    }
+
+    /// Appends ten records over every partition and waits until the members processed them.
+    async fn send_ten(log: &Arc<dyn EventLog>, seen: &Seen, sent: &mut usize) {
+        let records = (0..10)
+            .map(|i| OutgoingRecord {
+                key: format!("k{i}"),
+                headers: Vec::new(),
+                payload: format!("{}", *sent + i).into_bytes(),
+            })
+            .collect();
+        log.append_batch("t", records).await.unwrap();
+        *sent += 10;
+        let target = *sent;
+        let mut count = seen.count.subscribe();
+        tokio::time::timeout(Duration::from_secs(10), count.wait_for(|n| *n >= target))
+            .await
+            .expect("the members process what is appended")
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn members_hand_partitions_over_without_losing_or_repeating_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = LogOptions {
+            partitions: 4,
+            ..LogOptions::default()
+        };
+        let log: Arc<dyn EventLog> =
+            Arc::new(SqliteLog::open(&dir.path().join("events.db"), options).unwrap());
+        let seen = Arc::new(Seen {
+            records: Mutex::default(),
+            count: watch::channel(0).0,
+        });
+        let first = Tasks::default();
+        first
+            .consume_all(&log, "g", "t", handler(seen.clone(), 0))
+            .await
+            .unwrap();
+        let mut sent = 0;
+        send_ten(&log, &seen, &mut sent).await;
+
+        let second = Tasks::default();
+        second
+            .consume_all(&log, "g", "t", handler(seen.clone(), 1))
+            .await
+            .unwrap();
+        let second_works = |seen: &Seen| seen.records.lock().unwrap().iter().any(|(m, _)| *m == 1);
+        for _ in 0..50 {
+            send_ten(&log, &seen, &mut sent).await;
+            if second_works(&seen) {
+                break;
+            }
+        }
+        assert!(
+            second_works(&seen),
+            "a joining member takes over some partitions"
+        );
+
+        assert!(
+            second.shutdown(Duration::from_secs(5)).await,
+            "a member stops cleanly"
+        );
+        send_ten(&log, &seen, &mut sent).await;
+        assert!(first.shutdown(Duration::from_secs(5)).await);
+
+        let mut payloads: Vec<u64> = seen
+            .records
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, p)| p.parse().unwrap())
+            .collect();
+        payloads.sort_unstable();
+        assert_eq!(
+            payloads,
+            (0..sent as u64).collect::<Vec<_>>(),
+            "every record processed exactly once"
+        );
+        assert_eq!(
+            log.lag("g", "t").await.unwrap(),
+            vec![0; 4],
+            "everything committed"
+        );
+        log.close().await;
     }
 }

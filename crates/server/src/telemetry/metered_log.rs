@@ -2,7 +2,9 @@
 //! backend.
 
 use async_trait::async_trait;
-use chat4all_core::ports::{EventLog, LogError, OutgoingRecord, PartitionConsumer, RecordPosition};
+use chat4all_core::ports::{
+    EventLog, GroupMember, LogError, OutgoingRecord, PartitionConsumer, RecordPosition, Tail,
+};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -47,6 +49,19 @@ impl EventLog for MeteredLog {
         partition: u32,
     ) -> Result<Box<dyn PartitionConsumer>, LogError> {
         self.inner.consumer(group, topic, partition).await
+    }
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topic: &str,
+        member: &str,
+    ) -> Result<Box<dyn GroupMember>, LogError> {
+        self.inner.subscribe(group, topic, member).await
+    }
+
+    async fn tail(&self, topic: &str) -> Result<Box<dyn Tail>, LogError> {
+        self.inner.tail(topic).await
     }
 
     async fn lag(&self, group: &str, topic: &str) -> Result<Vec<u64>, LogError> {

@@ -1,4 +1,7 @@
-//! The event log contract: durable ordered appends per key, consumer groups with committed offsets.
+//! The event log contract: durable ordered appends per key, consumer groups with committed offsets, group
+//! subscriptions and tails.
+
+mod groups;
 
 use crate::ports::{EventLog, OutgoingRecord};
 use std::collections::HashMap;
@@ -20,6 +23,8 @@ pub async fn run_all(log: Arc<dyn EventLog>) {
     poll_wakes_on_append(&log, "contract.wake").await;
     concurrent_appends_are_all_kept(&log, "contract.concurrent").await;
     refuses_unknown_partition(&log).await;
+    groups::members_share_partitions(&log, "contract.groups").await;
+    groups::tail_follows_from_now(&log, "contract.tail").await;
 }
 
 async fn appends_keep_per_key_order(log: &Arc<dyn EventLog>, topic: &str) {

@@ -1,0 +1,173 @@
+//! Reading the log: a partition on behalf of a group, or every partition from now on (tail). Readers use their own
+//! connections and wait on the topic's append signal, so they never touch the writer's path.
+
+use super::groups::Lease;
+use super::{Request, TopicState, backend};
+use crate::sqlite::Readers;
+use async_trait::async_trait;
+use chat4all_core::ports::{LogError, PartitionConsumer, Record, Tail};
+use rusqlite::{Connection, params};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+impl TopicState {
+    /// Waits until `ready` holds for the partitions' end offsets, or `deadline` passes (false).
+    async fn wait_for(&self, deadline: Instant, ready: impl Fn(&[AtomicU64]) -> bool) -> bool {
+        loop {
+            // Registered before checking, so an append between the check and the wait still wakes us.
+            let appended = self.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            if ready(&self.ends) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, appended).await.is_err() {
+                return false;
+            }
+        }
+    }
+}
+
+/// Reads one partition for one group.
+pub(super) struct SqliteConsumer {
+    pub(super) group: String,
+    pub(super) topic: String,
+    pub(super) partition: u32,
+    pub(super) position: u64,
+    pub(super) state: Arc<TopicState>,
+    pub(super) readers: Arc<Readers>,
+    pub(super) requests: mpsc::UnboundedSender<Request>,
+    /// Ownership of the partition within a subscription; dropping the consumer hands it on.
+    pub(super) _lease: Option<Lease>,
+}
+
+#[async_trait]
+impl PartitionConsumer for SqliteConsumer {
+    fn partition(&self) -> u32 {
+        self.partition
+    }
+
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, LogError> {
+        let (partition, from) = (self.partition, self.position);
+        let deadline = Instant::now() + wait;
+        let ready = |ends: &[AtomicU64]| from < ends[partition as usize].load(Ordering::Acquire);
+        if !self.state.wait_for(deadline, ready).await {
+            return Ok(Vec::new());
+        }
+        let end = self.state.ends[partition as usize].load(Ordering::Acquire);
+        let (topic, limit) = (self.topic.clone(), max.clamp(1, 10_000) as i64);
+        let records = self
+            .readers
+            .read(move |conn| read_records(conn, &topic, partition, from, end, limit))
+            .await
+            .map_err(backend)?;
+        self.position = records.last().map_or(end, |r| r.offset + 1);
+        Ok(records)
+    }
+
+    async fn commit(&mut self, next_offset: u64) -> Result<(), LogError> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request::Commit {
+            group: self.group.clone(),
+            topic: self.topic.clone(),
+            partition: self.partition,
+            next_offset,
+            reply,
+        };
+        self.requests.send(request).map_err(|_| LogError::Closed)?;
+        answer.await.map_err(|_| LogError::Closed)?
+    }
+}
+
+/// Reads every partition of a topic from the end it saw when it started.
+pub(super) struct SqliteTail {
+    pub(super) topic: String,
+    pub(super) positions: Vec<u64>,
+    pub(super) state: Arc<TopicState>,
+    pub(super) readers: Arc<Readers>,
+    /// Where the next poll starts, so a busy partition cannot starve the others.
+    pub(super) first: usize,
+}
+
+#[async_trait]
+impl Tail for SqliteTail {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, LogError> {
+        let deadline = Instant::now() + wait;
+        let positions = &self.positions;
+        let behind = |ends: &[AtomicU64]| {
+            positions
+                .iter()
+                .zip(ends)
+                .any(|(at, end)| *at < end.load(Ordering::Acquire))
+        };
+        if !self.state.wait_for(deadline, behind).await {
+            return Ok(Vec::new());
+        }
+        let count = self.positions.len();
+        let ranges: Vec<(u32, u64, u64)> = (0..count)
+            .map(|i| (self.first + i) % count)
+            .map(|p| {
+                let end = self.state.ends[p].load(Ordering::Acquire);
+                (p as u32, self.positions[p], end)
+            })
+            .filter(|(_, from, end)| from < end)
+            .collect();
+        self.first = (self.first + 1) % count;
+        let (topic, mut left) = (self.topic.clone(), max.clamp(1, 10_000));
+        let read = self
+            .readers
+            .read(move |conn| {
+                let mut read = Vec::new();
+                for (partition, from, end) in ranges {
+                    if left == 0 {
+                        break;
+                    }
+                    let records = read_records(conn, &topic, partition, from, end, left as i64)?;
+                    left -= records.len();
+                    let next = records.last().map_or(end, |r| r.offset + 1);
+                    read.push((partition, next, records));
+                }
+                Ok(read)
+            })
+            .await
+            .map_err(backend)?;
+        let mut records = Vec::new();
+        for (partition, next, batch) in read {
+            self.positions[partition as usize] = next;
+            records.extend(batch);
+        }
+        Ok(records)
+    }
+}
+
+fn read_records(
+    conn: &Connection,
+    topic: &str,
+    partition: u32,
+    from: u64,
+    end: u64,
+    limit: i64,
+) -> rusqlite::Result<Vec<Record>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT offset, key, headers, payload, ts FROM records
+         WHERE topic = ?1 AND partition = ?2 AND offset >= ?3 AND offset < ?4 ORDER BY offset LIMIT ?5",
+    )?;
+    let rows = stmt.query_map(
+        params![topic, partition, from as i64, end as i64, limit],
+        |row| {
+            let headers: String = row.get(2)?;
+            Ok(Record {
+                partition,
+                offset: row.get::<_, i64>(0)? as u64,
+                key: row.get(1)?,
+                headers: serde_json::from_str(&headers).unwrap_or_default(),
+                payload: row.get(3)?,
+                timestamp: row.get(4)?,
+            })
+        },
+    )?;
+    rows.collect()
+}
