@@ -5,7 +5,8 @@
 
 use chat4all_core::events::MessageAccepted;
 use chat4all_core::ids::{ConversationId, MessageId, UserId};
-use chat4all_core::ports::{EventLog, OutgoingRecord, Store};
+use chat4all_core::model::{Conversation, ConversationKind};
+use chat4all_core::ports::{ConversationStore, EventLog, MessageStore, OutgoingRecord, Recorded};
 use chat4all_embedded::{LogOptions, SqliteLog, SqliteStore};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,6 +75,17 @@ async fn message_inserts(batch: usize, run_for: Duration) -> f64 {
     let conversations: Vec<ConversationId> = (0..100)
         .map(|i| ConversationId::parse(format!("bench-{i}")).unwrap())
         .collect();
+    for id in &conversations {
+        let conversation = Conversation {
+            conversation_id: id.clone(),
+            kind: ConversationKind::Group,
+            name: None,
+            members: vec![sender.clone()],
+            created_at: 0,
+            created_by: sender.clone(),
+        };
+        store.insert_conversation(&conversation).await.unwrap();
+    }
     let started = Instant::now();
     let mut inserted = 0usize;
     while started.elapsed() < run_for {
@@ -89,7 +101,9 @@ async fn message_inserts(batch: usize, run_for: Duration) -> f64 {
                 timestamp: 0,
             })
             .collect();
-        inserted += store.record_messages(&messages).await.unwrap().len();
+        let recorded = store.record_messages(&messages).await.unwrap();
+        assert!(recorded.iter().all(|r| matches!(r, Recorded::Stored(_))));
+        inserted += recorded.len();
     }
     inserted as f64 / started.elapsed().as_secs_f64()
 }

@@ -2,7 +2,7 @@
 //! reclamation of consumed records, no stray files once uploads end.
 
 use chat4all_core::contract;
-use chat4all_core::ports::{EventLog, OutgoingRecord};
+use chat4all_core::ports::{EventLog, OutgoingRecord, Stores};
 use chat4all_embedded::{LocalObjects, LogOptions, SqliteLog, SqliteStore};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,9 +27,9 @@ async fn sqlite_log_meets_the_event_log_contract() {
 #[tokio::test]
 async fn sqlite_store_meets_the_store_contract() {
     let dir = tempfile::tempdir().unwrap();
-    contract::store::run_all(Arc::new(
+    contract::store::run_all(Stores::all_in(Arc::new(
         SqliteStore::open(&dir.path().join("store.db")).unwrap(),
-    ))
+    )))
     .await;
 }
 

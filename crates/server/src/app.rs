@@ -39,7 +39,7 @@ impl Application {
         telemetry::process::init("embedded");
         let backends = Backends {
             log: backends::open_event_log(&config)?,
-            store: backends::open_store(&config)?,
+            stores: backends::open_store(&config)?,
             topics: Topics::default(),
         };
         let objects = backends::open_objects(&config)?;

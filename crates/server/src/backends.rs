@@ -4,7 +4,7 @@
 use crate::config::{Config, EventLogBackend, ObjectsBackend, StoreBackend};
 use crate::telemetry::MeteredLog;
 use chat4all_core::events::Topics;
-use chat4all_core::ports::{EventLog, ObjectStore, Store};
+use chat4all_core::ports::{EventLog, ObjectStore, Stores};
 use chat4all_embedded::{LocalObjects, LogOptions, SqliteLog, SqliteStore};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,11 +30,13 @@ pub fn open_event_log(config: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
     }
 }
 
-/// Opens the configured store.
-pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the configured store (every aggregate in one backend for now).
+pub fn open_store(config: &Config) -> anyhow::Result<Stores> {
     let storage = &config.storage;
     match &storage.store {
-        StoreBackend::Sqlite(path) => Ok(Arc::new(SqliteStore::open(&storage.path(path))?)),
+        StoreBackend::Sqlite(path) => Ok(Stores::all_in(Arc::new(SqliteStore::open(
+            &storage.path(path),
+        )?))),
     }
 }
 

@@ -5,7 +5,7 @@ mod common;
 use chat4all_core::envelope::{HEADER_CORRELATION_ID, HEADER_EVENT_TYPE, encode};
 use chat4all_core::events::{MessageAccepted, Topics};
 use chat4all_core::ids::{ConversationId, CorrelationId, MessageId, UserId};
-use chat4all_core::ports::{EventLog, OutgoingRecord, PartitionConsumer, Record, Store};
+use chat4all_core::ports::{EventLog, OutgoingRecord, PartitionConsumer, Record, Stores};
 use chat4all_core::services::dead_letters::HEADER_REASON;
 use chat4all_core::services::routing::Router;
 use chat4all_embedded::{LogOptions, SqliteLog, SqliteStore};
@@ -54,10 +54,12 @@ async fn poison_events_are_dead_lettered_and_routing_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> =
         Arc::new(SqliteLog::open(&dir.path().join("events.db"), LogOptions::default()).unwrap());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("store.db")).unwrap());
+    let stores = Stores::all_in(Arc::new(
+        SqliteStore::open(&dir.path().join("store.db")).unwrap(),
+    ));
     let topics = Topics::default();
     let router = Router::new(
-        store.clone(),
+        &stores,
         log.clone(),
         topics.clone(),
         ["whatsapp".to_owned()],
@@ -91,7 +93,8 @@ async fn poison_events_are_dead_lettered_and_routing_goes_on() {
         .expect("a poison event does not fail the batch");
     assert_eq!((outcome.routed, outcome.dead_lettered), (2, 2));
 
-    let stored = store
+    let stored = stores
+        .messages
         .history(
             &ConversationId::parse("c1").unwrap(),
             &chat4all_core::model::HistoryQuery {

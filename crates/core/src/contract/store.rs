@@ -9,21 +9,22 @@ use crate::model::{
     Conversation, ConversationKind, FileMeta, HistoryQuery, Message, StatusChange, UploadSession,
     User,
 };
-use crate::ports::{IdempotentRequest, Recorded, StatusWrite, Store, StoreError};
+use crate::ports::{
+    ConversationCursor, IdempotentRequest, Recorded, StatusWrite, StoreError, Stores,
+};
 use crate::status::MessageStatus;
-use std::sync::Arc;
 
 /// Runs every check against a fresh, empty store.
-pub async fn run_all(store: Arc<dyn Store>) {
-    users_are_unique(&store).await;
-    conversations_keep_their_members(&store).await;
-    messages_get_gap_free_idempotent_seq(&store).await;
-    status_writes_compare_and_set(&store).await;
-    history_pages(&store).await;
-    idempotency_keys(&store).await;
-    files_and_attachments(&store).await;
-    resumable_upload_ranges(&store).await;
-    control_documents_expire_and_replace(&store).await;
+pub async fn run_all(stores: Stores) {
+    users_are_unique(&stores).await;
+    conversations_keep_their_members(&stores).await;
+    messages_get_gap_free_idempotent_seq(&stores).await;
+    status_writes_compare_and_set(&stores).await;
+    history_pages(&stores).await;
+    idempotency_keys(&stores).await;
+    files_and_attachments(&stores).await;
+    resumable_upload_ranges(&stores).await;
+    control_documents_expire_and_replace(&stores).await;
 }
 
 fn user(name: &str, email: Option<&str>) -> User {
@@ -60,8 +61,9 @@ fn accepted(conversation: &str, sender: &UserId, content: &str) -> MessageAccept
 }
 
 /// Records messages that must be stored (their conversation exists).
-async fn record(store: &Arc<dyn Store>, messages: &[MessageAccepted]) -> Vec<Message> {
-    store
+async fn record(stores: &Stores, messages: &[MessageAccepted]) -> Vec<Message> {
+    stores
+        .messages
         .record_messages(messages)
         .await
         .expect("record")
@@ -92,18 +94,23 @@ fn write(message: &Message, status: MessageStatus, at: i64) -> StatusWrite {
     }
 }
 
-async fn users_are_unique(store: &Arc<dyn Store>) {
+async fn users_are_unique(stores: &Stores) {
     let ana = user("ana", Some("ana@example.com"));
-    store.insert_user(&ana, "hash-1").await.expect("insert");
+    stores
+        .accounts
+        .insert_user(&ana, "hash-1")
+        .await
+        .expect("insert");
     let same_name = user("ana", None);
     assert!(
-        matches!(store.insert_user(&same_name, "h").await, Err(StoreError::Conflict(f)) if f == "username")
+        matches!(stores.accounts.insert_user(&same_name, "h").await, Err(StoreError::Conflict(f)) if f == "username")
     );
     let same_email = user("ana2", Some("ana@example.com"));
     assert!(
-        matches!(store.insert_user(&same_email, "h").await, Err(StoreError::Conflict(f)) if f == "email")
+        matches!(stores.accounts.insert_user(&same_email, "h").await, Err(StoreError::Conflict(f)) if f == "email")
     );
-    let credentials = store
+    let credentials = stores
+        .accounts
         .user_credentials(&ana.username)
         .await
         .expect("lookup")
@@ -111,7 +118,8 @@ async fn users_are_unique(store: &Arc<dyn Store>) {
     assert_eq!(credentials.user, ana);
     assert_eq!(credentials.password_hash, "hash-1");
     assert!(
-        store
+        stores
+            .accounts
             .user_credentials(&Username::parse("nobody").unwrap())
             .await
             .expect("lookup")
@@ -119,7 +127,8 @@ async fn users_are_unique(store: &Arc<dyn Store>) {
     );
     let ghost = UserId::generate();
     assert_eq!(
-        store
+        stores
+            .accounts
             .existing_users(&[ana.user_id.clone(), ghost])
             .await
             .expect("exists"),
@@ -127,44 +136,83 @@ async fn users_are_unique(store: &Arc<dyn Store>) {
     );
 }
 
-async fn conversations_keep_their_members(store: &Arc<dyn Store>) {
+async fn conversations_keep_their_members(stores: &Stores) {
     let (a, b) = (UserId::generate(), UserId::generate());
     let team = conversation("team-1", &[&a, &b]);
-    assert!(store.insert_conversation(&team).await.expect("insert"));
     assert!(
-        !store
+        stores
+            .conversations
+            .insert_conversation(&team)
+            .await
+            .expect("insert")
+    );
+    assert!(
+        !stores
+            .conversations
             .insert_conversation(&conversation("team-1", &[&b]))
             .await
             .expect("insert"),
         "an id is taken once"
     );
     assert_eq!(
-        store
+        stores
+            .conversations
             .conversation(&team.conversation_id)
             .await
             .expect("load"),
         Some(team.clone())
     );
-    assert_eq!(store.conversations_of(&b).await.expect("list"), vec![team]);
-    assert!(
-        store
-            .conversations_of(&UserId::generate())
+    let list = |user: UserId, after: Option<ConversationCursor>, limit: u32| async move {
+        stores
+            .conversations
+            .conversations_of(&user, after.as_ref(), limit)
             .await
             .expect("list")
-            .is_empty()
-    );
+    };
+    assert_eq!(list(b.clone(), None, 10).await, vec![team]);
+    assert!(list(UserId::generate(), None, 10).await.is_empty());
+
+    // Keyset pages: newest first, ties on the creation time ordered by id, no gap and no repeat.
+    let member = UserId::generate();
+    let ids = ["page-c", "page-a", "page-b", "page-d"];
+    for (id, created_at) in ids.iter().zip([5, 7, 7, 9]) {
+        let mut c = conversation(id, &[&member]);
+        c.created_at = created_at;
+        stores
+            .conversations
+            .insert_conversation(&c)
+            .await
+            .expect("insert");
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = list(member.clone(), after.take(), 3).await;
+        seen.extend(page.iter().map(|c| c.conversation_id.as_str().to_owned()));
+        match page.last() {
+            Some(last) if page.len() == 3 => {
+                after = Some(ConversationCursor {
+                    created_at: last.created_at,
+                    conversation_id: last.conversation_id.clone(),
+                })
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(seen, ["page-d", "page-a", "page-b", "page-c"]);
 }
 
-async fn messages_get_gap_free_idempotent_seq(store: &Arc<dyn Store>) {
+async fn messages_get_gap_free_idempotent_seq(stores: &Stores) {
     let sender = UserId::generate();
-    store
+    stores
+        .conversations
         .insert_conversation(&conversation("seq-1", &[&sender]))
         .await
         .expect("insert");
     let first: Vec<_> = (0..5)
         .map(|i| accepted("seq-1", &sender, &format!("m{i}")))
         .collect();
-    let stored = record(store, &first).await;
+    let stored = record(stores, &first).await;
     assert_eq!(
         stored.iter().map(|m| m.seq).collect::<Vec<_>>(),
         [1, 2, 3, 4, 5]
@@ -175,7 +223,11 @@ async fn messages_get_gap_free_idempotent_seq(store: &Arc<dyn Store>) {
     redelivered.push(accepted("seq-1", &sender, "m5"));
     let orphan = accepted("seq-2", &sender, "no such conversation");
     redelivered.push(orphan.clone());
-    let again = store.record_messages(&redelivered).await.expect("record");
+    let again = stores
+        .messages
+        .record_messages(&redelivered)
+        .await
+        .expect("record");
     let seqs: Vec<_> = again
         .iter()
         .map(|r| match r {
@@ -189,10 +241,15 @@ async fn messages_get_gap_free_idempotent_seq(store: &Arc<dyn Store>) {
         "redelivery keeps seq; a message without its conversation is not stored"
     );
     assert_eq!(
-        store.message(&orphan.message_id).await.expect("message"),
+        stores
+            .messages
+            .message(&orphan.message_id)
+            .await
+            .expect("message"),
         None
     );
-    let page = store
+    let page = stores
+        .messages
         .history(&ConversationId::parse("seq-1").unwrap(), &query(100))
         .await
         .expect("history");
@@ -203,19 +260,21 @@ async fn messages_get_gap_free_idempotent_seq(store: &Arc<dyn Store>) {
     );
 }
 
-async fn status_writes_compare_and_set(store: &Arc<dyn Store>) {
+async fn status_writes_compare_and_set(stores: &Stores) {
     let sender = UserId::generate();
-    store
+    stores
+        .conversations
         .insert_conversation(&conversation("status-1", &[&sender]))
         .await
         .expect("insert");
-    let message = record(store, &[accepted("status-1", &sender, "x")])
+    let message = record(stores, &[accepted("status-1", &sender, "x")])
         .await
         .remove(0);
     let delivered = write(&message, MessageStatus::Delivered, 10);
     let stale = write(&message, MessageStatus::Failed, 11);
     let read = write(&delivered.message, MessageStatus::Read, 12);
-    let saved = store
+    let saved = stores
+        .messages
         .save_statuses(&[delivered.clone(), stale, read.clone()])
         .await
         .expect("save");
@@ -225,10 +284,15 @@ async fn status_writes_compare_and_set(store: &Arc<dyn Store>) {
         "a write decided from a status the message has left is refused"
     );
     let id = &message.message_id;
-    let now = store.message(id).await.expect("message").expect("stored");
+    let now = stores
+        .messages
+        .message(id)
+        .await
+        .expect("message")
+        .expect("stored");
     assert_eq!(now, read.message, "the saved state is the last write's");
 
-    let history = store.status_history(id).await.expect("history");
+    let history = stores.messages.status_history(id).await.expect("history");
     let steps: Vec<_> = history.iter().map(|s| s.status).collect();
     assert_eq!(
         steps,
@@ -243,7 +307,8 @@ async fn status_writes_compare_and_set(store: &Arc<dyn Store>) {
         "a step keeps its detail and correlation"
     );
 
-    let found = store
+    let found = stores
+        .messages
         .messages(&[id.clone(), MessageId::generate()])
         .await
         .expect("messages");
@@ -260,16 +325,17 @@ fn query(limit: u32) -> HistoryQuery {
     }
 }
 
-async fn history_pages(store: &Arc<dyn Store>) {
+async fn history_pages(stores: &Stores) {
     let sender = UserId::generate();
     let batch: Vec<_> = (1..=10)
         .map(|i| accepted("paging", &sender, &i.to_string()))
         .collect();
-    store
+    stores
+        .conversations
         .insert_conversation(&conversation("paging", &[&sender]))
         .await
         .expect("insert");
-    record(store, &batch).await;
+    record(stores, &batch).await;
     let id = ConversationId::parse("paging").unwrap();
     let seqs = |page: crate::model::HistoryPage| {
         (
@@ -278,12 +344,13 @@ async fn history_pages(store: &Arc<dyn Store>) {
         )
     };
     assert_eq!(
-        seqs(store.history(&id, &query(4)).await.unwrap()),
+        seqs(stores.messages.history(&id, &query(4)).await.unwrap()),
         (vec![1, 2, 3, 4], true)
     );
     assert_eq!(
         seqs(
-            store
+            stores
+                .messages
                 .history(
                     &id,
                     &HistoryQuery {
@@ -298,7 +365,8 @@ async fn history_pages(store: &Arc<dyn Store>) {
     );
     assert_eq!(
         seqs(
-            store
+            stores
+                .messages
                 .history(
                     &id,
                     &HistoryQuery {
@@ -314,7 +382,8 @@ async fn history_pages(store: &Arc<dyn Store>) {
     );
     assert_eq!(
         seqs(
-            store
+            stores
+                .messages
                 .history(
                     &id,
                     &HistoryQuery {
@@ -329,7 +398,7 @@ async fn history_pages(store: &Arc<dyn Store>) {
     );
 }
 
-async fn idempotency_keys(store: &Arc<dyn Store>) {
+async fn idempotency_keys(stores: &Stores) {
     let user = UserId::generate();
     let key = IdempotencyKey::parse("k-1").unwrap();
     let request = |fingerprint: &str, timestamp| IdempotentRequest {
@@ -341,37 +410,43 @@ async fn idempotency_keys(store: &Arc<dyn Store>) {
     };
     let first = request("body-1", 1_000);
     assert_eq!(
-        store
+        stores
+            .idempotency
             .reserve_idempotency_key(&user, &key, &first, 0)
             .await
             .unwrap(),
         first,
         "a new key is reserved"
     );
-    let replay = store
+    let replay = stores
+        .idempotency
         .reserve_idempotency_key(&user, &key, &request("body-2", 2_000), 0)
         .await
         .unwrap();
     assert_eq!(replay, first, "a live reservation wins over a new request");
-    store
+    stores
+        .idempotency
         .mark_idempotency_key_appended(&user, &key)
         .await
         .unwrap();
     assert!(
-        store
+        stores
+            .idempotency
             .reserve_idempotency_key(&user, &key, &request("body-1", 2_000), 0)
             .await
             .unwrap()
             .appended
     );
-    let other_user = store
+    let other_user = stores
+        .idempotency
         .reserve_idempotency_key(&UserId::generate(), &key, &request("body-3", 2_000), 0)
         .await
         .unwrap();
     assert_eq!(other_user.fingerprint, "body-3", "keys are per user");
     let expired = request("body-4", 90_000);
     assert_eq!(
-        store
+        stores
+            .idempotency
             .reserve_idempotency_key(&user, &key, &expired, 5_000)
             .await
             .unwrap(),
@@ -379,7 +454,11 @@ async fn idempotency_keys(store: &Arc<dyn Store>) {
         "an expired key is reused"
     );
     assert_eq!(
-        store.purge_idempotency_keys(10_000).await.unwrap(),
+        stores
+            .idempotency
+            .purge_idempotency_keys(10_000)
+            .await
+            .unwrap(),
         1,
         "purge drops what is older than its bound"
     );
@@ -399,23 +478,31 @@ fn file(conversation: &str, uploader: &UserId) -> FileMeta {
     }
 }
 
-async fn files_and_attachments(store: &Arc<dyn Store>) {
+async fn files_and_attachments(stores: &Stores) {
     let sender = UserId::generate();
-    store
+    stores
+        .conversations
         .insert_conversation(&conversation("files-1", &[&sender]))
         .await
         .expect("insert");
     let report = file("files-1", &sender);
-    store.insert_file(&report).await.expect("insert file");
+    stores
+        .files
+        .insert_file(&report)
+        .await
+        .expect("insert file");
     assert_eq!(
-        store.file(&report.file_id).await.expect("file"),
+        stores.files.file(&report.file_id).await.expect("file"),
         Some(report.clone())
     );
-    assert_eq!(store.file(&FileId::generate()).await.expect("file"), None);
+    assert_eq!(
+        stores.files.file(&FileId::generate()).await.expect("file"),
+        None
+    );
 
     let mut with_file = accepted("files-1", &sender, "see attached");
     with_file.file_id = Some(report.file_id.clone());
-    let stored = record(store, std::slice::from_ref(&with_file))
+    let stored = record(stores, std::slice::from_ref(&with_file))
         .await
         .remove(0);
     assert_eq!(
@@ -423,7 +510,8 @@ async fn files_and_attachments(store: &Arc<dyn Store>) {
         Some(&report),
         "a recorded message carries its attachment"
     );
-    let read_back = store
+    let read_back = stores
+        .messages
         .message(&with_file.message_id)
         .await
         .expect("message")
@@ -431,19 +519,21 @@ async fn files_and_attachments(store: &Arc<dyn Store>) {
     assert_eq!(read_back.attachment, Some(report.clone()));
 
     let key = IdempotencyKey::parse("upload-1").unwrap();
-    let first = store
+    let first = stores
+        .idempotency
         .reserve_file_idempotency_key(&sender, &key, "fp-1", &report.file_id, 0)
         .await
         .unwrap();
     assert_eq!(first, ("fp-1".to_owned(), report.file_id.clone()));
-    let again = store
+    let again = stores
+        .idempotency
         .reserve_file_idempotency_key(&sender, &key, "fp-2", &FileId::generate(), 0)
         .await
         .unwrap();
     assert_eq!(again, first, "a live file key keeps its first file");
 }
 
-async fn resumable_upload_ranges(store: &Arc<dyn Store>) {
+async fn resumable_upload_ranges(stores: &Stores) {
     let session = UploadSession {
         upload_id: UploadId::generate(),
         conversation_id: ConversationId::parse("uploads-1").unwrap(),
@@ -455,44 +545,73 @@ async fn resumable_upload_ranges(store: &Arc<dyn Store>) {
         created_at: 1,
         expires_at: 10,
     };
-    store.insert_upload(&session).await.expect("insert upload");
+    stores
+        .files
+        .insert_upload(&session)
+        .await
+        .expect("insert upload");
     assert_eq!(
-        store.upload(&session.upload_id).await.expect("upload"),
+        stores
+            .files
+            .upload(&session.upload_id)
+            .await
+            .expect("upload"),
         Some(session.clone())
     );
     let id = &session.upload_id;
     assert_eq!(
-        store.add_upload_range(id, 50, 100).await.unwrap(),
+        stores.files.add_upload_range(id, 50, 100).await.unwrap(),
         [(50, 100)]
     );
     assert_eq!(
-        store.add_upload_range(id, 0, 20).await.unwrap(),
+        stores.files.add_upload_range(id, 0, 20).await.unwrap(),
         [(0, 20), (50, 100)],
         "out of order"
     );
     assert_eq!(
-        store.add_upload_range(id, 10, 20).await.unwrap(),
+        stores.files.add_upload_range(id, 10, 20).await.unwrap(),
         [(0, 20), (50, 100)],
         "sent again"
     );
     assert_eq!(
-        store.add_upload_range(id, 20, 50).await.unwrap(),
+        stores.files.add_upload_range(id, 20, 50).await.unwrap(),
         [(0, 100)],
         "ranges merge"
     );
-    assert_eq!(store.upload_ranges(id).await.unwrap(), [(0, 100)]);
-    assert_eq!(store.expired_uploads(10).await.unwrap(), vec![id.clone()]);
-    assert!(store.expired_uploads(9).await.unwrap().is_empty());
-    store.delete_upload(id).await.unwrap();
-    assert_eq!(store.upload(id).await.unwrap(), None);
-    assert!(store.upload_ranges(id).await.unwrap().is_empty());
+    assert_eq!(stores.files.upload_ranges(id).await.unwrap(), [(0, 100)]);
+    assert_eq!(
+        stores.files.expired_uploads(10).await.unwrap(),
+        vec![id.clone()]
+    );
+    assert!(stores.files.expired_uploads(9).await.unwrap().is_empty());
+    stores.files.delete_upload(id).await.unwrap();
+    assert_eq!(stores.files.upload(id).await.unwrap(), None);
+    assert!(stores.files.upload_ranges(id).await.unwrap().is_empty());
 }
 
-async fn control_documents_expire_and_replace(store: &Arc<dyn Store>) {
-    store.put_control("fault/a", "1", 100).await.expect("put");
-    store.put_control("fault/b", "2", 50).await.expect("put");
-    store.put_control("other/a", "3", 100).await.expect("put");
-    let at = |now| async move { store.controls("fault/", now).await.expect("controls") };
+async fn control_documents_expire_and_replace(stores: &Stores) {
+    stores
+        .control
+        .put_control("fault/a", "1", 100)
+        .await
+        .expect("put");
+    stores
+        .control
+        .put_control("fault/b", "2", 50)
+        .await
+        .expect("put");
+    stores
+        .control
+        .put_control("other/a", "3", 100)
+        .await
+        .expect("put");
+    let at = |now| async move {
+        stores
+            .control
+            .controls("fault/", now)
+            .await
+            .expect("controls")
+    };
     let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
     assert_eq!(at(10).await, [pair("fault/a", "1"), pair("fault/b", "2")]);
     assert_eq!(
@@ -500,14 +619,19 @@ async fn control_documents_expire_and_replace(store: &Arc<dyn Store>) {
         [pair("fault/a", "1")],
         "a document expires at its time"
     );
-    store.put_control("fault/a", "4", 200).await.expect("put");
+    stores
+        .control
+        .put_control("fault/a", "4", 200)
+        .await
+        .expect("put");
     assert_eq!(
         at(150).await,
         [pair("fault/a", "4")],
         "a put replaces the document and its expiry"
     );
     assert!(
-        store
+        stores
+            .control
             .controls("fault/x", 0)
             .await
             .expect("controls")

@@ -12,4 +12,8 @@ pub use log::{
     RecordPosition, Tail, partition_for,
 };
 pub use objects::{ByteStream, ObjectError, ObjectKey, ObjectStore, ObjectWriter};
-pub use store::{IdempotentRequest, Recorded, StatusWrite, Store, StoreError};
+pub use store::{
+    AccountStore, Backend, ControlStore, ConversationCursor, ConversationStore, FileStore,
+    IdempotencyStore, IdempotentRequest, MessageStore, Recorded, StatusWrite, Store, StoreError,
+    Stores,
+};

@@ -3,7 +3,7 @@
 use crate::error::ServiceError;
 use crate::ids::{Email, Password, UserId, Username};
 use crate::model::User;
-use crate::ports::Store;
+use crate::ports::Stores;
 use crate::time::now_millis;
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
@@ -21,16 +21,16 @@ const MAX_KNOWN_USERS: usize = 100_000;
 /// Registers users and checks their credentials.
 #[derive(Clone)]
 pub struct Accounts {
-    store: Arc<dyn Store>,
+    stores: Stores,
     hashing: Arc<HashingPool>,
     known: Arc<RwLock<HashMap<UserId, Instant>>>,
 }
 
 impl Accounts {
     /// Accounts backed by `store`, hashing passwords on `hashing`.
-    pub fn new(store: Arc<dyn Store>, hashing: HashingPool) -> Self {
+    pub fn new(stores: &Stores, hashing: HashingPool) -> Self {
         Self {
-            store,
+            stores: stores.clone(),
             hashing: Arc::new(hashing),
             known: Arc::default(),
         }
@@ -50,7 +50,8 @@ impl Accounts {
             return Ok(true);
         }
         let exists = !self
-            .store
+            .stores
+            .accounts
             .existing_users(std::slice::from_ref(user))
             .await?
             .is_empty();
@@ -81,7 +82,8 @@ impl Accounts {
             email,
             created_at: now_millis(),
         };
-        self.store
+        self.stores
+            .accounts
             .insert_user(&user, &hash)
             .await
             .map_err(|e| match e {
@@ -102,7 +104,7 @@ impl Accounts {
     ) -> Result<User, ServiceError> {
         let denied = || ServiceError::Unauthenticated("invalid username or password".into());
         let credentials = match Username::parse(username) {
-            Ok(name) => self.store.user_credentials(&name).await?,
+            Ok(name) => self.stores.accounts.user_credentials(&name).await?,
             Err(_) => None,
         };
         let (user, hash) = match credentials {

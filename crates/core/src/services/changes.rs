@@ -12,7 +12,7 @@ use crate::error::ServiceError;
 use crate::events::{MessageAccepted, MessageStatusChanged, MessageStored, StatusUpdate, Topics};
 use crate::ids::{CorrelationId, MessageId};
 use crate::model::{Conversation, ConversationKind, Message, StatusChange, Transition};
-use crate::ports::{EventLog, OutgoingRecord, Recorded, StatusWrite, Store};
+use crate::ports::{EventLog, OutgoingRecord, Recorded, StatusWrite, Stores};
 use crate::status::MessageStatus;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ const MAX_ROUNDS: usize = 5;
 /// Stores messages and applies status changes, publishing what was applied.
 #[derive(Clone)]
 pub struct Changes {
-    store: Arc<dyn Store>,
+    stores: Stores,
     log: Arc<dyn EventLog>,
     topics: Topics,
 }
@@ -35,8 +35,12 @@ pub struct Notifications(Vec<OutgoingRecord>);
 
 impl Changes {
     /// Changes saved in `store`, published on `log`.
-    pub fn new(store: Arc<dyn Store>, log: Arc<dyn EventLog>, topics: Topics) -> Self {
-        Self { store, log, topics }
+    pub fn new(stores: &Stores, log: Arc<dyn EventLog>, topics: Topics) -> Self {
+        Self {
+            stores: stores.clone(),
+            log,
+            topics,
+        }
     }
 
     /// Stores accepted messages in order (idempotently, assigning `seq`); a message whose conversation does not
@@ -48,7 +52,7 @@ impl Changes {
         correlations: &[CorrelationId],
         out: &mut Notifications,
     ) -> Result<Vec<Message>, ServiceError> {
-        let mut answers = self.store.record_messages(accepted).await?;
+        let mut answers = self.stores.messages.record_messages(accepted).await?;
         let orphans: Vec<usize> = (0..answers.len())
             .filter(|&i| answers[i] == Recorded::NoConversation)
             .collect();
@@ -57,13 +61,14 @@ impl Changes {
             let retried: Vec<MessageAccepted> =
                 orphans.iter().map(|&i| accepted[i].clone()).collect();
             for message in &retried {
-                self.store
+                self.stores
+                    .conversations
                     .insert_conversation(&implicit_conversation(message))
                     .await?;
             }
             for (i, answer) in orphans
                 .into_iter()
-                .zip(self.store.record_messages(&retried).await?)
+                .zip(self.stores.messages.record_messages(&retried).await?)
             {
                 answers[i] = answer;
             }
@@ -106,7 +111,7 @@ impl Changes {
                 .cloned()
                 .collect();
             if !missing.is_empty() {
-                for message in self.store.messages(&missing).await? {
+                for message in self.stores.messages.messages(&missing).await? {
                     current.insert(message.message_id.clone(), message);
                 }
             }
@@ -142,7 +147,7 @@ impl Changes {
             if writes.is_empty() {
                 return Ok(transitions);
             }
-            let saved = self.store.save_statuses(&writes).await?;
+            let saved = self.stores.messages.save_statuses(&writes).await?;
             let mut raced = Vec::new();
             for ((i, write), ok) in written.into_iter().zip(writes).zip(saved) {
                 if ok {

@@ -3,11 +3,10 @@
 //! connector's report (circuit breaker, parked messages, fault in force) reaches `/health` wherever it runs.
 
 use crate::error::ServiceError;
-use crate::ports::Store;
+use crate::ports::Stores;
 use crate::time::now_millis;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a connector's report stays valid: one that stops reporting for this long is shown as silent.
@@ -39,13 +38,15 @@ struct Timed<F> {
 /// Reads and writes the control documents.
 #[derive(Clone)]
 pub struct Control {
-    store: Arc<dyn Store>,
+    stores: Stores,
 }
 
 impl Control {
     /// Control documents kept in `store`.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    pub fn new(stores: &Stores) -> Self {
+        Self {
+            stores: stores.clone(),
+        }
     }
 
     /// Puts `fault` in force on `channel` for `duration`; `None` ends the fault in force.
@@ -62,7 +63,8 @@ impl Control {
         };
         let value = serde_json::to_string(&Timed { fault, until })
             .map_err(|e| ServiceError::Internal(format!("cannot encode a fault: {e}")))?;
-        self.store
+        self.stores
+            .control
             .put_control(&format!("{FAULT_PREFIX}{channel}"), &value, until)
             .await?;
         Ok(())
@@ -74,7 +76,7 @@ impl Control {
         channel: &str,
     ) -> Result<Option<(F, i64)>, ServiceError> {
         let key = format!("{FAULT_PREFIX}{channel}");
-        let documents = self.store.controls(&key, now_millis()).await?;
+        let documents = self.stores.control.controls(&key, now_millis()).await?;
         Ok(documents
             .into_iter()
             .find(|(k, _)| *k == key)
@@ -87,7 +89,8 @@ impl Control {
         let value = serde_json::to_string(report)
             .map_err(|e| ServiceError::Internal(format!("cannot encode a report: {e}")))?;
         let until = now_millis() + REPORT_VALIDITY.as_millis() as i64;
-        self.store
+        self.stores
+            .control
             .put_control(&format!("{REPORT_PREFIX}{}", report.channel), &value, until)
             .await?;
         Ok(())
@@ -95,7 +98,11 @@ impl Control {
 
     /// The connectors' reports still valid, by channel.
     pub async fn reports(&self) -> Result<Vec<ConnectorReport>, ServiceError> {
-        let documents = self.store.controls(REPORT_PREFIX, now_millis()).await?;
+        let documents = self
+            .stores
+            .control
+            .controls(REPORT_PREFIX, now_millis())
+            .await?;
         Ok(documents
             .iter()
             .filter_map(|(key, value)| decoded(key, value))

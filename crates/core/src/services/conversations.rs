@@ -3,14 +3,25 @@
 use crate::error::ServiceError;
 use crate::ids::{ConversationId, UserId};
 use crate::model::{Conversation, ConversationKind};
-use crate::ports::Store;
+use crate::ports::{ConversationCursor, Stores};
 use crate::time::now_millis;
-use std::sync::Arc;
 
 /// Largest conversation, in members.
 pub const MAX_MEMBERS: usize = 256;
 /// Longest conversation name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
+
+/// Largest page of a user's conversations.
+pub const MAX_PAGE: u32 = 100;
+
+/// A page of a user's conversations, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationPage {
+    /// The conversations.
+    pub conversations: Vec<Conversation>,
+    /// Where the next page starts, when there is one (opaque to clients).
+    pub next_cursor: Option<String>,
+}
 
 /// A request to create a conversation.
 #[derive(Debug, Clone)]
@@ -28,13 +39,15 @@ pub struct NewConversation {
 /// Creates conversations and enforces membership.
 #[derive(Clone)]
 pub struct Conversations {
-    store: Arc<dyn Store>,
+    stores: Stores,
 }
 
 impl Conversations {
     /// Conversations backed by `store`.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    pub fn new(stores: &Stores) -> Self {
+        Self {
+            stores: stores.clone(),
+        }
     }
 
     /// Creates a conversation owned by `creator`: 400 on unknown members or a bad shape, 409 when the id is taken.
@@ -76,7 +89,7 @@ impl Conversations {
                 "a direct conversation has exactly one other member".into(),
             ));
         }
-        let existing = self.store.existing_users(&members).await?;
+        let existing = self.stores.accounts.existing_users(&members).await?;
         if let Some(unknown) = members.iter().find(|m| !existing.contains(m)) {
             return Err(ServiceError::Invalid(format!("unknown user {unknown}")));
         }
@@ -88,7 +101,12 @@ impl Conversations {
             created_at: now_millis(),
             created_by: creator.clone(),
         };
-        if !self.store.insert_conversation(&conversation).await? {
+        if !self
+            .stores
+            .conversations
+            .insert_conversation(&conversation)
+            .await?
+        {
             return Err(ServiceError::Conflict(format!(
                 "conversation {} already exists",
                 conversation.conversation_id
@@ -97,9 +115,35 @@ impl Conversations {
         Ok(conversation)
     }
 
-    /// The conversations `user` belongs to.
-    pub async fn list(&self, user: &UserId) -> Result<Vec<Conversation>, ServiceError> {
-        Ok(self.store.conversations_of(user).await?)
+    /// A page of the conversations `user` belongs to, newest first: up to `limit` (1..=[`MAX_PAGE`]) after
+    /// `cursor` (a previous page's `next_cursor`).
+    pub async fn list(
+        &self,
+        user: &UserId,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<ConversationPage, ServiceError> {
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ServiceError::Invalid(format!(
+                "limit must be between 1 and {MAX_PAGE}"
+            )));
+        }
+        let after = cursor.map(parse_cursor).transpose()?;
+        let mut conversations = self
+            .stores
+            .conversations
+            .conversations_of(user, after.as_ref(), limit + 1)
+            .await?;
+        let more = conversations.len() > limit as usize;
+        conversations.truncate(limit as usize);
+        let next_cursor = more
+            .then(|| conversations.last())
+            .flatten()
+            .map(|c| format!("{}.{}", c.created_at, c.conversation_id));
+        Ok(ConversationPage {
+            conversations,
+            next_cursor,
+        })
     }
 
     /// Makes sure `caller` may post to the conversation, creating it on first use (a direct conversation of the
@@ -111,7 +155,7 @@ impl Conversations {
         caller: &UserId,
         invited: Option<&UserId>,
     ) -> Result<(), ServiceError> {
-        if let Some(conversation) = self.store.conversation(id).await? {
+        if let Some(conversation) = self.stores.conversations.conversation(id).await? {
             check_member(&conversation, caller)?;
             return match invited {
                 Some(user) if !conversation.members.contains(user) => Err(ServiceError::Invalid(
@@ -124,7 +168,8 @@ impl Conversations {
         if let Some(user) = invited
             && user != caller
             && !self
-                .store
+                .stores
+                .accounts
                 .existing_users(std::slice::from_ref(user))
                 .await?
                 .is_empty()
@@ -139,12 +184,18 @@ impl Conversations {
             created_at: now_millis(),
             created_by: caller.clone(),
         };
-        if self.store.insert_conversation(&conversation).await? {
+        if self
+            .stores
+            .conversations
+            .insert_conversation(&conversation)
+            .await?
+        {
             return Ok(());
         }
         // Someone created it meanwhile: their membership rules apply.
         let conversation = self
-            .store
+            .stores
+            .conversations
             .conversation(id)
             .await?
             .ok_or_else(|| ServiceError::Internal("conversation vanished".into()))?;
@@ -159,7 +210,8 @@ impl Conversations {
         user: &UserId,
     ) -> Result<Option<Conversation>, ServiceError> {
         Ok(self
-            .store
+            .stores
+            .conversations
             .conversation(id)
             .await?
             .filter(|c| c.members.contains(user)))
@@ -172,7 +224,8 @@ impl Conversations {
         user: &UserId,
     ) -> Result<Conversation, ServiceError> {
         let conversation = self
-            .store
+            .stores
+            .conversations
             .conversation(id)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("conversation {id} not found")))?;
@@ -189,4 +242,15 @@ fn check_member(conversation: &Conversation, caller: &UserId) -> Result<(), Serv
             "you are not a member of this conversation".into(),
         ))
     }
+}
+
+/// Reads a `next_cursor`: the creation time, a dot, the conversation id (which may itself hold dots).
+fn parse_cursor(cursor: &str) -> Result<ConversationCursor, ServiceError> {
+    let invalid =
+        || ServiceError::Invalid(format!("cursor {cursor:?} is not one this server gave"));
+    let (created_at, id) = cursor.split_once('.').ok_or_else(invalid)?;
+    Ok(ConversationCursor {
+        created_at: created_at.parse().map_err(|_| invalid())?,
+        conversation_id: ConversationId::parse(id).map_err(|_| invalid())?,
+    })
 }

@@ -9,7 +9,7 @@ use crate::ids::{
     ConversationId, CorrelationId, FileId, IdempotencyKey, MessageId, UserId, Username,
 };
 use crate::model::{HistoryPage, HistoryQuery, Message, StatusChange, Transition};
-use crate::ports::{EventLog, IdempotentRequest, Store};
+use crate::ports::{EventLog, IdempotentRequest, Stores};
 use crate::recipient::Recipient;
 use crate::status::MessageStatus;
 use crate::time::now_millis;
@@ -65,7 +65,7 @@ pub struct MessageDetail {
 /// The messaging use cases.
 #[derive(Clone)]
 pub struct Messaging {
-    store: Arc<dyn Store>,
+    stores: Stores,
     log: Arc<dyn EventLog>,
     topics: Topics,
     conversations: Conversations,
@@ -76,16 +76,16 @@ pub struct Messaging {
 impl Messaging {
     /// Messaging over `store` and `log`.
     pub fn new(
-        store: Arc<dyn Store>,
+        stores: &Stores,
         log: Arc<dyn EventLog>,
         topics: Topics,
         default_validity: Duration,
     ) -> Self {
-        let conversations = Conversations::new(store.clone());
-        let changes = Changes::new(store.clone(), log.clone(), topics.clone());
+        let conversations = Conversations::new(stores);
+        let changes = Changes::new(stores, log.clone(), topics.clone());
         Self {
             changes,
-            store,
+            stores: stores.clone(),
             log,
             topics,
             conversations,
@@ -139,7 +139,7 @@ impl Messaging {
                     ))
                 };
                 let id = FileId::parse(raw.as_str()).map_err(|_| unknown())?;
-                match self.store.file(&id).await? {
+                match self.stores.files.file(&id).await? {
                     Some(file) if file.conversation_id == conversation_id => Some(id),
                     _ => return Err(unknown()),
                 }
@@ -176,7 +176,8 @@ impl Messaging {
         };
         let not_before = accepted.timestamp - IDEMPOTENCY_WINDOW_MS;
         let reserved = self
-            .store
+            .stores
+            .idempotency
             .reserve_idempotency_key(caller, key, &proposal, not_before)
             .await?;
         if reserved.fingerprint != proposal.fingerprint {
@@ -193,7 +194,8 @@ impl Messaging {
             self.log
                 .append(&self.topics.messages, encode(&accepted, correlation_id))
                 .await?;
-            self.store
+            self.stores
+                .idempotency
                 .mark_idempotency_key_appended(caller, key)
                 .await?;
         }
@@ -206,7 +208,7 @@ impl Messaging {
             return Ok(());
         }
         let by_name = match Username::parse(sender) {
-            Ok(name) => self.store.user_credentials(&name).await?,
+            Ok(name) => self.stores.accounts.user_credentials(&name).await?,
             Err(_) => None,
         };
         match by_name {
@@ -238,7 +240,7 @@ impl Messaging {
         }
         let id = ConversationId::parse(conversation)?;
         self.conversations.for_member(&id, caller).await?;
-        Ok(self.store.history(&id, query).await?)
+        Ok(self.stores.messages.history(&id, query).await?)
     }
 
     /// One message with its status history, for a member of its conversation.
@@ -248,7 +250,11 @@ impl Messaging {
         message_id: &str,
     ) -> Result<MessageDetail, ServiceError> {
         let message = self.visible_message(caller, message_id).await?;
-        let history = self.store.status_history(&message.message_id).await?;
+        let history = self
+            .stores
+            .messages
+            .status_history(&message.message_id)
+            .await?;
         Ok(MessageDetail { message, history })
     }
 
@@ -307,7 +313,12 @@ impl Messaging {
     ) -> Result<Message, ServiceError> {
         let not_found = || ServiceError::NotFound(format!("message {message_id} not found"));
         let id = MessageId::parse(message_id).map_err(|_| not_found())?;
-        let message = self.store.message(&id).await?.ok_or_else(not_found)?;
+        let message = self
+            .stores
+            .messages
+            .message(&id)
+            .await?
+            .ok_or_else(not_found)?;
         self.conversations
             .visible_to(&message.conversation_id, caller)
             .await?

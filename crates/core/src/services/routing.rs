@@ -7,7 +7,7 @@ use crate::error::ServiceError;
 use crate::events::{MessageAccepted, OutboundFile, OutboundMessage, StatusUpdate, Topics};
 use crate::ids::{CorrelationId, UserId};
 use crate::model::Message;
-use crate::ports::{EventLog, OutgoingRecord, Record, Store};
+use crate::ports::{EventLog, OutgoingRecord, Record, Stores};
 use crate::recipient::Recipient;
 use crate::status::MessageStatus;
 use std::collections::{BTreeMap, HashSet};
@@ -31,7 +31,7 @@ pub struct BatchOutcome {
 /// Routes messages and applies status updates.
 #[derive(Clone)]
 pub struct Router {
-    store: Arc<dyn Store>,
+    stores: Stores,
     log: Arc<dyn EventLog>,
     changes: Changes,
     topics: Topics,
@@ -54,15 +54,15 @@ impl Router {
 
     /// A router that hands messages for `channels` to their outbound topics and fails messages for any other.
     pub fn new(
-        store: Arc<dyn Store>,
+        stores: &Stores,
         log: Arc<dyn EventLog>,
         topics: Topics,
         channels: impl IntoIterator<Item = String>,
     ) -> Self {
         let dead_letters = DeadLetters::new(log.clone(), topics.clone());
         Self {
-            changes: Changes::new(store.clone(), log.clone(), topics.clone()),
-            store,
+            changes: Changes::new(stores, log.clone(), topics.clone()),
+            stores: stores.clone(),
             log,
             topics,
             channels: channels.into_iter().collect(),
@@ -269,7 +269,8 @@ impl Router {
             return Ok(HashSet::new());
         }
         Ok(self
-            .store
+            .stores
+            .accounts
             .existing_users(&users)
             .await?
             .into_iter()

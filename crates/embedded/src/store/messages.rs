@@ -1,18 +1,137 @@
-//! The store's message writes: a message gets the next `seq` of its conversation (idempotent by id), and a
-//! status change decided by core is saved if the message is still where core saw it.
+//! The SQLite store's messages: a message gets the next `seq` of its conversation (idempotent by id), and a status
+//! change decided by core is saved only if the message is still where core saw it; history pages by `seq`.
 
-use super::rows::{find_file, find_message};
+use super::rows::{find_file, find_message, message_row, status_column};
+use super::{MESSAGE_COLUMNS, MESSAGES_WITH_FILES, SqliteStore};
+use async_trait::async_trait;
 use chat4all_core::events::MessageAccepted;
-use chat4all_core::model::Message;
-use chat4all_core::ports::{Recorded, StatusWrite};
+use chat4all_core::ids::{ConversationId, MessageId};
+use chat4all_core::model::{HistoryPage, HistoryQuery, Message, StatusChange};
+use chat4all_core::ports::{MessageStore, Recorded, StatusWrite, StoreError};
 use chat4all_core::status::MessageStatus;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter};
+
+#[async_trait]
+impl MessageStore for SqliteStore {
+    async fn record_messages(
+        &self,
+        accepted: &[MessageAccepted],
+    ) -> Result<Vec<Recorded>, StoreError> {
+        let accepted = accepted.to_vec();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let stored = accepted
+                .iter()
+                .map(|a| record_message(&tx, a))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            tx.commit()?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn save_statuses(&self, writes: &[StatusWrite]) -> Result<Vec<bool>, StoreError> {
+        let writes = writes.to_vec();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let saved = writes
+                .iter()
+                .map(|w| save_status(&tx, w))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            tx.commit()?;
+            Ok(saved)
+        })
+        .await
+    }
+
+    async fn message(&self, id: &MessageId) -> Result<Option<Message>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| find_message(conn, id.as_str())).await
+    }
+
+    async fn messages(&self, ids: &[MessageId]) -> Result<Vec<Message>, StoreError> {
+        let ids: Vec<String> = ids.iter().map(|id| id.as_str().to_owned()).collect();
+        self.read(move |conn| {
+            let mut found = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(256) {
+                let placeholders = vec!["?"; chunk.len()].join(",");
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES_WITH_FILES} WHERE m.message_id IN ({placeholders})"
+                ))?;
+                for message in stmt.query_map(params_from_iter(chunk), message_row)? {
+                    found.push(message?);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn status_history(&self, id: &MessageId) -> Result<Vec<StatusChange>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                // Statuses only move forward, so their rank orders them even when clocks of two processes differ.
+                "SELECT status, at, detail, correlation_id FROM status_history WHERE message_id = ?1 ORDER BY
+                 CASE status WHEN 'SENT' THEN 0 WHEN 'PENDING' THEN 1 WHEN 'DELIVERED' THEN 2 WHEN 'READ' THEN 3 ELSE 4 END, at",
+            )?
+                .query_map([id.as_str()], |row| Ok(StatusChange {
+                    status: status_column(row, 0)?,
+                    at: row.get(1)?,
+                    detail: row.get(2)?,
+                    correlation_id: row.get(3)?,
+                }))?
+                .collect()
+        })
+        .await
+    }
+
+    async fn history(
+        &self,
+        conversation: &ConversationId,
+        query: &HistoryQuery,
+    ) -> Result<HistoryPage, StoreError> {
+        let conversation = conversation.clone();
+        let query = *query;
+        self.read(move |conn| {
+            let mut sql = format!(
+                "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES_WITH_FILES} WHERE m.conversation_id = ?"
+            );
+            let mut args: Vec<Value> = vec![Value::Text(conversation.as_str().to_owned())];
+            if let Some(after) = query.after {
+                sql.push_str(" AND m.seq > ?");
+                args.push(Value::Integer(after as i64));
+            }
+            if let Some(before) = query.before {
+                sql.push_str(" AND m.seq < ?");
+                args.push(Value::Integer(before as i64));
+            }
+            sql.push_str(if query.ascending {
+                " ORDER BY m.seq ASC"
+            } else {
+                " ORDER BY m.seq DESC"
+            });
+            sql.push_str(" LIMIT ? OFFSET ?");
+            args.push(Value::Integer(i64::from(query.limit) + 1));
+            args.push(Value::Integer(query.offset.min(i64::MAX as u64) as i64));
+            let mut messages: Vec<Message> = conn
+                .prepare_cached(&sql)?
+                .query_map(
+                    params_from_iter(args.iter().map(|v| v as &dyn ToSql)),
+                    message_row,
+                )?
+                .collect::<rusqlite::Result<_>>()?;
+            let has_more = messages.len() > query.limit as usize;
+            messages.truncate(query.limit as usize);
+            Ok(HistoryPage { messages, has_more })
+        })
+        .await
+    }
+}
 
 /// Stores one accepted message in the open transaction, or returns the copy already stored.
-pub(super) fn record_message(
-    conn: &Connection,
-    accepted: &MessageAccepted,
-) -> rusqlite::Result<Recorded> {
+fn record_message(conn: &Connection, accepted: &MessageAccepted) -> rusqlite::Result<Recorded> {
     if let Some(existing) = find_message(conn, accepted.message_id.as_str())? {
         return Ok(Recorded::Stored(existing));
     }
@@ -63,7 +182,7 @@ pub(super) fn record_message(
 }
 
 /// Saves one status change in the open transaction if the message is still in `write.from`.
-pub(super) fn save_status(conn: &Connection, write: &StatusWrite) -> rusqlite::Result<bool> {
+fn save_status(conn: &Connection, write: &StatusWrite) -> rusqlite::Result<bool> {
     let message = &write.message;
     let changed = conn
         .prepare_cached(

@@ -1,16 +1,16 @@
 //! `/v1/conversations`: create and list.
 
 use super::doc::{Id, conversation_type};
-use super::extract::{ApiJson, AuthUser};
+use super::extract::{ApiJson, ApiQuery, AuthUser};
 use super::problem::ApiResult;
 use super::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chat4all_core::model::{Conversation, ConversationKind};
-use chat4all_core::services::conversations::NewConversation;
+use chat4all_core::services::conversations::{MAX_PAGE, NewConversation};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 /// Conversation creation request.
 #[derive(Deserialize, ToSchema)]
@@ -62,6 +62,20 @@ impl From<Conversation> for ConversationView {
 #[derive(Serialize, ToSchema)]
 pub struct ConversationList {
     conversations: Vec<ConversationView>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+/// Conversation list paging: newest first, by key (stable while conversations are created).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Page size.
+    #[param(minimum = 1, maximum = 100, default = 100)]
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
 }
 
 /// Creates a conversation with the caller as a member.
@@ -87,13 +101,24 @@ pub async fn create(
 
 /// Lists the caller's conversations, newest first.
 #[utoipa::path(get, path = "/v1/conversations", tag = "conversations", security(("bearer" = [])),
-    responses((status = 200, body = ConversationList)))]
+    params(ListParams),
+    responses((status = 200, body = ConversationList),
+        (status = 400, description = "A limit out of range, or a cursor this server did not give.")))]
 pub async fn list(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
+    ApiQuery(params): ApiQuery<ListParams>,
 ) -> ApiResult<Json<ConversationList>> {
-    let conversations = state.conversations.list(&caller).await?;
+    let page = state
+        .conversations
+        .list(
+            &caller,
+            params.cursor.as_deref(),
+            params.limit.unwrap_or(MAX_PAGE),
+        )
+        .await?;
     Ok(Json(ConversationList {
-        conversations: conversations.into_iter().map(Into::into).collect(),
+        conversations: page.conversations.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
     }))
 }

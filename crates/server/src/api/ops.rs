@@ -73,7 +73,7 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let health = &state.health;
     let mut components = BTreeMap::new();
     components.insert("event_log".to_owned(), probe(health.log.ping()).await);
-    components.insert("store".to_owned(), probe(health.store.ping()).await);
+    components.insert("store".to_owned(), probe(health.stores.ping()).await);
     // Lag is reported, not fatal: a backlog drains on its own, and this process still serves.
     let max_lag = health.lag.max();
     let lagging = max_lag > health.lag_threshold;

@@ -2,7 +2,7 @@
 
 use super::tokens::Tokens;
 use crate::telemetry::heartbeat::LagBoard;
-use chat4all_core::ports::{EventLog, Store};
+use chat4all_core::ports::{EventLog, Stores};
 use chat4all_core::services::accounts::Accounts;
 use chat4all_core::services::control::Control;
 use chat4all_core::services::conversations::Conversations;
@@ -81,7 +81,7 @@ pub struct Health {
     /// The event log.
     pub log: Arc<dyn EventLog>,
     /// The store.
-    pub store: Arc<dyn Store>,
+    pub stores: Stores,
     /// The configured channels, whose connectors' reports `/health` shows.
     pub channels: Vec<String>,
     /// Where the connectors report.

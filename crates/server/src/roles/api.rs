@@ -8,7 +8,7 @@ use crate::http_server::{self, ConnectionLimits};
 use crate::telemetry::heartbeat::{LagBoard, Pulse};
 use anyhow::Context;
 use chat4all_core::ids::{Password, Username};
-use chat4all_core::ports::{ObjectStore, Store};
+use chat4all_core::ports::{IdempotencyStore, ObjectStore};
 use chat4all_core::services::accounts::{Accounts, HashingPool};
 use chat4all_core::services::control::Control;
 use chat4all_core::services::conversations::Conversations;
@@ -49,13 +49,17 @@ pub async fn start(
     parts: ApiParts,
 ) -> anyhow::Result<(SocketAddr, Pulse)> {
     api::register_metrics();
-    let Backends { log, store, topics } = backends;
-    let accounts = Accounts::new(store.clone(), HashingPool::new(cores(), HASHING_QUEUE));
+    let Backends {
+        log,
+        stores,
+        topics,
+    } = backends;
+    let accounts = Accounts::new(stores, HashingPool::new(cores(), HASHING_QUEUE));
     if config.auth.seed_demo_users {
         seed_demo_users(&accounts).await?;
     }
     let files = Files::new(
-        store.clone(),
+        stores,
         parts.objects,
         LinkSigner::new(&parts.secret),
         config.files.limits(),
@@ -66,13 +70,14 @@ pub async fn start(
         config.auth.login_failures_per_address_per_min,
     ));
     {
-        let (store, files, rate_limit, login_throttle) = (
-            store.clone(),
+        let (idempotency, files, rate_limit, login_throttle) = (
+            stores.idempotency.clone(),
             files.clone(),
             rate_limit.clone(),
             login_throttle.clone(),
         );
-        tasks.spawn(move |stop| purge_expired(store, files, rate_limit, login_throttle, stop));
+        tasks
+            .spawn(move |stop| purge_expired(idempotency, files, rate_limit, login_throttle, stop));
     }
 
     let listener = TcpListener::bind(config.http.addr)
@@ -81,9 +86,9 @@ pub async fn start(
     let addr = listener.local_addr()?;
     let state = AppState::new(api::Services {
         accounts,
-        conversations: Conversations::new(store.clone()),
+        conversations: Conversations::new(stores),
         messaging: Messaging::new(
-            store.clone(),
+            stores,
             log.clone(),
             topics.clone(),
             config.delivery.default_validity,
@@ -93,7 +98,7 @@ pub async fn start(
         admin: api::Admin {
             token: parts.admin_token,
             channels: config.channels.keys().cloned().collect(),
-            control: Control::new(store.clone()),
+            control: Control::new(stores),
             dead_letters: DeadLetters::new(log.clone(), topics.clone()),
             log: log.clone(),
             default_validity: config.delivery.default_validity,
@@ -102,9 +107,9 @@ pub async fn start(
         login_throttle,
         health: api::Health {
             log: log.clone(),
-            store: store.clone(),
+            stores: stores.clone(),
             channels: config.channels.keys().cloned().collect(),
-            control: Control::new(store.clone()),
+            control: Control::new(stores),
             lag: parts.lag,
             lag_threshold: config.telemetry.lag_threshold,
         },
@@ -207,7 +212,7 @@ async fn seed_demo_users(accounts: &Accounts) -> anyhow::Result<()> {
 /// Hourly: forgets idempotency keys older than their 24 h window, deletes expired resumable uploads, and drops
 /// the rate-limit and login-throttle buckets that are full again.
 async fn purge_expired(
-    store: Arc<dyn Store>,
+    idempotency: Arc<dyn IdempotencyStore>,
     files: Files,
     rate_limit: api::RateLimit,
     login_throttle: Arc<api::LoginThrottle>,
@@ -219,7 +224,7 @@ async fn purge_expired(
             _ = stop.cancelled() => return,
             _ = every.tick() => {}
         }
-        match store
+        match idempotency
             .purge_idempotency_keys(now_millis() - IDEMPOTENCY_WINDOW_MS)
             .await
         {

@@ -35,7 +35,11 @@ pub async fn start(
     faults: Arc<FaultSwitch>,
     settings: DeliverySettings,
 ) -> anyhow::Result<Pulse> {
-    let Backends { log, topics, store } = backends;
+    let Backends {
+        log,
+        topics,
+        stores,
+    } = backends;
     let delivery = Delivery::new(channel, log.clone(), topics.clone(), settings);
     delivery.register_metrics();
     let channel = delivery.channel_name().to_owned();
@@ -44,7 +48,7 @@ pub async fn start(
     metrics::gauge!("messages_pending", "service" => "connector", "channel" => channel.clone())
         .set(0.0);
     // The fault in force applies before the first delivery, not one control tick later.
-    let control = Control::new(store.clone());
+    let control = Control::new(stores);
     apply_fault(&control, &channel, &faults).await;
     let group = group(&channel);
     let topic = topics.outbound(&channel);

@@ -9,7 +9,7 @@ pub mod housekeeping;
 pub mod router;
 
 use chat4all_core::events::Topics;
-use chat4all_core::ports::{EventLog, Store};
+use chat4all_core::ports::{EventLog, Stores};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -20,8 +20,8 @@ use tokio_util::task::TaskTracker;
 pub struct Backends {
     /// The event log.
     pub log: Arc<dyn EventLog>,
-    /// The store.
-    pub store: Arc<dyn Store>,
+    /// The store of each aggregate.
+    pub stores: Stores,
     /// Topic names.
     pub topics: Topics,
 }

@@ -53,9 +53,13 @@ pub async fn start(
     backends: &Backends,
     channels: Vec<String>,
 ) -> anyhow::Result<Pulse> {
-    let Backends { log, store, topics } = backends;
+    let Backends {
+        log,
+        stores,
+        topics,
+    } = backends;
     register_metrics(log.partition_count());
-    let router = Router::new(store.clone(), log.clone(), topics.clone(), channels);
+    let router = Router::new(stores, log.clone(), topics.clone(), channels);
     let routed = Arc::new(AtomicU64::new(0));
     let on_messages = handler(router.clone(), Stream::Messages, routed.clone());
     tasks

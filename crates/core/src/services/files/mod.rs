@@ -14,7 +14,7 @@ use super::conversations::Conversations;
 use crate::error::ServiceError;
 use crate::ids::{ConversationId, FileId, IdempotencyKey, UserId};
 use crate::model::FileMeta;
-use crate::ports::{ByteStream, ObjectError, ObjectKey, ObjectStore, ObjectWriter, Store};
+use crate::ports::{ByteStream, ObjectError, ObjectKey, ObjectStore, ObjectWriter, Stores};
 use crate::time::now_millis;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -89,7 +89,7 @@ pub struct DownloadLink {
 /// The file use cases.
 #[derive(Clone)]
 pub struct Files {
-    store: Arc<dyn Store>,
+    stores: Stores,
     objects: Arc<dyn ObjectStore>,
     conversations: Conversations,
     signer: LinkSigner,
@@ -117,14 +117,14 @@ impl Default for FileLimits {
 impl Files {
     /// Files in `objects`, metadata in `store`, links signed by `signer`, within `limits`.
     pub fn new(
-        store: Arc<dyn Store>,
+        stores: &Stores,
         objects: Arc<dyn ObjectStore>,
         signer: LinkSigner,
         limits: FileLimits,
     ) -> Self {
-        let conversations = Conversations::new(store.clone());
+        let conversations = Conversations::new(stores);
         Self {
-            store,
+            stores: stores.clone(),
             objects,
             conversations,
             signer,
@@ -191,7 +191,8 @@ impl Files {
             );
             let not_before = file.uploaded_at - super::messaging::IDEMPOTENCY_WINDOW_MS;
             let reserved = self
-                .store
+                .stores
+                .idempotency
                 .reserve_file_idempotency_key(caller, key, &fingerprint, &file.file_id, not_before)
                 .await;
             let (in_force, file_id) = match reserved {
@@ -207,7 +208,7 @@ impl Files {
                     "Idempotency-Key was already used with a different upload".into(),
                 ));
             }
-            if let Some(first) = self.store.file(&file_id).await? {
+            if let Some(first) = self.stores.files.file(&file_id).await? {
                 writer.abort().await;
                 return Ok(first);
             }
@@ -220,7 +221,7 @@ impl Files {
         );
         file.object_key = key.as_str().to_owned();
         writer.commit(&key).await?;
-        self.store.insert_file(&file).await?;
+        self.stores.files.insert_file(&file).await?;
         Ok(file)
     }
 
@@ -240,7 +241,7 @@ impl Files {
         };
         match access {
             DownloadAccess::Member(user) => {
-                let file = self.store.file(&id).await?.ok_or_else(not_found)?;
+                let file = self.stores.files.file(&id).await?.ok_or_else(not_found)?;
                 self.conversations
                     .visible_to(&file.conversation_id, user)
                     .await?
@@ -254,7 +255,7 @@ impl Files {
                 {
                     return Err(forged());
                 }
-                self.store.file(&id).await?.ok_or_else(not_found)
+                self.stores.files.file(&id).await?.ok_or_else(not_found)
             }
         }
     }

@@ -76,7 +76,7 @@ impl Files {
             created_at,
             expires_at: created_at + UPLOAD_SESSION_MS,
         };
-        self.store.insert_upload(&session).await?;
+        self.stores.files.insert_upload(&session).await?;
         Ok(session)
     }
 
@@ -84,7 +84,7 @@ impl Files {
     async fn session(&self, caller: &UserId, upload: &str) -> Result<UploadSession, ServiceError> {
         let not_found = || ServiceError::NotFound(format!("upload {upload} not found"));
         let id = UploadId::parse(upload).map_err(|_| not_found())?;
-        match self.store.upload(&id).await? {
+        match self.stores.files.upload(&id).await? {
             Some(session)
                 if &session.uploader_id == caller && session.expires_at > now_millis() =>
             {
@@ -119,7 +119,8 @@ impl Files {
             .stage_chunk(&session.upload_id, offset, chunk)
             .await?;
         let ranges = self
-            .store
+            .stores
+            .files
             .add_upload_range(&session.upload_id, offset, end)
             .await?;
         Ok(UploadProgress { session, ranges })
@@ -132,7 +133,7 @@ impl Files {
         upload: &str,
     ) -> Result<UploadProgress, ServiceError> {
         let session = self.session(caller, upload).await?;
-        let ranges = self.store.upload_ranges(&session.upload_id).await?;
+        let ranges = self.stores.files.upload_ranges(&session.upload_id).await?;
         Ok(UploadProgress { session, ranges })
     }
 
@@ -194,17 +195,17 @@ impl Files {
             object_key: key.as_str().to_owned(),
             uploaded_at: now_millis(),
         };
-        self.store.insert_file(&file).await?;
-        self.store.delete_upload(&session.upload_id).await?;
+        self.stores.files.insert_file(&file).await?;
+        self.stores.files.delete_upload(&session.upload_id).await?;
         Ok(file)
     }
 
     /// Deletes expired upload sessions and their staged bytes; returns how many.
     pub async fn purge_expired_uploads(&self) -> Result<usize, ServiceError> {
-        let expired = self.store.expired_uploads(now_millis()).await?;
+        let expired = self.stores.files.expired_uploads(now_millis()).await?;
         for upload in &expired {
             self.objects.discard_staged(upload).await?;
-            self.store.delete_upload(upload).await?;
+            self.stores.files.delete_upload(upload).await?;
         }
         Ok(expired.len())
     }

@@ -1,0 +1,103 @@
+//! The store port, one trait per aggregate: accounts, conversations, messages, files, idempotency keys and control
+//! documents. A store only saves and loads; the rules (state machine, timestamps, implicit conversations,
+//! membership) live in the core services. Each aggregate may live in another backend (messages in Cassandra, the
+//! rest in PostgreSQL); the embedded store keeps them all in one SQLite file.
+
+mod accounts;
+mod control;
+mod conversations;
+mod files;
+mod idempotency;
+mod messages;
+
+pub use accounts::AccountStore;
+pub use control::ControlStore;
+pub use conversations::{ConversationCursor, ConversationStore};
+pub use files::FileStore;
+pub use idempotency::{IdempotencyStore, IdempotentRequest};
+pub use messages::{MessageStore, Recorded, StatusWrite};
+
+use async_trait::async_trait;
+use futures::future::try_join_all;
+use std::sync::Arc;
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken; the text names the field.
+    #[error("{0}")]
+    Conflict(String),
+    /// The backend cannot be reached now.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Any other backend failure.
+    #[error("store backend: {0}")]
+    Backend(String),
+}
+
+/// What every aggregate's backend answers: whether it is reachable.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// Cheap liveness check of the backend.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// One backend serving every aggregate.
+pub trait Store:
+    AccountStore + ConversationStore + MessageStore + FileStore + IdempotencyStore + ControlStore
+{
+}
+
+impl<S> Store for S where
+    S: AccountStore
+        + ConversationStore
+        + MessageStore
+        + FileStore
+        + IdempotencyStore
+        + ControlStore
+{
+}
+
+/// The store of each aggregate, as the services reach them.
+#[derive(Clone)]
+pub struct Stores {
+    /// Users and credentials.
+    pub accounts: Arc<dyn AccountStore>,
+    /// Conversations and members.
+    pub conversations: Arc<dyn ConversationStore>,
+    /// Messages and their status history.
+    pub messages: Arc<dyn MessageStore>,
+    /// File metadata and upload sessions.
+    pub files: Arc<dyn FileStore>,
+    /// Idempotency-Key reservations.
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Control documents between roles.
+    pub control: Arc<dyn ControlStore>,
+}
+
+impl Stores {
+    /// Every aggregate in one backend.
+    pub fn all_in<S: Store + 'static>(store: Arc<S>) -> Self {
+        Self {
+            accounts: store.clone(),
+            conversations: store.clone(),
+            messages: store.clone(),
+            files: store.clone(),
+            idempotency: store.clone(),
+            control: store,
+        }
+    }
+
+    /// Pings every aggregate's backend.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let backends: [&dyn Backend; 6] = [
+            self.accounts.as_ref(),
+            self.conversations.as_ref(),
+            self.messages.as_ref(),
+            self.files.as_ref(),
+            self.idempotency.as_ref(),
+            self.control.as_ref(),
+        ];
+        try_join_all(backends.map(Backend::ping)).await.map(drop)
+    }
+}
