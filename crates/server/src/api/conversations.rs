@@ -1,8 +1,8 @@
 //! `/v1/conversations`: create and list.
 
-use super::doc::{Id, conversation_type};
 use super::extract::{ApiJson, ApiQuery, AuthUser};
 use super::problem::ApiResult;
+use super::schema::{Id, conversation_type};
 use super::state::AppState;
 use axum::Json;
 use axum::extract::State;

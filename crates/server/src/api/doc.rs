@@ -4,12 +4,11 @@
 use super::problem::ProblemBody;
 use super::{admin, conversations, files, messages, ops, uploads, users};
 use axum::http::StatusCode;
-use chat4all_core::model::ConversationKind;
 use utoipa::openapi::path::{Operation, ParameterIn};
-use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{Content, Header, Object, Ref, RefOr, Response, Schema};
-use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+use utoipa::openapi::{Content, Header, Ref, RefOr, Response};
+use utoipa::{Modify, OpenApi, ToSchema};
 
 /// Security scheme of the user endpoints: a user's access token.
 const USER: &str = "bearer";
@@ -38,57 +37,6 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc
-}
-
-/// An id: 1–128 characters of `[A-Za-z0-9._:@-]`. Clients choose conversation ids and `Idempotency-Key`s; the
-/// server makes the others.
-pub enum Id {}
-
-impl PartialSchema for Id {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .min_length(Some(1))
-            .max_length(Some(128))
-            .pattern(Some("^[A-Za-z0-9._:@-]{1,128}$"))
-            .into()
-    }
-}
-
-impl ToSchema for Id {}
-
-/// Raw bytes.
-pub enum Binary {}
-
-impl PartialSchema for Binary {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
-            .into()
-    }
-}
-
-impl ToSchema for Binary {}
-
-/// A position or count (`seq`, `offset`): 0..2^63-1.
-pub fn position() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::Integer)
-        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
-        .minimum(Some(0))
-        .maximum(Some(i64::MAX))
-        .build()
-}
-
-/// The `type` of a conversation: `direct` or `group`.
-pub fn conversation_type() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(
-            [ConversationKind::Direct, ConversationKind::Group].map(ConversationKind::as_str),
-        ))
-        .build()
 }
 
 /// Completes every operation with what it shares with others, so that handlers list only their own responses:

@@ -1,8 +1,8 @@
 //! Request extractors whose failures are problem+json: JSON bodies, query strings, `Idempotency-Key`, the bearer
 //! token and the correlation id.
 
-use super::doc::Id;
 use super::problem::Problem;
+use super::schema::Id;
 use super::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request};

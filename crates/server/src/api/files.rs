@@ -1,8 +1,8 @@
 //! `/v1/files`: streamed multipart uploads, signed downloads, content with Range.
 
-use super::doc::{Binary, Id};
 use super::extract::{ApiQuery, AuthUser, Idempotency, bearer_user};
 use super::problem::{ApiResult, Problem};
+use super::schema::{Binary, Id};
 use super::state::AppState;
 use super::upload_parts::UploadParts;
 use axum::Json;

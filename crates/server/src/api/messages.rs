@@ -1,8 +1,8 @@
 //! `/v1/messages` and a conversation's history.
 
-use super::doc::{Id, position};
 use super::extract::{ApiJson, ApiQuery, AuthUser, Correlation, Idempotency};
 use super::problem::{ApiResult, Problem};
+use super::schema::{Id, position};
 use super::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};

@@ -11,6 +11,7 @@ mod observe;
 pub mod ops;
 mod problem;
 mod rate_limit;
+mod schema;
 mod state;
 mod tokens;
 mod upload_parts;

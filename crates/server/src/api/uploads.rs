@@ -1,9 +1,9 @@
 //! `/v1/uploads`: resumable uploads, for large files over unreliable links (chunks in any order, then complete).
 
-use super::doc::{Binary, Id};
 use super::extract::{ApiJson, ApiQuery, AuthUser};
 use super::files::{FileResponse, count_stored, file_response};
 use super::problem::ApiResult;
+use super::schema::{Binary, Id};
 use super::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
