@@ -2,7 +2,7 @@
 //! (security schemes, the error responses that come from extractors and middleware, problem+json bodies).
 
 use super::problem::ProblemBody;
-use super::{admin, conversations, files, messages, ops, uploads, users};
+use super::{admin, conversations, downloads, files, messages, ops, uploads, users};
 use axum::http::StatusCode;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
@@ -22,7 +22,7 @@ const ADMIN: &str = "admin";
         users::register, users::token,
         conversations::create, conversations::list,
         messages::send, messages::history, messages::get, messages::read,
-        files::upload, files::download, files::content,
+        files::upload, downloads::download, downloads::content,
         uploads::create_upload, uploads::put_chunk, uploads::upload_status, uploads::complete_upload,
         admin::set_fault, admin::list_dead_letters, admin::replay_dead_letters, admin::inject,
         ops::health, ops::live, ops::metrics, ops::openapi,

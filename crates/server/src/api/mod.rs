@@ -3,6 +3,7 @@
 pub mod admin;
 mod conversations;
 mod doc;
+mod downloads;
 mod extract;
 mod files;
 mod login_throttle;
@@ -10,6 +11,7 @@ mod messages;
 mod observe;
 pub mod ops;
 mod problem;
+mod ranges;
 mod rate_limit;
 mod schema;
 mod state;
@@ -47,7 +49,7 @@ pub fn router(state: AppState, request_timeout: Duration, body_pause: Duration) 
             "/v1/files",
             post(files::upload).layer(DefaultBodyLimit::disable()),
         )
-        .route("/v1/files/{id}/content", get(files::content))
+        .route("/v1/files/{id}/content", get(downloads::content))
         .route(
             "/v1/uploads/{id}",
             put(uploads::put_chunk).layer(DefaultBodyLimit::max(MAX_CHUNK_BYTES as usize)),
@@ -64,7 +66,7 @@ pub fn router(state: AppState, request_timeout: Duration, body_pause: Duration) 
         .route("/v1/messages", post(messages::send))
         .route("/v1/messages/{id}", get(messages::get))
         .route("/v1/messages/{id}/read", post(messages::read))
-        .route("/v1/files/{id}/download", get(files::download))
+        .route("/v1/files/{id}/download", get(downloads::download))
         .route("/v1/uploads", post(uploads::create_upload))
         .route("/v1/uploads/{id}", get(uploads::upload_status))
         .route("/v1/uploads/{id}/complete", post(uploads::complete_upload))

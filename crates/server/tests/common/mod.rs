@@ -3,7 +3,9 @@
 
 use chat4all_connectors::simulated::LatencyRange;
 use chat4all_server::{Application, Config};
+use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -233,4 +235,106 @@ pub fn history_steps(detail: &Value) -> Vec<&str> {
 
 pub fn all_have_status(messages: &[Value], count: usize, status: &str) -> bool {
     messages.len() == count && messages.iter().all(|m| m["status"] == status)
+}
+
+/// `len` pseudo-random bytes, the same for the same `seed`.
+pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u8
+        })
+        .collect()
+}
+
+/// Lowercase hex SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `POST /v1/files` of `data` as `name` into `conversation`, the file part first or last.
+pub async fn upload(
+    app: &TestApp,
+    token: &str,
+    conversation: &str,
+    name: &str,
+    data: &[u8],
+    file_first: bool,
+) -> reqwest::Response {
+    let file = Part::bytes(data.to_vec())
+        .file_name(name.to_owned())
+        .mime_str("application/octet-stream")
+        .unwrap();
+    let form = if file_first {
+        Form::new()
+            .part("file", file)
+            .text("conversation_id", conversation.to_owned())
+    } else {
+        Form::new()
+            .text("conversation_id", conversation.to_owned())
+            .part("file", file)
+    };
+    app.client
+        .post(app.url("/v1/files"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A GET with an optional bearer token and `Range`: (status, headers, body).
+pub async fn fetch(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    range: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut request = client.get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(range) = range {
+        request = request.header("range", range);
+    }
+    let response = request.send().await.unwrap();
+    (
+        response.status().as_u16(),
+        response.headers().clone(),
+        response.bytes().await.unwrap().to_vec(),
+    )
+}
+
+/// Visible objects: every file under `objects/` outside the staging folders.
+pub fn visible_objects(data_dir: &Path) -> Vec<String> {
+    fn walk(dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == ".staging" || name == ".uploads" {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, out)
+            } else {
+                out.push(path.display().to_string())
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&data_dir.join("objects"), &mut out);
+    out
+}
+
+/// Whether no upload is being staged.
+pub fn staging_is_empty(data_dir: &Path) -> bool {
+    std::fs::read_dir(data_dir.join("objects/.staging"))
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true)
 }

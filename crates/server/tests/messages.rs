@@ -1,85 +1,11 @@
-//! End-to-end tests of the HTTP contract against the real server on port 0.
+//! End to end, against the real server on port 0: sending messages, their routing and delivery, history in
+//! order, read receipts, idempotency and the errors bad requests get.
 
 mod common;
 
-use common::{all_have_status, spawn_app, spawn_edited};
+use common::{all_have_status, spawn_app};
 use reqwest::Method;
 use serde_json::json;
-
-#[tokio::test]
-async fn register_login_and_their_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = spawn_app(dir.path()).await;
-    let created = app
-        .post(
-            "/auth/register",
-            None,
-            &json!({"username": "alice", "password": "s3cret-pass", "email": "a@example.com"}),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.text);
-    let user = created.json();
-    assert_eq!(user["username"], "alice");
-    assert!(!created.text.contains("s3cret-pass"));
-
-    let duplicate = app
-        .post(
-            "/auth/register",
-            None,
-            &json!({"username": "alice", "password": "another-pass"}),
-        )
-        .await;
-    assert_eq!(duplicate.status, 409);
-    let same_email = app
-        .post(
-            "/auth/register",
-            None,
-            &json!({"username": "alice2", "password": "another-pass", "email": "a@example.com"}),
-        )
-        .await;
-    assert_eq!(same_email.status, 409);
-    for bad in [
-        json!({"username": "al", "password": "long-enough"}),
-        json!({"username": "alice3", "password": "short"}),
-        json!({"username": "alice4", "password": "long-enough", "email": "nope"}),
-        json!({"username": 5, "password": "x"}),
-    ] {
-        let reply = app.post("/auth/register", None, &bad).await;
-        assert_eq!(reply.status, 400, "{bad} -> {}", reply.text);
-        assert_eq!(reply.headers["content-type"], "application/problem+json");
-    }
-
-    let token = app
-        .post(
-            "/auth/token",
-            None,
-            &json!({"username": "alice", "password": "s3cret-pass"}),
-        )
-        .await;
-    assert_eq!(token.status, 200);
-    let token = token.json();
-    assert_eq!(token["token_type"], "Bearer");
-    assert_eq!(token["expires_in"], 3600);
-    assert_eq!(token["user_id"], user["user_id"]);
-
-    let wrong = app
-        .post(
-            "/auth/token",
-            None,
-            &json!({"username": "alice", "password": "wrong-pass"}),
-        )
-        .await;
-    let unknown = app
-        .post(
-            "/auth/token",
-            None,
-            &json!({"username": "nobody", "password": "wrong-pass"}),
-        )
-        .await;
-    assert_eq!((wrong.status, unknown.status), (401, 401));
-    assert_eq!(wrong.json()["detail"], unknown.json()["detail"]);
-    app.stop().await;
-}
 
 #[tokio::test]
 async fn messages_are_accepted_routed_and_listed_in_order() {
@@ -164,107 +90,6 @@ async fn messages_are_accepted_routed_and_listed_in_order() {
     ] {
         assert_eq!(app.history(&alice, "c1", bad).await.status, 400, "{bad}");
     }
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn membership_and_sender_rules() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = spawn_app(dir.path()).await;
-    let (alice_id, alice) = app.user("alice").await;
-    let (bob_id, _) = app.user("bob").await;
-    let (_, carol) = app.user("carol").await;
-    assert_eq!(
-        app.send(
-            &alice,
-            json!({"conversation_id": "c1", "content": "hi", "recipient_id": bob_id})
-        )
-        .await
-        .status,
-        202
-    );
-
-    let refused = app.history(&carol, "c1", "").await;
-    assert_eq!(refused.status, 403);
-    assert!(
-        !refused.json()["detail"].as_str().unwrap().contains("c1"),
-        "a 403 does not name the conversation: {}",
-        refused.text
-    );
-    let (dave_id, _) = app.user("dave").await;
-    let outsider = app
-        .send(
-            &alice,
-            json!({"conversation_id": "c1", "content": "hi", "recipient_id": dave_id}),
-        )
-        .await;
-    assert_eq!(
-        outsider.status, 400,
-        "a user recipient must be a member: {}",
-        outsider.text
-    );
-    assert_eq!(
-        app.send(
-            &carol,
-            json!({"conversation_id": "c1", "content": "let me in"})
-        )
-        .await
-        .status,
-        403
-    );
-    assert_eq!(app.history(&carol, "missing", "").await.status, 404);
-    let spoofed = app
-        .send(
-            &carol,
-            json!({"conversation_id": "c2", "content": "it is alice", "sender_id": alice_id}),
-        )
-        .await;
-    assert_eq!(spoofed.status, 403);
-    assert_eq!(spoofed.json()["status"], 403);
-
-    for (sender, status) in [("alice", 202), ("bob", 403), ("no-such-user", 403)] {
-        let reply = app
-            .send(
-                &alice,
-                json!({"conversation_id": "c1", "content": "hi", "sender_id": sender}),
-            )
-            .await;
-        assert_eq!(reply.status, status, "sender_id {sender}: {}", reply.text);
-    }
-
-    let messages = app.wait_for_history(&alice, "c1", |m| m.len() == 2).await;
-    let id = messages[0]["message_id"].as_str().unwrap();
-    let hidden = app.get(&format!("/v1/messages/{id}"), &carol).await;
-    let missing = app.get("/v1/messages/no-such-message", &carol).await;
-    assert_eq!(
-        hidden.status, 404,
-        "a message of someone else's conversation"
-    );
-    assert_eq!(
-        hidden.json()["detail"].as_str().unwrap().replace(id, "X"),
-        missing.json()["detail"]
-            .as_str()
-            .unwrap()
-            .replace("no-such-message", "X"),
-        "answers exactly like a missing one"
-    );
-    let read = app
-        .request(
-            reqwest::Method::POST,
-            &format!("/v1/messages/{id}/read"),
-            Some(&carol),
-            None,
-            &[],
-        )
-        .await;
-    assert_eq!(read.status, 404);
-
-    let listed = app.get("/v1/conversations", &carol).await.json();
-    assert_eq!(
-        listed["conversations"],
-        json!([]),
-        "a refused message creates no conversation"
-    );
     app.stop().await;
 }
 
@@ -539,143 +364,57 @@ async fn channel_recipients_are_delivered_by_their_connector() {
 }
 
 #[tokio::test]
-async fn everything_survives_a_restart_and_seq_continues() {
+async fn conversations_are_listed_by_pages_newest_first() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app(dir.path()).await;
     let (_, alice) = app.user("alice").await;
-    for i in 1..=3 {
+    for i in 0..5 {
+        let body = json!({"conversation_id": format!("list-{i}"), "type": "group", "members": []});
         assert_eq!(
-            app.send(
-                &alice,
-                json!({"conversation_id": "c1", "content": format!("m{i}")})
+            app.post("/v1/conversations", Some(&alice), &body)
+                .await
+                .status,
+            201
+        );
+    }
+    let mut seen = Vec::new();
+    let mut query = "limit=2".to_owned();
+    loop {
+        let page = app.get(&format!("/v1/conversations?{query}"), &alice).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        let page = page.json();
+        let ids = page["conversations"].as_array().unwrap();
+        assert!(ids.len() <= 2);
+        seen.extend(ids.iter().map(|c| {
+            (
+                -c["created_at"].as_i64().unwrap(),
+                c["conversation_id"].as_str().unwrap().to_owned(),
             )
-            .await
-            .status,
-            202
-        );
+        }));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => query = format!("limit=2&cursor={cursor}"),
+            None => break,
+        }
     }
-    app.wait_for_history(&alice, "c1", |m| all_have_status(m, 3, "DELIVERED"))
-        .await;
-    app.stop().await;
-
-    let app = spawn_app(dir.path()).await;
-    let token = app
-        .post(
-            "/auth/token",
-            None,
-            &json!({"username": "alice", "password": "alice-password"}),
-        )
-        .await;
-    assert_eq!(token.status, 200, "users survive");
+    let mut expected = seen.clone();
+    expected.sort();
+    assert_eq!(seen, expected, "newest first, ties by id");
+    let ids: Vec<&str> = seen.iter().map(|(_, id)| id.as_str()).collect();
+    let mut unique = ids.clone();
+    unique.sort_unstable();
     assert_eq!(
-        app.get("/v1/conversations", &alice).await.status,
-        200,
-        "tokens survive: the secret is the same"
+        unique,
+        ["list-0", "list-1", "list-2", "list-3", "list-4"],
+        "each once"
     );
-    app.send(&alice, json!({"conversation_id": "c1", "content": "m4"}))
-        .await;
-    let messages = app
-        .wait_for_history(&alice, "c1", |m| all_have_status(m, 4, "DELIVERED"))
-        .await;
-    let seqs: Vec<u64> = messages
-        .iter()
-        .map(|m| m["seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(seqs, [1, 2, 3, 4]);
-    assert_eq!(messages[3]["content"], "m4");
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn the_channel_map_decides_which_connectors_start() {
-    let (_dir, app) = spawn_edited(|c| {
-        c.channels.remove("instagram");
-    })
-    .await;
-    let report = app
-        .request(Method::GET, "/health", None, None, &[])
-        .await
-        .json();
-    let components = report["components"].as_object().unwrap();
-    assert!(components.contains_key("connector_whatsapp"), "{report}");
-    assert!(!components.contains_key("connector_instagram"), "{report}");
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn operations_endpoints_and_correlation_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = spawn_app(dir.path()).await;
-    let health = app
-        .request(
-            Method::GET,
-            "/health",
-            None,
-            None,
-            &[("x-correlation-id", "probe-1")],
-        )
-        .await;
-    assert_eq!(health.status, 200);
-    assert_eq!(health.headers["x-correlation-id"], "probe-1");
-    let report = health.json();
-    assert_eq!(report["status"], "UP");
-    assert_eq!(report["components"]["store"]["status"], "UP");
-    assert_eq!(report["components"]["event_log"]["status"], "UP");
-    let insane = app
-        .request(
-            Method::GET,
-            "/health/live",
-            None,
-            None,
-            &[("x-correlation-id", "bad id!")],
-        )
-        .await;
-    assert_eq!(insane.status, 200);
-    assert_ne!(insane.headers["x-correlation-id"], "bad id!");
-
-    let metrics = app.request(Method::GET, "/metrics", None, None, &[]).await;
-    assert!(
-        metrics.text.contains("http_requests_total"),
-        "{}",
-        metrics.text
-    );
-    assert!(metrics.text.contains("path=\"/health\""));
-
-    let doc = app
-        .request(Method::GET, "/openapi.json", None, None, &[])
-        .await
-        .json();
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-    for path in [
-        "/auth/register",
-        "/auth/token",
-        "/v1/messages",
-        "/v1/conversations/{id}/messages",
-        "/v1/messages/{id}/read",
-        "/health",
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "cursor=nonsense",
+        "cursor=12.%20bad",
     ] {
-        assert!(
-            doc["paths"][path].is_object(),
-            "{path} missing from the OpenAPI document"
-        );
+        let reply = app.get(&format!("/v1/conversations?{bad}"), &alice).await;
+        assert_eq!(reply.status, 400, "{bad}: {}", reply.text);
     }
     app.stop().await;
-}
-
-#[tokio::test]
-async fn a_data_directory_serves_one_process_at_a_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = spawn_app(dir.path()).await;
-    let second = chat4all_server::Application::build(common::test_config(dir.path())).await;
-    let error = second
-        .err()
-        .expect("a second process on the same data dir is refused")
-        .to_string();
-    assert!(
-        error.contains("in use by another chat4all process"),
-        "{error}"
-    );
-    app.stop().await;
-    let again = spawn_app(dir.path()).await;
-    again.stop().await;
 }

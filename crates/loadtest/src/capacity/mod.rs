@@ -1,0 +1,151 @@
+//! A lean open-model load generator for capacity: requests are sent at a fixed arrival rate whatever the answers
+//! take, and each latency is measured from the request's *scheduled* time, so queueing shows up in the figures
+//! instead of slowing the generator down (no coordinated omission). The rate ramps in steps until p99 passes the
+//! SLO or errors pass 1 %; the last step within both is the knee.
+//!
+//! Here: the options, the target check, the users the load runs as, and the ramp with its knee. One step (the
+//! scheduler and what it measures) is in `step`; the Markdown and SVG report in `report`.
+
+mod report;
+mod step;
+
+pub use report::write_report;
+pub use step::{Step, Target, run_step};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// How to ramp.
+#[derive(Debug, Clone)]
+pub struct CapacityOptions {
+    /// Base URL of the server.
+    pub url: String,
+    /// First arrival rate (requests per second).
+    pub start_rate: u32,
+    /// Added per step.
+    pub step_rate: u32,
+    /// Seconds per step.
+    pub step_secs: u64,
+    /// Highest rate tried.
+    pub max_rate: u32,
+    /// The p99 latency objective.
+    pub slo_p99_ms: f64,
+    /// Highest acceptable error share.
+    pub max_error_rate: f64,
+    /// Users the load is spread over (each has its own rate limit).
+    pub users: usize,
+    /// Every how many sends one is followed to DELIVERED for the end-to-end latency.
+    pub e2e_sample_every: u64,
+    /// Allow targets outside the loopback range.
+    pub allow_remote: bool,
+}
+
+/// Refuses targets off the loopback range unless allowed.
+pub fn check_target(url: &str, allow_remote: bool) -> anyhow::Result<()> {
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("invalid URL {url}"))?;
+    let host = parsed
+        .host_str()
+        .unwrap_or_default()
+        .trim_matches(['[', ']']);
+    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    anyhow::ensure!(
+        loopback || allow_remote,
+        "{host} is not a loopback address; pass --allow-remote to load a remote server"
+    );
+    Ok(())
+}
+
+/// Registers `count` users and returns their tokens.
+pub async fn users(
+    client: &reqwest::Client,
+    url: &str,
+    count: usize,
+) -> anyhow::Result<Vec<String>> {
+    let run = format!("{:x}", chat4all_core::time::now_millis());
+    let mut tokens = Vec::with_capacity(count);
+    for i in 0..count {
+        let credentials =
+            json!({"username": format!("cap_{run}_{i}"), "password": "capacity-password"});
+        client
+            .post(format!("{url}/auth/register"))
+            .json(&credentials)
+            .send()
+            .await?
+            .error_for_status()?;
+        let token: Value = client
+            .post(format!("{url}/auth/token"))
+            .json(&credentials)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        tokens.push(
+            token["access_token"]
+                .as_str()
+                .context("no access_token in the answer")?
+                .to_owned(),
+        );
+    }
+    Ok(tokens)
+}
+
+/// Ramps `target` until the SLO or the error limit breaks; returns every step.
+pub async fn ramp(
+    client: &reqwest::Client,
+    options: &CapacityOptions,
+    target: &Target,
+    label: &str,
+) -> Vec<Step> {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {prefix}: {msg}")
+            .expect("valid template"),
+    );
+    bar.set_prefix(label.to_owned());
+    let mut steps = Vec::new();
+    let mut rate = options.start_rate.max(1);
+    while rate <= options.max_rate {
+        let step = run_step(
+            client,
+            &options.url,
+            target,
+            rate,
+            Duration::from_secs(options.step_secs),
+            options.e2e_sample_every,
+            Some(&bar),
+        )
+        .await;
+        let within =
+            step.p99_ms <= options.slo_p99_ms && step.error_rate() <= options.max_error_rate;
+        let line = format!(
+            "{label}: {rate:>6}/s  p50 {:7.2} ms  p95 {:7.2} ms  p99 {:7.2} ms  errors {:.2} %{}",
+            step.p50_ms,
+            step.p95_ms,
+            step.p99_ms,
+            step.error_rate() * 100.0,
+            step.e2e_p95_ms
+                .map_or(String::new(), |e| format!("  e2e p95 {e:.0} ms"))
+        );
+        bar.suspend(|| println!("{line}")); // printed even when stderr is not a terminal and the bar is hidden
+        steps.push(step);
+        if !within {
+            break;
+        }
+        rate += options.step_rate.max(1);
+    }
+    bar.finish_and_clear();
+    steps
+}
+
+/// The highest rate whose step stayed within the SLO and the error limit.
+pub fn knee(steps: &[Step], options: &CapacityOptions) -> Option<u32> {
+    steps
+        .iter()
+        .take_while(|s| s.p99_ms <= options.slo_p99_ms && s.error_rate() <= options.max_error_rate)
+        .map(|s| s.rate)
+        .last()
+}
