@@ -151,12 +151,16 @@ fn read_records(
     end: u64,
     limit: i64,
 ) -> rusqlite::Result<Vec<Record>> {
+    // Offsets are gap-free, so a range of `limit` offsets bounds the batch. No ORDER BY or LIMIT: SQLite
+    // re-prepares such a statement each time its parameters change, which cost more than the whole read; the rows
+    // come back in primary-key order and are sorted below anyway.
+    let until = end.min(from.saturating_add(limit.max(0) as u64));
     let mut stmt = conn.prepare_cached(
         "SELECT offset, key, headers, payload, ts FROM records
-         WHERE topic = ?1 AND partition = ?2 AND offset >= ?3 AND offset < ?4 ORDER BY offset LIMIT ?5",
+         WHERE topic = ?1 AND partition = ?2 AND offset >= ?3 AND offset < ?4",
     )?;
     let rows = stmt.query_map(
-        params![topic, partition, from as i64, end as i64, limit],
+        params![topic, partition, from as i64, until as i64],
         |row| {
             let headers: String = row.get(2)?;
             Ok(Record {
@@ -169,5 +173,7 @@ fn read_records(
             })
         },
     )?;
-    rows.collect()
+    let mut records: Vec<Record> = rows.collect::<rusqlite::Result<_>>()?;
+    records.sort_unstable_by_key(|r| r.offset);
+    Ok(records)
 }

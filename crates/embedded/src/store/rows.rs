@@ -1,7 +1,7 @@
 //! Rows of the store's tables turned into domain values, and the lookups its queries share.
 
-use super::{FILE_COLUMNS, MESSAGE_COLUMNS, MESSAGES_WITH_FILES};
-use chat4all_core::ids::{Email, InvalidValue};
+use super::FILE_COLUMNS;
+use chat4all_core::ids::{Email, InvalidValue, UserId};
 use chat4all_core::model::{
     Conversation, ConversationKind, FileMeta, Message, UploadSession, User,
 };
@@ -27,7 +27,19 @@ pub(super) fn status_column(row: &Row<'_>, index: usize) -> rusqlite::Result<Mes
     })
 }
 
+/// A message row in `MESSAGE_COLUMNS` order, with its attachment.
 pub(super) fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        attachment: match row.get::<_, Option<String>>(11)? {
+            Some(_) => Some(file_row(row, 11)?),
+            None => None,
+        },
+        ..message_fields(row)?
+    })
+}
+
+/// A message's own columns (the first eleven of `MESSAGE_COLUMNS`), without its attachment.
+fn message_fields(row: &Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
         message_id: parsed(row, 0)?,
         conversation_id: parsed(row, 1)?,
@@ -40,10 +52,7 @@ pub(super) fn message_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         delivered_at: row.get(8)?,
         read_at: row.get(9)?,
         failure_reason: row.get(10)?,
-        attachment: match row.get::<_, Option<String>>(11)? {
-            Some(_) => Some(file_row(row, 11)?),
-            None => None,
-        },
+        attachment: None,
     })
 }
 
@@ -114,12 +123,26 @@ pub(super) fn user_row(row: &Row<'_>) -> rusqlite::Result<User> {
     })
 }
 
+/// One message with its attachment. Two lookups rather than a join: SQLite re-prepares a join (or an ORDER BY)
+/// each time its parameters change, and this runs for every message the router stores.
 pub(super) fn find_message(conn: &Connection, id: &str) -> rusqlite::Result<Option<Message>> {
-    conn.prepare_cached(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES_WITH_FILES} WHERE m.message_id = ?1"
-    ))?
-    .query_row([id], message_row)
-    .optional()
+    let found = conn
+        .prepare_cached(
+            "SELECT message_id, conversation_id, seq, sender_id, recipient_id, content, status, timestamp,
+                delivered_at, read_at, failure_reason, file_id FROM messages WHERE message_id = ?1",
+        )?
+        .query_row([id], |row| {
+            let file_id: Option<String> = row.get(11)?;
+            Ok((message_fields(row)?, file_id))
+        })
+        .optional()?;
+    let Some((mut message, file_id)) = found else {
+        return Ok(None);
+    };
+    if let Some(file_id) = file_id {
+        message.attachment = find_file(conn, &file_id)?;
+    }
+    Ok(Some(message))
 }
 
 pub(super) fn load_conversation(
@@ -143,12 +166,13 @@ pub(super) fn load_conversation(
     let Some(mut conversation) = head else {
         return Ok(None);
     };
-    let mut members = conn.prepare_cached(
-        "SELECT user_id FROM members WHERE conversation_id = ?1 ORDER BY joined_at, user_id",
-    )?;
-    conversation.members = members
-        .query_map([id], |row| parsed(row, 0))?
+    // Sorted here, not by ORDER BY, which would make SQLite re-prepare the statement on every membership check.
+    let mut members: Vec<(i64, UserId)> = conn
+        .prepare_cached("SELECT joined_at, user_id FROM members WHERE conversation_id = ?1")?
+        .query_map([id], |row| Ok((row.get(0)?, parsed(row, 1)?)))?
         .collect::<rusqlite::Result<_>>()?;
+    members.sort_unstable();
+    conversation.members = members.into_iter().map(|(_, user)| user).collect();
     Ok(Some(conversation))
 }
 
