@@ -7,6 +7,7 @@ pub mod backends;
 pub mod cli;
 pub mod config;
 pub mod http_server;
+pub mod realtime;
 pub mod roles;
 pub mod telemetry;
 

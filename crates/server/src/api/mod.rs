@@ -19,6 +19,7 @@ mod tokens;
 mod upload_parts;
 mod uploads;
 mod users;
+mod ws;
 
 pub use doc::openapi_document;
 pub use login_throttle::LoginThrottle;
@@ -77,6 +78,8 @@ pub fn router(state: AppState, request_timeout: Duration, body_pause: Duration) 
             post(admin::replay_dead_letters),
         )
         .route("/admin/events", post(admin::inject))
+        .route("/v1/ws", get(ws::connect))
+        .route("/notifications", get(ws::connect))
         .route("/health", get(ops::health))
         .route("/health/live", get(ops::live))
         .route("/metrics", get(ops::metrics))
@@ -99,5 +102,6 @@ pub fn register_metrics() {
     messages::register_metrics();
     files::register_metrics();
     login_throttle::register_metrics();
+    ws::register_metrics();
     crate::http_server::register_metrics();
 }

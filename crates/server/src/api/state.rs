@@ -55,6 +55,8 @@ pub struct Services {
     pub health: Health,
     /// The Prometheus registry rendered by `/metrics`.
     pub metrics: PrometheusHandle,
+    /// This instance's real-time sockets.
+    pub hub: Arc<crate::realtime::Hub>,
     /// Base of links in responses (`https://chat.example.com`): the configured public URL, else the listen
     /// address; never the request's `Host`, which a client controls.
     pub public_url: String,

@@ -65,6 +65,11 @@ impl Tokens {
     /// The user a valid token names; 401 for anything else (bad signature, expired, not yet valid, issued in the
     /// future, too long-lived, other algorithm). Whether the user still exists is the caller's check.
     pub fn verify(&self, token: &str) -> Result<UserId, Problem> {
+        self.verify_until(token).map(|(user, _)| user)
+    }
+
+    /// As [`Tokens::verify`], with the token's expiry (ms): a long-lived connection ends then.
+    pub fn verify_until(&self, token: &str) -> Result<(UserId, i64), Problem> {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| Problem::unauthorized(format!("invalid token: {e}")))?
             .claims;
@@ -76,7 +81,9 @@ impl Tokens {
                 "invalid token: its lifetime exceeds this server's maximum",
             ));
         }
-        UserId::parse(claims.sub).map_err(|_| Problem::unauthorized("invalid token subject"))
+        let user = UserId::parse(claims.sub)
+            .map_err(|_| Problem::unauthorized("invalid token subject"))?;
+        Ok((user, claims.exp.saturating_mul(1000)))
     }
 }
 

@@ -5,6 +5,7 @@ use super::{Backends, Tasks};
 use crate::api::{self, AppState, Tokens};
 use crate::config::Config;
 use crate::http_server::{self, ConnectionLimits};
+use crate::realtime::{Hub, HubLimits, fanout};
 use crate::telemetry::heartbeat::{LagBoard, Pulse};
 use anyhow::Context;
 use chat4all_core::ids::{Password, Username};
@@ -84,6 +85,19 @@ pub async fn start(
         .await
         .with_context(|| format!("cannot listen on {}", config.http.addr))?;
     let addr = listener.local_addr()?;
+    // Real time: this instance's sockets, fed by its own tail of the applied changes; told to close on shutdown.
+    // The tail starts before the listener accepts anything, so no change made through this api is missed.
+    let hub = Hub::new(HubLimits::default());
+    {
+        let tail = log.tail(&topics.notifications).await?;
+        let (stores, fed) = (stores.clone(), hub.clone());
+        tasks.spawn(move |stop| fanout::run(tail, stores, fed, stop));
+        let closing = hub.clone();
+        tasks.spawn(move |stop| async move {
+            stop.cancelled().await;
+            closing.close();
+        });
+    }
     let state = AppState::new(api::Services {
         accounts,
         conversations: Conversations::new(stores),
@@ -115,6 +129,7 @@ pub async fn start(
         },
         metrics: parts.metrics,
         public_url: public_url(config, addr),
+        hub,
     });
     let limits = ConnectionLimits {
         max_connections: max_connections(config.http.max_connections),

@@ -1,0 +1,163 @@
+//! Follows the notifications topic from its end ("tail": every api instance sees every change, no consumer group)
+//! and pushes each change to the sockets of its conversation's members on this instance. One task reads every
+//! partition in order, so a conversation's changes reach a socket in the order they were applied (`seq` order for
+//! new messages).
+
+use super::hub::{Frame, Hub};
+use chat4all_core::envelope::{HEADER_EVENT_TYPE, HEADER_PRODUCED_AT, decode};
+use chat4all_core::events::{Event, MessageStatusChanged, MessageStored};
+use chat4all_core::ids::{ConversationId, UserId};
+use chat4all_core::ports::{Record, Stores, Tail};
+use chat4all_core::time::now_millis;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// How long a conversation's member list is trusted: a membership change reaches the stream within this.
+const MEMBERS_TTL: Duration = Duration::from_secs(1);
+/// Most conversations whose members are remembered.
+const MEMBERS_CACHED: usize = 10_000;
+/// Most records handled per poll, and how long an idle poll waits.
+const BATCH: usize = 512;
+const IDLE_WAIT: Duration = Duration::from_millis(500);
+
+/// Pushes the changes `tail` reads (the notifications topic, followed from the moment the api started) to the
+/// connected members until `stop`.
+pub async fn run(mut tail: Box<dyn Tail>, stores: Stores, hub: Arc<Hub>, stop: CancellationToken) {
+    let mut members = Members::new(stores);
+    loop {
+        let polled = tokio::select! {
+            _ = stop.cancelled() => return,
+            polled = tail.poll(BATCH, IDLE_WAIT) => polled,
+        };
+        match polled {
+            Ok(records) => {
+                if hub.is_empty() {
+                    continue;
+                }
+                for record in &records {
+                    deliver(record, &hub, &mut members).await;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading the notifications failed; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Turns one record into its frame and pushes it to the conversation's members.
+async fn deliver(record: &Record, hub: &Hub, members: &mut Members) {
+    let Some((conversation, frame)) = frame_of(record) else {
+        return;
+    };
+    let Some(recipients) = members.of(&conversation).await else {
+        return;
+    };
+    if hub.push(recipients.iter(), &frame) > 0
+        && let Some(produced) = record
+            .header(HEADER_PRODUCED_AT)
+            .and_then(|t| t.parse::<i64>().ok())
+    {
+        let delay = (now_millis() - produced).max(0) as f64 / 1000.0;
+        metrics::histogram!("websocket_notification_delay_seconds").record(delay);
+    }
+}
+
+/// The frame of a notification record (`new_message` or `status_update`), with its conversation; `None` for a
+/// record of another type or one that does not decode (logged: a poison record never stops the fan-out).
+fn frame_of(record: &Record) -> Option<(ConversationId, Frame)> {
+    let frame = match record.header(HEADER_EVENT_TYPE) {
+        Some(MessageStored::TYPE) => decode::<MessageStored>(record).map(|m| {
+            let frame = json!({
+                "type": "new_message",
+                "message_id": m.message_id,
+                "conversation_id": m.conversation_id,
+                "seq": m.seq,
+                "sender_id": m.sender_id,
+                "recipient_id": m.recipient_id,
+                "content": m.content,
+                "status": "SENT",
+                "timestamp": m.timestamp,
+                "file_id": m.file_id,
+            });
+            (m.conversation_id, frame)
+        }),
+        Some(MessageStatusChanged::TYPE) => decode::<MessageStatusChanged>(record).map(|c| {
+            let frame = json!({
+                "type": "status_update",
+                "message_id": c.message_id,
+                "conversation_id": c.conversation_id,
+                "seq": c.seq,
+                "status": c.status,
+                "at": c.at,
+                "detail": c.detail,
+            });
+            (c.conversation_id, frame)
+        }),
+        _ => return None,
+    };
+    match frame {
+        Ok((conversation, mut frame)) => {
+            if let Some(fields) = frame.as_object_mut() {
+                fields.retain(|_, v| !v.is_null());
+            }
+            Some((conversation, Arc::from(frame.to_string())))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, offset = record.offset, partition = record.partition, "undecodable notification skipped");
+            None
+        }
+    }
+}
+
+/// Conversation members, remembered briefly so that a busy conversation costs one store read per second.
+struct Members {
+    stores: Stores,
+    cached: HashMap<ConversationId, (Instant, Arc<[UserId]>)>,
+}
+
+impl Members {
+    fn new(stores: Stores) -> Self {
+        Self {
+            stores,
+            cached: HashMap::new(),
+        }
+    }
+
+    async fn of(&mut self, conversation: &ConversationId) -> Option<Arc<[UserId]>> {
+        if let Some((at, members)) = self.cached.get(conversation)
+            && at.elapsed() < MEMBERS_TTL
+        {
+            return Some(members.clone());
+        }
+        let members: Arc<[UserId]> = match self
+            .stores
+            .conversations
+            .conversation(conversation)
+            .await
+        {
+            Ok(Some(found)) => found.members.into(),
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, conversation = %conversation, "members unreadable; change not pushed");
+                return None;
+            }
+        };
+        if self.cached.len() >= MEMBERS_CACHED {
+            self.cached.retain(|_, (at, _)| at.elapsed() < MEMBERS_TTL);
+            if self.cached.len() >= MEMBERS_CACHED {
+                self.cached.clear();
+            }
+        }
+        self.cached
+            .insert(conversation.clone(), (Instant::now(), members.clone()));
+        Some(members)
+    }
+}
