@@ -180,3 +180,22 @@ async fn a_read_receipt_reaches_the_sender_live() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_socket_closes_when_its_token_expires() {
+    let (_dir, app) = common::spawn_edited(|c| c.auth.token_ttl = Duration::from_secs(1)).await;
+    let (_, alice) = app.user("alice").await;
+    let mut socket = open(&app, "/v1/ws", &alice, false).await;
+    let close = loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("the socket outlived its token")
+            .expect("closed without a close frame")
+            .expect("socket error");
+        if let Message::Close(close) = frame {
+            break close.expect("a close frame with a code");
+        }
+    };
+    assert_eq!(u16::from(close.code), 4001, "{}", close.reason);
+    app.stop().await;
+}
