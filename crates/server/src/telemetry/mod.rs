@@ -89,6 +89,27 @@ fn describe() {
         "HTTP request latency by method and route template."
     );
     describe_gauge!("http_connections_open", "HTTP connections open now.");
+    describe_gauge!(
+        "websocket_connections",
+        "Real-time sockets open on this instance."
+    );
+    describe_counter!(
+        "websocket_notifications_sent_total",
+        "Frames queued to real-time sockets."
+    );
+    describe_counter!(
+        "websocket_notifications_dropped_total",
+        "Frames a slow socket could not take; the socket is then closed."
+    );
+    describe_counter!(
+        "websocket_closed_total",
+        "Real-time sockets the server closed, by reason."
+    );
+    describe_histogram!(
+        "websocket_notification_delay_seconds",
+        Unit::Seconds,
+        "From a change's publication (after the store's commit) to its frame being queued to a socket."
+    );
     describe_counter!(
         "http_connections_rejected_total",
         "HTTP connections refused (503) over the connection cap."
