@@ -63,6 +63,34 @@ pub struct Conversation {
     pub created_by: UserId,
 }
 
+/// A group: a conversation of type group, with what only groups have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// The conversation; its members are in join order (oldest first), which decides an admin hand-over.
+    pub conversation: Conversation,
+    /// Optional free text.
+    pub description: Option<String>,
+    /// Members who may add, remove and promote members.
+    pub admins: Vec<UserId>,
+    /// Largest membership, fixed at creation.
+    pub max_members: u32,
+    /// Bumped by every membership or admin change, so that changes decided from a stale copy are refused.
+    pub version: u64,
+}
+
+/// How far one member has read a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadReceipt {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The reader.
+    pub user_id: UserId,
+    /// Every message with a `seq` up to this one is read.
+    pub up_to_seq: u64,
+    /// When the receipt last moved (ms).
+    pub read_at: i64,
+}
+
 /// A stored message, as history and lookups return it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {

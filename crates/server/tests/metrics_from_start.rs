@@ -19,6 +19,7 @@ async fn every_series_exists_at_zero_before_any_traffic() {
         r#"messages_rejected_total{service="api",reason="too_large"} 0"#,
         r#"messages_rejected_total{service="api",reason="unavailable"} 0"#,
         r#"files_uploaded_total{service="api",size_bucket="gte_1gib"} 0"#,
+        r#"group_membership_changes_total{service="api",change="handed_over"} 0"#,
         r#"login_attempts_throttled_total{service="api",scope="address"} 0"#,
         r#"http_connections_rejected_total{service="api"} 0"#,
         r#"http_requests_total{service="api",method="POST",path="/v1/messages",status="202"} 0"#,

@@ -5,36 +5,13 @@ mod common;
 use chat4all_core::envelope::{HEADER_CORRELATION_ID, HEADER_EVENT_TYPE, encode};
 use chat4all_core::events::{MessageAccepted, Topics};
 use chat4all_core::ids::{ConversationId, CorrelationId, MessageId, UserId};
-use chat4all_core::ports::{EventLog, OutgoingRecord, PartitionConsumer, Record, Stores};
+use chat4all_core::ports::{EventLog, OutgoingRecord, Stores};
 use chat4all_core::services::dead_letters::HEADER_REASON;
 use chat4all_core::services::routing::Router;
 use chat4all_embedded::{LogOptions, SqliteLog, SqliteStore};
-use common::{all_have_status, spawn_app};
+use common::{all_have_status, drain, read_topic, spawn_app};
 use serde_json::json;
 use std::sync::Arc;
-use std::time::Duration;
-
-async fn drain(consumer: &mut Box<dyn PartitionConsumer>) -> Vec<Record> {
-    let mut all = Vec::new();
-    loop {
-        let records = consumer
-            .poll(1000, Duration::from_millis(10))
-            .await
-            .unwrap();
-        if records.is_empty() {
-            return all;
-        }
-        all.extend(records);
-    }
-}
-
-async fn read_topic(log: &dyn EventLog, topic: &str) -> Vec<Record> {
-    let mut all = Vec::new();
-    for partition in 0..log.partition_count() {
-        all.extend(drain(&mut log.consumer("test-reader", topic, partition).await.unwrap()).await);
-    }
-    all
-}
 
 fn accepted(content: &str) -> MessageAccepted {
     MessageAccepted {

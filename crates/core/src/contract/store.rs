@@ -1,5 +1,5 @@
 //! The store contract: uniqueness, gap-free idempotent `seq`, compare-and-set status writes, paging, idempotency
-//! keys.
+//! keys; groups and read receipts in `contract::groups`.
 
 use crate::events::MessageAccepted;
 use crate::ids::{
@@ -25,6 +25,7 @@ pub async fn run_all(stores: Stores) {
     files_and_attachments(&stores).await;
     resumable_upload_ranges(&stores).await;
     control_documents_expire_and_replace(&stores).await;
+    super::groups::run_all(&stores).await;
 }
 
 fn user(name: &str, email: Option<&str>) -> User {

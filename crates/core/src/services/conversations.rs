@@ -60,25 +60,8 @@ impl Conversations {
             Some(id) => ConversationId::parse(id)?,
             None => ConversationId::generate(),
         };
-        let name = request
-            .name
-            .map(|n| n.trim().to_owned())
-            .filter(|n| !n.is_empty());
-        if name
-            .as_ref()
-            .is_some_and(|n| n.chars().count() > MAX_NAME_CHARS)
-        {
-            return Err(ServiceError::Invalid(format!(
-                "name must be at most {MAX_NAME_CHARS} characters"
-            )));
-        }
-        let mut members = vec![creator.clone()];
-        for raw in request.members {
-            let id = UserId::parse(raw)?;
-            if !members.contains(&id) {
-                members.push(id);
-            }
-        }
+        let name = trimmed("name", request.name, MAX_NAME_CHARS)?;
+        let members = with_creator(creator, request.members)?;
         if members.len() > MAX_MEMBERS {
             return Err(ServiceError::Invalid(format!(
                 "a conversation has at most {MAX_MEMBERS} members"
@@ -89,10 +72,7 @@ impl Conversations {
                 "a direct conversation has exactly one other member".into(),
             ));
         }
-        let existing = self.stores.accounts.existing_users(&members).await?;
-        if let Some(unknown) = members.iter().find(|m| !existing.contains(m)) {
-            return Err(ServiceError::Invalid(format!("unknown user {unknown}")));
-        }
+        ensure_users_exist(&self.stores, &members).await?;
         let conversation = Conversation {
             conversation_id,
             kind: request.kind,
@@ -231,6 +211,48 @@ impl Conversations {
             .ok_or_else(|| ServiceError::NotFound(format!("conversation {id} not found")))?;
         check_member(&conversation, user)?;
         Ok(conversation)
+    }
+}
+
+/// `text` trimmed, `None` when blank; 400 naming `field` when longer than `max` characters.
+pub(super) fn trimmed(
+    field: &str,
+    text: Option<String>,
+    max: usize,
+) -> Result<Option<String>, ServiceError> {
+    let text = text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+    if text.as_ref().is_some_and(|t| t.chars().count() > max) {
+        return Err(ServiceError::Invalid(format!(
+            "{field} must be at most {max} characters"
+        )));
+    }
+    Ok(text)
+}
+
+/// The creator followed by the other members as given, each once; 400 on a malformed id.
+pub(super) fn with_creator(
+    creator: &UserId,
+    others: Vec<String>,
+) -> Result<Vec<UserId>, ServiceError> {
+    let mut members = vec![creator.clone()];
+    for raw in others {
+        let id = UserId::parse(raw)?;
+        if !members.contains(&id) {
+            members.push(id);
+        }
+    }
+    Ok(members)
+}
+
+/// 400 naming the first of `users` that is not registered.
+pub(super) async fn ensure_users_exist(
+    stores: &Stores,
+    users: &[UserId],
+) -> Result<(), ServiceError> {
+    let existing = stores.accounts.existing_users(users).await?;
+    match users.iter().find(|u| !existing.contains(u)) {
+        Some(unknown) => Err(ServiceError::Invalid(format!("unknown user {unknown}"))),
+        None => Ok(()),
     }
 }
 

@@ -2,13 +2,14 @@
 
 use super::changes::Changes;
 use super::conversations::Conversations;
+use super::receipts::Receipts;
 use crate::envelope::encode;
 use crate::error::ServiceError;
-use crate::events::{MessageAccepted, StatusUpdate, Topics};
+use crate::events::{MessageAccepted, Topics};
 use crate::ids::{
     ConversationId, CorrelationId, FileId, IdempotencyKey, MessageId, UserId, Username,
 };
-use crate::model::{HistoryPage, HistoryQuery, Message, StatusChange, Transition};
+use crate::model::{Conversation, HistoryPage, HistoryQuery, Message, ReadReceipt, StatusChange};
 use crate::ports::{EventLog, IdempotentRequest, Stores};
 use crate::recipient::Recipient;
 use crate::status::MessageStatus;
@@ -60,6 +61,17 @@ pub struct MessageDetail {
     pub message: Message,
     /// Its status changes, oldest first.
     pub history: Vec<StatusChange>,
+    /// Who has read it, its sender aside.
+    pub read_by: Vec<UserId>,
+}
+
+/// What marking one message read came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkedRead {
+    /// The message afterwards: READ, or still DELIVERED while other members of its group have not read it.
+    pub message: Message,
+    /// The reader's receipt in its conversation.
+    pub receipt: ReadReceipt,
 }
 
 /// The messaging use cases.
@@ -69,7 +81,7 @@ pub struct Messaging {
     log: Arc<dyn EventLog>,
     topics: Topics,
     conversations: Conversations,
-    changes: Changes,
+    receipts: Receipts,
     default_validity: Duration,
 }
 
@@ -84,7 +96,7 @@ impl Messaging {
         let conversations = Conversations::new(stores);
         let changes = Changes::new(stores, log.clone(), topics.clone());
         Self {
-            changes,
+            receipts: Receipts::new(stores, changes),
             stores: stores.clone(),
             log,
             topics,
@@ -249,59 +261,61 @@ impl Messaging {
         caller: &UserId,
         message_id: &str,
     ) -> Result<MessageDetail, ServiceError> {
-        let message = self.visible_message(caller, message_id).await?;
+        let (message, _) = self.visible_message(caller, message_id).await?;
         let history = self
             .stores
             .messages
             .status_history(&message.message_id)
             .await?;
-        Ok(MessageDetail { message, history })
+        let read_by = self.receipts.read_by(&message).await?;
+        Ok(MessageDetail {
+            message,
+            history,
+            read_by,
+        })
     }
 
-    /// Marks a message READ: DELIVERED→READ; READ again answers the first `read_at`; any other state → 409. The
-    /// caller must be a member and not the sender.
+    /// Records that `caller` has read a message, as a read receipt up to its `seq`: the message becomes READ once
+    /// every other member has read it (at once in a direct conversation). It must be DELIVERED or READ (else 409);
+    /// the caller must be a member (else 404) and not the sender (403). Repeating it changes nothing.
     pub async fn mark_read(
         &self,
         caller: &UserId,
         message_id: &str,
         correlation_id: &CorrelationId,
-    ) -> Result<Message, ServiceError> {
-        let message = self.visible_message(caller, message_id).await?;
+    ) -> Result<MarkedRead, ServiceError> {
+        let (message, conversation) = self.visible_message(caller, message_id).await?;
         if &message.sender_id == caller {
             return Err(ServiceError::Forbidden(
                 "the sender cannot mark their own message read".into(),
             ));
         }
-        match message.status {
-            MessageStatus::Read => return Ok(message),
-            MessageStatus::Delivered => {}
-            other => {
-                return Err(ServiceError::Conflict(format!(
-                    "a {other} message cannot be marked read"
-                )));
-            }
-        }
-        let mut update = StatusUpdate::now(message.message_id, MessageStatus::Read, None);
-        update.correlation_id = Some(correlation_id.clone());
-        match self
-            .changes
-            .apply_now(std::slice::from_ref(&update))
-            .await?
-            .pop()
-        {
-            Some(Transition::Applied(message)) => Ok(message),
-            Some(Transition::Refused(message)) if message.status == MessageStatus::Read => {
-                Ok(message)
-            }
-            Some(Transition::Refused(message)) => Err(ServiceError::Conflict(format!(
+        if !matches!(
+            message.status,
+            MessageStatus::Delivered | MessageStatus::Read
+        ) {
+            return Err(ServiceError::Conflict(format!(
                 "a {} message cannot be marked read",
                 message.status
-            ))),
-            _ => Err(ServiceError::NotFound(format!(
-                "message {} not found",
-                update.message_id
-            ))),
+            )));
         }
+        let receipt = self
+            .receipts
+            .advance(
+                &conversation,
+                caller,
+                message.seq,
+                now_millis(),
+                correlation_id,
+            )
+            .await?;
+        let message = self
+            .stores
+            .messages
+            .message(&message.message_id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("message {message_id} not found")))?;
+        Ok(MarkedRead { message, receipt })
     }
 
     /// The message if it exists and `caller` is a member of its conversation; 404 otherwise, the same answer for
@@ -310,7 +324,7 @@ impl Messaging {
         &self,
         caller: &UserId,
         message_id: &str,
-    ) -> Result<Message, ServiceError> {
+    ) -> Result<(Message, Conversation), ServiceError> {
         let not_found = || ServiceError::NotFound(format!("message {message_id} not found"));
         let id = MessageId::parse(message_id).map_err(|_| not_found())?;
         let message = self
@@ -319,11 +333,12 @@ impl Messaging {
             .message(&id)
             .await?
             .ok_or_else(not_found)?;
-        self.conversations
+        let conversation = self
+            .conversations
             .visible_to(&message.conversation_id, caller)
             .await?
             .ok_or_else(not_found)?;
-        Ok(message)
+        Ok((message, conversation))
     }
 }
 

@@ -7,5 +7,7 @@ pub mod conversations;
 pub mod dead_letters;
 pub mod delivery;
 pub mod files;
+pub mod groups;
 pub mod messaging;
+pub mod receipts;
 pub mod routing;

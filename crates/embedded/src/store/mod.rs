@@ -7,8 +7,10 @@ mod accounts;
 mod control;
 mod conversations;
 mod files;
+mod groups;
 mod idempotency;
 mod messages;
+mod receipts;
 mod rows;
 
 use crate::sqlite::{self, Readers, Writer};
@@ -24,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_files.sql"),
     include_str!("../../migrations/0003_status_correlation.sql"),
     include_str!("../../migrations/0004_controls.sql"),
+    include_str!("../../migrations/0005_groups.sql"),
 ];
 
 /// A message row with its attachment (`f.*` is NULL when there is none).

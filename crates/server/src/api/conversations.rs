@@ -1,11 +1,11 @@
-//! `/v1/conversations`: create and list.
+//! `/v1/conversations`: create, list, and the caller's read receipt.
 
-use super::extract::{ApiJson, ApiQuery, AuthUser};
+use super::extract::{ApiJson, ApiQuery, AuthUser, Correlation};
 use super::problem::ApiResult;
-use super::schema::{Id, conversation_type};
+use super::schema::{Id, conversation_type, position};
 use super::state::AppState;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chat4all_core::model::{Conversation, ConversationKind};
 use chat4all_core::services::conversations::{MAX_PAGE, NewConversation};
@@ -120,5 +120,51 @@ pub async fn list(
     Ok(Json(ConversationList {
         conversations: page.conversations.into_iter().map(Into::into).collect(),
         next_cursor: page.next_cursor,
+    }))
+}
+
+/// How far the caller has read a conversation.
+#[derive(Deserialize, ToSchema)]
+pub struct ReadUpToRequest {
+    /// Every message up to this `seq` is read: 1..the conversation's last `seq`.
+    #[schema(schema_with = position, minimum = 1)]
+    up_to_seq: u64,
+}
+
+/// A member's read receipt: every message up to `up_to_seq` is read.
+#[derive(Serialize, ToSchema)]
+pub struct ReceiptView {
+    conversation_id: String,
+    user_id: String,
+    up_to_seq: u64,
+    /// When the receipt last moved.
+    read_at: i64,
+}
+
+/// Marks everything up to `up_to_seq` read for the caller. Receipts only move forward: a lower value leaves the
+/// receipt where it was. A message becomes READ for its sender once every other member has read it.
+#[utoipa::path(post, path = "/v1/conversations/{id}/read", tag = "conversations", request_body = ReadUpToRequest,
+    security(("bearer" = [])),
+    params(("id" = Id, Path, description = "Conversation id")),
+    responses((status = 200, body = ReceiptView),
+        (status = 400, description = "`up_to_seq` is below 1 or beyond the conversation's last `seq`."),
+        (status = 403, description = "Not a member."),
+        (status = 404, description = "No such conversation.")))]
+pub async fn read(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Correlation(correlation_id): Correlation,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<ReadUpToRequest>,
+) -> ApiResult<Json<ReceiptView>> {
+    let receipt = state
+        .receipts
+        .read_up_to(&caller, &id, request.up_to_seq, &correlation_id)
+        .await?;
+    Ok(Json(ReceiptView {
+        conversation_id: receipt.conversation_id.into(),
+        user_id: receipt.user_id.into(),
+        up_to_seq: receipt.up_to_seq,
+        read_at: receipt.read_at,
     }))
 }

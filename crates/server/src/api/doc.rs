@@ -2,7 +2,7 @@
 //! (security schemes, the error responses that come from extractors and middleware, problem+json bodies).
 
 use super::problem::ProblemBody;
-use super::{admin, conversations, downloads, files, messages, ops, uploads, users};
+use super::{admin, conversations, downloads, files, groups, messages, ops, uploads, users};
 use axum::http::StatusCode;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
@@ -20,7 +20,8 @@ const ADMIN: &str = "admin";
     info(title = "Chat4All", description = "One HTTP API in front of many messaging channels."),
     paths(
         users::register, users::token,
-        conversations::create, conversations::list,
+        conversations::create, conversations::list, conversations::read,
+        groups::create, groups::get, groups::add_member, groups::remove_member, groups::promote,
         messages::send, messages::history, messages::get, messages::read,
         files::upload, downloads::download, downloads::content,
         uploads::create_upload, uploads::put_chunk, uploads::upload_status, uploads::complete_upload,

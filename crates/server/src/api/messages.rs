@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chat4all_core::model::{HistoryQuery, Message, StatusChange};
 use chat4all_core::services::messaging::SendMessage;
+use chat4all_core::status::MessageStatus;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -147,14 +148,19 @@ pub struct MessageDetailView {
     #[serde(flatten)]
     message: MessageView,
     status_history: Vec<StatusChangeView>,
+    /// Who has read it (their read receipt reaches its `seq`), its sender aside.
+    #[schema(value_type = Vec<Id>)]
+    read_by: Vec<String>,
 }
 
 /// The answer to marking a message read.
 #[derive(Serialize, ToSchema)]
 pub struct ReadResponse {
     message_id: String,
-    /// Always `READ`.
+    /// `READ`: the caller has read it (in a group, the message itself becomes READ once every other member has;
+    /// `GET /v1/messages/{id}` shows its status and `read_by`).
     status: &'static str,
+    /// When the message became READ; while it waits for other members, when the caller read it.
     read_at: i64,
 }
 
@@ -353,10 +359,12 @@ pub async fn get(
     Ok(Json(MessageDetailView {
         message: MessageView::of(detail.message, &state).await?,
         status_history: detail.history.into_iter().map(Into::into).collect(),
+        read_by: detail.read_by.into_iter().map(Into::into).collect(),
     }))
 }
 
-/// Marks a message read (DELIVERED → READ; READ again is idempotent).
+/// Marks a message read for the caller, as a read receipt up to its `seq`: DELIVERED → READ once every other
+/// member has read it (at once in a direct conversation); repeating it changes nothing.
 #[utoipa::path(post, path = "/v1/messages/{id}/read", tag = "messages", security(("bearer" = [])),
     params(("id" = Id, Path, description = "Message id")),
     responses((status = 200, body = ReadResponse),
@@ -369,13 +377,14 @@ pub async fn read(
     Correlation(correlation_id): Correlation,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ReadResponse>> {
-    let message = state
+    let marked = state
         .messaging
         .mark_read(&caller, &id, &correlation_id)
         .await?;
+    let message = marked.message;
     Ok(Json(ReadResponse {
         message_id: message.message_id.into(),
-        status: "READ",
-        read_at: message.read_at.unwrap_or_default(),
+        status: MessageStatus::Read.as_str(),
+        read_at: message.read_at.unwrap_or(marked.receipt.read_at),
     }))
 }

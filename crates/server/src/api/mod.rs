@@ -6,6 +6,7 @@ mod doc;
 mod downloads;
 mod extract;
 mod files;
+mod groups;
 mod login_throttle;
 mod messages;
 mod observe;
@@ -32,7 +33,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use chat4all_core::services::files::MAX_CHUNK_BYTES;
 use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -64,6 +65,15 @@ pub fn router(state: AppState, request_timeout: Duration, body_pause: Duration) 
             post(conversations::create).get(conversations::list),
         )
         .route("/v1/conversations/{id}/messages", get(messages::history))
+        .route("/v1/conversations/{id}/read", post(conversations::read))
+        .route("/v1/groups", post(groups::create))
+        .route("/v1/groups/{id}", get(groups::get))
+        .route("/v1/groups/{id}/members", post(groups::add_member))
+        .route(
+            "/v1/groups/{id}/members/{user_id}",
+            delete(groups::remove_member),
+        )
+        .route("/v1/groups/{id}/admins/{user_id}", put(groups::promote))
         .route("/v1/messages", post(messages::send))
         .route("/v1/messages/{id}", get(messages::get))
         .route("/v1/messages/{id}/read", post(messages::read))
@@ -101,6 +111,7 @@ pub fn register_metrics() {
     observe::register_metrics(&openapi_document());
     messages::register_metrics();
     files::register_metrics();
+    groups::register_metrics();
     login_throttle::register_metrics();
     ws::register_metrics();
     crate::http_server::register_metrics();

@@ -8,7 +8,9 @@ use chat4all_core::services::control::Control;
 use chat4all_core::services::conversations::Conversations;
 use chat4all_core::services::dead_letters::DeadLetters;
 use chat4all_core::services::files::Files;
+use chat4all_core::services::groups::Groups;
 use chat4all_core::services::messaging::Messaging;
+use chat4all_core::services::receipts::Receipts;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +41,10 @@ pub struct Services {
     pub accounts: Accounts,
     /// Conversations and membership.
     pub conversations: Conversations,
+    /// Groups and their membership.
+    pub groups: Groups,
+    /// Per-participant read receipts.
+    pub receipts: Receipts,
     /// Sending and reading messages.
     pub messaging: Messaging,
     /// Files and their links.

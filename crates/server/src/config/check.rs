@@ -87,6 +87,9 @@ impl Config {
         let link_ttl = (1..=7 * 24 * 3600).contains(&self.files.download_link_ttl_secs);
         let problem = "must be between 1 and 604800 seconds";
         ensure(link_ttl, "files.download-link-ttl-secs", problem)?;
+        let group_size = (2..=10_000).contains(&self.groups.max_members);
+        let problem = "must be between 2 and 10000";
+        ensure(group_size, "groups.max-members", problem)?;
         let delivery = &self.delivery;
         let validity = 1..=MAX_VALIDITY_SECS;
         secs(

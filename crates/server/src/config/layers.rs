@@ -61,6 +61,7 @@ pub(super) const KEYS: &[Key] = &[
     key("seed-demo-users", "auth.seed-demo-users", "BOOL", "Create the demo users user_a/pass_a, user_b/pass_b, user_c/pass_c (never in production) [default: false]"),
     key("max-file-bytes", "files.max-bytes", "BYTES", "Largest file accepted, in bytes [default: 2147483648 (2 GiB)]"),
     key("download-link-ttl-secs", "files.download-link-ttl-secs", "SECS", "How long a download link stays valid, in seconds [default: 3600]"),
+    key("max-group-members", "groups.max-members", "N", "Largest group, in members, the creator included (2-10000) [default: 256]"),
     key("default-validity-secs", "delivery.default-validity-secs", "SECS", "How long a channel message may wait for delivery before it fails as expired, unless it says otherwise [default: 36000]"),
     key("breaker-cool-down-secs", "delivery.breaker-cool-down-secs", "SECS", "How long a channel's circuit breaker stays open before a probe [default: 30]"),
     key("log-format", "telemetry.log-format", "json|pretty", "Log line format [default: json when stdout is not a terminal, else pretty]"),

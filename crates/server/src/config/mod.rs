@@ -1,5 +1,5 @@
-//! Configuration of `chat4all serve`, by section (`[http]`, `[storage]`, `[auth]`, `[files]`, `[delivery]`,
-//! `[telemetry]`, `[channels.<name>]`). The layers (built-in defaults, a TOML file, `CHAT4ALL_*` variables,
+//! Configuration of `chat4all serve`, by section (`[http]`, `[storage]`, `[auth]`, `[files]`, `[groups]`,
+//! `[delivery]`, `[telemetry]`, `[channels.<name>]`). The layers (built-in defaults, a TOML file, `CHAT4ALL_*` variables,
 //! flags) are merged in [`layers`]; this module holds the one structure they produce and its checks.
 
 mod channels;
@@ -12,6 +12,7 @@ pub use check::Invalid;
 pub use layers::{Flags, load};
 pub use urls::{EventLogBackend, ObjectsBackend, StoreBackend};
 
+use chat4all_core::services::conversations::MAX_MEMBERS;
 use chat4all_core::services::delivery::DeliverySettings;
 use chat4all_core::services::files::FileLimits;
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[files]`: file size and link limits.
     pub files: FilesConfig,
+    /// `[groups]`: group limits.
+    pub groups: GroupsConfig,
     /// `[delivery]`: how connectors deliver (validity, breaker, retries).
     pub delivery: DeliveryConfig,
     /// `[telemetry]`: logs and health.
@@ -119,6 +122,14 @@ pub struct FilesConfig {
     pub download_link_ttl_secs: u64,
 }
 
+/// `[groups]`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GroupsConfig {
+    /// Largest group, in members (the creator included); fixed in each group when it is created.
+    pub max_members: u32,
+}
+
 /// `[delivery]`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -159,6 +170,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             auth: AuthConfig::default(),
             files: FilesConfig::default(),
+            groups: GroupsConfig::default(),
             delivery: DeliveryConfig::default(),
             telemetry: TelemetryConfig::default(),
             channels: default_channels(),
@@ -211,6 +223,14 @@ impl Default for FilesConfig {
         Self {
             max_bytes: limits.max_bytes,
             download_link_ttl_secs: limits.link_ttl_secs,
+        }
+    }
+}
+
+impl Default for GroupsConfig {
+    fn default() -> Self {
+        Self {
+            max_members: MAX_MEMBERS as u32,
         }
     }
 }

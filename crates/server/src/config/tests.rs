@@ -72,6 +72,8 @@ fn sections_read_every_setting() {
         rate-limit-per-sec = 0
         [files]
         max-bytes = 1024
+        [groups]
+        max-members = 12
         [delivery]
         default-validity-secs = 60
         retry-base-ms = 50
@@ -104,6 +106,7 @@ fn sections_read_every_setting() {
     assert!(config.auth.seed_demo_users);
     assert_eq!(config.auth.rate_limit_per_sec, 0);
     assert_eq!(config.files.limits().max_bytes, 1024);
+    assert_eq!(config.groups.max_members, 12);
     assert_eq!(config.delivery.default_validity, Duration::from_secs(60));
     assert_eq!(
         config.delivery.settings(7).backoff.base,

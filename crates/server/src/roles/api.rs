@@ -11,11 +11,14 @@ use anyhow::Context;
 use chat4all_core::ids::{Password, Username};
 use chat4all_core::ports::{IdempotencyStore, ObjectStore};
 use chat4all_core::services::accounts::{Accounts, HashingPool};
+use chat4all_core::services::changes::Changes;
 use chat4all_core::services::control::Control;
 use chat4all_core::services::conversations::Conversations;
 use chat4all_core::services::dead_letters::DeadLetters;
 use chat4all_core::services::files::{Files, LinkSigner};
+use chat4all_core::services::groups::Groups;
 use chat4all_core::services::messaging::{IDEMPOTENCY_WINDOW_MS, Messaging};
+use chat4all_core::services::receipts::Receipts;
 use chat4all_core::time::now_millis;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::net::SocketAddr;
@@ -101,6 +104,8 @@ pub async fn start(
     let state = AppState::new(api::Services {
         accounts,
         conversations: Conversations::new(stores),
+        groups: Groups::new(stores, config.groups.max_members),
+        receipts: Receipts::new(stores, Changes::new(stores, log.clone(), topics.clone())),
         messaging: Messaging::new(
             stores,
             log.clone(),

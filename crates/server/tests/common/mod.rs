@@ -2,6 +2,7 @@
 #![allow(dead_code, missing_docs)]
 
 use chat4all_connectors::simulated::LatencyRange;
+use chat4all_core::ports::{EventLog, PartitionConsumer, Record};
 use chat4all_server::{Application, Config};
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
@@ -337,4 +338,28 @@ pub fn staging_is_empty(data_dir: &Path) -> bool {
     std::fs::read_dir(data_dir.join("objects/.staging"))
         .map(|mut d| d.next().is_none())
         .unwrap_or(true)
+}
+
+/// Every record a consumer can read now.
+pub async fn drain(consumer: &mut Box<dyn PartitionConsumer>) -> Vec<Record> {
+    let mut all = Vec::new();
+    loop {
+        let records = consumer
+            .poll(1000, Duration::from_millis(10))
+            .await
+            .unwrap();
+        if records.is_empty() {
+            return all;
+        }
+        all.extend(records);
+    }
+}
+
+/// Every record of `topic`, partition by partition.
+pub async fn read_topic(log: &dyn EventLog, topic: &str) -> Vec<Record> {
+    let mut all = Vec::new();
+    for partition in 0..log.partition_count() {
+        all.extend(drain(&mut log.consumer("test-reader", topic, partition).await.unwrap()).await);
+    }
+    all
 }

@@ -1,5 +1,5 @@
-//! The store port, one trait per aggregate: accounts, conversations, messages, files, idempotency keys and control
-//! documents. A store only saves and loads; the rules (state machine, timestamps, implicit conversations,
+//! The store port, one trait per aggregate: accounts, conversations, groups, read receipts, messages, files,
+//! idempotency keys and control documents. A store only saves and loads; the rules (state machine, timestamps, implicit conversations,
 //! membership) live in the core services. Each aggregate may live in another backend (messages in Cassandra, the
 //! rest in PostgreSQL); the embedded store keeps them all in one SQLite file.
 
@@ -7,15 +7,19 @@ mod accounts;
 mod control;
 mod conversations;
 mod files;
+mod groups;
 mod idempotency;
 mod messages;
+mod receipts;
 
 pub use accounts::AccountStore;
 pub use control::ControlStore;
 pub use conversations::{ConversationCursor, ConversationStore};
 pub use files::FileStore;
+pub use groups::{GroupStore, MembershipChange};
 pub use idempotency::{IdempotencyStore, IdempotentRequest};
 pub use messages::{MessageStore, Recorded, StatusWrite};
+pub use receipts::ReceiptStore;
 
 use async_trait::async_trait;
 use futures::future::try_join_all;
@@ -44,13 +48,22 @@ pub trait Backend: Send + Sync {
 
 /// One backend serving every aggregate.
 pub trait Store:
-    AccountStore + ConversationStore + MessageStore + FileStore + IdempotencyStore + ControlStore
+    AccountStore
+    + ConversationStore
+    + GroupStore
+    + ReceiptStore
+    + MessageStore
+    + FileStore
+    + IdempotencyStore
+    + ControlStore
 {
 }
 
 impl<S> Store for S where
     S: AccountStore
         + ConversationStore
+        + GroupStore
+        + ReceiptStore
         + MessageStore
         + FileStore
         + IdempotencyStore
@@ -65,6 +78,10 @@ pub struct Stores {
     pub accounts: Arc<dyn AccountStore>,
     /// Conversations and members.
     pub conversations: Arc<dyn ConversationStore>,
+    /// Group details and membership changes.
+    pub groups: Arc<dyn GroupStore>,
+    /// Read receipts.
+    pub receipts: Arc<dyn ReceiptStore>,
     /// Messages and their status history.
     pub messages: Arc<dyn MessageStore>,
     /// File metadata and upload sessions.
@@ -81,6 +98,8 @@ impl Stores {
         Self {
             accounts: store.clone(),
             conversations: store.clone(),
+            groups: store.clone(),
+            receipts: store.clone(),
             messages: store.clone(),
             files: store.clone(),
             idempotency: store.clone(),
@@ -90,9 +109,11 @@ impl Stores {
 
     /// Pings every aggregate's backend.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let backends: [&dyn Backend; 6] = [
+        let backends: [&dyn Backend; 8] = [
             self.accounts.as_ref(),
             self.conversations.as_ref(),
+            self.groups.as_ref(),
+            self.receipts.as_ref(),
             self.messages.as_ref(),
             self.files.as_ref(),
             self.idempotency.as_ref(),
