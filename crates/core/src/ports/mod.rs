@@ -14,6 +14,6 @@ pub use log::{
 pub use objects::{ByteStream, ObjectError, ObjectKey, ObjectStore, ObjectWriter};
 pub use store::{
     AccountStore, Backend, ControlStore, ConversationCursor, ConversationStore, FileStore,
-    IdempotencyStore, IdempotentRequest, MessageStore, Recorded, StatusWrite, Store, StoreError,
-    Stores,
+    IdempotencyStore, IdempotentRequest, IdentityStore, Linked, MessageStore, Recorded,
+    StatusWrite, Store, StoreError, Stores,
 };

@@ -7,5 +7,6 @@ pub mod conversations;
 pub mod dead_letters;
 pub mod delivery;
 pub mod files;
+pub mod identities;
 pub mod messaging;
 pub mod routing;

@@ -8,6 +8,7 @@ mod control;
 mod conversations;
 mod files;
 mod idempotency;
+mod identities;
 mod messages;
 mod rows;
 
@@ -24,6 +25,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_files.sql"),
     include_str!("../../migrations/0003_status_correlation.sql"),
     include_str!("../../migrations/0004_controls.sql"),
+    // 0005 comes from a parallel branch: on merge it goes before this one, which must stay the last.
+    include_str!("../../migrations/0006_identities.sql"),
 ];
 
 /// A message row with its attachment (`f.*` is NULL when there is none).

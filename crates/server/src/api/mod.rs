@@ -6,6 +6,7 @@ mod doc;
 mod downloads;
 mod extract;
 mod files;
+mod identities;
 mod login_throttle;
 mod messages;
 mod observe;
@@ -31,7 +32,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use chat4all_core::services::files::MAX_CHUNK_BYTES;
 use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -66,6 +67,14 @@ pub fn router(state: AppState, request_timeout: Duration, body_pause: Duration) 
         .route("/v1/messages", post(messages::send))
         .route("/v1/messages/{id}", get(messages::get))
         .route("/v1/messages/{id}/read", post(messages::read))
+        .route(
+            "/v1/users/identities",
+            post(identities::link).get(identities::list),
+        )
+        .route(
+            "/v1/users/identities/{platform}/{value}",
+            delete(identities::unlink),
+        )
         .route("/v1/files/{id}/download", get(downloads::download))
         .route("/v1/uploads", post(uploads::create_upload))
         .route("/v1/uploads/{id}", get(uploads::upload_status))

@@ -8,6 +8,7 @@ use chat4all_core::services::control::Control;
 use chat4all_core::services::conversations::Conversations;
 use chat4all_core::services::dead_letters::DeadLetters;
 use chat4all_core::services::files::Files;
+use chat4all_core::services::identities::Identities;
 use chat4all_core::services::messaging::Messaging;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
@@ -41,6 +42,8 @@ pub struct Services {
     pub conversations: Conversations,
     /// Sending and reading messages.
     pub messaging: Messaging,
+    /// Users' identities on external channels.
+    pub identities: Identities,
     /// Files and their links.
     pub files: Files,
     /// Access tokens.

@@ -14,6 +14,7 @@ use chat4all_core::services::control::Control;
 use chat4all_core::services::conversations::Conversations;
 use chat4all_core::services::dead_letters::DeadLetters;
 use chat4all_core::services::files::{Files, LinkSigner};
+use chat4all_core::services::identities::Identities;
 use chat4all_core::services::messaging::{IDEMPOTENCY_WINDOW_MS, Messaging};
 use chat4all_core::time::now_millis;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -84,6 +85,7 @@ pub async fn start(
         .await
         .with_context(|| format!("cannot listen on {}", config.http.addr))?;
     let addr = listener.local_addr()?;
+    let identities = Identities::new(stores, config.channels.keys().cloned());
     let state = AppState::new(api::Services {
         accounts,
         conversations: Conversations::new(stores),
@@ -91,8 +93,10 @@ pub async fn start(
             stores,
             log.clone(),
             topics.clone(),
+            identities.clone(),
             config.delivery.default_validity,
         ),
+        identities,
         files,
         tokens: Tokens::new(&parts.secret, config.auth.token_ttl),
         admin: api::Admin {

@@ -1,5 +1,5 @@
-//! The store port, one trait per aggregate: accounts, conversations, messages, files, idempotency keys and control
-//! documents. A store only saves and loads; the rules (state machine, timestamps, implicit conversations,
+//! The store port, one trait per aggregate: accounts, conversations, messages, files, idempotency keys, control
+//! documents and identities. A store only saves and loads; the rules (state machine, timestamps, implicit conversations,
 //! membership) live in the core services. Each aggregate may live in another backend (messages in Cassandra, the
 //! rest in PostgreSQL); the embedded store keeps them all in one SQLite file.
 
@@ -8,6 +8,7 @@ mod control;
 mod conversations;
 mod files;
 mod idempotency;
+mod identities;
 mod messages;
 
 pub use accounts::AccountStore;
@@ -15,6 +16,7 @@ pub use control::ControlStore;
 pub use conversations::{ConversationCursor, ConversationStore};
 pub use files::FileStore;
 pub use idempotency::{IdempotencyStore, IdempotentRequest};
+pub use identities::{IdentityStore, Linked};
 pub use messages::{MessageStore, Recorded, StatusWrite};
 
 use async_trait::async_trait;
@@ -44,7 +46,13 @@ pub trait Backend: Send + Sync {
 
 /// One backend serving every aggregate.
 pub trait Store:
-    AccountStore + ConversationStore + MessageStore + FileStore + IdempotencyStore + ControlStore
+    AccountStore
+    + ConversationStore
+    + MessageStore
+    + FileStore
+    + IdempotencyStore
+    + ControlStore
+    + IdentityStore
 {
 }
 
@@ -55,6 +63,7 @@ impl<S> Store for S where
         + FileStore
         + IdempotencyStore
         + ControlStore
+        + IdentityStore
 {
 }
 
@@ -73,6 +82,8 @@ pub struct Stores {
     pub idempotency: Arc<dyn IdempotencyStore>,
     /// Control documents between roles.
     pub control: Arc<dyn ControlStore>,
+    /// Users' identities on external channels.
+    pub identities: Arc<dyn IdentityStore>,
 }
 
 impl Stores {
@@ -84,19 +95,21 @@ impl Stores {
             messages: store.clone(),
             files: store.clone(),
             idempotency: store.clone(),
-            control: store,
+            control: store.clone(),
+            identities: store,
         }
     }
 
     /// Pings every aggregate's backend.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let backends: [&dyn Backend; 6] = [
+        let backends: [&dyn Backend; 7] = [
             self.accounts.as_ref(),
             self.conversations.as_ref(),
             self.messages.as_ref(),
             self.files.as_ref(),
             self.idempotency.as_ref(),
             self.control.as_ref(),
+            self.identities.as_ref(),
         ];
         try_join_all(backends.map(Backend::ping)).await.map(drop)
     }
