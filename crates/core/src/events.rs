@@ -71,6 +71,20 @@ pub struct MessageAccepted {
     /// End of the validity period (ms): a channel delivery not done by then fails as expired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// The recipient user's identity on the channel the client named, resolved at acceptance: the message goes
+    /// there only. Carried in the event so that routing, and a replay of it, need no second lookup that an unlink
+    /// in between could change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<ChannelAddress>,
+}
+
+/// An address on an external channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelAddress {
+    /// Channel name (`whatsapp`).
+    pub channel: String,
+    /// Address on the channel (`+5511999990000`).
+    pub address: String,
 }
 
 impl Event for MessageAccepted {

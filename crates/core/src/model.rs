@@ -213,3 +213,20 @@ pub struct UploadSession {
     /// After this (ms) the session and its chunks are deleted.
     pub expires_at: i64,
 }
+
+/// A user's address on an external channel, through which messages to them may also travel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Whose it is; an identity belongs to one user.
+    pub user_id: UserId,
+    /// The channel (`whatsapp`, `instagram`).
+    pub platform: String,
+    /// The address on it (`+5511999990000`, `@someone`), checked by the recipient rules.
+    pub value: String,
+    /// Always false until a verification flow exists.
+    pub verified: bool,
+    /// Messages to the user also go here; at most one per user.
+    pub preferred: bool,
+    /// When it was linked (ms).
+    pub linked_at: i64,
+}

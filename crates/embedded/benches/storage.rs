@@ -98,6 +98,7 @@ async fn message_inserts(batch: usize, run_for: Duration) -> f64 {
                 content: "x".repeat(200),
                 file_id: None,
                 expires_at: None,
+                via: None,
                 timestamp: 0,
             })
             .collect();

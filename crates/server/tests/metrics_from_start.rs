@@ -30,6 +30,8 @@ async fn every_series_exists_at_zero_before_any_traffic() {
         r#"messages_processed_total{service="router",status="ROUTED"} 0"#,
         r#"messages_failed_total{service="router",reason="undecodable"} 0"#,
         r#"messages_failed_total{service="router",reason="unknown_channel"} 0"#,
+        r#"messages_routed_via_identity_total{service="router",channel="whatsapp",identity="preferred"} 0"#,
+        r#"messages_routed_via_identity_total{service="router",channel="instagram",identity="requested"} 0"#,
         r#"store_write_duration_seconds_count{service="chat4all",backend="sqlite"}"#,
         r#"messages_sent_total{service="connector",channel="whatsapp",status="FAILED"} 0"#,
         r#"messages_dead_lettered_total{service="connector",channel="instagram"} 0"#,

@@ -22,6 +22,7 @@ fn accepted(content: &str) -> MessageAccepted {
         content: content.into(),
         file_id: None,
         expires_at: None,
+        via: None,
         timestamp: 1,
     }
 }

@@ -1,16 +1,16 @@
 //! The store contract: uniqueness, gap-free idempotent `seq`, compare-and-set status writes, paging, idempotency
-//! keys; groups and read receipts in `contract::groups`.
+//! keys, identities; groups and read receipts in `contract::groups`.
 
 use crate::events::MessageAccepted;
 use crate::ids::{
     ConversationId, Email, FileId, IdempotencyKey, MessageId, UploadId, UserId, Username,
 };
 use crate::model::{
-    Conversation, ConversationKind, FileMeta, HistoryQuery, Message, StatusChange, UploadSession,
-    User,
+    Conversation, ConversationKind, FileMeta, HistoryQuery, Identity, Message, StatusChange,
+    UploadSession, User,
 };
 use crate::ports::{
-    ConversationCursor, IdempotentRequest, Recorded, StatusWrite, StoreError, Stores,
+    ConversationCursor, IdempotentRequest, Linked, Recorded, StatusWrite, StoreError, Stores,
 };
 use crate::status::MessageStatus;
 
@@ -26,6 +26,7 @@ pub async fn run_all(stores: Stores) {
     resumable_upload_ranges(&stores).await;
     control_documents_expire_and_replace(&stores).await;
     super::groups::run_all(&stores).await;
+    identities_belong_to_one_user_with_one_preferred(&stores).await;
 }
 
 fn user(name: &str, email: Option<&str>) -> User {
@@ -57,6 +58,7 @@ fn accepted(conversation: &str, sender: &UserId, content: &str) -> MessageAccept
         content: content.into(),
         file_id: None,
         expires_at: None,
+        via: None,
         timestamp: 1000,
     }
 }
@@ -636,6 +638,97 @@ async fn control_documents_expire_and_replace(stores: &Stores) {
             .controls("fault/x", 0)
             .await
             .expect("controls")
+            .is_empty()
+    );
+}
+
+fn identity(user: &UserId, platform: &str, value: &str, preferred: bool, at: i64) -> Identity {
+    Identity {
+        user_id: user.clone(),
+        platform: platform.into(),
+        value: value.into(),
+        verified: false,
+        preferred,
+        linked_at: at,
+    }
+}
+
+async fn identities_belong_to_one_user_with_one_preferred(stores: &Stores) {
+    let store = &stores.identities;
+    let (ana, bia) = (UserId::generate(), UserId::generate());
+    let phone = identity(&ana, "whatsapp", "+5511000000001", true, 10);
+    assert_eq!(
+        store.link_identity(&phone, true).await.expect("link"),
+        Linked::Created(phone.clone())
+    );
+    let again = identity(&ana, "whatsapp", "+5511000000001", false, 99);
+    assert_eq!(
+        store.link_identity(&again, false).await.expect("relink"),
+        Linked::Existing(phone.clone()),
+        "linking it again keeps it as it was"
+    );
+    let theft = identity(&bia, "whatsapp", "+5511000000001", false, 11);
+    assert!(matches!(
+        store.link_identity(&theft, false).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let handle = identity(&ana, "instagram", "@ana", true, 20);
+    assert_eq!(
+        store.link_identity(&handle, true).await.expect("link"),
+        Linked::Created(handle.clone())
+    );
+    let listed = store.identities(&ana).await.expect("list");
+    assert_eq!(
+        listed,
+        [
+            Identity {
+                preferred: false,
+                ..phone.clone()
+            },
+            handle.clone()
+        ],
+        "oldest first, and a new preferred identity unsets the old one"
+    );
+    assert!(store.identities(&bia).await.expect("list").is_empty());
+    let back = identity(&ana, "whatsapp", "+5511000000001", true, 30);
+    store.link_identity(&back, true).await.expect("prefer");
+    let preferred = store
+        .preferred_identities(&[ana.clone(), bia.clone()])
+        .await
+        .expect("preferred");
+    assert_eq!(preferred, [phone]);
+
+    assert!(
+        !store
+            .unlink_identity(&bia, "whatsapp", "+5511000000001")
+            .await
+            .expect("unlink"),
+        "only its holder unlinks it"
+    );
+    assert!(
+        store
+            .unlink_identity(&ana, "whatsapp", "+5511000000001")
+            .await
+            .expect("unlink")
+    );
+    assert!(
+        !store
+            .unlink_identity(&ana, "whatsapp", "+5511000000001")
+            .await
+            .expect("unlink")
+    );
+    let freed = identity(&bia, "whatsapp", "+5511000000001", true, 40);
+    assert_eq!(
+        store.link_identity(&freed, true).await.expect("link"),
+        Linked::Created(freed.clone()),
+        "an unlinked identity is free for another user"
+    );
+    assert!(
+        store
+            .preferred_identities(&[ana])
+            .await
+            .expect("preferred")
             .is_empty()
     );
 }

@@ -14,6 +14,6 @@ pub use log::{
 pub use objects::{ByteStream, ObjectError, ObjectKey, ObjectStore, ObjectWriter};
 pub use store::{
     AccountStore, Backend, ControlStore, ConversationCursor, ConversationStore, FileStore,
-    GroupStore, IdempotencyStore, IdempotentRequest, MembershipChange, MessageStore, ReceiptStore,
-    Recorded, StatusWrite, Store, StoreError, Stores,
+    GroupStore, IdempotencyStore, IdempotentRequest, IdentityStore, Linked, MembershipChange,
+    MessageStore, ReceiptStore, Recorded, StatusWrite, Store, StoreError, Stores,
 };

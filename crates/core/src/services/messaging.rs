@@ -2,6 +2,7 @@
 
 use super::changes::Changes;
 use super::conversations::Conversations;
+use super::identities::Identities;
 use super::receipts::Receipts;
 use crate::envelope::encode;
 use crate::error::ServiceError;
@@ -41,6 +42,10 @@ pub struct SendMessage {
     pub file_id: Option<String>,
     /// How long a channel may take to deliver it; the default validity when absent.
     pub validity_seconds: Option<u64>,
+    /// Route a message to a user through their identity on this channel only. Left out of the fingerprint when
+    /// absent, so that keys reserved before it existed still match their retries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
 }
 
 /// The answer to an accepted message.
@@ -82,15 +87,17 @@ pub struct Messaging {
     topics: Topics,
     conversations: Conversations,
     receipts: Receipts,
+    identities: Identities,
     default_validity: Duration,
 }
 
 impl Messaging {
-    /// Messaging over `store` and `log`.
+    /// Messaging over `store` and `log`, resolving named channels through `identities`.
     pub fn new(
         stores: &Stores,
         log: Arc<dyn EventLog>,
         topics: Topics,
+        identities: Identities,
         default_validity: Duration,
     ) -> Self {
         let conversations = Conversations::new(stores);
@@ -101,6 +108,7 @@ impl Messaging {
             log,
             topics,
             conversations,
+            identities,
             default_validity,
         }
     }
@@ -139,6 +147,16 @@ impl Messaging {
             Recipient::User(user) => Some(user),
             _ => None,
         };
+        // Resolved before the conversation may be created, so that a refusal leaves nothing behind.
+        let via = match (request.channel.as_deref(), invited) {
+            (None, _) => None,
+            (Some(channel), Some(user)) => Some(self.identities.address_on(user, channel).await?),
+            (Some(_), None) => {
+                return Err(ServiceError::Invalid(
+                    "channel needs a recipient_id naming a user of this system".into(),
+                ));
+            }
+        };
         self.conversations
             .ensure_member(&conversation_id, caller, invited)
             .await?;
@@ -167,6 +185,7 @@ impl Messaging {
             file_id,
             timestamp: now_millis(),
             expires_at: None,
+            via,
         };
         let validity_ms = 1000 * validity.as_secs() as i64;
         accepted.expires_at = Some(accepted.timestamp + validity_ms);

@@ -8,6 +8,7 @@ pub mod dead_letters;
 pub mod delivery;
 pub mod files;
 pub mod groups;
+pub mod identities;
 pub mod messaging;
 pub mod receipts;
 pub mod routing;

@@ -4,14 +4,17 @@ use super::changes::{Changes, Notifications};
 use super::dead_letters::DeadLetters;
 use crate::envelope::{correlation_of, decode, encode};
 use crate::error::ServiceError;
-use crate::events::{MessageAccepted, OutboundFile, OutboundMessage, StatusUpdate, Topics};
+use crate::events::{ChannelAddress, MessageAccepted, StatusUpdate, Topics};
 use crate::ids::{CorrelationId, UserId};
 use crate::model::Message;
 use crate::ports::{EventLog, OutgoingRecord, Record, Stores};
-use crate::recipient::Recipient;
+use crate::recipient::{KNOWN_CHANNELS, Recipient};
 use crate::status::MessageStatus;
+use route::{Route, Users, decide, outbound_event};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+
+mod route;
 
 /// What a batch of records turned into, for metrics and logs.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +52,12 @@ impl Router {
         }
         for status in ["ROUTED", "PENDING", "DELIVERED", "READ", "FAILED"] {
             metrics::counter!("messages_processed_total", "service" => "router", "status" => status).absolute(0);
+        }
+        for channel in KNOWN_CHANNELS {
+            for identity in ["preferred", "requested"] {
+                metrics::counter!("messages_routed_via_identity_total", "service" => "router", "channel" => channel, "identity" => identity)
+                    .absolute(0);
+            }
         }
     }
 
@@ -99,92 +108,75 @@ impl Router {
             .record(&accepted, &correlations, &mut notifications)
             .await?;
         // Messages still SENT (new, or stored before a crash but not routed), with their request's context.
-        let waiting: Vec<(&Message, &CorrelationId, Option<i64>)> = stored
+        let waiting: Vec<(&Message, &CorrelationId, &MessageAccepted)> = stored
             .iter()
             .zip(&correlations)
             .zip(&accepted)
             .filter(|((m, _), _)| m.status == MessageStatus::Sent)
-            .map(|((m, c), a)| (m, c, a.expires_at))
+            .map(|((m, c), a)| (m, c, a))
             .collect();
-        let known_users = self.known_recipients(&waiting).await?;
+        let users = self.recipients(&waiting).await?;
 
         let mut statuses = Vec::new();
         let mut outbound: BTreeMap<String, Vec<OutgoingRecord>> = BTreeMap::new();
-        for (message, correlation_id, expires_at) in waiting {
+        for (message, correlation_id, accepted) in waiting {
             outcome.routed += 1;
-            let settle = |status, detail: String| StatusUpdate {
-                correlation_id: Some(correlation_id.clone()),
-                ..StatusUpdate::now(message.message_id.clone(), status, Some(detail))
+            let route = decide(
+                message.recipient_id.as_deref(),
+                accepted.via.as_ref(),
+                &users,
+                &self.channels,
+            );
+            let (settled, hand_off) = match route {
+                Route::Settle(status, detail) => (Some((status, detail)), None),
+                Route::Channel(to) => (None, Some(to)),
+                Route::AppAndChannel(detail, to) => {
+                    (Some((MessageStatus::Delivered, detail)), Some(to))
+                }
             };
-            let update = match Recipient::parse(message.recipient_id.as_deref()) {
-                Ok(Recipient::Members) => settle(
-                    MessageStatus::Delivered,
-                    "delivered to the conversation".into(),
-                ),
-                Ok(Recipient::User(user)) if known_users.contains(&user) => settle(
-                    MessageStatus::Delivered,
-                    format!("delivered to user {user}"),
-                ),
-                Ok(Recipient::User(user)) => {
-                    metrics::counter!("messages_failed_total", "service" => "router", "reason" => "unknown_recipient").increment(1);
-                    settle(MessageStatus::Failed, format!("unknown recipient {user}"))
+            if let Some(to) = hand_off {
+                let through = match (&settled, &accepted.via) {
+                    (Some(_), _) => Some("preferred"),
+                    (None, Some(_)) => Some("requested"),
+                    (None, None) => None,
+                };
+                if let Some(through) = through {
+                    metrics::counter!("messages_routed_via_identity_total", "service" => "router", "channel" => to.channel.clone(), "identity" => through).increment(1);
                 }
-                Ok(Recipient::Channel { channel, address }) if self.channels.contains(&channel) => {
-                    let event = OutboundMessage {
-                        message_id: message.message_id.clone(),
-                        conversation_id: message.conversation_id.clone(),
-                        seq: message.seq,
-                        sender_id: message.sender_id.clone(),
-                        channel: channel.clone(),
-                        address,
-                        content: message.content.clone(),
-                        file: message.attachment.as_ref().map(|f| OutboundFile {
-                            file_id: f.file_id.clone(),
-                            filename: f.filename.clone(),
-                            mimetype: f.mimetype.clone(),
-                            size_bytes: f.size_bytes,
-                            checksum: f.checksum.clone(),
-                        }),
-                        timestamp: message.timestamp,
-                        expires_at,
-                    };
-                    outbound
-                        .entry(self.topics.outbound(&channel))
-                        .or_default()
-                        .push(encode(&event, correlation_id));
-                    tracing::info!(
-                        correlation_id = %correlation_id,
-                        message_id = %message.message_id,
-                        conversation_id = %message.conversation_id,
-                        seq = message.seq,
-                        channel,
-                        "message stored and handed to its channel"
-                    );
-                    outcome.outbound += 1;
-                    metrics::counter!("messages_processed_total", "service" => "router", "status" => "ROUTED").increment(1);
-                    continue;
-                }
-                Ok(Recipient::Channel { channel, .. }) => {
-                    metrics::counter!("messages_failed_total", "service" => "router", "reason" => "unknown_channel").increment(1);
-                    settle(
-                        MessageStatus::Failed,
-                        format!("no connector serves channel {channel:?}"),
-                    )
-                }
-                Err(e) => {
-                    metrics::counter!("messages_failed_total", "service" => "router", "reason" => "invalid_recipient").increment(1);
-                    settle(MessageStatus::Failed, format!("invalid recipient: {e}"))
-                }
+                tracing::info!(
+                    correlation_id = %correlation_id,
+                    message_id = %message.message_id,
+                    conversation_id = %message.conversation_id,
+                    seq = message.seq,
+                    channel = to.channel,
+                    identity = through,
+                    "message stored and handed to its channel"
+                );
+                outbound
+                    .entry(self.topics.outbound(&to.channel))
+                    .or_default()
+                    .push(encode(
+                        &outbound_event(message, to, accepted.expires_at),
+                        correlation_id,
+                    ));
+                outcome.outbound += 1;
+                metrics::counter!("messages_processed_total", "service" => "router", "status" => "ROUTED").increment(1);
+            }
+            let Some((status, detail)) = settled else {
+                continue;
             };
             tracing::info!(
                 correlation_id = %correlation_id,
                 message_id = %message.message_id,
                 conversation_id = %message.conversation_id,
                 seq = message.seq,
-                status = %update.status,
+                status = %status,
                 "message stored and routed"
             );
-            statuses.push(update);
+            statuses.push(StatusUpdate {
+                correlation_id: Some(correlation_id.clone()),
+                ..StatusUpdate::now(message.message_id.clone(), status, Some(detail))
+            });
         }
         for (topic, records) in outbound {
             self.log.append_batch(&topic, records).await?;
@@ -251,13 +243,14 @@ impl Router {
         Ok(())
     }
 
-    /// Which user recipients among `waiting` exist, in one store query.
-    async fn known_recipients(
+    /// The user recipients among `waiting` that exist, with their preferred identities: one store query each.
+    async fn recipients(
         &self,
-        waiting: &[(&Message, &CorrelationId, Option<i64>)],
-    ) -> Result<HashSet<UserId>, ServiceError> {
+        waiting: &[(&Message, &CorrelationId, &MessageAccepted)],
+    ) -> Result<Users, ServiceError> {
         let users: Vec<UserId> = waiting
             .iter()
+            .filter(|(_, _, accepted)| accepted.via.is_none())
             .filter_map(
                 |(m, _, _)| match Recipient::parse(m.recipient_id.as_deref()) {
                     Ok(Recipient::User(user)) => Some(user),
@@ -266,14 +259,26 @@ impl Router {
             )
             .collect();
         if users.is_empty() {
-            return Ok(HashSet::new());
+            return Ok(Users::default());
         }
-        Ok(self
+        let known = self.stores.accounts.existing_users(&users).await?;
+        let preferred = self
             .stores
-            .accounts
-            .existing_users(&users)
+            .identities
+            .preferred_identities(&known)
             .await?
             .into_iter()
-            .collect())
+            .map(|i| {
+                let to = ChannelAddress {
+                    channel: i.platform,
+                    address: i.value,
+                };
+                (i.user_id, to)
+            })
+            .collect();
+        Ok(Users {
+            known: known.into_iter().collect(),
+            preferred,
+        })
     }
 }

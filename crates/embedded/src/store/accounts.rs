@@ -1,12 +1,12 @@
 //! The SQLite store's users and their credentials.
 
 use super::SqliteStore;
-use super::rows::{parsed, user_row};
+use super::rows::{parsed, rows_of_users, user_row};
 use async_trait::async_trait;
 use chat4all_core::ids::{Email, UserId, Username};
 use chat4all_core::model::{User, UserCredentials};
 use chat4all_core::ports::{AccountStore, StoreError};
-use rusqlite::{OptionalExtension, params, params_from_iter};
+use rusqlite::{OptionalExtension, params};
 
 #[async_trait]
 impl AccountStore for SqliteStore {
@@ -53,17 +53,12 @@ impl AccountStore for SqliteStore {
     async fn existing_users(&self, user_ids: &[UserId]) -> Result<Vec<UserId>, StoreError> {
         let ids: Vec<String> = user_ids.iter().map(|u| u.as_str().to_owned()).collect();
         self.read(move |conn| {
-            let mut found = Vec::new();
-            for chunk in ids.chunks(256) {
-                let placeholders = vec!["?"; chunk.len()].join(",");
-                let mut stmt = conn.prepare(&format!(
-                    "SELECT user_id FROM users WHERE user_id IN ({placeholders})"
-                ))?;
-                for id in stmt.query_map(params_from_iter(chunk), |row| parsed(row, 0))? {
-                    found.push(id?);
-                }
-            }
-            Ok(found)
+            rows_of_users(
+                conn,
+                "SELECT user_id FROM users WHERE user_id IN",
+                &ids,
+                |row| parsed(row, 0),
+            )
         })
         .await
     }

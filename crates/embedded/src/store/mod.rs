@@ -9,6 +9,7 @@ mod conversations;
 mod files;
 mod groups;
 mod idempotency;
+mod identities;
 mod messages;
 mod receipts;
 mod rows;
@@ -27,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_status_correlation.sql"),
     include_str!("../../migrations/0004_controls.sql"),
     include_str!("../../migrations/0005_groups.sql"),
+    include_str!("../../migrations/0006_identities.sql"),
 ];
 
 /// A message row with its attachment (`f.*` is NULL when there is none).

@@ -7,7 +7,7 @@ use chat4all_core::model::{
 };
 use chat4all_core::ports::IdempotentRequest;
 use chat4all_core::status::MessageStatus;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 /// Reads a validated id column.
 pub(super) fn parsed<T: TryFrom<String, Error = InvalidValue>>(
@@ -212,4 +212,23 @@ pub(super) fn idempotent_row(row: &Row<'_>) -> rusqlite::Result<IdempotentReques
         timestamp: row.get(3)?,
         appended: row.get(4)?,
     })
+}
+
+/// The rows of `query` for every id of `user_ids`, `query` ending in `IN` before the list; in chunks of 256, under
+/// SQLite's limit on bound parameters.
+pub(super) fn rows_of_users<T>(
+    conn: &Connection,
+    query: &str,
+    user_ids: &[String],
+    row: impl Fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut found = Vec::new();
+    for chunk in user_ids.chunks(256) {
+        let placeholders = vec!["?"; chunk.len()].join(",");
+        let mut stmt = conn.prepare(&format!("{query} ({placeholders})"))?;
+        for value in stmt.query_map(params_from_iter(chunk), &row)? {
+            found.push(value?);
+        }
+    }
+    Ok(found)
 }

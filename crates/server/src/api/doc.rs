@@ -2,7 +2,9 @@
 //! (security schemes, the error responses that come from extractors and middleware, problem+json bodies).
 
 use super::problem::ProblemBody;
-use super::{admin, conversations, downloads, files, groups, messages, ops, uploads, users};
+use super::{
+    admin, conversations, downloads, files, groups, identities, messages, ops, uploads, users,
+};
 use axum::http::StatusCode;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
@@ -23,6 +25,7 @@ const ADMIN: &str = "admin";
         conversations::create, conversations::list, conversations::read,
         groups::create, groups::get, groups::add_member, groups::remove_member, groups::promote,
         messages::send, messages::history, messages::get, messages::read,
+        identities::link, identities::list, identities::unlink,
         files::upload, downloads::download, downloads::content,
         uploads::create_upload, uploads::put_chunk, uploads::upload_status, uploads::complete_upload,
         admin::set_fault, admin::list_dead_letters, admin::replay_dead_letters, admin::inject,

@@ -2,7 +2,7 @@
 
 use super::extract::{ApiJson, ApiQuery, AuthUser, Correlation, Idempotency};
 use super::problem::{ApiResult, Problem};
-use super::schema::{Id, position};
+use super::schema::{Id, platform, position};
 use super::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -34,6 +34,10 @@ pub struct SendMessageRequest {
     /// How long a channel may take to deliver it (default 10 h); not delivered by then → FAILED (expired).
     #[schema(minimum = 1, maximum = 2592000)]
     validity_seconds: Option<u64>,
+    /// With a user `recipient_id`: deliver through that user's identity on this channel only (their preferred one
+    /// there, else the oldest linked).
+    #[schema(schema_with = platform)]
+    channel: Option<String>,
 }
 
 /// The answer to an accepted message: it is durably stored and will be routed.
@@ -218,10 +222,10 @@ pub struct HistoryResponse {
 #[utoipa::path(post, path = "/v1/messages", tag = "messages", request_body = SendMessageRequest, security(("bearer" = [])),
     params(Idempotency),
     responses((status = 202, body = AcceptedResponse),
-        (status = 400, description = "Malformed JSON, an invalid field, or a file that is not in the conversation."),
+        (status = 400, description = "Malformed JSON, an invalid field, a file that is not in the conversation, or a `channel` without a user recipient or that this server does not run."),
         (status = 403, description = "Not a member of the conversation, or `sender_id` names someone else (it may be the caller's user id or username)."),
         (status = 413, description = "The content is over 10240 bytes."),
-        (status = 422, description = "The `Idempotency-Key` was used with another request.")))]
+        (status = 422, description = "The `Idempotency-Key` was used with another request, or the recipient has no identity on `channel`.")))]
 pub async fn send(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -236,6 +240,7 @@ pub async fn send(
         sender_id: request.sender_id,
         file_id: request.file_id,
         validity_seconds: request.validity_seconds,
+        channel: request.channel,
     };
     let accepted = match state
         .messaging

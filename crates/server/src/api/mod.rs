@@ -7,6 +7,7 @@ mod downloads;
 mod extract;
 mod files;
 mod groups;
+mod identities;
 mod login_throttle;
 mod messages;
 mod observe;
@@ -77,6 +78,14 @@ pub fn router(state: AppState, request_timeout: Duration, body_pause: Duration) 
         .route("/v1/messages", post(messages::send))
         .route("/v1/messages/{id}", get(messages::get))
         .route("/v1/messages/{id}/read", post(messages::read))
+        .route(
+            "/v1/users/identities",
+            post(identities::link).get(identities::list),
+        )
+        .route(
+            "/v1/users/identities/{platform}/{value}",
+            delete(identities::unlink),
+        )
         .route("/v1/files/{id}/download", get(downloads::download))
         .route("/v1/uploads", post(uploads::create_upload))
         .route("/v1/uploads/{id}", get(uploads::upload_status))

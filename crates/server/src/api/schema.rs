@@ -1,7 +1,9 @@
-//! Schema pieces the handlers' OpenAPI annotations share (ids, raw bytes, positions, the conversation type). They
-//! live apart from the document itself, which names the handlers, so that no handler imports the document.
+//! Schema pieces the handlers' OpenAPI annotations share (ids, raw bytes, positions, the conversation type, channel
+//! names). They live apart from the document itself, which names the handlers, so that no handler imports the
+//! document.
 
 use chat4all_core::model::ConversationKind;
+use chat4all_core::recipient::KNOWN_CHANNELS;
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{Object, RefOr, Schema};
 use utoipa::{PartialSchema, ToSchema};
@@ -54,5 +56,13 @@ pub fn conversation_type() -> Object {
         .enum_values(Some(
             [ConversationKind::Direct, ConversationKind::Group].map(ConversationKind::as_str),
         ))
+        .build()
+}
+
+/// A channel an identity or a message may name: those that ship with Chat4All (a server accepts the ones it runs).
+pub fn platform() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(KNOWN_CHANNELS))
         .build()
 }

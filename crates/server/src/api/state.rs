@@ -9,6 +9,7 @@ use chat4all_core::services::conversations::Conversations;
 use chat4all_core::services::dead_letters::DeadLetters;
 use chat4all_core::services::files::Files;
 use chat4all_core::services::groups::Groups;
+use chat4all_core::services::identities::Identities;
 use chat4all_core::services::messaging::Messaging;
 use chat4all_core::services::receipts::Receipts;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -47,6 +48,8 @@ pub struct Services {
     pub receipts: Receipts,
     /// Sending and reading messages.
     pub messaging: Messaging,
+    /// Users' identities on external channels.
+    pub identities: Identities,
     /// Files and their links.
     pub files: Files,
     /// Access tokens.

@@ -17,6 +17,7 @@ use chat4all_core::services::conversations::Conversations;
 use chat4all_core::services::dead_letters::DeadLetters;
 use chat4all_core::services::files::{Files, LinkSigner};
 use chat4all_core::services::groups::Groups;
+use chat4all_core::services::identities::Identities;
 use chat4all_core::services::messaging::{IDEMPOTENCY_WINDOW_MS, Messaging};
 use chat4all_core::services::receipts::Receipts;
 use chat4all_core::time::now_millis;
@@ -101,6 +102,7 @@ pub async fn start(
             closing.close();
         });
     }
+    let identities = Identities::new(stores, config.channels.keys().cloned());
     let state = AppState::new(api::Services {
         accounts,
         conversations: Conversations::new(stores),
@@ -110,8 +112,10 @@ pub async fn start(
             stores,
             log.clone(),
             topics.clone(),
+            identities.clone(),
             config.delivery.default_validity,
         ),
+        identities,
         files,
         tokens: Tokens::new(&parts.secret, config.auth.token_ttl),
         admin: api::Admin {

@@ -224,6 +224,31 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Polls `/metrics` until the series that starts with `series` reaches `at_least`, or fails after 10 s.
+    pub async fn wait_for_metric(&self, series: &str, at_least: f64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let metrics = self
+                .request(reqwest::Method::GET, "/metrics", None, None, &[])
+                .await
+                .text;
+            let value = metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(series))
+                .and_then(|rest| rest.trim().parse::<f64>().ok());
+            if value.is_some_and(|v| v >= at_least) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{series} never reached {at_least}: {value:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// The statuses of a message's history, oldest first (`GET /v1/messages/{id}` body).
 pub fn history_steps(detail: &Value) -> Vec<&str> {
     detail["status_history"]

@@ -1,5 +1,5 @@
 //! The store port, one trait per aggregate: accounts, conversations, groups, read receipts, messages, files,
-//! idempotency keys and control documents. A store only saves and loads; the rules (state machine, timestamps, implicit conversations,
+//! idempotency keys, control documents and identities. A store only saves and loads; the rules (state machine, timestamps, implicit conversations,
 //! membership) live in the core services. Each aggregate may live in another backend (messages in Cassandra, the
 //! rest in PostgreSQL); the embedded store keeps them all in one SQLite file.
 
@@ -9,6 +9,7 @@ mod conversations;
 mod files;
 mod groups;
 mod idempotency;
+mod identities;
 mod messages;
 mod receipts;
 
@@ -18,6 +19,7 @@ pub use conversations::{ConversationCursor, ConversationStore};
 pub use files::FileStore;
 pub use groups::{GroupStore, MembershipChange};
 pub use idempotency::{IdempotencyStore, IdempotentRequest};
+pub use identities::{IdentityStore, Linked};
 pub use messages::{MessageStore, Recorded, StatusWrite};
 pub use receipts::ReceiptStore;
 
@@ -56,6 +58,7 @@ pub trait Store:
     + FileStore
     + IdempotencyStore
     + ControlStore
+    + IdentityStore
 {
 }
 
@@ -68,6 +71,7 @@ impl<S> Store for S where
         + FileStore
         + IdempotencyStore
         + ControlStore
+        + IdentityStore
 {
 }
 
@@ -90,6 +94,8 @@ pub struct Stores {
     pub idempotency: Arc<dyn IdempotencyStore>,
     /// Control documents between roles.
     pub control: Arc<dyn ControlStore>,
+    /// Users' identities on external channels.
+    pub identities: Arc<dyn IdentityStore>,
 }
 
 impl Stores {
@@ -103,13 +109,14 @@ impl Stores {
             messages: store.clone(),
             files: store.clone(),
             idempotency: store.clone(),
-            control: store,
+            control: store.clone(),
+            identities: store,
         }
     }
 
     /// Pings every aggregate's backend.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let backends: [&dyn Backend; 8] = [
+        let backends: [&dyn Backend; 9] = [
             self.accounts.as_ref(),
             self.conversations.as_ref(),
             self.groups.as_ref(),
@@ -118,6 +125,7 @@ impl Stores {
             self.files.as_ref(),
             self.idempotency.as_ref(),
             self.control.as_ref(),
+            self.identities.as_ref(),
         ];
         try_join_all(backends.map(Backend::ping)).await.map(drop)
     }
