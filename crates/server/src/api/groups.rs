@@ -141,6 +141,7 @@ pub async fn add_member(
 #[utoipa::path(delete, path = "/v1/groups/{id}/members/{user_id}", tag = "groups", security(("bearer" = [])),
     params(("id" = Id, Path, description = "Group id"), ("user_id" = Id, Path, description = "The member")),
     responses((status = 204, description = "Removed."),
+        (status = 400, description = "The user id is malformed."),
         (status = 403, description = "The caller is not an admin, or the member is the group's creator."),
         (status = 404, description = "No such group, one the caller is not in, or the user is not a member.")))]
 pub async fn remove_member(
@@ -158,6 +159,7 @@ pub async fn remove_member(
 #[utoipa::path(put, path = "/v1/groups/{id}/admins/{user_id}", tag = "groups", security(("bearer" = [])),
     params(("id" = Id, Path, description = "Group id"), ("user_id" = Id, Path, description = "The member")),
     responses((status = 200, body = GroupView),
+        (status = 400, description = "The user id is malformed."),
         (status = 403, description = "The caller is not an admin."),
         (status = 404, description = "No such group, or one the caller is not in."),
         (status = 422, description = "The user is not a member.")))]
