@@ -2,7 +2,6 @@
 //! test server is reachable). Each check panics with a message naming the broken rule.
 
 pub mod channel;
-mod groups;
 pub mod log;
 pub mod objects;
 pub mod store;
