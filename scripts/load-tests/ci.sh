@@ -12,7 +12,7 @@ PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$PORT/health/live" >/dev/null && break; sleep 0.02; done
 RUNS=()
-for scenario in 01-warmup 02-baseline 03-spike 04-file-upload 05-stress 06-soak 07-capacity; do
+for scenario in 01-warmup 02-baseline 03-spike 04-file-upload 05-stress 06-soak 07-capacity 08-websocket; do
   OUT=$(QUICK=1 API_URL="http://127.0.0.1:$PORT" bash scripts/load-tests/run.sh "$scenario" | tail -1) || true
   RUNS+=("$OUT")
 done

@@ -5,7 +5,7 @@
 #   QUICK=1 API_URL=http://127.0.0.1:8080 scripts/load-tests/run.sh 03-spike
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-SCENARIO=${1:?usage: run.sh <scenario> (01-warmup 02-baseline 03-spike 04-file-upload 05-stress 06-soak 07-capacity)}
+SCENARIO=${1:?usage: run.sh <scenario> (01-warmup 02-baseline 03-spike 04-file-upload 05-stress 06-soak 07-capacity 08-websocket)}
 SCRIPT=scripts/load-tests/$SCENARIO.js
 [ -f "$SCRIPT" ] || { echo "no scenario $SCENARIO ($SCRIPT)" >&2; exit 2; }
 K6=$(bash scripts/load-tests/install-k6.sh)

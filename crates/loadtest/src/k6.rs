@@ -33,8 +33,21 @@ pub struct Threshold {
     pub passed: bool,
 }
 
-/// The requests of a points file.
-pub fn read_points(path: &Path) -> anyhow::Result<Vec<Request>> {
+/// What a run's points hold: its HTTP requests and, for real-time scenarios, each pushed message's
+/// accept-to-socket time (ms, the `ws_delivery_ms` trend).
+#[derive(Debug, Default)]
+pub struct Points {
+    /// The HTTP requests.
+    pub requests: Vec<Request>,
+    /// Accept-to-socket times of pushed messages.
+    pub pushes: Vec<f64>,
+}
+
+/// The trend real-time scenarios record for each pushed message.
+const PUSH_METRIC: &str = "ws_delivery_ms";
+
+/// The requests and push times of a points file.
+pub fn read_points(path: &Path) -> anyhow::Result<Points> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
@@ -42,11 +55,13 @@ pub fn read_points(path: &Path) -> anyhow::Result<Vec<Request>> {
     } else {
         Box::new(file)
     };
-    let mut requests = Vec::new();
+    let mut points = Points::default();
+    let push = format!("\"metric\":\"{PUSH_METRIC}\"");
     for (number, line) in BufReader::new(reader).lines().enumerate() {
         let line = line.with_context(|| format!("cannot read {}", path.display()))?;
-        // Only the request durations matter; skip the rest cheaply before parsing.
-        if !line.contains("\"metric\":\"http_req_duration\"")
+        // Only request durations and push times matter; skip the rest cheaply before parsing.
+        let is_push = line.contains(&push);
+        if !(is_push || line.contains("\"metric\":\"http_req_duration\""))
             || !line.contains("\"type\":\"Point\"")
         {
             continue;
@@ -54,6 +69,10 @@ pub fn read_points(path: &Path) -> anyhow::Result<Vec<Request>> {
         let point: Value = serde_json::from_str(&line)
             .with_context(|| format!("{}:{}: not JSON", path.display(), number + 1))?;
         let data = &point["data"];
+        if is_push {
+            points.pushes.extend(data["value"].as_f64());
+            continue;
+        }
         let tags = &data["tags"];
         let tag = |name: &str| tags[name].as_str().unwrap_or_default();
         let endpoint = if tag("endpoint").is_empty() {
@@ -61,7 +80,7 @@ pub fn read_points(path: &Path) -> anyhow::Result<Vec<Request>> {
         } else {
             tag("endpoint").to_owned()
         };
-        requests.push(Request {
+        points.requests.push(Request {
             time: data["time"]
                 .as_str()
                 .and_then(chat4all_core::time::parse_rfc3339)
@@ -72,7 +91,7 @@ pub fn read_points(path: &Path) -> anyhow::Result<Vec<Request>> {
             setup: tag("group") == "::setup",
         });
     }
-    Ok(requests)
+    Ok(points)
 }
 
 /// The thresholds of a summary export (k6 marks a threshold `true` when it was crossed).
@@ -96,6 +115,16 @@ pub fn read_thresholds(path: &Path) -> anyhow::Result<Vec<Threshold>> {
         }
     }
     Ok(thresholds)
+}
+
+/// The value of a counter in a summary export (`ws_notifications_lost`), when the run recorded it.
+pub fn counter(path: &Path, metric: &str) -> Option<u64> {
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    let counter = &summary["metrics"][metric];
+    counter["count"]
+        .as_f64()
+        .or(counter["values"]["count"].as_f64())
+        .map(|v| v as u64)
 }
 
 /// The largest number of VUs the summary saw.

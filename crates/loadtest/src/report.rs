@@ -40,6 +40,10 @@ pub struct RunReport {
     pub timeline: Vec<(f64, f64, f64, f64, f64)>,
     /// Requests per latency bucket.
     pub distribution: Vec<(String, f64)>,
+    /// Real-time scenarios: accept-to-socket time of the pushed messages.
+    pub push: Option<Latency>,
+    /// Real-time scenarios: messages stored but never pushed to their listener.
+    pub lost: Option<u64>,
 }
 
 impl RunReport {
@@ -50,10 +54,11 @@ impl RunReport {
             .map(|name| dir.join(name))
             .find(|p| p.exists())
             .with_context(|| format!("{} has no points.json(.gz)", dir.display()))?;
-        let requests: Vec<Request> = k6::read_points(&points)?
-            .into_iter()
-            .filter(|r| !r.setup)
-            .collect();
+        let k6::Points {
+            requests,
+            mut pushes,
+        } = k6::read_points(&points)?;
+        let requests: Vec<Request> = requests.into_iter().filter(|r| !r.setup).collect();
         anyhow::ensure!(
             !requests.is_empty(),
             "{} holds no request of the load",
@@ -136,6 +141,8 @@ impl RunReport {
             thresholds,
             timeline,
             distribution: labels.zip(distribution).collect(),
+            push: Latency::of(&mut pushes),
+            lost: k6::counter(&summary, "ws_notifications_lost"),
         })
     }
 
@@ -238,6 +245,20 @@ impl RunReport {
                 md,
                 "| {endpoint} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
                 l.count, l.avg, l.p50, l.p90, l.p95, l.p99, l.max
+            );
+        }
+        if let Some(p) = &self.push {
+            let _ = writeln!(
+                md,
+                "\n## Real-time push (accept → socket, ms)\n\n| pushed | lost | avg | p50 | p90 | p95 | p99 | max |\n|---|---|---|---|---|---|---|---|\n| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                p.count,
+                self.lost.map_or("-".into(), |l| l.to_string()),
+                p.avg,
+                p.p50,
+                p.p90,
+                p.p95,
+                p.p99,
+                p.max
             );
         }
         let _ = writeln!(

@@ -25,7 +25,9 @@ fn fixture() -> tempfile::TempDir {
 fn parses_points_and_thresholds() {
     let dir = fixture();
     let run = dir.path().join("01-warmup-fixture");
-    let requests = k6::read_points(&run.join("points.json")).unwrap();
+    let points = k6::read_points(&run.join("points.json")).unwrap();
+    assert!(points.pushes.is_empty(), "an HTTP-only run pushes nothing");
+    let requests = points.requests;
     assert_eq!(requests.len(), 22);
     assert_eq!(requests.iter().filter(|r| r.setup).count(), 2);
     assert_eq!(requests[0].endpoint, "register");
@@ -72,4 +74,33 @@ fn reports_percentiles_errors_and_thresholds() {
     let summary = std::fs::read_to_string(write_summary(dir.path(), &[run]).unwrap()).unwrap();
     assert!(summary.contains("[01-warmup-fixture](01-warmup-fixture/report.md)"));
     assert!(summary.contains("FAILED"));
+}
+
+#[test]
+fn a_real_time_run_reports_its_push_times_and_lost_notifications() {
+    let dir = fixture();
+    let run = dir.path().join("01-warmup-fixture");
+    let point = |metric: &str, value: f64| {
+        format!(
+            r#"{{"metric":"{metric}","type":"Point","data":{{"time":"2026-12-02T01:15:50.000Z","value":{value},"tags":{{"scenario":"listeners"}}}}}}"#
+        )
+    };
+    let mut points = std::fs::read_to_string(run.join("points.json")).unwrap();
+    for value in [3.0, 4.0, 9.0, 17.0] {
+        points.push_str(&point("ws_delivery_ms", value));
+        points.push('\n');
+    }
+    std::fs::write(run.join("points.json"), points).unwrap();
+    let mut summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    summary["metrics"]["ws_notifications_lost"] = serde_json::json!({"count": 2, "rate": 0.1});
+    std::fs::write(run.join("summary.json"), summary.to_string()).unwrap();
+
+    let report = RunReport::analyze(&run).unwrap();
+    let push = report.push.as_ref().expect("push times");
+    assert_eq!((push.count, push.max), (4, 17.0));
+    assert_eq!(report.lost, Some(2));
+    assert_eq!(report.requests, 20, "pushes are not requests");
+    let markdown = std::fs::read_to_string(report.write().unwrap()).unwrap();
+    assert!(markdown.contains("## Real-time push"), "{markdown}");
 }

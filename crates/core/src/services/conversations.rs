@@ -5,6 +5,7 @@ use crate::ids::{ConversationId, UserId};
 use crate::model::{Conversation, ConversationKind};
 use crate::ports::{ConversationCursor, Stores};
 use crate::time::now_millis;
+use std::collections::HashSet;
 
 /// Largest conversation, in members.
 pub const MAX_MEMBERS: usize = 256;
@@ -235,9 +236,10 @@ pub(super) fn with_creator(
     others: Vec<String>,
 ) -> Result<Vec<UserId>, ServiceError> {
     let mut members = vec![creator.clone()];
+    let mut seen: HashSet<UserId> = HashSet::from([creator.clone()]);
     for raw in others {
         let id = UserId::parse(raw)?;
-        if !members.contains(&id) {
+        if seen.insert(id.clone()) {
             members.push(id);
         }
     }

@@ -165,11 +165,15 @@ impl Receipts {
 }
 
 /// Whether every member but the sender has read `message`.
+/// Whether every member but the sender has read `message`; never true when nobody but the sender is a member (a
+/// sender's own receipt must not make a channel message READ).
 fn read_by_all(message: &Message, members: &[UserId], reached: &HashMap<UserId, u64>) -> bool {
-    members
+    let mut readers = members
         .iter()
         .filter(|m| **m != message.sender_id)
-        .all(|m| reached.get(m).is_some_and(|&seq| seq >= message.seq))
+        .peekable();
+    readers.peek().is_some()
+        && readers.all(|m| reached.get(m).is_some_and(|&seq| seq >= message.seq))
 }
 
 /// The highest `seq` that `reader`'s move can complete: a message is read by all once every member but its
@@ -237,6 +241,10 @@ mod tests {
         assert!(
             read_by_all(&m, &direct, &reached(&[("bob", 5)])),
             "in a direct conversation one reader is all"
+        );
+        assert!(
+            !read_by_all(&m, &[user("ann")], &reached(&[("ann", 9)])),
+            "the sender alone never makes their message READ"
         );
     }
 

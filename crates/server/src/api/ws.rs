@@ -24,6 +24,8 @@ use tokio::time::Instant;
 const MAX_CLIENT_FRAME: usize = 4096;
 /// How often a quiet socket is pinged; one that stays silent for two periods is closed.
 const PING_EVERY: Duration = Duration::from_secs(30);
+/// Longest wait for the socket to take one frame: a client that stops reading must not pin its place.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Close codes (4000–4999 are the application's).
 const CLOSE_TOKEN_EXPIRED: u16 = 4001;
@@ -74,7 +76,8 @@ pub async fn connect(
 
 /// Serves one socket until it closes, its token expires, it falls behind, or the server stops.
 async fn session(socket: WebSocket, user: UserId, expires_at: i64, mut registration: Registration) {
-    let (mut sink, mut stream) = socket.split();
+    let (sink, mut stream) = socket.split();
+    let mut sink = Sink(sink);
     let connected = json!({"type": "connected", "user_id": user}).to_string();
     if sink.send(Message::Text(connected.into())).await.is_err() {
         return;
@@ -85,11 +88,11 @@ async fn session(socket: WebSocket, user: UserId, expires_at: i64, mut registrat
     let close = loop {
         tokio::select! {
             frame = registration.frames.recv() => match frame {
-                Some(frame) => {
-                    if sink.send(Message::Text(Utf8Bytes::from(&*frame))).await.is_err() {
-                        break None;
-                    }
-                }
+                Some(frame) => match sink.send(Message::Text(Utf8Bytes::from(&*frame))).await {
+                    Ok(()) => {}
+                    Err(Stuck::TimedOut) => break Some((CLOSE_TOO_SLOW, "too slow: the socket did not take a frame for 10 s")),
+                    Err(Stuck::Closed) => break None,
+                },
                 None => break None,
             },
             incoming = stream.next() => match incoming {
@@ -139,6 +142,27 @@ async fn session(socket: WebSocket, user: UserId, expires_at: i64, mut registrat
         let _ = sink.send(Message::Close(Some(frame))).await;
     }
     tracing::info!(user_id = %user, close_code = close.map(|(c, _)| c), "real-time connection closed");
+}
+
+/// The socket's sending half, each send bounded by [`SEND_TIMEOUT`].
+struct Sink(futures::stream::SplitSink<WebSocket, Message>);
+
+/// Why a frame was not sent.
+enum Stuck {
+    /// The socket did not take it in time.
+    TimedOut,
+    /// The socket is gone.
+    Closed,
+}
+
+impl Sink {
+    async fn send(&mut self, message: Message) -> Result<(), Stuck> {
+        match tokio::time::timeout(SEND_TIMEOUT, self.0.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Stuck::Closed),
+            Err(_) => Err(Stuck::TimedOut),
+        }
+    }
 }
 
 /// The answer to a client frame: `pong` for `ping`; an error for anything else but JSON objects with a `type`.
