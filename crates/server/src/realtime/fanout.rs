@@ -8,6 +8,7 @@ use chat4all_core::envelope::{HEADER_EVENT_TYPE, HEADER_PRODUCED_AT, decode};
 use chat4all_core::events::{Event, MessageStatusChanged, MessageStored};
 use chat4all_core::ids::{ConversationId, UserId};
 use chat4all_core::ports::{Record, Stores, Tail};
+use chat4all_core::resilience::Backoff;
 use chat4all_core::time::now_millis;
 use serde_json::json;
 use std::collections::HashMap;
@@ -123,6 +124,9 @@ struct Members {
     cached: HashMap<ConversationId, (Instant, Arc<[UserId]>)>,
 }
 
+/// Reads of a conversation's members before its change is given up (the store may be briefly unavailable).
+const MEMBER_READS: u32 = 4;
+
 impl Members {
     fn new(stores: Stores) -> Self {
         Self {
@@ -137,19 +141,7 @@ impl Members {
         {
             return Some(members.clone());
         }
-        let members: Arc<[UserId]> = match self
-            .stores
-            .conversations
-            .conversation(conversation)
-            .await
-        {
-            Ok(Some(found)) => found.members.into(),
-            Ok(None) => return None,
-            Err(e) => {
-                tracing::warn!(error = %e, conversation = %conversation, "members unreadable; change not pushed");
-                return None;
-            }
-        };
+        let members: Arc<[UserId]> = self.load(conversation).await?.into();
         if self.cached.len() >= MEMBERS_CACHED {
             self.cached.retain(|_, (at, _)| at.elapsed() < MEMBERS_TTL);
             if self.cached.len() >= MEMBERS_CACHED {
@@ -159,5 +151,22 @@ impl Members {
         self.cached
             .insert(conversation.clone(), (Instant::now(), members.clone()));
         Some(members)
+    }
+
+    /// The members from the store, retried with backoff; `None` when the conversation is gone or stays
+    /// unreadable (then the change is not pushed, and counts as dropped).
+    async fn load(&self, conversation: &ConversationId) -> Option<Vec<UserId>> {
+        let backoff = Backoff::default();
+        for attempt in 1..=MEMBER_READS {
+            match self.stores.conversations.conversation(conversation).await {
+                Ok(found) => return found.map(|c| c.members),
+                Err(e) if attempt == MEMBER_READS => {
+                    tracing::error!(error = %e, conversation = %conversation, "members unreadable; change not pushed");
+                    metrics::counter!("websocket_notifications_dropped_total").increment(1);
+                }
+                Err(_) => tokio::time::sleep(backoff.delay(attempt)).await,
+            }
+        }
+        None
     }
 }
