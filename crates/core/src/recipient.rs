@@ -55,6 +55,11 @@ impl Recipient {
             _ if address.is_empty() => Err(InvalidValue(format!(
                 "recipient_id has no address after {prefix:?}"
             ))),
+            // Instagram handles are case-insensitive: one spelling, so that `@Maria` and `@maria` are one person.
+            "instagram" => Ok(Self::Channel {
+                channel: prefix.to_owned(),
+                address: address.to_ascii_lowercase(),
+            }),
             _ => Ok(Self::Channel {
                 channel: prefix.to_owned(),
                 address: address.to_owned(),
@@ -103,6 +108,11 @@ mod tests {
         assert_eq!(
             Recipient::parse(Some("instagram:@maria.s")).unwrap(),
             channel("instagram", "@maria.s")
+        );
+        assert_eq!(
+            Recipient::parse(Some("instagram:@Maria.S")).unwrap(),
+            channel("instagram", "@maria.s"),
+            "handles are case-insensitive"
         );
         assert_eq!(
             Recipient::parse(Some("telegram:12345")).unwrap(),

@@ -138,6 +138,17 @@ async fn identities_are_linked_listed_and_unlinked_by_their_one_user() {
         preferred(&app, &alice).await,
         [("instagram".into(), "@alice".into())]
     );
+    let other_case = link(
+        &app,
+        &bob,
+        json!({"platform": "instagram", "value": "@ALICE"}),
+    )
+    .await;
+    assert_eq!(
+        other_case.status, 409,
+        "Instagram handles are case-insensitive: {}",
+        other_case.text
+    );
     let phone = link(
         &app,
         &alice,

@@ -115,7 +115,8 @@ impl Identities {
     }
 }
 
-/// `value` on `platform` as a checked address: the recipient rules decide, as for a `platform:value` recipient.
+/// `value` on `platform` as a checked address in its one spelling (Instagram handles in lower case): the recipient
+/// rules decide, as for a `platform:value` recipient.
 fn address(
     platforms: &BTreeSet<String>,
     platform: &str,
@@ -123,7 +124,7 @@ fn address(
 ) -> Result<ChannelAddress, ServiceError> {
     check_platform(platforms, platform)?;
     match Recipient::parse(Some(&format!("{platform}:{value}")))? {
-        Recipient::Channel { channel, address } if channel == platform && address == value => {
+        Recipient::Channel { channel, address } if channel == platform => {
             Ok(ChannelAddress { channel, address })
         }
         _ => Err(ServiceError::Invalid(format!(
