@@ -221,6 +221,51 @@ async fn idempotency_key_replays_the_first_answer() {
         .wait_for_history(&alice, "c1", |m| all_have_status(m, 1, "DELIVERED"))
         .await;
     assert_eq!(messages[0]["message_id"], first.json()["message_id"]);
+
+    // A retry is answered from its first answer even when the request would now be refused: bob left the group.
+    let (carol_id, _) = app.user("carol").await;
+    let group = app
+        .post(
+            "/v1/groups",
+            Some(&bob),
+            &json!({"name": "g", "initial_members": [carol_id]}),
+        )
+        .await
+        .json();
+    let group_id = group["group_id"].as_str().unwrap().to_owned();
+    let body = json!({"conversation_id": group_id, "content": "before leaving"}).to_string();
+    let leave_key = [("idempotency-key", "leave-1")];
+    let sent = app
+        .request(
+            Method::POST,
+            "/v1/messages",
+            Some(&bob),
+            Some(&body),
+            &leave_key,
+        )
+        .await;
+    assert_eq!(sent.status, 202, "{}", sent.text);
+    let me = group["created_by"].as_str().unwrap().to_owned();
+    let left = app
+        .request(
+            Method::DELETE,
+            &format!("/v1/groups/{group_id}/members/{me}"),
+            Some(&bob),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(left.status, 204, "{}", left.text);
+    let retried = app
+        .request(
+            Method::POST,
+            "/v1/messages",
+            Some(&bob),
+            Some(&body),
+            &leave_key,
+        )
+        .await;
+    assert_eq!((retried.status, retried.text), (202, sent.text));
     app.stop().await;
 }
 

@@ -121,6 +121,11 @@ impl Messaging {
         idempotency_key: Option<&IdempotencyKey>,
         correlation_id: &CorrelationId,
     ) -> Result<Accepted, ServiceError> {
+        if let Some(key) = idempotency_key
+            && let Some(first) = self.answered(caller, key, &request).await?
+        {
+            return Ok(first);
+        }
         let conversation_id = ConversationId::parse(request.conversation_id.as_str())?;
         if request.content.trim().is_empty() {
             return Err(ServiceError::Invalid("content must not be empty".into()));
@@ -196,10 +201,8 @@ impl Messaging {
             return Ok(answer(&accepted));
         };
 
-        let fingerprint =
-            serde_json::to_string(&request).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let proposal = IdempotentRequest {
-            fingerprint,
+            fingerprint: fingerprint(&request)?,
             message_id: accepted.message_id.clone(),
             conversation_id: accepted.conversation_id.clone(),
             timestamp: accepted.timestamp,
@@ -231,6 +234,36 @@ impl Messaging {
                 .await?;
         }
         Ok(answer(&accepted))
+    }
+
+    /// The first answer to a retried request whose message is already on the log: a retry gets it even if the
+    /// sender has since left the conversation or the recipient's identity changed. A key used with another body is
+    /// refused (422).
+    async fn answered(
+        &self,
+        caller: &UserId,
+        key: &IdempotencyKey,
+        request: &SendMessage,
+    ) -> Result<Option<Accepted>, ServiceError> {
+        let not_before = now_millis() - IDEMPOTENCY_WINDOW_MS;
+        let Some(first) = self
+            .stores
+            .idempotency
+            .idempotent_request(caller, key, not_before)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if first.fingerprint != fingerprint(request)? {
+            return Err(ServiceError::Unprocessable(
+                "Idempotency-Key was already used with a different request".into(),
+            ));
+        }
+        Ok(first.appended.then_some(Accepted {
+            message_id: first.message_id,
+            conversation_id: first.conversation_id,
+            timestamp: first.timestamp,
+        }))
     }
 
     /// `sender_id` must name the caller, by user id or (as the older clients do) by username.
@@ -359,6 +392,11 @@ impl Messaging {
             .ok_or_else(not_found)?;
         Ok((message, conversation))
     }
+}
+
+/// The canonical form of a request, compared between a first request and its retries.
+fn fingerprint(request: &SendMessage) -> Result<String, ServiceError> {
+    serde_json::to_string(request).map_err(|e| ServiceError::Internal(e.to_string()))
 }
 
 fn answer(accepted: &MessageAccepted) -> Accepted {

@@ -5,7 +5,7 @@ use super::rows::{idempotent_row, parsed};
 use async_trait::async_trait;
 use chat4all_core::ids::{FileId, IdempotencyKey, UserId};
 use chat4all_core::ports::{IdempotencyStore, IdempotentRequest, StoreError};
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 #[async_trait]
 impl IdempotencyStore for SqliteStore {
@@ -44,6 +44,24 @@ impl IdempotencyStore for SqliteStore {
                 .query_row([user.as_str(), key.as_str()], idempotent_row)?;
             tx.commit()?;
             Ok(in_force)
+        })
+        .await
+    }
+
+    async fn idempotent_request(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+        not_before: i64,
+    ) -> Result<Option<IdempotentRequest>, StoreError> {
+        let (user, key) = (user.clone(), key.clone());
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT fingerprint, message_id, conversation_id, timestamp, appended FROM idempotency_keys
+                 WHERE user_id = ?1 AND key = ?2 AND created_at >= ?3",
+            )?
+            .query_row(params![user.as_str(), key.as_str(), not_before], idempotent_row)
+            .optional()
         })
         .await
     }

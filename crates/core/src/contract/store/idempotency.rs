@@ -29,6 +29,26 @@ pub(super) async fn idempotency_keys(stores: &Stores) {
         .await
         .unwrap();
     assert_eq!(replay, first, "a live reservation wins over a new request");
+    let lookup = |key: IdempotencyKey, not_before| {
+        let user = user.clone();
+        async move {
+            stores
+                .idempotency
+                .idempotent_request(&user, &key, not_before)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(lookup(key.clone(), 0).await, Some(first.clone()));
+    assert_eq!(
+        lookup(IdempotencyKey::parse("k-other").unwrap(), 0).await,
+        None
+    );
+    assert_eq!(
+        lookup(key.clone(), i64::MAX).await,
+        None,
+        "a reservation older than the bound is not in force"
+    );
     stores
         .idempotency
         .mark_idempotency_key_appended(&user, &key)

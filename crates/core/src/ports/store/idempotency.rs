@@ -32,6 +32,15 @@ pub trait IdempotencyStore: Backend {
         not_before: i64,
     ) -> Result<IdempotentRequest, StoreError>;
 
+    /// The reservation of `key` for `user` made at or after `not_before` (ms), if any: a retry is answered from it
+    /// before anything is checked again.
+    async fn idempotent_request(
+        &self,
+        user: &UserId,
+        key: &IdempotencyKey,
+        not_before: i64,
+    ) -> Result<Option<IdempotentRequest>, StoreError>;
+
     /// Records that the reserved request's message is on the log.
     async fn mark_idempotency_key_appended(
         &self,
