@@ -1,5 +1,5 @@
 //! Every series of the documented metric list exists from start, at 0, so that dashboards and alerts read 0
-//! rather than "no data" (its own test binary: the metrics registry is per process).
+//! rather than "no data", each with its help text (its own test binary: the metrics registry is per process).
 
 mod common;
 
@@ -41,6 +41,14 @@ async fn every_series_exists_at_zero_before_any_traffic() {
         assert!(
             metrics.lines().any(|line| line.starts_with(series)),
             "missing at start: {series}"
+        );
+    }
+    // Every family documents itself (what `promtool check metrics` requires): a HELP line per TYPE line.
+    for family in metrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = family.split_whitespace().next().unwrap_or_default();
+        assert!(
+            metrics.contains(&format!("# HELP {name} ")),
+            "{name} has no help text: describe it in telemetry"
         );
     }
     app.stop().await;

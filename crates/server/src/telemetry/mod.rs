@@ -94,6 +94,14 @@ fn describe() {
         "Real-time sockets open on this instance."
     );
     describe_counter!(
+        "group_membership_changes_total",
+        "Group membership changes, by change (joined, left, removed, promoted, handed_over)."
+    );
+    describe_counter!(
+        "messages_routed_via_identity_total",
+        "Messages handed to a channel through a user's identity, by channel and identity (preferred, requested)."
+    );
+    describe_counter!(
         "websocket_notifications_sent_total",
         "Frames queued to real-time sockets."
     );
