@@ -1,8 +1,8 @@
 // 08 websocket: LISTENERS users (default 20) hold a socket on /v1/ws, each in a conversation of its own with one
 // sender user; messages are sent at RATE per second (default 100) into those conversations, round-robin. Every
 // listener times each new_message from its acceptance (the frame's timestamp) to its arrival (accept-to-socket),
-// and at the end compares what it received with the conversation's last seq: the difference is notifications lost
-// (threshold: none).
+// and at the end compares what it received with the conversation's last seq: the difference is notifications lost;
+// a message pushed twice counts as duplicated (thresholds: none of either).
 import http from 'k6/http';
 import ws from 'k6/ws';
 import exec from 'k6/execution';
@@ -17,6 +17,7 @@ const LISTEN_SECS = SEND_SECS + 6; // sockets open 2 s before the first send and
 const delivery = new Trend('ws_delivery_ms', true);
 const received = new Counter('ws_notifications_received');
 const lost = new Counter('ws_notifications_lost');
+const duplicated = new Counter('ws_notifications_duplicated');
 
 export const options = {
   scenarios: {
@@ -26,7 +27,9 @@ export const options = {
       preAllocatedVUs: 20, maxVUs: 100, exec: 'send',
     },
   },
-  thresholds: thresholds({ ws_notifications_lost: ['count<1'], ws_delivery_ms: ['p(99)<1000'] }),
+  thresholds: thresholds({
+    ws_notifications_lost: ['count<1'], ws_notifications_duplicated: ['count<1'], ws_delivery_ms: ['p(99)<1000'],
+  }),
 };
 
 const JSON_HEADERS = { 'Content-Type': 'application/json' };
@@ -50,15 +53,20 @@ export function listen(data) {
   const index = exec.vu.idInTest - 1;
   const me = data.listeners[index % LISTENERS];
   const conversation = data.conversations[index % LISTENERS];
-  let count = 0;
+  const seen = new Set();
   const url = `${API_URL.replace(/^http/, 'ws')}/v1/ws?token=${me.token}`;
   const res = ws.connect(url, {}, (socket) => {
     socket.on('message', (text) => {
       const frame = JSON.parse(text);
       if (frame.type === 'new_message' && frame.conversation_id === conversation) {
+        if (seen.has(frame.message_id)) {
+          duplicated.add(1);
+          console.warn(`duplicate push of ${frame.message_id} (seq ${frame.seq})`);
+          return;
+        }
+        seen.add(frame.message_id);
         delivery.add(Date.now() - frame.timestamp);
         received.add(1);
-        count += 1;
       }
     });
     socket.setTimeout(() => socket.close(), LISTEN_SECS * 1000);
@@ -68,7 +76,7 @@ export function listen(data) {
     { headers: { Authorization: `Bearer ${me.token}` }, tags: { endpoint: 'history' } });
   const messages = last.json('messages') || [];
   const stored = messages.length ? messages[0].seq : 0;
-  lost.add(Math.max(0, stored - count));
+  lost.add(Math.max(0, stored - seen.size));
 }
 
 export function send(data) {

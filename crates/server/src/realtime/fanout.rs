@@ -28,6 +28,7 @@ const IDLE_WAIT: Duration = Duration::from_millis(500);
 /// connected members until `stop`.
 pub async fn run(mut tail: Box<dyn Tail>, stores: Stores, hub: Arc<Hub>, stop: CancellationToken) {
     let mut members = Members::new(stores);
+    let mut pushed = Pushed::default();
     loop {
         let polled = tokio::select! {
             _ = stop.cancelled() => return,
@@ -39,7 +40,7 @@ pub async fn run(mut tail: Box<dyn Tail>, stores: Stores, hub: Arc<Hub>, stop: C
                     continue;
                 }
                 for record in &records {
-                    deliver(record, &hub, &mut members).await;
+                    deliver(record, &hub, &mut members, &mut pushed).await;
                 }
             }
             Err(e) => {
@@ -54,10 +55,15 @@ pub async fn run(mut tail: Box<dyn Tail>, stores: Stores, hub: Arc<Hub>, stop: C
 }
 
 /// Turns one record into its frame and pushes it to the conversation's members.
-async fn deliver(record: &Record, hub: &Hub, members: &mut Members) {
-    let Some((conversation, frame)) = frame_of(record) else {
+async fn deliver(record: &Record, hub: &Hub, members: &mut Members, pushed: &mut Pushed) {
+    let Some((conversation, frame, new_seq)) = frame_of(record) else {
         return;
     };
+    if let Some(seq) = new_seq
+        && !pushed.first_time(&conversation, seq)
+    {
+        return;
+    }
     let Some(recipients) = members.of(&conversation).await else {
         return;
     };
@@ -73,7 +79,7 @@ async fn deliver(record: &Record, hub: &Hub, members: &mut Members) {
 
 /// The frame of a notification record (`new_message` or `status_update`), with its conversation; `None` for a
 /// record of another type or one that does not decode (logged: a poison record never stops the fan-out).
-fn frame_of(record: &Record) -> Option<(ConversationId, Frame)> {
+fn frame_of(record: &Record) -> Option<(ConversationId, Frame, Option<u64>)> {
     let frame = match record.header(HEADER_EVENT_TYPE) {
         Some(MessageStored::TYPE) => decode::<MessageStored>(record).map(|m| {
             let frame = json!({
@@ -88,7 +94,7 @@ fn frame_of(record: &Record) -> Option<(ConversationId, Frame)> {
                 "timestamp": m.timestamp,
                 "file_id": m.file_id,
             });
-            (m.conversation_id, frame)
+            (m.conversation_id, frame, Some(m.seq))
         }),
         Some(MessageStatusChanged::TYPE) => decode::<MessageStatusChanged>(record).map(|c| {
             let frame = json!({
@@ -100,21 +106,47 @@ fn frame_of(record: &Record) -> Option<(ConversationId, Frame)> {
                 "at": c.at,
                 "detail": c.detail,
             });
-            (c.conversation_id, frame)
+            (c.conversation_id, frame, None)
         }),
         _ => return None,
     };
     match frame {
-        Ok((conversation, mut frame)) => {
+        Ok((conversation, mut frame, new_seq)) => {
             if let Some(fields) = frame.as_object_mut() {
                 fields.retain(|_, v| !v.is_null());
             }
-            Some((conversation, Arc::from(frame.to_string())))
+            Some((conversation, Arc::from(frame.to_string()), new_seq))
         }
         Err(e) => {
             tracing::warn!(error = %e, offset = record.offset, partition = record.partition, "undecodable notification skipped");
             None
         }
+    }
+}
+
+/// The last message pushed per conversation. A router that replays a batch (after a failure between storing
+/// and committing) publishes its messages again; their `seq` is not new, so sockets get each message once.
+#[derive(Default)]
+struct Pushed(HashMap<ConversationId, u64>);
+
+/// Conversations whose last pushed `seq` is remembered; past it the memory starts over.
+const PUSHED_REMEMBERED: usize = 100_000;
+
+impl Pushed {
+    /// Whether message `seq` of `conversation` is pushed for the first time (and remembers it).
+    fn first_time(&mut self, conversation: &ConversationId, seq: u64) -> bool {
+        if let Some(last) = self.0.get_mut(conversation) {
+            if seq <= *last {
+                return false;
+            }
+            *last = seq;
+            return true;
+        }
+        if self.0.len() >= PUSHED_REMEMBERED {
+            self.0.clear();
+        }
+        self.0.insert(conversation.clone(), seq);
+        true
     }
 }
 
@@ -168,5 +200,26 @@ impl Members {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pushed;
+    use chat4all_core::ids::ConversationId;
+
+    #[test]
+    fn a_republished_message_is_pushed_once() {
+        let mut pushed = Pushed::default();
+        let (a, b) = (
+            ConversationId::parse("a").unwrap(),
+            ConversationId::parse("b").unwrap(),
+        );
+        assert!(pushed.first_time(&a, 1));
+        assert!(pushed.first_time(&a, 2));
+        assert!(!pushed.first_time(&a, 2), "the same message again");
+        assert!(!pushed.first_time(&a, 1), "an older one replayed");
+        assert!(pushed.first_time(&b, 1), "conversations count apart");
+        assert!(pushed.first_time(&a, 3));
     }
 }
