@@ -50,9 +50,10 @@ export function setup() {
 }
 
 export function listen(data) {
-  const index = exec.vu.idInTest - 1;
-  const me = data.listeners[index % LISTENERS];
-  const conversation = data.conversations[index % LISTENERS];
+  // One listener per conversation: the scenario's iteration number is unique (VU ids are shared with the senders).
+  const index = exec.scenario.iterationInTest;
+  const me = data.listeners[index];
+  const conversation = data.conversations[index];
   const seen = new Set();
   const url = `${API_URL.replace(/^http/, 'ws')}/v1/ws?token=${me.token}`;
   const res = ws.connect(url, {}, (socket) => {
