@@ -4,4 +4,5 @@
 pub mod channel;
 pub mod log;
 pub mod objects;
+pub mod servers;
 pub mod store;
