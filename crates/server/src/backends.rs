@@ -14,7 +14,7 @@ use std::time::Duration;
 const NOTIFICATIONS_RETENTION: Duration = Duration::from_secs(600);
 
 /// Opens the configured event log.
-pub fn open_event_log(config: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
+pub async fn open_event_log(config: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
     let storage = &config.storage;
     match &storage.event_log {
         EventLogBackend::Sqlite(path) => {
@@ -27,23 +27,32 @@ pub fn open_event_log(config: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
             let log = Arc::new(SqliteLog::open(&storage.path(path), options)?);
             Ok(Arc::new(MeteredLog::new(log, "embedded")))
         }
+        EventLogBackend::Kafka(url) => not_built_in("kafka", url),
     }
 }
 
 /// Opens the configured store (every aggregate in one backend for now).
-pub fn open_store(config: &Config) -> anyhow::Result<Stores> {
+pub async fn open_store(config: &Config) -> anyhow::Result<Stores> {
     let storage = &config.storage;
     match &storage.store {
         StoreBackend::Sqlite(path) => Ok(Stores::all_in(Arc::new(SqliteStore::open(
             &storage.path(path),
         )?))),
+        StoreBackend::Postgres(url) => not_built_in("postgres", url),
     }
 }
 
 /// Opens the configured object storage.
-pub fn open_objects(config: &Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
+pub async fn open_objects(config: &Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
     let storage = &config.storage;
     match &storage.objects {
         ObjectsBackend::Directory(path) => Ok(Arc::new(LocalObjects::open(&storage.path(path))?)),
+        ObjectsBackend::S3(url) => not_built_in("s3", url),
     }
+}
+
+/// The configuration refuses a shared backend whose feature this binary lacks; this says so again should one
+/// be given another way.
+fn not_built_in<T>(feature: &str, url: &str) -> anyhow::Result<T> {
+    anyhow::bail!("{url}: this chat4all was built without the `{feature}` feature")
 }

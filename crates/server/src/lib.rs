@@ -11,5 +11,5 @@ pub mod realtime;
 pub mod roles;
 pub mod telemetry;
 
-pub use app::Application;
+pub use app::{Application, Role};
 pub use config::{Config, Flags};

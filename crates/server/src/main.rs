@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use chat4all_server::cli::admin::{self, AdminCommand, AdminTarget};
-use chat4all_server::{Application, Flags, config, telemetry};
+use chat4all_server::{Application, Flags, Role, app, config, telemetry};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -21,15 +21,35 @@ struct Cli {
     command: Command,
 }
 
+/// What every role command takes.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// TOML file of settings by section (see README.md, Configuration); CHAT4ALL_* variables and flags override it.
+    #[arg(long, env = "CHAT4ALL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Validate the configuration and reach every backend the role uses, print what was found, and exit (0 when
+    /// all is well); `--check-config=offline` validates the configuration without reaching the backends.
+    #[arg(long, value_name = "online|offline", num_args = 0..=1, default_missing_value = "online")]
+    check_config: Option<app::CheckDepth>,
+    #[command(flatten)]
+    flags: Flags,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run every role in one process on embedded storage in the data directory.
-    Serve {
-        /// TOML file of settings by section (see README.md, Configuration); CHAT4ALL_* variables and flags override it.
-        #[arg(long, env = "CHAT4ALL_CONFIG")]
-        config: Option<PathBuf>,
+    /// Run every role in one process (embedded storage in the data directory by default).
+    Serve(RunArgs),
+    /// Run the HTTP api and real-time gateway against shared backends (default address 127.0.0.1:8080).
+    Api(RunArgs),
+    /// Run the router against shared backends; serves /health and /metrics (default 127.0.0.1:8082).
+    Router(RunArgs),
+    /// Run the connector of one channel against shared backends; serves /health and /metrics (default
+    /// 127.0.0.1:8083 for whatsapp, 8084 for instagram).
+    Connector {
+        /// The channel, as named in the configuration (`whatsapp`, `instagram`, or a `[channels.<name>]`).
+        channel: String,
         #[command(flatten)]
-        flags: Flags,
+        run: RunArgs,
     },
     /// Load testing: capacity ramps, and reports from k6 results.
     Loadtest {
@@ -50,19 +70,33 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Admin { target, command } => admin::run(target, command),
         Command::Loadtest { command } => chat4all_loadtest::cli::run(command),
-        Command::Serve { config, flags } => {
-            let config = config::load(config.as_deref(), utf8_env(), &flags)?;
-            let _flush_logs_on_exit = telemetry::init_logging(config.telemetry.log_format());
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the runtime")?;
-            runtime.block_on(async {
-                let app = Application::build(config).await?;
-                app.run_until(shutdown_signal()).await
-            })
-        }
+        Command::Serve(run) => run_role(Role::All, run),
+        Command::Api(run) => run_role(Role::Api, run),
+        Command::Router(run) => run_role(Role::Router, run),
+        Command::Connector { channel, run } => run_role(Role::Connector(channel), run),
     }
+}
+
+/// Loads the role's configuration, then runs the role until a signal, or only checks it.
+fn run_role(role: Role, run: RunArgs) -> anyhow::Result<()> {
+    let mut defaults = config::Config::default();
+    defaults.http.addr = role.default_addr();
+    let config = config::load_over(defaults, run.config.as_deref(), utf8_env(), &run.flags)?;
+    let _flush_logs_on_exit = telemetry::init_logging(config.telemetry.log_format());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(async {
+        if let Some(depth) = run.check_config {
+            for finding in app::check(&config, &role, depth).await? {
+                println!("ok: {finding}");
+            }
+            return Ok(());
+        }
+        let app = Application::build(config, role).await?;
+        app.run_until(shutdown_signal()).await
+    })
 }
 
 /// The process environment; a variable whose name or value is not UTF-8 is not a setting and is skipped.

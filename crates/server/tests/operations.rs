@@ -3,6 +3,8 @@
 
 mod common;
 
+use chat4all_server::app::CheckDepth;
+use chat4all_server::{Application, Role};
 use common::{all_have_status, spawn_app, spawn_edited};
 use reqwest::Method;
 use serde_json::json;
@@ -135,7 +137,7 @@ async fn operations_endpoints_and_correlation_id() {
 async fn a_data_directory_serves_one_process_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app(dir.path()).await;
-    let second = chat4all_server::Application::build(common::test_config(dir.path())).await;
+    let second = Application::build(common::test_config(dir.path()), Role::All).await;
     let error = second
         .err()
         .expect("a second process on the same data dir is refused")
@@ -147,4 +149,37 @@ async fn a_data_directory_serves_one_process_at_a_time() {
     app.stop().await;
     let again = spawn_app(dir.path()).await;
     again.stop().await;
+}
+
+#[tokio::test]
+async fn role_processes_refuse_embedded_backends_and_unknown_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    for role in [Role::Api, Role::Router, Role::Connector("whatsapp".into())] {
+        let error = Application::build(common::test_config(dir.path()), role.clone())
+            .await
+            .err()
+            .expect("a role process on embedded storage is refused")
+            .to_string();
+        assert!(
+            error.contains("belongs to one process") && error.contains("chat4all serve"),
+            "{role:?}: {error}"
+        );
+    }
+    let config = common::test_config(dir.path());
+    let error = chat4all_server::app::check(
+        &config,
+        &Role::Connector("telegram".into()),
+        CheckDepth::Offline,
+    )
+    .await
+    .expect_err("an unconfigured channel is refused");
+    let error = error.to_string();
+    assert!(
+        error.contains("\"telegram\"") && error.contains("whatsapp"),
+        "the error names the channel and the configured ones: {error}"
+    );
+    assert!(
+        !dir.path().join("events.db").exists(),
+        "a refused role opens nothing"
+    );
 }

@@ -12,7 +12,9 @@ pub fn url(variable: &str) -> Option<String> {
             "{variable} is not set but CHAT4ALL_REQUIRE_SERVERS=1: start the test servers with scripts/test.sh"
         ),
         _ => {
-            eprintln!("skipped: {variable} is not set (scripts/test.sh starts the servers and sets it)");
+            eprintln!(
+                "skipped: {variable} is not set (scripts/test.sh starts the servers and sets it)"
+            );
             None
         }
     }

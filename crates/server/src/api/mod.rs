@@ -27,7 +27,7 @@ pub use doc::openapi_document;
 pub use login_throttle::LoginThrottle;
 pub use observe::{CORRELATION_HEADER, REQUESTS_SERVED};
 pub use rate_limit::RateLimit;
-pub use state::{Admin, AppState, Health, Services};
+pub use state::{Admin, AppState, Health, Ops, Services};
 pub use tokens::Tokens;
 
 use axum::Router;

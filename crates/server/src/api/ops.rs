@@ -1,6 +1,6 @@
 //! Operations endpoints: `/health`, `/health/live`, `/metrics`, `/openapi.json`.
 
-use super::state::AppState;
+use super::state::Ops;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -9,6 +9,7 @@ use chat4all_core::services::control::REPORT_VALIDITY;
 use chat4all_core::time::now_millis;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 use utoipa::ToSchema;
 
@@ -69,8 +70,8 @@ async fn probe<E: std::fmt::Display>(
 /// Component health: 200 when everything this process needs is up, 503 otherwise.
 #[utoipa::path(get, path = "/health", tag = "operations",
     responses((status = 200, body = HealthReport), (status = 503, body = HealthReport)))]
-pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    let health = &state.health;
+pub async fn health(State(ops): State<Arc<Ops>>) -> impl IntoResponse {
+    let health = &ops.health;
     let mut components = BTreeMap::new();
     components.insert("event_log".to_owned(), probe(health.log.ping()).await);
     components.insert("store".to_owned(), probe(health.stores.ping()).await);
@@ -159,10 +160,20 @@ pub async fn live() -> Json<Liveness> {
 
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format 0.0.4.", content_type = "text/plain", body = String)))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let mut text = state.metrics.render();
+pub async fn metrics(State(ops): State<Arc<Ops>>) -> impl IntoResponse {
+    let mut text = ops.metrics.render();
     text.push_str(&crate::telemetry::process::exposition());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// The operations endpoints alone (`/health`, `/health/live`, `/metrics`), for the role processes without the
+/// api: routers and connectors.
+pub fn router(ops: Arc<Ops>) -> axum::Router {
+    axum::Router::new()
+        .route("/health", axum::routing::get(health))
+        .route("/health/live", axum::routing::get(live))
+        .route("/metrics", axum::routing::get(metrics))
+        .with_state(ops)
 }
 
 /// The OpenAPI document of this api.

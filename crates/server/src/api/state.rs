@@ -60,10 +60,8 @@ pub struct Services {
     pub rate_limit: super::RateLimit,
     /// Failed-login limits.
     pub login_throttle: Arc<super::LoginThrottle>,
-    /// Component checks for `/health`.
-    pub health: Health,
-    /// The Prometheus registry rendered by `/metrics`.
-    pub metrics: PrometheusHandle,
+    /// What `/health` checks and `/metrics` renders.
+    pub ops: Arc<Ops>,
     /// This instance's real-time sockets.
     pub hub: Arc<crate::realtime::Hub>,
     /// Base of links in responses (`https://chat.example.com`): the configured public URL, else the listen
@@ -85,6 +83,20 @@ pub struct Admin {
     pub log: Arc<dyn EventLog>,
     /// Validity given to replayed messages.
     pub default_validity: Duration,
+}
+
+/// What the operations endpoints reach; every role process serves them, the api within its router.
+pub struct Ops {
+    /// Component checks for `/health`.
+    pub health: Health,
+    /// The Prometheus registry rendered by `/metrics`.
+    pub metrics: PrometheusHandle,
+}
+
+impl axum::extract::FromRef<AppState> for Arc<Ops> {
+    fn from_ref(state: &AppState) -> Self {
+        state.ops.clone()
+    }
 }
 
 /// The components `/health` checks.

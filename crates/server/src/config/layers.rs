@@ -145,14 +145,25 @@ pub fn load(
     env: impl IntoIterator<Item = (String, String)>,
     flags: &Flags,
 ) -> anyhow::Result<Config> {
+    load_over(Config::default(), file, env, flags)
+}
+
+/// [`load`] over other built-in defaults: a role process's own listen address.
+pub fn load_over(
+    defaults: Config,
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    flags: &Flags,
+) -> anyhow::Result<Config> {
     if let Some(path) = file {
         anyhow::ensure!(path.is_file(), "cannot read config file {}", path.display());
     }
-    resolve(file.map(Toml::file_exact), env, flags)
+    resolve(defaults, file.map(Toml::file_exact), env, flags)
 }
 
-/// [`load`] with the file's layer given (a string in tests).
+/// [`load_over`] with the file's layer given (a string in tests).
 pub(super) fn resolve(
+    defaults: Config,
     file: Option<Data<Toml>>,
     env: impl IntoIterator<Item = (String, String)>,
     flags: &Flags,
@@ -163,7 +174,7 @@ pub(super) fn resolve(
         let (_, value) = env.iter().find(|(n, _)| *n == name)?;
         Some((key, value.clone()))
     });
-    let mut figment = Figment::from(Layer::defaults()?);
+    let mut figment = Figment::from(Layer::defaults(defaults)?);
     if let Some(file) = file {
         figment = figment.merge(FileLayer(file));
     }
@@ -204,8 +215,8 @@ struct Layer {
 }
 
 impl Layer {
-    fn defaults() -> anyhow::Result<Self> {
-        let dict = match Value::serialize(Config::default())? {
+    fn defaults(defaults: Config) -> anyhow::Result<Self> {
+        let dict = match Value::serialize(defaults)? {
             Value::Dict(_, dict) => dict,
             _ => anyhow::bail!("the defaults serialise to a table"),
         };

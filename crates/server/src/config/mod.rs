@@ -9,7 +9,7 @@ mod urls;
 
 pub use channels::{ChannelConfig, default_channels};
 pub use check::Invalid;
-pub use layers::{Flags, load};
+pub use layers::{Flags, load, load_over};
 pub use urls::{EventLogBackend, ObjectsBackend, StoreBackend};
 
 use chat4all_core::services::conversations::MAX_MEMBERS;

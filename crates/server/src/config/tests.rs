@@ -12,7 +12,12 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 fn load_str(file: &str, vars: &[(&str, &str)], flags: &[(&str, &str)]) -> anyhow::Result<Config> {
     let flags = Flags::from_pairs(flags.iter().copied())?;
-    resolve(Some(Toml::string(file)), env(vars), &flags)
+    resolve(
+        Config::default(),
+        Some(Toml::string(file)),
+        env(vars),
+        &flags,
+    )
 }
 
 fn error(file: &str, vars: &[(&str, &str)], flags: &[(&str, &str)]) -> String {
@@ -146,16 +151,18 @@ fn backends_are_urls_and_embedded_still_means_the_default() {
     let flags = [("event-log", "embedded"), ("store", "sqlite://other.db")];
     let config = load_str("", &[("CHAT4ALL_OBJECTS", "file:///srv/files")], &flags).unwrap();
     assert_eq!(config.storage.event_log, EventLogBackend::default());
-    let StoreBackend::Sqlite(store) = &config.storage.store;
+    let StoreBackend::Sqlite(store) = &config.storage.store else {
+        panic!("the store is embedded")
+    };
     assert_eq!(config.storage.path(store), PathBuf::from("data/other.db"));
     assert_eq!(
         config.storage.objects,
         ObjectsBackend::Directory("/srv/files".into())
     );
-    let later = error("", &[("CHAT4ALL_STORE", "postgres://db/chat")], &[]);
+    let misplaced = error("", &[("CHAT4ALL_STORE", "kafka://broker:9092")], &[]);
     assert!(
-        later.contains("not built in this version yet") && later.contains("CHAT4ALL_STORE"),
-        "{later}"
+        misplaced.contains("store cannot be on kafka://") && misplaced.contains("CHAT4ALL_STORE"),
+        "{misplaced}"
     );
 }
 
@@ -230,7 +237,7 @@ fn the_command_line_reads_every_flag_and_switches() {
         "json",
     ];
     let flags = Flags::from_arg_matches(&command.get_matches_from(args)).unwrap();
-    let config = resolve(None, Vec::new(), &flags).unwrap();
+    let config = resolve(Config::default(), None, Vec::new(), &flags).unwrap();
     assert!(config.auth.seed_demo_users);
     assert_eq!(config.storage.partitions, 3);
     assert_eq!(config.telemetry.log_format, Some(LogFormat::Json));

@@ -1,6 +1,7 @@
 //! Backends named by URL. The built-in ones are `sqlite://<path>` (event log, store) and `file://<path>` (object
-//! storage), a relative path being under the data directory; `postgres://`, `kafka://` and `s3://` are recognised
-//! but not built in this version yet. `embedded` stays accepted for the default, as older command lines said.
+//! storage), a relative path being under the data directory; the shared ones, `kafka://`, `postgres://` and
+//! `s3://`, need a binary built with their cargo feature (`distributed` builds all three). `embedded` stays
+//! accepted for the default, as older command lines said.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -13,11 +14,11 @@ pub enum Scheme {
     Sqlite,
     /// Local directory (embedded object storage).
     File,
-    /// PostgreSQL (store; not built yet).
+    /// PostgreSQL (shared store).
     Postgres,
-    /// Apache Kafka (event log; not built yet).
+    /// Apache Kafka (shared event log).
     Kafka,
-    /// S3 or MinIO (object storage; not built yet).
+    /// S3, MinIO or SeaweedFS (shared object storage).
     S3,
 }
 
@@ -47,64 +48,87 @@ impl fmt::Display for Scheme {
     }
 }
 
-/// What takes a backend URL: its name in messages, its default, the scheme built in and the one to come.
+/// What takes a backend URL: its name in messages, its default, its embedded scheme and its shared one.
 struct Port {
     name: &'static str,
     default: &'static str,
-    built_in: Scheme,
-    later: Scheme,
+    embedded: Scheme,
+    shared: Scheme,
+    /// The cargo feature that builds the shared adapter in, and whether this binary has it.
+    feature: (&'static str, bool),
 }
 
 const EVENT_LOG: Port = Port {
     name: "event-log",
     default: "sqlite://events.db",
-    built_in: Scheme::Sqlite,
-    later: Scheme::Kafka,
+    embedded: Scheme::Sqlite,
+    shared: Scheme::Kafka,
+    feature: ("kafka", cfg!(feature = "kafka")),
 };
 const STORE: Port = Port {
     name: "store",
     default: "sqlite://store.db",
-    built_in: Scheme::Sqlite,
-    later: Scheme::Postgres,
+    embedded: Scheme::Sqlite,
+    shared: Scheme::Postgres,
+    feature: ("postgres", cfg!(feature = "postgres")),
 };
 const OBJECTS: Port = Port {
     name: "objects",
     default: "file://objects",
-    built_in: Scheme::File,
-    later: Scheme::S3,
+    embedded: Scheme::File,
+    shared: Scheme::S3,
+    feature: ("s3", cfg!(feature = "s3")),
 };
 
-/// Parses the backend URL of `port` and returns the path of its built-in backend: `<scheme>://<rest>`, or
-/// `embedded` for the port's default. A scheme meant for later, or meant for another port, is an error that says
-/// what this port takes.
-fn parse(port: &Port, url: &str) -> Result<PathBuf, String> {
+/// A parsed backend URL.
+#[derive(Debug, PartialEq, Eq)]
+enum Parsed {
+    /// The embedded backend at this path (relative: under the data directory).
+    Embedded(PathBuf),
+    /// The shared backend at this URL, as given (its adapter parses the rest).
+    Shared(String),
+}
+
+/// Parses the backend URL of `port`: `<scheme>://<rest>`, or `embedded` for the port's default. A scheme of
+/// another port, or a shared one this binary was built without, is an error that says what this port takes.
+fn parse(port: &Port, url: &str) -> Result<Parsed, String> {
     let url = if url == "embedded" { port.default } else { url };
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
         format!(
-            "{url:?} is not a backend URL; {} takes {}<path> (such as {})",
-            port.name, port.built_in, port.default
+            "{url:?} is not a backend URL; {} takes {}<path> (such as {}) or {}…",
+            port.name, port.embedded, port.default, port.shared
         )
     })?;
     let scheme = Scheme::ALL
         .into_iter()
         .find(|s| s.as_str().eq_ignore_ascii_case(scheme))
         .ok_or_else(|| format!("unknown backend scheme {scheme}:// in {url:?}"))?;
-    if scheme == port.later {
-        return Err(format!(
-            "{scheme} is not built in this version yet; {} takes {} for now",
-            port.name, port.built_in
-        ));
-    }
-    if scheme != port.built_in {
-        return Err(format!(
-            "{} cannot be on {scheme}; it takes {} ({} later)",
-            port.name, port.built_in, port.later
-        ));
-    }
     if rest.is_empty() {
-        return Err(format!("{url:?} names no path"));
+        return Err(format!(
+            "{url:?} names no {}",
+            if scheme == port.shared {
+                "address"
+            } else {
+                "path"
+            }
+        ));
     }
-    Ok(PathBuf::from(rest))
+    if scheme == port.embedded {
+        return Ok(Parsed::Embedded(PathBuf::from(rest)));
+    }
+    if scheme != port.shared {
+        return Err(format!(
+            "{} cannot be on {scheme}; it takes {} or {}",
+            port.name, port.embedded, port.shared
+        ));
+    }
+    let (feature, built) = port.feature;
+    if !built {
+        return Err(format!(
+            "{scheme} needs a chat4all built with the `{feature}` feature (cargo build --release --features distributed)"
+        ));
+    }
+    Ok(Parsed::Shared(url.to_owned()))
 }
 
 /// The event log backend, by URL.
@@ -113,6 +137,8 @@ fn parse(port: &Port, url: &str) -> Result<PathBuf, String> {
 pub enum EventLogBackend {
     /// The embedded durable partitioned log in this SQLite file.
     Sqlite(PathBuf),
+    /// Apache Kafka (or a Kafka-protocol broker) at this `kafka://` URL.
+    Kafka(String),
 }
 
 /// The store backend, by URL.
@@ -121,6 +147,8 @@ pub enum EventLogBackend {
 pub enum StoreBackend {
     /// The embedded store in this SQLite file.
     Sqlite(PathBuf),
+    /// PostgreSQL at this `postgres://` URL.
+    Postgres(String),
 }
 
 /// The object storage backend (files), by URL.
@@ -129,47 +157,64 @@ pub enum StoreBackend {
 pub enum ObjectsBackend {
     /// A local directory.
     Directory(PathBuf),
+    /// An S3 bucket at this `s3://` URL.
+    S3(String),
 }
 
 impl TryFrom<String> for EventLogBackend {
     type Error = String;
     fn try_from(url: String) -> Result<Self, String> {
-        parse(&EVENT_LOG, &url).map(Self::Sqlite)
+        Ok(match parse(&EVENT_LOG, &url)? {
+            Parsed::Embedded(path) => Self::Sqlite(path),
+            Parsed::Shared(url) => Self::Kafka(url),
+        })
     }
 }
 
 impl TryFrom<String> for StoreBackend {
     type Error = String;
     fn try_from(url: String) -> Result<Self, String> {
-        parse(&STORE, &url).map(Self::Sqlite)
+        Ok(match parse(&STORE, &url)? {
+            Parsed::Embedded(path) => Self::Sqlite(path),
+            Parsed::Shared(url) => Self::Postgres(url),
+        })
     }
 }
 
 impl TryFrom<String> for ObjectsBackend {
     type Error = String;
     fn try_from(url: String) -> Result<Self, String> {
-        parse(&OBJECTS, &url).map(Self::Directory)
+        Ok(match parse(&OBJECTS, &url)? {
+            Parsed::Embedded(path) => Self::Directory(path),
+            Parsed::Shared(url) => Self::S3(url),
+        })
     }
 }
 
 impl From<EventLogBackend> for String {
     fn from(backend: EventLogBackend) -> Self {
-        let EventLogBackend::Sqlite(path) = backend;
-        format!("{}{}", Scheme::Sqlite, path.display())
+        match backend {
+            EventLogBackend::Sqlite(path) => format!("{}{}", Scheme::Sqlite, path.display()),
+            EventLogBackend::Kafka(url) => url,
+        }
     }
 }
 
 impl From<StoreBackend> for String {
     fn from(backend: StoreBackend) -> Self {
-        let StoreBackend::Sqlite(path) = backend;
-        format!("{}{}", Scheme::Sqlite, path.display())
+        match backend {
+            StoreBackend::Sqlite(path) => format!("{}{}", Scheme::Sqlite, path.display()),
+            StoreBackend::Postgres(url) => url,
+        }
     }
 }
 
 impl From<ObjectsBackend> for String {
     fn from(backend: ObjectsBackend) -> Self {
-        let ObjectsBackend::Directory(path) = backend;
-        format!("{}{}", Scheme::File, path.display())
+        match backend {
+            ObjectsBackend::Directory(path) => format!("{}{}", Scheme::File, path.display()),
+            ObjectsBackend::S3(url) => url,
+        }
     }
 }
 
@@ -197,7 +242,10 @@ mod tests {
 
     #[test]
     fn built_in_urls_name_a_path_and_embedded_is_the_default() {
-        let path = |port, url| parse(port, url).map(|p| p.display().to_string());
+        let path = |port, url| match parse(port, url) {
+            Ok(Parsed::Embedded(p)) => Ok(p.display().to_string()),
+            other => Err(format!("{other:?}")),
+        };
         assert_eq!(
             path(&EVENT_LOG, "sqlite://events.db"),
             Ok("events.db".into())
@@ -222,18 +270,28 @@ mod tests {
     }
 
     #[test]
-    fn other_schemes_are_explained() {
-        let error = |port, url| parse(port, url).unwrap_err();
+    fn shared_schemes_are_kept_whole_when_built_in_and_explained_when_not() {
         for (port, url) in [
             (&EVENT_LOG, "kafka://broker:9092"),
             (&STORE, "postgres://db/chat"),
             (&OBJECTS, "s3://bucket"),
         ] {
-            assert!(
-                error(port, url).contains("not built in this version yet"),
-                "{url}"
-            );
+            match parse(port, url) {
+                Ok(parsed) => {
+                    assert!(port.feature.1, "{url}");
+                    assert_eq!(parsed, Parsed::Shared(url.to_owned()));
+                }
+                Err(e) => {
+                    assert!(!port.feature.1, "{url}: {e}");
+                    assert!(e.contains(&format!("`{}` feature", port.feature.0)), "{e}");
+                }
+            }
         }
+    }
+
+    #[test]
+    fn other_schemes_are_explained() {
+        let error = |port, url| parse(port, url).unwrap_err();
         assert!(error(&STORE, "kafka://broker").contains("store cannot be on kafka://"));
         assert!(error(&EVENT_LOG, "mysql://db").contains("unknown backend scheme mysql://"));
         assert!(error(&EVENT_LOG, "events.db").contains("not a backend URL"));

@@ -6,7 +6,7 @@ use crate::api::{self, AppState, Tokens};
 use crate::config::Config;
 use crate::http_server::{self, ConnectionLimits};
 use crate::realtime::{Hub, HubLimits, fanout};
-use crate::telemetry::heartbeat::{LagBoard, Pulse};
+use crate::telemetry::heartbeat::Pulse;
 use anyhow::Context;
 use chat4all_core::ids::{Password, Username};
 use chat4all_core::ports::{IdempotencyStore, ObjectStore};
@@ -21,7 +21,6 @@ use chat4all_core::services::identities::Identities;
 use chat4all_core::services::messaging::{IDEMPOTENCY_WINDOW_MS, Messaging};
 use chat4all_core::services::receipts::Receipts;
 use chat4all_core::time::now_millis;
-use metrics_exporter_prometheus::PrometheusHandle;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -40,10 +39,8 @@ pub struct ApiParts {
     pub secret: Vec<u8>,
     /// The token of the `/admin` endpoints.
     pub admin_token: String,
-    /// Consumer lag, measured by housekeeping, reported by `/health`.
-    pub lag: LagBoard,
-    /// The metrics registry `/metrics` renders.
-    pub metrics: PrometheusHandle,
+    /// What `/health` checks and `/metrics` renders.
+    pub ops: Arc<api::Ops>,
 }
 
 /// Binds the HTTP listener and starts serving. Returns the bound address and the role's pulse.
@@ -128,15 +125,7 @@ pub async fn start(
         },
         rate_limit,
         login_throttle,
-        health: api::Health {
-            log: log.clone(),
-            stores: stores.clone(),
-            channels: config.channels.keys().cloned().collect(),
-            control: Control::new(stores),
-            lag: parts.lag,
-            lag_threshold: config.telemetry.lag_threshold,
-        },
-        metrics: parts.metrics,
+        ops: parts.ops,
         public_url: public_url(config, addr),
         hub,
     });

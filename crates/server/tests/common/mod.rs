@@ -56,7 +56,9 @@ pub async fn spawn_edited(edit: impl FnOnce(&mut Config)) -> (tempfile::TempDir,
 }
 
 pub async fn spawn_with(config: Config) -> TestApp {
-    let app = Application::build(config).await.expect("the app builds");
+    let app = Application::build(config, chat4all_server::Role::All)
+        .await
+        .expect("the app builds");
     let addr = app.local_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until(async move {
