@@ -130,6 +130,92 @@ async fn members_see_each_change_once_in_order_on_every_socket_and_others_see_no
     app.stop().await;
 }
 
+/// Sends message `m{i}` to the conversation `catch`.
+async fn send(app: &TestApp, token: &str, i: u64) {
+    let body = json!({"conversation_id": "catch", "content": format!("m{i}")});
+    assert_eq!(app.send(token, body).await.status, 202);
+}
+
+/// The `seq` of the next `new_message` frame, skipping status changes.
+async fn next_new_message(socket: &mut Socket) -> (u64, Value) {
+    loop {
+        let frame = next_json(socket).await;
+        if frame["type"] == "new_message" {
+            return (frame["seq"].as_u64().unwrap(), frame);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_reconnects_after_a_restart_catches_up_from_history_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app(dir.path()).await;
+    let (_, alice) = app.user("alice").await;
+    let (bob_id, bob) = app.user("bob").await;
+    let created = app
+        .post(
+            "/v1/conversations",
+            Some(&alice),
+            &json!({"conversation_id": "catch", "type": "group", "members": [bob_id]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let mut seen = Vec::new();
+    let mut socket = open(&app, "/v1/ws", &bob, false).await;
+    for i in 1..=3 {
+        send(&app, &alice, i).await;
+        seen.push(next_new_message(&mut socket).await.0);
+    }
+    drop(socket);
+    for i in 4..=6 {
+        send(&app, &alice, i).await; // bob is away
+    }
+    app.stop().await;
+
+    let app = spawn_app(dir.path()).await;
+    // The documented order: the socket first, then history after the last seq seen, then newer socket frames.
+    let mut socket = open(&app, "/v1/ws", &bob, false).await;
+    send(&app, &alice, 7).await;
+    let last_seen = *seen.last().unwrap();
+    let missed = app
+        .wait_for_page(
+            &bob,
+            "catch",
+            &format!("after={last_seen}&limit=100"),
+            |m| m.len() == 4,
+        )
+        .await;
+    let from_history: Vec<u64> = missed.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    seen.extend(&from_history);
+    let newest = *from_history.last().unwrap();
+    send(&app, &alice, 8).await;
+    let mut overlap = 0;
+    loop {
+        let (seq, frame) = next_new_message(&mut socket).await;
+        if seq > newest {
+            seen.push(seq);
+        } else {
+            overlap += 1;
+        }
+        if frame["content"] == "m8" {
+            break;
+        }
+    }
+    assert!(
+        overlap >= 1,
+        "m7 reached both the socket and history, so the rule was put to the test"
+    );
+    assert_eq!(
+        seen,
+        (1..=8).collect::<Vec<u64>>(),
+        "every message exactly once"
+    );
+    for message in &missed {
+        assert_eq!(message["content"], format!("m{}", message["seq"]));
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_read_receipt_reaches_the_sender_live() {
     let dir = tempfile::tempdir().unwrap();
