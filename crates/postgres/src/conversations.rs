@@ -13,7 +13,7 @@ impl ConversationStore for PostgresStore {
     async fn insert_conversation(&self, conversation: &Conversation) -> Result<bool, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(Error::from)?;
-        if !insert_conversation_rows(&tx, conversation).await? {
+        if !insert_conversation_rows(&*tx, conversation).await? {
             return Ok(false);
         }
         tx.commit().await.map_err(Error::from)?;

@@ -100,7 +100,7 @@ impl FileStore for PostgresStore {
         )
         .await
         .map_err(Error::from)?;
-        let merged = merged_ranges(&tx, id).await?;
+        let merged = merged_ranges(&*tx, id).await?;
         // Keep the table as small as the merged view, so a many-chunk upload stays cheap.
         tx.execute("DELETE FROM upload_ranges WHERE upload_id = $1", &[&id])
             .await

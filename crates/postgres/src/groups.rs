@@ -15,7 +15,7 @@ impl GroupStore for PostgresStore {
     async fn insert_group(&self, group: &Group) -> Result<bool, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(Error::from)?;
-        if !insert_conversation_rows(&tx, &group.conversation).await? {
+        if !insert_conversation_rows(&*tx, &group.conversation).await? {
             return Ok(false);
         }
         let id = group.conversation.conversation_id.as_str();
@@ -25,7 +25,7 @@ impl GroupStore for PostgresStore {
         )
         .await
         .map_err(Error::from)?;
-        replace_admins(&tx, id, &group.admins).await?;
+        replace_admins(&*tx, id, &group.admins).await?;
         tx.commit().await.map_err(Error::from)?;
         Ok(true)
     }
@@ -101,7 +101,7 @@ impl GroupStore for PostgresStore {
             .await
             .map_err(Error::from)?;
         }
-        replace_admins(&tx, id, &change.admins).await?;
+        replace_admins(&*tx, id, &change.admins).await?;
         tx.commit().await.map_err(Error::from)?;
         Ok(true)
     }

@@ -184,7 +184,7 @@ impl PostgresStore {
             .filter(|a| !stored.contains_key(a.message_id.as_str()))
             .filter_map(|a| a.file_id.as_ref().map(|f| f.as_str().to_owned()))
             .collect();
-        let files = files_by_id(&tx, &file_ids).await?;
+        let files = files_by_id(&*tx, &file_ids).await?;
 
         let mut answers = Vec::with_capacity(accepted.len());
         let mut new = NewMessages::default();
