@@ -37,7 +37,9 @@ impl From<StoreError> for Error {
 
 impl From<InvalidValue> for Error {
     fn from(e: InvalidValue) -> Self {
-        Self::Store(StoreError::Backend(format!("stored value no longer valid: {e}")))
+        Self::Store(StoreError::Backend(format!(
+            "stored value no longer valid: {e}"
+        )))
     }
 }
 
@@ -66,10 +68,7 @@ fn db(e: tokio_postgres::Error) -> StoreError {
             return StoreError::Conflict(field(db.constraint().unwrap_or("unique")).to_owned());
         }
         let class = &code.code()[..2];
-        if class == "08"
-            || class == "57"
-            || class == "53"
-            || *code == SqlState::CANNOT_CONNECT_NOW
+        if class == "08" || class == "57" || class == "53" || *code == SqlState::CANNOT_CONNECT_NOW
         {
             return StoreError::Unavailable(format!("postgres: {db}"));
         }

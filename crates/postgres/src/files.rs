@@ -91,9 +91,12 @@ impl FileStore for PostgresStore {
         let tx = client.transaction().await.map_err(Error::from)?;
         let id = id.as_str();
         // One writer per upload at a time: chunks arriving together merge one after the other.
-        tx.query("SELECT 1 FROM uploads WHERE upload_id = $1 FOR UPDATE", &[&id])
-            .await
-            .map_err(Error::from)?;
+        tx.query(
+            "SELECT 1 FROM uploads WHERE upload_id = $1 FOR UPDATE",
+            &[&id],
+        )
+        .await
+        .map_err(Error::from)?;
         tx.execute(
             "INSERT INTO upload_ranges (upload_id, range_start, range_end) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             &[&id, &(start as i64), &(end as i64)],
@@ -126,9 +129,12 @@ impl FileStore for PostgresStore {
     async fn delete_upload(&self, id: &UploadId) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(Error::from)?;
-        tx.execute("DELETE FROM upload_ranges WHERE upload_id = $1", &[&id.as_str()])
-            .await
-            .map_err(Error::from)?;
+        tx.execute(
+            "DELETE FROM upload_ranges WHERE upload_id = $1",
+            &[&id.as_str()],
+        )
+        .await
+        .map_err(Error::from)?;
         tx.execute("DELETE FROM uploads WHERE upload_id = $1", &[&id.as_str()])
             .await
             .map_err(Error::from)?;
@@ -139,7 +145,10 @@ impl FileStore for PostgresStore {
     async fn expired_uploads(&self, now: i64) -> Result<Vec<UploadId>, StoreError> {
         let client = self.client().await?;
         let rows = client
-            .query("SELECT upload_id FROM uploads WHERE expires_at <= $1", &[&now])
+            .query(
+                "SELECT upload_id FROM uploads WHERE expires_at <= $1",
+                &[&now],
+            )
             .await
             .map_err(Error::from)?;
         Ok(all(&rows, |r| parsed(r, 0))?)
@@ -170,7 +179,10 @@ async fn merged_ranges(client: &impl GenericClient, id: &str) -> Result<Vec<(u64
         .await?;
     let mut merged: Vec<(u64, u64)> = Vec::new();
     for row in &rows {
-        let (start, end) = (row.try_get::<_, i64>(0)? as u64, row.try_get::<_, i64>(1)? as u64);
+        let (start, end) = (
+            row.try_get::<_, i64>(0)? as u64,
+            row.try_get::<_, i64>(1)? as u64,
+        );
         match merged.last_mut() {
             Some(last) if start <= last.1 => last.1 = last.1.max(end),
             _ => merged.push((start, end)),

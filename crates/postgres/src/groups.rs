@@ -107,9 +107,16 @@ impl GroupStore for PostgresStore {
     }
 }
 
-async fn replace_admins(client: &impl GenericClient, id: &str, admins: &[UserId]) -> Result<(), Error> {
+async fn replace_admins(
+    client: &impl GenericClient,
+    id: &str,
+    admins: &[UserId],
+) -> Result<(), Error> {
     client
-        .execute("DELETE FROM group_admins WHERE conversation_id = $1", &[&id])
+        .execute(
+            "DELETE FROM group_admins WHERE conversation_id = $1",
+            &[&id],
+        )
         .await?;
     let users: Vec<&str> = admins.iter().map(UserId::as_str).collect();
     client

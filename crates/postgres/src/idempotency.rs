@@ -150,11 +150,17 @@ impl IdempotencyStore for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(Error::from)?;
         let messages = tx
-            .execute("DELETE FROM idempotency_keys WHERE created_at < $1", &[&before])
+            .execute(
+                "DELETE FROM idempotency_keys WHERE created_at < $1",
+                &[&before],
+            )
             .await
             .map_err(Error::from)?;
         let files = tx
-            .execute("DELETE FROM file_idempotency_keys WHERE created_at < $1", &[&before])
+            .execute(
+                "DELETE FROM file_idempotency_keys WHERE created_at < $1",
+                &[&before],
+            )
             .await
             .map_err(Error::from)?;
         tx.commit().await.map_err(Error::from)?;

@@ -41,23 +41,34 @@ impl IdentityStore for PostgresStore {
         let tx = client.transaction().await.map_err(Error::from)?;
         let user = identity.user_id.as_str();
         // The user's identities are locked first, so two links of one user run one after the other.
-        tx.query("SELECT 1 FROM identities WHERE user_id = $1 FOR UPDATE", &[&user])
-            .await
-            .map_err(Error::from)?;
+        tx.query(
+            "SELECT 1 FROM identities WHERE user_id = $1 FOR UPDATE",
+            &[&user],
+        )
+        .await
+        .map_err(Error::from)?;
         let created = tx
             .execute(
                 &format!(
                     "INSERT INTO identities ({COLUMNS}) VALUES ($1, $2, $3, $4, FALSE, $5)
                      ON CONFLICT (platform, value) DO NOTHING"
                 ),
-                &[&user, &identity.platform, &identity.value, &identity.verified, &identity.linked_at],
+                &[
+                    &user,
+                    &identity.platform,
+                    &identity.value,
+                    &identity.verified,
+                    &identity.linked_at,
+                ],
             )
             .await
             .map_err(Error::from)?
             == 1;
         let held = tx
             .query_one(
-                &format!("SELECT {COLUMNS} FROM identities WHERE platform = $1 AND value = $2 FOR UPDATE"),
+                &format!(
+                    "SELECT {COLUMNS} FROM identities WHERE platform = $1 AND value = $2 FOR UPDATE"
+                ),
                 &[&identity.platform, &identity.value],
             )
             .await

@@ -97,11 +97,10 @@ fn parse_url(url: &str) -> Result<(tokio_postgres::Config, usize), StoreError> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("pool_size", n)) => {
-                pool_size = n
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| invalid(format!("pool_size={n} is not a positive number")))?;
+                pool_size =
+                    n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        invalid(format!("pool_size={n} is not a positive number"))
+                    })?;
             }
             _ => kept.push(pair),
         }

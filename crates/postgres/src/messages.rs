@@ -4,7 +4,10 @@
 
 use crate::PostgresStore;
 use crate::error::Error;
-use crate::rows::{MESSAGE_COLUMNS, MESSAGES_WITH_FILES, all, files_by_id, message_row, status_column};
+use crate::rows::{
+    MESSAGE_COLUMNS, MESSAGES_BY_ID, MESSAGES_WITH_FILES, all, files_by_id, message_row,
+    status_column,
+};
 use async_trait::async_trait;
 use chat4all_core::events::MessageAccepted;
 use chat4all_core::ids::{ConversationId, MessageId};
@@ -66,7 +69,7 @@ impl MessageStore for PostgresStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                &format!("SELECT {MESSAGE_COLUMNS} FROM {MESSAGES_WITH_FILES} WHERE m.message_id = ANY($1)"),
+                &format!("SELECT {MESSAGE_COLUMNS} FROM {MESSAGES_BY_ID}"),
                 &[&ids],
             )
             .await
@@ -106,8 +109,9 @@ impl MessageStore for PostgresStore {
         let before = query.before.map(|s| s as i64);
         let limit = i64::from(query.limit) + 1;
         let offset = query.offset.min(i64::MAX as u64) as i64;
-        let mut sql =
-            format!("SELECT {MESSAGE_COLUMNS} FROM {MESSAGES_WITH_FILES} WHERE m.conversation_id = $1");
+        let mut sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES_WITH_FILES} WHERE m.conversation_id = $1"
+        );
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&conversation];
         if let Some(after) = &after {
             params.push(after);
@@ -154,25 +158,29 @@ impl PostgresStore {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let locked = tx
-            .query(
-                "SELECT conversation_id, last_seq FROM conversations WHERE conversation_id = ANY($1)
-                 ORDER BY conversation_id FOR UPDATE",
-                &[&conversation_ids],
+        // Prepared once per connection (lookups join the id array rather than `= ANY($1)`, which a cached generic
+        // plan may evaluate per row of a scanned table); the two queries go out pipelined, and the server runs them in order, so
+        // the lookup of stored messages runs only once the locks are held.
+        let lock = tx
+            .prepare_cached(
+                "SELECT c.conversation_id, c.last_seq FROM UNNEST($1::TEXT[]) AS k (id)
+                 JOIN conversations c ON c.conversation_id = k.id
+                 ORDER BY c.conversation_id FOR UPDATE OF c",
             )
             .await?;
+        let find = tx
+            .prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM {MESSAGES_BY_ID}"))
+            .await?;
+        let message_ids: Vec<&str> = accepted.iter().map(|a| a.message_id.as_str()).collect();
+        let (lock_params, find_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
+            ([&conversation_ids], [&message_ids]);
+        let (locked, stored_rows) =
+            futures::try_join!(tx.query(&lock, &lock_params), tx.query(&find, &find_params))?;
         let mut last_seq: HashMap<String, i64> = locked
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect::<Result<_, Error>>()?;
 
-        let message_ids: Vec<&str> = accepted.iter().map(|a| a.message_id.as_str()).collect();
-        let stored_rows = tx
-            .query(
-                &format!("SELECT {MESSAGE_COLUMNS} FROM {MESSAGES_WITH_FILES} WHERE m.message_id = ANY($1)"),
-                &[&message_ids],
-            )
-            .await?;
         let mut stored: HashMap<String, Message> = HashMap::with_capacity(stored_rows.len());
         for row in &stored_rows {
             let message = message_row(row)?;
@@ -210,7 +218,10 @@ impl PostgresStore {
                 delivered_at: None,
                 read_at: None,
                 failure_reason: None,
-                attachment: a.file_id.as_ref().and_then(|f| files.get(f.as_str()).cloned()),
+                attachment: a
+                    .file_id
+                    .as_ref()
+                    .and_then(|f| files.get(f.as_str()).cloned()),
             };
             new.push(a, *counter);
             // A message repeated within the batch is stored once.
@@ -219,31 +230,29 @@ impl PostgresStore {
         }
 
         if !new.ids.is_empty() {
-            tx.execute(
-                "INSERT INTO messages (message_id, conversation_id, seq, sender_id, recipient_id, content, status,
-                     timestamp, file_id)
-                 SELECT id, conversation_id, seq, sender_id, recipient_id, content, 'SENT', ts, file_id
-                 FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::BIGINT[],
-                     $8::TEXT[])
-                     AS v (id, conversation_id, seq, sender_id, recipient_id, content, ts, file_id)",
-                &[
-                    &new.ids,
-                    &new.conversations,
-                    &new.seqs,
-                    &new.senders,
-                    &new.recipients,
-                    &new.contents,
-                    &new.timestamps,
-                    &new.files,
-                ],
-            )
-            .await?;
-            tx.execute(
-                "INSERT INTO status_history (message_id, status, at)
-                 SELECT id, 'SENT', ts FROM UNNEST($1::TEXT[], $2::BIGINT[]) AS v (id, ts)",
-                &[&new.ids, &new.timestamps],
-            )
-            .await?;
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO messages (message_id, conversation_id, seq, sender_id, recipient_id, content, status,
+                         timestamp, file_id)
+                     SELECT id, conversation_id, seq, sender_id, recipient_id, content, 'SENT', ts, file_id
+                     FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::TEXT[],
+                         $7::BIGINT[], $8::TEXT[])
+                         AS v (id, conversation_id, seq, sender_id, recipient_id, content, ts, file_id)",
+                )
+                .await?;
+            let history = tx
+                .prepare_cached(
+                    "INSERT INTO status_history (message_id, status, at)
+                     SELECT id, 'SENT', ts FROM UNNEST($1::TEXT[], $2::BIGINT[]) AS v (id, ts)",
+                )
+                .await?;
+            let advance = tx
+                .prepare_cached(
+                    "UPDATE conversations SET last_seq = v.last_seq
+                     FROM UNNEST($1::TEXT[], $2::BIGINT[]) AS v (id, last_seq)
+                     WHERE conversations.conversation_id = v.id",
+                )
+                .await?;
             let (ids, seqs): (Vec<&str>, Vec<i64>) = locked
                 .iter()
                 .filter_map(|r| {
@@ -253,13 +262,24 @@ impl PostgresStore {
                     (now != before).then_some((id, now))
                 })
                 .unzip();
-            tx.execute(
-                "UPDATE conversations SET last_seq = v.last_seq
-                 FROM UNNEST($1::TEXT[], $2::BIGINT[]) AS v (id, last_seq)
-                 WHERE conversations.conversation_id = v.id",
-                &[&ids, &seqs],
-            )
-            .await?;
+            // Pipelined: one round trip for the three writes.
+            let insert_params: [&(dyn ToSql + Sync); 8] = [
+                &new.ids,
+                &new.conversations,
+                &new.seqs,
+                &new.senders,
+                &new.recipients,
+                &new.contents,
+                &new.timestamps,
+                &new.files,
+            ];
+            let history_params: [&(dyn ToSql + Sync); 2] = [&new.ids, &new.timestamps];
+            let advance_params: [&(dyn ToSql + Sync); 2] = [&ids, &seqs];
+            futures::try_join!(
+                tx.execute(&insert, &insert_params),
+                tx.execute(&history, &history_params),
+                tx.execute(&advance, &advance_params),
+            )?;
         }
         tx.commit().await?;
         Ok(answers)
@@ -270,13 +290,13 @@ impl PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let update = tx
-            .prepare(
+            .prepare_cached(
                 "UPDATE messages SET status = $2, delivered_at = $3, read_at = $4, failure_reason = $5
                  WHERE message_id = $1 AND status = $6",
             )
             .await?;
         let step = tx
-            .prepare(
+            .prepare_cached(
                 "INSERT INTO status_history (message_id, status, at, detail, correlation_id)
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
             )

@@ -50,7 +50,7 @@ pub(crate) async fn migrate(client: &mut tokio_postgres::Client) -> Result<Vec<i
             Ok(()) => break,
             Err(e)
                 if attempt < 5
-                    && matches!(e.code(), Some(c) if *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::DUPLICATE_TABLE) =>
+                    && matches!(e.code(), Some(c) if *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::DUPLICATE_TABLE || *c == SqlState::DUPLICATE_OBJECT) =>
             {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }

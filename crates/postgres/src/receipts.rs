@@ -28,7 +28,10 @@ impl ReceiptStore for PostgresStore {
             .map_err(Error::from)?
             .map(|r| receipt_row(&r))
             .transpose()?;
-        if before.as_ref().is_none_or(|b| b.up_to_seq < receipt.up_to_seq) {
+        if before
+            .as_ref()
+            .is_none_or(|b| b.up_to_seq < receipt.up_to_seq)
+        {
             tx.execute(
                 "INSERT INTO read_receipts (conversation_id, user_id, up_to_seq, read_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (conversation_id, user_id) DO UPDATE SET up_to_seq = excluded.up_to_seq,

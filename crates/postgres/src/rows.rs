@@ -12,9 +12,15 @@ pub(crate) const MESSAGE_COLUMNS: &str = "m.message_id, m.conversation_id, m.seq
      m.status, m.timestamp, m.delivered_at, m.read_at, m.failure_reason, f.file_id, f.conversation_id, f.uploader_id,
      f.filename, f.size_bytes, f.mimetype, f.checksum, f.object_key, f.uploaded_at";
 /// Messages joined with their attachment's metadata.
-pub(crate) const MESSAGES_WITH_FILES: &str = "messages m LEFT JOIN files f ON f.file_id = m.file_id";
+pub(crate) const MESSAGES_WITH_FILES: &str =
+    "messages m LEFT JOIN files f ON f.file_id = m.file_id";
+/// Messages whose id is in the array `$1`, joined with their attachment's metadata.
+pub(crate) const MESSAGES_BY_ID: &str =
+    "UNNEST($1::TEXT[]) AS k (id) JOIN messages m ON m.message_id = k.id
+     LEFT JOIN files f ON f.file_id = m.file_id";
 /// A file's columns in `file_row` order.
-pub(crate) const FILE_COLUMNS: &str = "f.file_id, f.conversation_id, f.uploader_id, f.filename, f.size_bytes, f.mimetype,
+pub(crate) const FILE_COLUMNS: &str =
+    "f.file_id, f.conversation_id, f.uploader_id, f.filename, f.size_bytes, f.mimetype,
      f.checksum, f.object_key, f.uploaded_at";
 
 /// Reads a validated id column.
@@ -91,7 +97,9 @@ pub(crate) async fn files_by_id(
     }
     let rows = client
         .query(
-            &format!("SELECT {FILE_COLUMNS} FROM files f WHERE f.file_id = ANY($1)"),
+            &format!(
+                "SELECT {FILE_COLUMNS} FROM UNNEST($1::TEXT[]) AS k (id) JOIN files f ON f.file_id = k.id"
+            ),
             &[&ids],
         )
         .await?;
@@ -130,7 +138,10 @@ pub(crate) async fn load_conversations(
             created_at: row.try_get(3)?,
             created_by: parsed(row, 4)?,
         };
-        found.insert(conversation.conversation_id.as_str().to_owned(), conversation);
+        found.insert(
+            conversation.conversation_id.as_str().to_owned(),
+            conversation,
+        );
     }
     let member_rows = client
         .query(
@@ -192,6 +203,9 @@ pub(crate) async fn insert_conversation_rows(
 }
 
 /// Rows of `sql` as domain values.
-pub(crate) fn all<T>(rows: &[Row], each: impl Fn(&Row) -> Result<T, Error>) -> Result<Vec<T>, Error> {
+pub(crate) fn all<T>(
+    rows: &[Row],
+    each: impl Fn(&Row) -> Result<T, Error>,
+) -> Result<Vec<T>, Error> {
     rows.iter().map(each).collect()
 }

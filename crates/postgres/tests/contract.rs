@@ -8,9 +8,7 @@ use chat4all_core::contract;
 use chat4all_core::events::MessageAccepted;
 use chat4all_core::ids::{ConversationId, MessageId, UserId};
 use chat4all_core::model::{Conversation, ConversationKind, HistoryQuery};
-use chat4all_core::ports::{
-    ConversationStore, MessageStore, Recorded, StoreError, Stores,
-};
+use chat4all_core::ports::{ConversationStore, MessageStore, Recorded, StoreError, Stores};
 use chat4all_postgres::{MIGRATIONS, PostgresStore};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -95,13 +93,23 @@ async fn two_routers_recording_the_same_messages_at_once_get_gap_free_duplicate_
     let sender = UserId::generate();
     let conversations: Vec<String> = (0..10).map(|i| format!("race-{i}")).collect();
     for id in &conversations {
-        assert!(a.insert_conversation(&conversation(id, &sender)).await.unwrap());
+        assert!(
+            a.insert_conversation(&conversation(id, &sender))
+                .await
+                .unwrap()
+        );
     }
     let (rounds, batch) = (50, 100);
     let mut sent = Vec::new();
     for round in 0..rounds {
         let messages: Vec<MessageAccepted> = (0..batch)
-            .map(|i| accepted(&conversations[(i * 7 + round) % 10], &sender, format!("r{round} m{i}")))
+            .map(|i| {
+                accepted(
+                    &conversations[(i * 7 + round) % 10],
+                    &sender,
+                    format!("r{round} m{i}"),
+                )
+            })
             .collect();
         // The second router sees the batch from its middle on, then the first half, and both run together.
         let mut rotated = messages[batch / 2..].to_vec();
@@ -122,7 +130,10 @@ async fn two_routers_recording_the_same_messages_at_once_get_gap_free_duplicate_
                 .collect()
         };
         let (x, y) = (seq_of(x.unwrap().unwrap()), seq_of(y.unwrap().unwrap()));
-        assert_eq!(x, y, "round {round}: both routers are answered the same seq for each message");
+        assert_eq!(
+            x, y,
+            "round {round}: both routers are answered the same seq for each message"
+        );
         sent.extend(messages.into_iter().map(|m| m.message_id));
     }
 
@@ -156,17 +167,24 @@ async fn migrations_are_idempotent_across_reconnect_and_concurrent_connect() {
         })
         .collect();
     for starter in starters {
-        starter.await.unwrap().expect("every concurrent starter connects");
+        starter
+            .await
+            .unwrap()
+            .expect("every concurrent starter connects");
     }
     let store = connect(&url).await;
     drop(store);
     let again = connect(&url).await;
-    let (client, connection) = tokio_postgres::connect(url.split_once('?').unwrap().0, tokio_postgres::NoTls)
-        .await
-        .unwrap();
+    let (client, connection) =
+        tokio_postgres::connect(url.split_once('?').unwrap().0, tokio_postgres::NoTls)
+            .await
+            .unwrap();
     tokio::spawn(connection);
     let versions: Vec<i64> = client
-        .query("SELECT version FROM schema_migrations ORDER BY version", &[])
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -179,7 +197,12 @@ async fn migrations_are_idempotent_across_reconnect_and_concurrent_connect() {
     );
     // The schema works after all that.
     let user = UserId::generate();
-    assert!(again.insert_conversation(&conversation("after", &user)).await.unwrap());
+    assert!(
+        again
+            .insert_conversation(&conversation("after", &user))
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
@@ -190,10 +213,19 @@ async fn a_batch_of_500_is_stored_whole_or_not_at_all() {
     let store = connect(&url).await;
     let sender = UserId::generate();
     for id in ["tx-a", "tx-b"] {
-        store.insert_conversation(&conversation(id, &sender)).await.unwrap();
+        store
+            .insert_conversation(&conversation(id, &sender))
+            .await
+            .unwrap();
     }
     let mut batch: Vec<MessageAccepted> = (0..500)
-        .map(|i| accepted(if i % 2 == 0 { "tx-a" } else { "tx-b" }, &sender, format!("m{i}")))
+        .map(|i| {
+            accepted(
+                if i % 2 == 0 { "tx-a" } else { "tx-b" },
+                &sender,
+                format!("m{i}"),
+            )
+        })
         .collect();
     // PostgreSQL refuses a NUL byte in text: the 251st message fails the insert after the locks were taken and
     // the first 250 were counted.
@@ -245,13 +277,22 @@ async fn record_throughput_by_batch_size() {
     let sender = UserId::generate();
     let conversations: Vec<String> = (0..100).map(|i| format!("tp-{i}")).collect();
     for id in &conversations {
-        store.insert_conversation(&conversation(id, &sender)).await.unwrap();
+        store
+            .insert_conversation(&conversation(id, &sender))
+            .await
+            .unwrap();
     }
     for (size, batches) in [(1usize, 200usize), (64, 40), (512, 12)] {
         let work: Vec<Vec<MessageAccepted>> = (0..batches)
             .map(|b| {
                 (0..size)
-                    .map(|i| accepted(&conversations[(b * size + i) % 100], &sender, format!("payload {b}/{i}")))
+                    .map(|i| {
+                        accepted(
+                            &conversations[(b * size + i) % 100],
+                            &sender,
+                            format!("payload {b}/{i}"),
+                        )
+                    })
                     .collect()
             })
             .collect();
