@@ -131,11 +131,12 @@ stop() {
     [[ -d "$run_dir" ]] || { echo "postgres.sh: nothing to stop in $run_dir"; return 0; }
     local pid
     if pid="$(running_pid "$run_dir")"; then
-        # SIGTERM: smart shutdown (waits for sessions); then fast (SIGINT), then immediate (SIGQUIT).
+        # SIGTERM: smart shutdown (sessions end, then a shutdown checkpoint, slow on a busy disk); then immediate
+        # (SIGQUIT: no checkpoint, harmless since the data dir goes next), then SIGKILL.
         local signal stopped=""
-        for signal in TERM INT QUIT KILL; do
+        for signal in TERM QUIT KILL; do
             kill "-$signal" "$pid" 2>/dev/null || true
-            for _ in $(seq 1 100); do # 10 s each
+            for _ in $(seq 1 200); do # 20 s each
                 kill -0 "$pid" 2>/dev/null || { stopped=1; break; }
                 sleep 0.1
             done
