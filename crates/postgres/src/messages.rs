@@ -15,6 +15,9 @@ use chat4all_core::model::{HistoryPage, HistoryQuery, Message, StatusChange};
 use chat4all_core::ports::{MessageStore, Recorded, StatusWrite, StoreError};
 use chat4all_core::status::MessageStatus;
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use tokio_postgres::types::ToSql;
 
 /// Times a transaction that lost a deadlock or serialization race is run again before the error is returned.
@@ -285,57 +288,96 @@ impl PostgresStore {
         Ok(answers)
     }
 
-    /// One attempt at saving status changes, in order, in one transaction.
+    /// One attempt at saving status changes, in order, in one transaction. Each change is one statement (the
+    /// compare-and-set update, and the history step only if the update happened); the statements go out pipelined
+    /// in order, and the server runs them in that order, so a later change of the same message sees the earlier.
     async fn save_statuses_once(&self, writes: &[StatusWrite]) -> Result<Vec<bool>, Error> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let update = tx
+        let save = tx
             .prepare_cached(
-                "UPDATE messages SET status = $2, delivered_at = $3, read_at = $4, failure_reason = $5
-                 WHERE message_id = $1 AND status = $6",
+                "WITH moved AS (
+                     UPDATE messages SET status = $2, delivered_at = $3, read_at = $4, failure_reason = $5
+                     WHERE message_id = $1 AND status = $6
+                     RETURNING message_id
+                 ), step AS (
+                     INSERT INTO status_history (message_id, status, at, detail, correlation_id)
+                     SELECT message_id, $7, $8, $9, $10 FROM moved
+                     ON CONFLICT DO NOTHING
+                 )
+                 SELECT count(*) FROM moved",
             )
             .await?;
-        let step = tx
-            .prepare_cached(
-                "INSERT INTO status_history (message_id, status, at, detail, correlation_id)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            )
-            .await?;
-        let mut saved = Vec::with_capacity(writes.len());
-        for write in writes {
-            let message = &write.message;
-            let changed = tx
-                .execute(
-                    &update,
-                    &[
-                        &message.message_id.as_str(),
-                        &message.status.as_str(),
-                        &message.delivered_at,
-                        &message.read_at,
-                        &message.failure_reason,
-                        &write.from.as_str(),
-                    ],
-                )
-                .await?;
-            if changed > 0 {
-                let change = &write.change;
-                tx.execute(
-                    &step,
-                    &[
-                        &message.message_id.as_str(),
-                        &change.status.as_str(),
-                        &change.at,
-                        &change.detail,
-                        &change.correlation_id,
-                    ],
-                )
-                .await?;
-            }
-            saved.push(changed > 0);
-        }
+        let texts: Vec<[&str; 4]> = writes
+            .iter()
+            .map(|w| {
+                [
+                    w.message.message_id.as_str(),
+                    w.message.status.as_str(),
+                    w.from.as_str(),
+                    w.change.status.as_str(),
+                ]
+            })
+            .collect();
+        let params: Vec<[&(dyn ToSql + Sync); 10]> = writes
+            .iter()
+            .zip(&texts)
+            .map(|(write, [id, status, from, step])| {
+                let (message, change) = (&write.message, &write.change);
+                [
+                    id as &(dyn ToSql + Sync),
+                    status,
+                    &message.delivered_at,
+                    &message.read_at,
+                    &message.failure_reason,
+                    from,
+                    step,
+                    &change.at,
+                    &change.detail,
+                    &change.correlation_id,
+                ]
+            })
+            .collect();
+        let rows = pipelined(params.iter().map(|p| tx.query_one(&save, p))).await?;
+        let saved = rows
+            .iter()
+            .map(|row| Ok(row.try_get::<_, i64>(0)? > 0))
+            .collect::<Result<Vec<bool>, Error>>()?;
         tx.commit().await?;
         Ok(saved)
     }
+}
+
+/// Awaits queries of one connection together, polling each first in the order given: tokio-postgres sends a
+/// query when its future is first polled, and the server answers a connection's queries one after the other in
+/// the order sent. One round trip for all of them instead of one each. The first error in order is returned.
+async fn pipelined<T, F>(queries: impl IntoIterator<Item = F>) -> Result<Vec<T>, Error>
+where
+    F: Future<Output = Result<T, tokio_postgres::Error>>,
+{
+    let mut pending: Vec<Pin<Box<F>>> = queries.into_iter().map(Box::pin).collect();
+    let mut done: Vec<Option<Result<T, tokio_postgres::Error>>> =
+        pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for (query, result) in pending.iter_mut().zip(done.iter_mut()) {
+            if result.is_none() {
+                match query.as_mut().poll(cx) {
+                    Poll::Ready(r) => *result = Some(r),
+                    Poll::Pending => waiting = true,
+                }
+            }
+        }
+        if waiting {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    done.into_iter()
+        .map(|r| r.expect("every query finished").map_err(Error::from))
+        .collect()
 }
 
 /// The columns of a batch's new messages, as arrays for one `UNNEST` insert.

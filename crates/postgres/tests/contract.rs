@@ -7,8 +7,11 @@
 use chat4all_core::contract;
 use chat4all_core::events::MessageAccepted;
 use chat4all_core::ids::{ConversationId, MessageId, UserId};
-use chat4all_core::model::{Conversation, ConversationKind, HistoryQuery};
-use chat4all_core::ports::{ConversationStore, MessageStore, Recorded, StoreError, Stores};
+use chat4all_core::model::{Conversation, ConversationKind, HistoryQuery, StatusChange};
+use chat4all_core::ports::{
+    ConversationStore, MessageStore, Recorded, StatusWrite, StoreError, Stores,
+};
+use chat4all_core::status::MessageStatus;
 use chat4all_postgres::{MIGRATIONS, PostgresStore};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -336,16 +339,51 @@ async fn record_throughput_by_batch_size() {
             })
             .collect();
         let started = Instant::now();
+        let mut stored = Vec::with_capacity(work.len());
         for batch in &work {
-            store.record_messages(batch).await.unwrap();
+            stored.push(store.record_messages(batch).await.unwrap());
         }
-        let elapsed = started.elapsed();
-        let records = size * batches;
-        println!(
-            "record_messages batch {size:>3}: {records:>5} records in {:>6.0} ms = {:>7.0} records/s ({:.2} ms per batch)",
-            elapsed.as_secs_f64() * 1000.0,
-            records as f64 / elapsed.as_secs_f64(),
-            elapsed.as_secs_f64() * 1000.0 / batches as f64
-        );
+        report("record_messages", size, batches, started.elapsed());
+
+        // The router's other write: moving those messages to DELIVERED, in batches of the same size.
+        let writes: Vec<Vec<StatusWrite>> = stored
+            .into_iter()
+            .map(|batch| batch.into_iter().map(delivered).collect())
+            .collect();
+        let started = Instant::now();
+        for batch in &writes {
+            let saved = store.save_statuses(batch).await.unwrap();
+            assert!(saved.iter().all(|s| *s));
+        }
+        report("save_statuses  ", size, batches, started.elapsed());
     }
+}
+
+fn delivered(recorded: Recorded) -> StatusWrite {
+    let Recorded::Stored(message) = recorded else {
+        panic!("the conversation exists")
+    };
+    let mut next = message.clone();
+    next.status = MessageStatus::Delivered;
+    next.delivered_at = Some(2000);
+    StatusWrite {
+        from: message.status,
+        message: next,
+        change: StatusChange {
+            status: MessageStatus::Delivered,
+            at: 2000,
+            detail: None,
+            correlation_id: None,
+        },
+    }
+}
+
+fn report(what: &str, size: usize, batches: usize, elapsed: std::time::Duration) {
+    let records = size * batches;
+    println!(
+        "{what} batch {size:>3}: {records:>5} records in {:>6.0} ms = {:>7.0} records/s ({:.2} ms per batch)",
+        elapsed.as_secs_f64() * 1000.0,
+        records as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1000.0 / batches as f64
+    );
 }
