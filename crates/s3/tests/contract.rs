@@ -273,7 +273,15 @@ async fn large_resumable_uploads_assemble_and_promote_by_multipart() {
 }
 
 #[tokio::test]
-async fn bad_urls_are_refused_with_a_reason() {
+async fn bad_urls_are_refused_with_a_reason_and_good_ones_open_offline() {
+    // Opening checks the URL and builds the clients (TLS on ring included) without reaching the server.
+    for url in [
+        "s3://chat4all-files",
+        "s3://chat4all-files/tenant-a?endpoint=https://s3.example.com&region=eu-west-1",
+        "s3://chat4all-files?endpoint=http://10.0.0.5:8333&public_endpoint=https://files.example.com",
+    ] {
+        S3Objects::open(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
     for (url, reason) in [
         ("s3://b?endpoint=http://127.0.0.1:1", "bucket"),
         ("s3://bucket?endpoint=ftp://x", "http"),
