@@ -244,6 +244,17 @@ impl S3Objects {
 }
 
 impl S3Objects {
+    /// Checks that the bucket exists, answers and accepts this store's credentials (a listing under a prefix
+    /// that holds nothing; a HEAD could not tell a missing bucket from a missing key): for a readiness probe or
+    /// a start-up check.
+    pub async fn check(&self) -> Result<(), ObjectError> {
+        let nothing = self.inner.path(".check");
+        match self.inner.store.list_with_delimiter(Some(&nothing)).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(ObjectError::Backend(format!("S3 check: {e}"))),
+        }
+    }
+
     /// The work in progress under this store's prefix: `.staging/` objects of writers and the chunks of
     /// resumable uploads not yet promoted or discarded (paths relative to the bucket). Empty once every writer
     /// and upload has ended; what a crashed process left shows here.

@@ -273,6 +273,37 @@ async fn large_resumable_uploads_assemble_and_promote_by_multipart() {
 }
 
 #[tokio::test]
+async fn the_check_passes_with_the_right_credentials_only() {
+    let Some(server) = Server::get() else { return };
+    let prefix = Server::fresh_prefix("check");
+    S3Objects::open(&server.url_with(&prefix, ""))
+        .unwrap()
+        .check()
+        .await
+        .expect("the test server accepts its credentials");
+    let access = std::env::var("AWS_ACCESS_KEY_ID").unwrap();
+    let wrong = S3Objects::open(&server.url_with(
+        &prefix,
+        &format!("&access_key_id={access}&secret_access_key=not-the-secret"),
+    ))
+    .unwrap();
+    assert!(
+        wrong.check().await.is_err(),
+        "a wrong secret is refused by the server"
+    );
+    let missing = S3Objects::open(&server.url_with(&prefix, "").replacen(
+        &server.bucket,
+        "chat4all-no-such-bucket",
+        1,
+    ))
+    .unwrap();
+    assert!(
+        missing.check().await.is_err(),
+        "a missing bucket fails the check"
+    );
+}
+
+#[tokio::test]
 async fn bad_urls_are_refused_with_a_reason_and_good_ones_open_offline() {
     // Opening checks the URL and builds the clients (TLS on ring included) without reaching the server.
     for url in [
