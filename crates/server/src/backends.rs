@@ -38,6 +38,11 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Stores> {
         StoreBackend::Sqlite(path) => Ok(Stores::all_in(Arc::new(SqliteStore::open(
             &storage.path(path),
         )?))),
+        #[cfg(feature = "postgres")]
+        StoreBackend::Postgres(url) => Ok(Stores::all_in(Arc::new(
+            chat4all_postgres::PostgresStore::connect(url).await?,
+        ))),
+        #[cfg(not(feature = "postgres"))]
         StoreBackend::Postgres(url) => not_built_in("postgres", url),
     }
 }
@@ -47,6 +52,13 @@ pub async fn open_objects(config: &Config) -> anyhow::Result<Arc<dyn ObjectStore
     let storage = &config.storage;
     match &storage.objects {
         ObjectsBackend::Directory(path) => Ok(Arc::new(LocalObjects::open(&storage.path(path))?)),
+        #[cfg(feature = "s3")]
+        ObjectsBackend::S3(url) => {
+            let objects = chat4all_s3::S3Objects::open(url)?;
+            objects.check().await?;
+            Ok(Arc::new(objects))
+        }
+        #[cfg(not(feature = "s3"))]
         ObjectsBackend::S3(url) => not_built_in("s3", url),
     }
 }
