@@ -9,8 +9,8 @@
 //!   owner's last commit lands before the next owner reads the committed offset;
 //! - dropping the member stops the thread, which closes the consumer: a last revoke, then LeaveGroup.
 
-use crate::read::{PartitionReader, SplitQueue};
-use crate::{Shared, backend};
+use crate::read::{ManualConsumer, PartitionReader, SplitQueue, open_manual};
+use crate::{REQUEST_TIMEOUT, Shared, backend};
 use async_trait::async_trait;
 use chat4all_core::ports::{GroupMember, LogError, PartitionConsumer, Rebalance, Record};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance as KafkaRebalance};
@@ -21,27 +21,40 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 
-/// Partitions whose consumers the member still holds (a count per partition).
+/// The partition consumers the member still holds, each with its "being revoked" flag.
 #[derive(Default)]
 struct Held {
-    partitions: Mutex<HashMap<u32, usize>>,
+    partitions: Mutex<HashMap<u32, Vec<Arc<AtomicBool>>>>,
     released: Condvar,
 }
 
 impl Held {
-    fn hold(&self, partition: u32) {
-        *self.lock().entry(partition).or_default() += 1;
+    fn hold(&self, partition: u32) -> Arc<AtomicBool> {
+        let revoking = Arc::new(AtomicBool::new(false));
+        self.lock()
+            .entry(partition)
+            .or_default()
+            .push(revoking.clone());
+        revoking
     }
 
-    fn release(&self, partition: u32) {
+    fn release(&self, partition: u32, revoking: &Arc<AtomicBool>) {
         let mut held = self.lock();
-        if let Some(count) = held.get_mut(&partition) {
-            *count -= 1;
-            if *count == 0 {
+        if let Some(flags) = held.get_mut(&partition) {
+            flags.retain(|f| !Arc::ptr_eq(f, revoking));
+            if flags.is_empty() {
                 held.remove(&partition);
             }
         }
         self.released.notify_all();
+    }
+
+    /// Flags the consumers of `partitions` as being revoked.
+    fn revoking(&self, partitions: &[u32]) {
+        let held = self.lock();
+        for flag in partitions.iter().filter_map(|p| held.get(p)).flatten() {
+            flag.store(true, Ordering::Release);
+        }
     }
 
     /// Waits until none of `partitions` is held, at most `timeout`; false when it timed out.
@@ -56,7 +69,7 @@ impl Held {
         !result.timed_out()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, usize>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Vec<Arc<AtomicBool>>>> {
         self.partitions.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -71,6 +84,8 @@ pub(crate) struct GroupContext {
     /// The consumer itself, to split partition queues from the assign callback.
     me: OnceLock<Weak<BaseConsumer<GroupContext>>>,
     revoke_timeout: Duration,
+    /// Settings of the side readers of revoked partitions (the group's, never subscribed).
+    side_config: ClientConfig,
 }
 
 impl ClientContext for GroupContext {}
@@ -85,9 +100,14 @@ impl ConsumerContext for GroupContext {
                 let mut consumers: Vec<Box<dyn PartitionConsumer>> = Vec::new();
                 for element in list.elements_for_topic(&self.topic) {
                     let partition = element.partition() as u32;
-                    match SplitQueue::split(&consumer, &self.topic, partition, Arc::new(Notify::new())) {
+                    match SplitQueue::split(
+                        &consumer,
+                        &self.topic,
+                        partition,
+                        Arc::new(Notify::new()),
+                    ) {
                         Ok(queue) => {
-                            self.held.hold(partition);
+                            let revoking = self.held.hold(partition);
                             consumers.push(Box::new(GroupPartition {
                                 reader: PartitionReader {
                                     shared: self.shared.clone(),
@@ -96,13 +116,18 @@ impl ConsumerContext for GroupContext {
                                     partition,
                                     queue,
                                     serve_main: false,
-                                    position: 0,
+                                    position: None,
                                     known_end: 0,
                                 },
                                 held: self.held.clone(),
+                                revoking,
+                                side: None,
+                                side_config: self.side_config.clone(),
                             }));
                         }
-                        Err(error) => tracing::error!(%error, "kafka: cannot split an assigned partition"),
+                        Err(error) => {
+                            tracing::error!(%error, "kafka: cannot split an assigned partition")
+                        }
                     }
                 }
                 tracing::debug!(member = %self.member, partitions = consumers.len(), "kafka: assigned");
@@ -121,6 +146,7 @@ impl ConsumerContext for GroupContext {
                     return;
                 }
                 tracing::debug!(member = %self.member, ?partitions, "kafka: revoking");
+                self.held.revoking(&partitions);
                 let _ = self.events.send(Rebalance::Revoked(partitions.clone()));
                 if !self.held.wait_released(&partitions, self.revoke_timeout) {
                     tracing::warn!(
@@ -138,14 +164,21 @@ impl ConsumerContext for GroupContext {
 }
 
 /// A partition owned by a group member; dropping it releases the partition.
+///
+/// librdkafka pauses every assigned partition (and drops what it prefetched) while a rebalance callback runs, so
+/// once its partition is being revoked the consumer reads through a side reader: a consumer of the same group that
+/// never joins it, manually assigned where this one stopped. Commits still go through the member.
 struct GroupPartition {
     reader: PartitionReader<GroupContext>,
     held: Arc<Held>,
+    revoking: Arc<AtomicBool>,
+    side: Option<ManualConsumer>,
+    side_config: ClientConfig,
 }
 
 impl Drop for GroupPartition {
     fn drop(&mut self) {
-        self.held.release(self.reader.partition);
+        self.held.release(self.reader.partition, &self.revoking);
     }
 }
 
@@ -156,7 +189,30 @@ impl PartitionConsumer for GroupPartition {
     }
 
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, LogError> {
-        self.reader.poll(max, wait).await
+        if !self.revoking.load(Ordering::Acquire) {
+            return self.reader.poll(max, wait).await;
+        }
+        if self.side.is_none() {
+            let (shared, config, topic, partition, start) = (
+                self.reader.shared.clone(),
+                self.side_config.clone(),
+                self.reader.topic.clone(),
+                self.reader.partition,
+                self.reader.position,
+            );
+            let side = tokio::task::spawn_blocking(move || {
+                open_manual(shared, config, &topic, partition, start, REQUEST_TIMEOUT)
+            })
+            .await
+            .map_err(backend)??;
+            self.side = Some(side);
+        }
+        let side = self.side.as_mut().expect("opened above");
+        let records = side.poll(max, wait).await?;
+        if let Some(last) = records.last() {
+            self.reader.position = Some(last.offset + 1);
+        }
+        Ok(records)
     }
 
     async fn commit(&mut self, next_offset: u64) -> Result<(), LogError> {
@@ -175,6 +231,7 @@ pub(crate) struct KafkaMember {
 pub(crate) fn join(
     shared: Arc<Shared>,
     config: ClientConfig,
+    side_config: ClientConfig,
     topic: &str,
     member: &str,
     revoke_timeout: Duration,
@@ -188,6 +245,7 @@ pub(crate) fn join(
         held: Arc::default(),
         me: OnceLock::new(),
         revoke_timeout,
+        side_config,
     };
     let consumer: Arc<BaseConsumer<GroupContext>> =
         Arc::new(config.create_with_context(context).map_err(backend)?);

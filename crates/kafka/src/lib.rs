@@ -49,7 +49,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// How long metadata, watermark and offset requests may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) fn backend(error: impl std::fmt::Display) -> LogError {
     LogError::Backend(error.to_string())
@@ -130,8 +130,8 @@ impl KafkaLog {
         &self.options
     }
 
-    /// Consumer settings common to every reader; `group` is `None` for readers outside any group.
-    fn consumer_config(&self, group: Option<&str>) -> ClientConfig {
+    /// Consumer settings common to every reader of `group`.
+    fn consumer_config(&self, group: &str) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.brokers)
@@ -144,9 +144,7 @@ impl KafkaLog {
                 "fetch.wait.max.ms",
                 self.options.fetch_wait.as_millis().to_string(),
             );
-        if let Some(group) = group {
-            config.set("group.id", group);
-        }
+        config.set("group.id", group);
         config
     }
 
@@ -328,7 +326,7 @@ impl EventLog for KafkaLog {
         member: &str,
     ) -> Result<Box<dyn GroupMember>, LogError> {
         self.ensure_topic(topic).await?;
-        let mut config = self.consumer_config(Some(group));
+        let mut config = self.consumer_config(group);
         config
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set(
@@ -343,6 +341,7 @@ impl EventLog for KafkaLog {
         let member = groups::join(
             self.shared.clone(),
             config,
+            self.consumer_config(group),
             topic,
             member,
             self.options.session_timeout,
@@ -360,11 +359,11 @@ impl EventLog for KafkaLog {
         self.ensure_topic(topic).await?;
         let (shared, config, name) = (
             self.shared.clone(),
-            self.consumer_config(Some(group)),
+            self.consumer_config(group),
             topic.to_owned(),
         );
         let consumer = tokio::task::spawn_blocking(move || {
-            read::open_manual(shared, config, &name, partition, REQUEST_TIMEOUT)
+            read::open_manual(shared, config, &name, partition, None, REQUEST_TIMEOUT)
         })
         .await
         .map_err(backend)??;
@@ -375,7 +374,8 @@ impl EventLog for KafkaLog {
         self.ensure_topic(topic).await?;
         let (shared, config, name, partitions) = (
             self.shared.clone(),
-            self.consumer_config(None),
+            // librdkafka assigns only with a group id; this one is never joined nor committed to.
+            self.consumer_config(&format!("chat4all-tail-{}", uuid::Uuid::new_v4().simple())),
             topic.to_owned(),
             self.options.partitions,
         );
@@ -390,7 +390,7 @@ impl EventLog for KafkaLog {
     async fn lag(&self, group: &str, topic: &str) -> Result<Vec<u64>, LogError> {
         self.ensure_topic(topic).await?;
         let (name, partitions) = (topic.to_owned(), self.options.partitions);
-        Self::with_consumer(self.consumer_config(Some(group)), move |consumer| {
+        Self::with_consumer(self.consumer_config(group), move |consumer| {
             let mut list = TopicPartitionList::new();
             for partition in 0..partitions {
                 list.add_partition(&name, partition as i32);

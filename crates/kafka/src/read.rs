@@ -3,14 +3,20 @@
 use crate::{Shared, backend};
 use async_trait::async_trait;
 use chat4all_core::ports::{LogError, PartitionConsumer, Record, Tail};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, DefaultConsumerContext};
 use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, DefaultConsumerContext,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+/// How long a commit refused during a rebalance is retried.
+const COMMIT_RETRY: Duration = Duration::from_secs(10);
 
 /// The longest a poll waits for records known to exist but not fetched yet.
 const CATCH_UP: Duration = Duration::from_secs(10);
@@ -141,16 +147,20 @@ pub(crate) struct PartitionReader<C: ConsumerContext + 'static> {
     /// Serve the main queue on each poll (no thread of its own polls it).
     pub(crate) serve_main: bool,
     /// The next offset this reader returns, when known.
-    pub(crate) position: u64,
+    pub(crate) position: Option<u64>,
     /// The partition's end when the reader opened: records before it exist, so a poll short of it waits for
     /// them (a new client needs a few round trips before its first fetch) rather than report "none yet".
     pub(crate) known_end: u64,
 }
 
 impl<C: ConsumerContext + 'static> PartitionReader<C> {
-    pub(crate) async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, LogError> {
+    pub(crate) async fn poll(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Record>, LogError> {
         let notify = self.queue.notify.clone();
-        let wait = if self.position < self.known_end {
+        let wait = if self.position.is_some_and(|p| p < self.known_end) {
             wait.max(CATCH_UP)
         } else {
             wait
@@ -171,7 +181,7 @@ impl<C: ConsumerContext + 'static> PartitionReader<C> {
         )
         .await?;
         if let Some(last) = records.last() {
-            self.position = last.offset + 1;
+            self.position = Some(last.offset + 1);
         }
         Ok(records)
     }
@@ -186,11 +196,25 @@ impl<C: ConsumerContext + 'static> PartitionReader<C> {
                 Offset::Offset(next_offset as i64),
             )
             .map_err(backend)?;
-        let consumer = self.consumer.clone();
-        tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync))
-            .await
-            .map_err(backend)?
-            .map_err(backend)?;
+        // A broker refuses commits while a group completes a rebalance (librdkafka does not retry them): retry
+        // for a while, the member still owns the partition until its consumer is dropped.
+        let deadline = Instant::now() + COMMIT_RETRY;
+        loop {
+            let (consumer, list) = (self.consumer.clone(), offsets.clone());
+            let result =
+                tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
+                    .await
+                    .map_err(backend)?;
+            match result {
+                Ok(()) => break,
+                Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress))
+                    if Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => return Err(backend(error)),
+            }
+        }
         if self.serve_main {
             serve_main_queue(&self.consumer);
         }
@@ -200,6 +224,17 @@ impl<C: ConsumerContext + 'static> PartitionReader<C> {
 
 /// `EventLog::consumer`: a group's view of one partition through a manual assignment.
 pub(crate) struct ManualConsumer(pub(crate) PartitionReader<DefaultConsumerContext>);
+
+impl ManualConsumer {
+    /// Up to `max` records (see [`PartitionConsumer::poll`]).
+    pub(crate) async fn poll(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Record>, LogError> {
+        self.0.poll(max, wait).await
+    }
+}
 
 #[async_trait]
 impl PartitionConsumer for ManualConsumer {
@@ -216,13 +251,14 @@ impl PartitionConsumer for ManualConsumer {
     }
 }
 
-/// Opens a manual consumer of `topic`/`partition` for the group of `config`, from the group's committed offset
-/// (the earliest retained record without one). Blocking: it reads the offsets first.
+/// Opens a manual consumer of `topic`/`partition` for the group of `config`, from `start`, or else the group's
+/// committed offset (the earliest retained record without one). Blocking: it reads the offsets first.
 pub(crate) fn open_manual(
     shared: Arc<Shared>,
     config: rdkafka::ClientConfig,
     topic: &str,
     partition: u32,
+    start: Option<u64>,
     timeout: Duration,
 ) -> Result<ManualConsumer, LogError> {
     let consumer: Arc<BaseConsumer> = Arc::new(config.create().map_err(backend)?);
@@ -236,8 +272,9 @@ pub(crate) fn open_manual(
         .map_err(backend)?
         .find_partition(topic, partition as i32)
         .map(|e| e.offset());
-    let start = match committed {
-        Some(Offset::Offset(offset)) if offset >= low => offset,
+    let start = match (start.and_then(|s| i64::try_from(s).ok()), committed) {
+        (Some(start), _) => start,
+        (None, Some(Offset::Offset(offset))) if offset >= low => offset,
         _ => low,
     };
     let queue = SplitQueue::split(&consumer, topic, partition, Arc::new(Notify::new()))?;
@@ -253,7 +290,7 @@ pub(crate) fn open_manual(
         partition,
         queue,
         serve_main: true,
-        position: u64::try_from(start).unwrap_or_default(),
+        position: u64::try_from(start).ok(),
         known_end: u64::try_from(high).unwrap_or_default(),
     }))
 }
@@ -284,7 +321,12 @@ pub(crate) fn open_tail(
         let (_, high) = consumer
             .fetch_watermarks(topic, partition as i32, timeout)
             .map_err(backend)?;
-        queues.push(SplitQueue::split(&consumer, topic, partition, notify.clone())?);
+        queues.push(SplitQueue::split(
+            &consumer,
+            topic,
+            partition,
+            notify.clone(),
+        )?);
         assignment
             .add_partition_offset(topic, partition as i32, Offset::Offset(high))
             .map_err(backend)?;

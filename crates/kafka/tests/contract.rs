@@ -188,7 +188,10 @@ async fn read_everything(
 
 /// An acknowledged append is on the broker: a second connection's fresh consumers read every record at the
 /// position the append returned.
-async fn acknowledged_appends_are_on_the_broker(writer: Arc<dyn EventLog>, reader: Arc<dyn EventLog>) {
+async fn acknowledged_appends_are_on_the_broker(
+    writer: Arc<dyn EventLog>,
+    reader: Arc<dyn EventLog>,
+) {
     let topic = "acked";
     let records: Vec<OutgoingRecord> = (0..200)
         .map(|i| record(&format!("conv-{}", i % 17), format!("payload-{i}")))
@@ -232,7 +235,10 @@ async fn per_key_order_holds_across_partitions(log: Arc<dyn EventLog>) {
                     let batch = (0..keys_per_writer)
                         .flat_map(|k| {
                             (0..3).map(move |j| {
-                                record(&format!("w{w}-k{k}"), format!("w{w}-k{k}/{}", round * 3 + j))
+                                record(
+                                    &format!("w{w}-k{k}"),
+                                    format!("w{w}-k{k}/{}", round * 3 + j),
+                                )
                             })
                         })
                         .collect();
@@ -262,7 +268,11 @@ async fn per_key_order_holds_across_partitions(log: Arc<dyn EventLog>) {
             entry.1.push(n.parse().unwrap());
         }
     }
-    assert_eq!(per_key.len(), writers * keys_per_writer, "every key is read");
+    assert_eq!(
+        per_key.len(),
+        writers * keys_per_writer,
+        "every key is read"
+    );
     for (key, (_, sequence)) in &per_key {
         assert_eq!(
             sequence,
@@ -323,7 +333,12 @@ async fn throughput(log: &KafkaLog, topic: &str, batch: usize, for_how_long: Dur
     let mut round = 0usize;
     while started.elapsed() < for_how_long {
         let records = (0..batch)
-            .map(|i| record(&format!("conv-{}", (round * batch + i) % 1000), payload.clone()))
+            .map(|i| {
+                record(
+                    &format!("conv-{}", (round * batch + i) % 1000),
+                    payload.clone(),
+                )
+            })
             .collect();
         log.append_batch(topic, records).await.expect("append");
         appended += batch;
@@ -345,7 +360,9 @@ async fn append_throughput() {
     for (name, url) in targets {
         let log = KafkaLog::connect(&url, KafkaOptions::default()).unwrap();
         let topic = format!("throughput-{}", fresh());
-        log.append(&topic, record("k", "x".into())).await.expect("warm-up");
+        log.append(&topic, record("k", "x".into()))
+            .await
+            .expect("warm-up");
         for batch in [1, 256] {
             let rate = throughput(&log, &topic, batch, Duration::from_secs(5)).await;
             println!(
