@@ -6,7 +6,8 @@
 //!   reaches the main queue, and handed to the member as a [`GroupPartition`] in `Rebalance::Assigned`;
 //! - revoke: the member gets `Rebalance::Revoked`, and the callback waits (at most the session timeout) until the
 //!   revoked partitions' consumers are dropped before `incremental_unassign` lets the partitions go, so the
-//!   owner's last commit lands before the next owner reads the committed offset;
+//!   owner's last commit lands before the next owner reads the committed offset (meanwhile librdkafka has
+//!   paused the member's partitions, so a revoked one is read through a side reader, see [`GroupPartition`]);
 //! - dropping the member stops the thread, which closes the consumer: a last revoke, then LeaveGroup.
 
 use crate::read::{ManualConsumer, PartitionReader, SplitQueue, open_manual};

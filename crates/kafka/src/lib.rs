@@ -3,24 +3,30 @@
 //!
 //! # URL
 //! `kafka://host:port[,host:port…][?key=value&…]`, the keys overriding the [`KafkaOptions`] given to
-//! [`KafkaLog::connect`] (defaults in brackets):
-//! - `partitions` [8]: partitions of every topic; topics are created with it on first use (an existing topic
+//! [`KafkaLog::connect`] (default after the name):
+//! - `partitions` = `8`: partitions of every topic; topics are created with it on first use (an existing topic
 //!   with another count is refused, so [`EventLog::partition_count`] is always true);
-//! - `replication` [1]: replication factor of created topics;
-//! - `session_timeout_ms` [6000]: group session timeout, hence crash failover time (4500–6000 held steady on
+//! - `replication` = `1`: replication factor of created topics;
+//! - `session_timeout_ms` = `6000`: group session timeout, hence crash failover time (4500–6000 held steady on
 //!   tansu; 3000 or less made groups rebalance in a loop under load);
-//! - `heartbeat_ms` [session timeout / 3]: group heartbeat interval;
-//! - `fetch_wait_ms` [100]: `fetch.wait.max.ms`, the longest a broker holds an empty fetch (latency floor);
-//! - `linger_ms` [1]: `linger.ms`, how long the producer waits to fill a batch;
-//! - `delivery_timeout_ms` [30000]: `message.timeout.ms`, after which an unacknowledged append fails;
-//! - `partitioner` [`fnv1a`]: `fnv1a` places a key where [`partition_for`] says (as the embedded log does);
+//! - `heartbeat_ms` = `session timeout / 3`: group heartbeat interval;
+//! - `fetch_wait_ms` = `100`: `fetch.wait.max.ms`, the longest a broker holds an empty fetch (latency floor);
+//! - `linger_ms` = `1`: `linger.ms`, how long the producer waits to fill a batch;
+//! - `delivery_timeout_ms` = `30000`: `message.timeout.ms`, after which an unacknowledged append fails;
+//! - `partitioner` = `fnv1a`: `fnv1a` places a key where [`partition_for`] says (as the embedded log does);
 //!   `murmur2_random` uses librdkafka's Java-compatible hashing instead.
 //!
 //! # Mapping
 //! - appends: an idempotent producer (`enable.idempotence=true`, `acks=all`); [`EventLog::append_batch`]
 //!   returns once every record's delivery report arrived, with the positions from those reports;
 //! - subscriptions: a consumer per member in the group, `cooperative-sticky`, no auto-commit, `earliest` reset;
-//!   rebalance callbacks become [`Rebalance`] events (see the `groups` module), commits are synchronous;
+//!   rebalance callbacks become [`Rebalance`](chat4all_core::ports::Rebalance) events: an assignment splits each
+//!   new partition into its own queue before `incremental_assign`; a revocation is announced, then the callback
+//!   waits (at most the session timeout) until the member dropped the revoked partitions' consumers, so their
+//!   last commit lands before `incremental_unassign` hands them over. librdkafka pauses every assigned partition
+//!   while a callback runs, so a partition being revoked is read meanwhile by a side reader (the same group,
+//!   never joined, assigned where the member stopped); commits are synchronous and go through the member,
+//!   retried while the broker answers `REBALANCE_IN_PROGRESS`;
 //! - [`EventLog::consumer`]: manual `assign` from the group's committed offset;
 //! - [`EventLog::tail`]: manual `assign` of every partition at its high watermark, no group, no commits;
 //! - [`EventLog::lag`]: the group's committed offsets against the high watermarks.
