@@ -105,7 +105,8 @@ def history(base, conversation):
 deadline = time.time() + 60
 while True:
     views = [{c: history(api, c) for c in conversations} for api in APIS]
-    undelivered = sum(1 for c in conversations for m in views[0][c] if m["status"] not in ("DELIVERED", "READ"))
+    undelivered = sum(len(sent[c]) for c in conversations) - sum(
+        1 for c in conversations for m in views[0][c] if m["status"] in ("DELIVERED", "READ"))
     if undelivered == 0 or time.time() > deadline:
         break
     time.sleep(0.5)

@@ -15,7 +15,10 @@ for pidfile in "$RUN_DIR"/*.pid; do
   health=-
   case $name in
     api-*|router-*|connector-*)
-      health=$(curl -s -m 3 "http://127.0.0.1:$listen/health" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["status"], " ".join(f"{k}={v[\"status\"]}" for k,v in d["components"].items()))' 2>/dev/null || echo unreachable)
+      health=$(curl -s -m 3 "http://127.0.0.1:$listen/health" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print(d["status"], " ".join(k + "=" + v["status"] for k, v in d["components"].items()))' 2>/dev/null || echo unreachable)
       ;;
   esac
   printf '%-24s %-8s %-8s %s\n' "$name" "$pid" "$state" "$health"

@@ -71,7 +71,7 @@ start() {
   fi
   printf '%s\t%s\n' "$name" "$listen" >>"$RUN_DIR/processes.tsv"
   for _ in $(seq 1 300); do
-    if curl -fsS -o /dev/null "http://127.0.0.1:$listen/health/live"; then
+    if curl -fs -o /dev/null "http://127.0.0.1:$listen/health/live"; then
       echo "$name up on 127.0.0.1:$listen"
       return 0
     fi
@@ -160,7 +160,7 @@ export KAFKA_URL=$CHAT4ALL_TEST_KAFKA_URL
 export POSTGRES_URL=$CHAT4ALL_TEST_POSTGRES_URL
 ENV
 for _ in $(seq 1 100); do
-  curl -fsS -o /dev/null "http://127.0.0.1:$API_PORT/health/live" && break
+  curl -fs -o /dev/null "http://127.0.0.1:$API_PORT/health/live" && break
   sleep 0.1
 done
 echo "cluster up: API_URL=http://127.0.0.1:$API_PORT, Prometheus http://127.0.0.1:$PROMETHEUS_PORT (source $RUN_DIR/cluster.env)"

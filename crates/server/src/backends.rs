@@ -27,6 +27,16 @@ pub async fn open_event_log(config: &Config) -> anyhow::Result<Arc<dyn EventLog>
             let log = Arc::new(SqliteLog::open(&storage.path(path), options)?);
             Ok(Arc::new(MeteredLog::new(log, "embedded")))
         }
+        #[cfg(feature = "kafka")]
+        EventLogBackend::Kafka(url) => {
+            let options = chat4all_kafka::KafkaOptions {
+                partitions: storage.partitions,
+                ..chat4all_kafka::KafkaOptions::default()
+            };
+            let log = Arc::new(chat4all_kafka::KafkaLog::connect(url, options)?);
+            Ok(Arc::new(MeteredLog::new(log, "kafka")))
+        }
+        #[cfg(not(feature = "kafka"))]
         EventLogBackend::Kafka(url) => not_built_in("kafka", url),
     }
 }
@@ -65,6 +75,7 @@ pub async fn open_objects(config: &Config) -> anyhow::Result<Arc<dyn ObjectStore
 
 /// The configuration refuses a shared backend whose feature this binary lacks; this says so again should one
 /// be given another way.
+#[cfg(not(all(feature = "kafka", feature = "postgres", feature = "s3")))]
 fn not_built_in<T>(feature: &str, url: &str) -> anyhow::Result<T> {
     anyhow::bail!("{url}: this chat4all was built without the `{feature}` feature")
 }
