@@ -62,6 +62,14 @@ impl Role {
         }
     }
 
+    /// The `service` of this process's log lines that no role module wrote.
+    pub fn service(&self) -> &'static str {
+        match self {
+            Self::All => "chat4all",
+            role => role.name(),
+        }
+    }
+
     fn runs_api(&self) -> bool {
         matches!(self, Self::All | Self::Api)
     }

@@ -82,7 +82,8 @@ fn run_role(role: Role, run: RunArgs) -> anyhow::Result<()> {
     let mut defaults = config::Config::default();
     defaults.http.addr = role.default_addr();
     let config = config::load_over(defaults, run.config.as_deref(), utf8_env(), &run.flags)?;
-    let _flush_logs_on_exit = telemetry::init_logging(config.telemetry.log_format());
+    let _flush_logs_on_exit =
+        telemetry::init_logging(config.telemetry.log_format(), role.service());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -14,17 +14,22 @@ use tracing_subscriber::registry::LookupSpan;
 /// The line format.
 pub struct JsonLines {
     instance_id: String,
+    process: &'static str,
 }
 
 impl JsonLines {
-    /// Lines of this process, `instance_id` telling it from other processes of the same role.
-    pub fn new(instance_id: String) -> Self {
-        Self { instance_id }
+    /// Lines of this process, `instance_id` telling it from other processes of the same role; `process` is the
+    /// `service` of lines no role module wrote (the process's role, or `chat4all` when it runs them all).
+    pub fn new(instance_id: String, process: &'static str) -> Self {
+        Self {
+            instance_id,
+            process,
+        }
     }
 }
 
-/// The role a log line belongs to, from the module that wrote it.
-fn service_of(target: &str) -> &'static str {
+/// The role a log line belongs to, from the module that wrote it; `fallback` for shared modules.
+fn service_of(target: &str, fallback: &'static str) -> &'static str {
     if target.contains("::api")
         || target.contains("http_server")
         || target.starts_with("tower_http")
@@ -41,7 +46,7 @@ fn service_of(target: &str) -> &'static str {
     } else if target.contains("embedded") {
         "storage"
     } else {
-        "chat4all"
+        fallback
     }
 }
 
@@ -90,7 +95,7 @@ where
         );
         line.insert(
             "service".into(),
-            Value::from(service_of(event.metadata().target())),
+            Value::from(service_of(event.metadata().target(), self.process)),
         );
         line.insert("instance_id".into(), Value::from(self.instance_id.as_str()));
         if let Some(scope) = ctx.event_scope() {
@@ -116,9 +121,16 @@ mod tests {
 
     #[test]
     fn roles_follow_modules() {
-        assert_eq!(service_of("chat4all_server::api::observe"), "api");
-        assert_eq!(service_of("chat4all_core::services::routing"), "router");
-        assert_eq!(service_of("chat4all_core::services::delivery"), "connector");
-        assert_eq!(service_of("chat4all_server::app"), "chat4all");
+        assert_eq!(service_of("chat4all_server::api::observe", "x"), "api");
+        assert_eq!(
+            service_of("chat4all_core::services::routing", "x"),
+            "router"
+        );
+        assert_eq!(
+            service_of("chat4all_core::services::delivery", "x"),
+            "connector"
+        );
+        assert_eq!(service_of("chat4all_server::app", "chat4all"), "chat4all");
+        assert_eq!(service_of("chat4all_kafka::groups", "router"), "router");
     }
 }

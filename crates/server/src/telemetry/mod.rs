@@ -19,7 +19,7 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global log subscriber; `RUST_LOG` refines the default `info` level. Lines are written by a
 /// background thread so request handlers never wait on stdout; keep the returned guard until exit so that the
 /// last lines are flushed. When the buffer is full, writers wait rather than drop lines.
-pub fn init_logging(format: LogFormat) -> WorkerGuard {
+pub fn init_logging(format: LogFormat, process: &'static str) -> WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
@@ -30,7 +30,7 @@ pub fn init_logging(format: LogFormat) -> WorkerGuard {
     let _ = match format {
         LogFormat::Json => builder
             .fmt_fields(JsonFields::new())
-            .event_format(JsonLines::new(instance_id().to_owned()))
+            .event_format(JsonLines::new(instance_id().to_owned(), process))
             .try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };
