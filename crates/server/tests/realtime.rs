@@ -73,14 +73,7 @@ async fn members_see_each_change_once_in_order_on_every_socket_and_others_see_no
     let (_, alice) = app.user("alice").await;
     let (bob_id, bob) = app.user("bob").await;
     let (carol_id, carol) = app.user("carol").await;
-    let created = app
-        .post(
-            "/v1/conversations",
-            Some(&alice),
-            &json!({"conversation_id": "live", "type": "group", "members": [bob_id]}),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.text);
+    group(&app, &alice, "live", &[&bob_id]).await;
     let mut bob_sockets = vec![
         open(&app, "/v1/ws", &bob, false).await,
         open(&app, "/notifications", &bob, true).await,
@@ -130,6 +123,13 @@ async fn members_see_each_change_once_in_order_on_every_socket_and_others_see_no
     app.stop().await;
 }
 
+/// Creates the group conversation `id` of the caller of `token`, with `members`.
+async fn group(app: &TestApp, token: &str, id: &str, members: &[&str]) {
+    let body = json!({"conversation_id": id, "type": "group", "members": members});
+    let created = app.post("/v1/conversations", Some(token), &body).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+}
+
 /// Sends message `m{i}` to the conversation `catch`.
 async fn send(app: &TestApp, token: &str, i: u64) {
     let body = json!({"conversation_id": "catch", "content": format!("m{i}")});
@@ -152,14 +152,7 @@ async fn a_client_that_reconnects_after_a_restart_catches_up_from_history_exactl
     let app = spawn_app(dir.path()).await;
     let (_, alice) = app.user("alice").await;
     let (bob_id, bob) = app.user("bob").await;
-    let created = app
-        .post(
-            "/v1/conversations",
-            Some(&alice),
-            &json!({"conversation_id": "catch", "type": "group", "members": [bob_id]}),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.text);
+    group(&app, &alice, "catch", &[&bob_id]).await;
     let mut seen = Vec::new();
     let mut socket = open(&app, "/v1/ws", &bob, false).await;
     for i in 1..=3 {
@@ -222,14 +215,7 @@ async fn a_read_receipt_reaches_the_sender_live() {
     let app = spawn_app(dir.path()).await;
     let (_, alice) = app.user("alice").await;
     let (bob_id, bob) = app.user("bob").await;
-    let created = app
-        .post(
-            "/v1/conversations",
-            Some(&alice),
-            &json!({"conversation_id": "seen", "type": "group", "members": [bob_id]}),
-        )
-        .await;
-    assert_eq!(created.status, 201);
+    group(&app, &alice, "seen", &[&bob_id]).await;
     let mut socket = open(&app, "/v1/ws", &alice, false).await;
     let sent = app
         .send(
