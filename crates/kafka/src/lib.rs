@@ -85,6 +85,8 @@ pub struct KafkaLog {
     admin: AdminClient<DefaultClientContext>,
     /// Topics known to exist with the configured partition count.
     topics: Mutex<HashSet<String>>,
+    /// Serialises topic creation, so concurrent first appends create a topic once.
+    creating: tokio::sync::Mutex<()>,
     shared: Arc<Shared>,
 }
 
@@ -127,6 +129,7 @@ impl KafkaLog {
             producer,
             admin,
             topics: Mutex::default(),
+            creating: tokio::sync::Mutex::default(),
             shared: Arc::new(Shared { closed }),
         })
     }
@@ -174,6 +177,10 @@ impl KafkaLog {
         }
         if topic.is_empty() {
             return Err(LogError::Invalid("a topic needs a name".into()));
+        }
+        let _creating = self.creating.lock().await;
+        if self.known(topic) {
+            return Ok(());
         }
         let partitions = i32::try_from(self.options.partitions).map_err(backend)?;
         let new_topic = NewTopic::new(

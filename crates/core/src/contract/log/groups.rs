@@ -83,7 +83,7 @@ async fn poll_exactly(consumer: &mut Box<dyn PartitionConsumer>, count: usize) -
 
 /// Two members split the partitions; a revoked partition moves only once its owner committed and let go; a
 /// member that leaves hands its partitions over, resumed from its last commit.
-pub(super) async fn members_share_partitions(log: &Arc<dyn EventLog>, topic: &str) {
+pub async fn members_share_partitions(log: &Arc<dyn EventLog>, topic: &str) {
     let all: BTreeSet<u32> = (0..log.partition_count()).collect();
     let mut a = log
         .subscribe("sharing", topic, "member-a")
@@ -151,7 +151,7 @@ pub(super) async fn members_share_partitions(log: &Arc<dyn EventLog>, topic: &st
 }
 
 /// A tail reads nothing from before it started, then every later record of every partition, in order.
-pub(super) async fn tail_follows_from_now(log: &Arc<dyn EventLog>, topic: &str) {
+pub async fn tail_follows_from_now(log: &Arc<dyn EventLog>, topic: &str) {
     fill(log, topic, "before", 3).await;
     let mut tail = log.tail(topic).await.expect("tail");
     assert!(

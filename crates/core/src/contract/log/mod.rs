@@ -3,6 +3,8 @@
 
 mod groups;
 
+pub use groups::{members_share_partitions, tail_follows_from_now};
+
 use crate::ports::{EventLog, OutgoingRecord};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +18,8 @@ fn record(key: &str, payload: String) -> OutgoingRecord {
     }
 }
 
-/// Runs every check against a fresh, empty log with at least 2 partitions.
+/// Runs every check against a fresh, empty log with at least 2 partitions (each check is public too, for an adapter
+/// that must run them apart, e.g. in separate tests).
 pub async fn run_all(log: Arc<dyn EventLog>) {
     appends_keep_per_key_order(&log, "contract.order").await;
     consumers_resume_after_commit(&log, "contract.commit").await;
@@ -27,7 +30,8 @@ pub async fn run_all(log: Arc<dyn EventLog>) {
     groups::tail_follows_from_now(&log, "contract.tail").await;
 }
 
-async fn appends_keep_per_key_order(log: &Arc<dyn EventLog>, topic: &str) {
+/// Appends keep per-key order at gap-free offsets from 0, batches included, and headers survive.
+pub async fn appends_keep_per_key_order(log: &Arc<dyn EventLog>, topic: &str) {
     let mut expected: HashMap<u32, Vec<String>> = HashMap::new();
     for i in 0..30 {
         let key = format!("key-{}", i % 3);
@@ -85,7 +89,8 @@ async fn appends_keep_per_key_order(log: &Arc<dyn EventLog>, topic: &str) {
     }
 }
 
-async fn consumers_resume_after_commit(log: &Arc<dyn EventLog>, topic: &str) {
+/// A group resumes after its committed offset, lag counts the rest, other groups keep their own offsets.
+pub async fn consumers_resume_after_commit(log: &Arc<dyn EventLog>, topic: &str) {
     let positions = log
         .append_batch(
             topic,
@@ -135,7 +140,8 @@ async fn consumers_resume_after_commit(log: &Arc<dyn EventLog>, topic: &str) {
     assert_eq!(everything.len(), 10, "each group has its own offsets");
 }
 
-async fn poll_wakes_on_append(log: &Arc<dyn EventLog>, topic: &str) {
+/// A waiting poll wakes on an append, not on its timeout; an idle one times out empty.
+pub async fn poll_wakes_on_append(log: &Arc<dyn EventLog>, topic: &str) {
     let partition = log
         .append(topic, record("k", "first".into()))
         .await
@@ -181,7 +187,8 @@ async fn poll_wakes_on_append(log: &Arc<dyn EventLog>, topic: &str) {
     );
 }
 
-async fn concurrent_appends_are_all_kept(log: &Arc<dyn EventLog>, topic: &str) {
+/// Concurrent appends each get their own position and are all readable.
+pub async fn concurrent_appends_are_all_kept(log: &Arc<dyn EventLog>, topic: &str) {
     let tasks: Vec<_> = (0..32)
         .map(|task| {
             let log = log.clone();
@@ -228,7 +235,8 @@ async fn concurrent_appends_are_all_kept(log: &Arc<dyn EventLog>, topic: &str) {
     assert_eq!(total, 32 * 20, "every acknowledged append is readable");
 }
 
-async fn refuses_unknown_partition(log: &Arc<dyn EventLog>) {
+/// A partition past the count is refused.
+pub async fn refuses_unknown_partition(log: &Arc<dyn EventLog>) {
     assert!(
         log.consumer("g", "t", log.partition_count()).await.is_err(),
         "a partition past the count is refused"
