@@ -5,25 +5,12 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 RUN_DIR=${1:-$ROOT/cluster}
 [ -d "$RUN_DIR" ] || { echo "no cluster in $RUN_DIR"; exit 0; }
-
-# Sends SIGTERM to the process of PIDFILE, waits up to 15 s, then SIGKILL.
-stop_pid() {
-  local pidfile=$1 pid
-  [ -f "$pidfile" ] || return 0
-  pid=$(cat "$pidfile")
-  if kill -TERM "$pid" 2>/dev/null; then
-    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "$(basename "$pidfile" .pid) did not stop in 15 s; killing it"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-  fi
-  rm -f "$pidfile"
-}
+# shellcheck source=../servers/lib.sh
+source "$ROOT/scripts/servers/lib.sh"
 
 for pidfile in "$RUN_DIR"/api-*.pid "$RUN_DIR"/router-*.pid "$RUN_DIR"/connector-*.pid \
   "$RUN_DIR"/nginx.pid "$RUN_DIR"/prometheus.pid; do
-  [ -e "$pidfile" ] && stop_pid "$pidfile"
+  [ -e "$pidfile" ] && stop_pid "$pidfile" "$(basename "$pidfile" .pid)"
 done
 for server in seaweedfs postgres tansu; do
   bash "$ROOT/scripts/servers/$server.sh" stop "$RUN_DIR" || true

@@ -30,7 +30,7 @@ need prometheus prometheus
 
 if [ -z "${CHAT4ALL_BIN:-}" ]; then
   echo "building the release binary with the distributed adapters (the first build takes several minutes)"
-  (cd "$ROOT" && cargo build --release --locked --features distributed -q)
+  (cd "$ROOT" && cargo build --release --locked -p chat4all-server --features distributed -q)
   CHAT4ALL_BIN=$ROOT/target/release/chat4all
 fi
 

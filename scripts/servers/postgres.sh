@@ -11,6 +11,8 @@
 # The cluster runs as the `postgres` OS user (initdb refuses root), its data dir and unix socket under /tmp,
 # fsync on, listening on 127.0.0.1 only. Its user may create databases, so each test can have its own.
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 PGBIN="${PGBIN:-/usr/lib/postgresql/15/bin}"
 PG_USER=chat4all
@@ -129,24 +131,9 @@ remove_data_dir() {
 stop() {
     local run_dir="$1"
     [[ -d "$run_dir" ]] || { echo "postgres.sh: nothing to stop in $run_dir"; return 0; }
-    local pid
-    if pid="$(running_pid "$run_dir")"; then
-        # SIGTERM: smart shutdown (sessions end, then a shutdown checkpoint, slow on a busy disk); then immediate
-        # (SIGQUIT: no checkpoint, harmless since the data dir goes next), then SIGKILL.
-        local signal stopped=""
-        for signal in TERM QUIT KILL; do
-            kill "-$signal" "$pid" 2>/dev/null || true
-            for _ in $(seq 1 200); do # 20 s each
-                kill -0 "$pid" 2>/dev/null || { stopped=1; break; }
-                sleep 0.1
-            done
-            [[ -n "$stopped" ]] && break
-            echo "postgres.sh: pid $pid still up after SIG$signal" >&2
-        done
-        echo "postgres.sh: stopped pid $pid"
-    else
-        echo "postgres.sh: not running from $run_dir"
-    fi
+    # SIGTERM: smart shutdown (sessions end, then a shutdown checkpoint, slow on a busy disk); then immediate
+    # (SIGQUIT: no checkpoint, harmless since the data dir goes next), then SIGKILL.
+    stop_pid "$run_dir/postgres.pid" postgres.sh TERM QUIT KILL
     rm -f -- "$run_dir/postgres.pid" "$run_dir/postgres.env"
     remove_data_dir "$run_dir"
 }

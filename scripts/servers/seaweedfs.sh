@@ -9,6 +9,8 @@
 # RUN_DIR/seaweedfs.env exports CHAT4ALL_TEST_S3_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
 # Optional: S3_BUCKET (default chat4all-test), S3_ACCESS_KEY / S3_SECRET_KEY (default fixed test credentials).
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 VERSION=4.48
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -175,25 +177,7 @@ ENV
 }
 
 stop() {
-    local run_dir="$1" pid_file="$1/seaweedfs.pid"
-    if ! running "$pid_file"; then
-        rm -f "$pid_file"
-        echo "seaweedfs not running from $run_dir"
-        return 0
-    fi
-    local pid
-    pid="$(cat "$pid_file")"
-    # The server is its process group's leader (setsid at start): signal the group, children included.
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + 15))
-    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
-        sleep 0.2
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$pid_file"
-    echo "seaweedfs stopped (pid $pid)"
+    stop_pid "$1/seaweedfs.pid" seaweedfs
 }
 
 case "${1:-}" in

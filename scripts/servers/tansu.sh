@@ -9,6 +9,8 @@
 # (`export CHAT4ALL_TEST_KAFKA_URL=kafka://127.0.0.1:PORT`); it is a no-op when the broker already runs.
 # tansu 0.6.0 opens no listener besides the Kafka one (no metrics endpoint unless an OTLP endpoint is given).
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 TANSU_VERSION=0.6.0
 
@@ -91,26 +93,7 @@ start() {
 }
 
 stop() {
-    local run_dir=$1
-    local pid_file="$run_dir/tansu.pid"
-    if ! running "$pid_file"; then
-        rm -f "$pid_file"
-        echo "tansu: not running"
-        return 0
-    fi
-    local pid
-    pid=$(cat "$pid_file")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.2
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        echo "tansu: still running after 10 s; killing pid $pid" >&2
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$pid_file"
-    echo "tansu: stopped"
+    stop_pid "$1/tansu.pid" tansu
 }
 
 case "${1:-}" in
