@@ -6,7 +6,7 @@ mod common;
 use chat4all_client::{
     Client, Error, HistoryQuery, MessageStatus, NewConversation, NewGroup, NewMessage, Order,
 };
-use common::{bytes, sha256, spawn_app};
+use common::{bytes, sha256, spawn_app, wait_for_history};
 use futures::StreamExt;
 use std::sync::{Arc, Mutex};
 
@@ -90,6 +90,7 @@ async fn send_history_paging_receipts_and_conversations() {
             .await
             .unwrap();
     }
+    wait_for_history(&bob, "team", 7).await;
 
     let page = bob
         .history("team", &HistoryQuery { limit: Some(3), ..Default::default() })
@@ -156,6 +157,7 @@ async fn send_history_paging_receipts_and_conversations() {
             .await
             .unwrap();
     }
+    wait_for_history(&alice, "solo-2", 1).await;
     let page = alice.conversations(Some(2), None).await.unwrap();
     assert_eq!(page.conversations.len(), 2);
     let cursor = page.next_cursor.clone().expect("a second page");
@@ -278,6 +280,7 @@ async fn files_upload_and_download_byte_exact_with_progress() {
     let mut message = NewMessage::text("files", "the report");
     message.file_id = Some(stored.file_id.clone());
     alice.send_message(&message).await.unwrap();
+    wait_for_history(&bob, "files", 1).await;
     let history = bob.history("files", &HistoryQuery::default()).await.unwrap();
     let meta = history.messages[0].file_metadata.as_ref().unwrap();
     assert_eq!(meta.checksum, stored.checksum);

@@ -4,7 +4,7 @@
 mod common;
 
 use chat4all_client::{Client, Event, NewConversation, NewMessage, Watch, WatchOptions};
-use common::{Proxy, TestApp, next_event, spawn_app};
+use common::{Proxy, TestApp, next_event, spawn_app, wait_for_history};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -56,6 +56,9 @@ async fn watch_delivers_live_then_catches_up_after_an_outage_exactly_once() {
     let (bob_direct, bob_id) = app.user("bob").await;
     group(&alice, "catch", &bob_id).await;
     send(&alice, "catch", "before the watch").await; // seq 1: history, not news
+    wait_for_history(&alice, "catch", 1).await;
+    // Its frame went out to nobody (a message accepted while the socket opens may come live: it is still new).
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     let proxy = Proxy::start(app.addr).await;
     let bob = Client::new(&proxy.url()).unwrap().with_token(bob_direct.token().unwrap());

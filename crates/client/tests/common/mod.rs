@@ -180,3 +180,18 @@ pub fn sha256(data: &[u8]) -> String {
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256:{hex}")
 }
+
+/// Waits (up to 10 s) until `conversation`'s history holds `count` messages: a 202 means durable, history
+/// follows within milliseconds.
+pub async fn wait_for_history(client: &Client, conversation: &str, count: usize) {
+    for _ in 0..200 {
+        let query = chat4all_client::HistoryQuery { limit: Some(100), ..Default::default() };
+        if let Ok(page) = client.history(conversation, &query).await
+            && page.messages.len() >= count
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{conversation} did not reach {count} messages within 10 s");
+}
