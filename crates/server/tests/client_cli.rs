@@ -74,6 +74,8 @@ async fn login_send_history_json_and_exit_codes() {
     let accepted: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(accepted["status"], "ACCEPTED");
 
+    let token = credentials["token"].as_str().unwrap();
+    app.wait_for_history(token, "general", |m| m.len() == 2).await;
     let run = client(home, &url, &["history", "general", "--json"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let history: Value = serde_json::from_str(&run.stdout).unwrap();
@@ -150,6 +152,10 @@ async fn files_groups_and_identities_from_the_command_line() {
     assert!(std::fs::read(&copy).unwrap() == data);
     let run = client(home, &url, &["send", "-c", "pics", "--file", file.to_str().unwrap(), "look"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
+    let saved = home.join("chat4all/credentials.json");
+    let credentials: Value = serde_json::from_str(&std::fs::read_to_string(saved).unwrap()).unwrap();
+    app.wait_for_history(credentials["token"].as_str().unwrap(), "pics", |m| m.len() == 1)
+        .await;
     let run = client(home, &url, &["history", "pics", "--json"]).await;
     let history: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(history["messages"][0]["file_metadata"]["filename"], "photo.jpg");
@@ -172,5 +178,76 @@ async fn files_groups_and_identities_from_the_command_line() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let run = client(home, &url, &["identities", "unlink", "whatsapp", "+5511999990000"]).await;
     assert_eq!(run.code, 4, "{}", run.stderr);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_streams_messages_as_json_lines_and_exits_0_on_ctrl_c() {
+    use std::io::BufRead;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app(dir.path()).await;
+    let (bob_id, bob) = app.user("bob").await;
+    let config = tempfile::tempdir().unwrap();
+    let home = config.path();
+    let url = app.url("");
+    let run = client(home, &url, &["register", "--username", "alice", "--password", "alice-password"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = client(home, &url, &["login", "--username", "alice", "--password", "alice-password"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat4all"))
+        .args(["client", "watch", "--json"])
+        .env("XDG_CONFIG_HOME", home)
+        .env("CHAT4ALL_URL", &url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(value) = serde_json::from_str(&line) {
+                let _ = lines_tx.send(value);
+            }
+        }
+    });
+    let next = |lines: &std::sync::mpsc::Receiver<Value>| {
+        lines.recv_timeout(Duration::from_secs(10)).expect("a line within 10 s")
+    };
+    let connected = tokio::task::block_in_place(|| next(&lines));
+    assert_eq!(connected["event"], "connected");
+
+    // bob writes to alice: the watch prints it live.
+    let body = serde_json::json!({"conversation_id": "chat", "content": "hi alice", "recipient_id": connected["user_id"]});
+    let sent = app.send(&bob, body).await;
+    assert_eq!(sent.status, 202, "{}", sent.text);
+    let message = tokio::task::block_in_place(|| loop {
+        let line = next(&lines);
+        if line["event"] == "message" {
+            break line;
+        }
+    });
+    assert_eq!(message["message"]["content"], "hi alice");
+    assert_eq!(message["message"]["sender_id"], bob_id.as_str());
+    assert_eq!(message["caught_up"], false);
+
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let status = tokio::task::block_in_place(|| {
+        for _ in 0..100 {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        None
+    });
+    assert_eq!(status.expect("exits within 10 s of Ctrl-C").code(), Some(0));
     app.stop().await;
 }
