@@ -74,7 +74,11 @@ impl Client {
     }
 
     /// `GET /v1/conversations/{id}/messages`: one page of history.
-    pub async fn history(&self, conversation_id: &str, query: &HistoryQuery) -> Result<HistoryPage> {
+    pub async fn history(
+        &self,
+        conversation_id: &str,
+        query: &HistoryQuery,
+    ) -> Result<HistoryPage> {
         let path = format!("/v1/conversations/{}/messages", segment(conversation_id));
         let mut params: Vec<(&str, String)> = Vec::new();
         if let Some(limit) = query.limit {
@@ -171,9 +175,15 @@ impl Client {
     }
 
     /// `POST /v1/conversations`: creates a conversation.
-    pub async fn create_conversation(&self, conversation: &NewConversation) -> Result<Conversation> {
-        self.json(self.authed(Method::POST, "/v1/conversations")?.json(conversation))
-            .await
+    pub async fn create_conversation(
+        &self,
+        conversation: &NewConversation,
+    ) -> Result<Conversation> {
+        self.json(
+            self.authed(Method::POST, "/v1/conversations")?
+                .json(conversation),
+        )
+        .await
     }
 
     /// `GET /v1/conversations`: one page of the caller's conversations, newest first (`limit` 1..100).
@@ -189,8 +199,11 @@ impl Client {
         if let Some(cursor) = cursor {
             params.push(("cursor", cursor.to_owned()));
         }
-        self.json(self.authed(Method::GET, "/v1/conversations")?.query(&params))
-            .await
+        self.json(
+            self.authed(Method::GET, "/v1/conversations")?
+                .query(&params),
+        )
+        .await
     }
 
     /// Every conversation of the caller, newest first, following `next_cursor` (at most 100,000).
@@ -261,8 +274,11 @@ impl Client {
         if let Some(preferred) = preferred {
             body["preferred"] = json!(preferred);
         }
-        self.json(self.authed(Method::POST, "/v1/users/identities")?.json(&body))
-            .await
+        self.json(
+            self.authed(Method::POST, "/v1/users/identities")?
+                .json(&body),
+        )
+        .await
     }
 
     /// `GET /v1/users/identities`: the caller's identities, oldest first.

@@ -33,7 +33,7 @@ pub enum Error {
         /// The problem's `detail`.
         detail: String,
         /// The whole problem body, when the server sent one.
-        problem: Option<Problem>,
+        problem: Option<Box<Problem>>,
         /// Seconds from a `Retry-After` header (429, 503).
         retry_after: Option<u64>,
     },
@@ -105,7 +105,8 @@ impl Error {
 pub(crate) fn api_error(status: u16, body: &[u8], retry_after: Option<u64>) -> Error {
     let problem = serde_json::from_slice::<Problem>(body)
         .ok()
-        .filter(|p| !p.detail.is_empty());
+        .filter(|p| !p.detail.is_empty())
+        .map(Box::new);
     let detail = match &problem {
         Some(p) => p.detail.clone(),
         None => {

@@ -113,7 +113,10 @@ impl Client {
         serde_json::from_slice(&body).map_err(|e| {
             Error::Decode(format!(
                 "{e}: {}",
-                String::from_utf8_lossy(&body).chars().take(300).collect::<String>()
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
             ))
         })
     }
@@ -160,7 +163,10 @@ mod tests {
     #[test]
     fn base_urls_keep_their_prefix() {
         let client = Client::new("http://h:1/api").unwrap();
-        assert_eq!(client.url("/v1/ws").unwrap().as_str(), "http://h:1/api/v1/ws");
+        assert_eq!(
+            client.url("/v1/ws").unwrap().as_str(),
+            "http://h:1/api/v1/ws"
+        );
         assert!(Client::new("ftp://h").is_err());
     }
 
@@ -173,6 +179,9 @@ mod tests {
         );
         assert_eq!(e.status(), Some(404));
         assert_eq!(e.detail(), Some("no such message"));
-        assert_eq!(error::api_error(502, b"bad gateway", None).detail(), Some("bad gateway"));
+        assert_eq!(
+            error::api_error(502, b"bad gateway", None).detail(),
+            Some("bad gateway")
+        );
     }
 }

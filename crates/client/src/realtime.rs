@@ -35,6 +35,8 @@ pub struct StatusUpdate {
 }
 
 /// A frame the server sends on the WebSocket.
+// Frames are short-lived; boxing the message would only make matching on them clumsier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
@@ -55,6 +57,7 @@ pub enum ServerFrame {
 }
 
 /// What a [`Watch`] yields.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// The socket is open (again).
@@ -458,7 +461,9 @@ impl Runner {
                 }
                 self.deliver(message, false).await.unwrap_or(false)
             }
-            ServerFrame::StatusUpdate(update) => self.tx.send(Ok(Event::Status(update))).await.is_ok(),
+            ServerFrame::StatusUpdate(update) => {
+                self.tx.send(Ok(Event::Status(update))).await.is_ok()
+            }
             ServerFrame::Connected { .. } | ServerFrame::Pong | ServerFrame::Unknown => true,
         }
     }
@@ -516,7 +521,12 @@ mod tests {
     fn frames_decode() {
         let frame: ServerFrame =
             serde_json::from_str(r#"{"type":"connected","user_id":"u1"}"#).unwrap();
-        assert_eq!(frame, ServerFrame::Connected { user_id: "u1".into() });
+        assert_eq!(
+            frame,
+            ServerFrame::Connected {
+                user_id: "u1".into()
+            }
+        );
         let frame: ServerFrame = serde_json::from_str(
             r#"{"type":"new_message","message_id":"m","conversation_id":"c","seq":3,"sender_id":"u","content":"hi","status":"SENT","timestamp":1}"#,
         )

@@ -19,13 +19,20 @@ fn fast_options() -> WatchOptions {
 }
 
 /// Messages from the watch until `count` arrived (other events are kept aside); fails after 10 s per event.
-async fn messages(watch: &mut Watch, count: usize, others: &mut Vec<Event>) -> Vec<(String, u64, String, bool)> {
+async fn messages(
+    watch: &mut Watch,
+    count: usize,
+    others: &mut Vec<Event>,
+) -> Vec<(String, u64, String, bool)> {
     let mut got = Vec::new();
     while got.len() < count {
         match next_event(watch).await {
-            Event::Message { message, caught_up } => {
-                got.push((message.conversation_id, message.seq, message.content, caught_up))
-            }
+            Event::Message { message, caught_up } => got.push((
+                message.conversation_id,
+                message.seq,
+                message.content,
+                caught_up,
+            )),
             other => others.push(other),
         }
     }
@@ -33,7 +40,10 @@ async fn messages(watch: &mut Watch, count: usize, others: &mut Vec<Event>) -> V
 }
 
 async fn send(client: &Client, conversation: &str, text: &str) {
-    client.send_message(&NewMessage::text(conversation, text)).await.unwrap();
+    client
+        .send_message(&NewMessage::text(conversation, text))
+        .await
+        .unwrap();
 }
 
 async fn group(alice: &Client, id: &str, bob_id: &str) {
@@ -61,9 +71,17 @@ async fn watch_delivers_live_then_catches_up_after_an_outage_exactly_once() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let proxy = Proxy::start(app.addr).await;
-    let bob = Client::new(&proxy.url()).unwrap().with_token(bob_direct.token().unwrap());
+    let bob = Client::new(&proxy.url())
+        .unwrap()
+        .with_token(bob_direct.token().unwrap());
     let mut watch = bob.watch(fast_options()).await.unwrap();
-    assert!(matches!(next_event(&mut watch).await, Event::Connected { reconnected: false, .. }));
+    assert!(matches!(
+        next_event(&mut watch).await,
+        Event::Connected {
+            reconnected: false,
+            ..
+        }
+    ));
 
     let mut others = Vec::new();
     for i in 1..=3 {
@@ -86,12 +104,29 @@ async fn watch_delivers_live_then_catches_up_after_an_outage_exactly_once() {
 
     // Catch-up: the missed messages from history, then only newer frames.
     let caught = messages(&mut watch, 4, &mut others).await;
-    assert!(others.iter().any(|e| matches!(e, Event::Disconnected { .. })), "{others:?}");
-    assert!(others.iter().any(|e| matches!(e, Event::Connected { reconnected: true, .. })), "{others:?}");
+    assert!(
+        others
+            .iter()
+            .any(|e| matches!(e, Event::Disconnected { .. })),
+        "{others:?}"
+    );
+    assert!(
+        others.iter().any(|e| matches!(
+            e,
+            Event::Connected {
+                reconnected: true,
+                ..
+            }
+        )),
+        "{others:?}"
+    );
     assert!(caught.iter().all(|m| m.3), "{caught:?}");
     let mut contents: Vec<&str> = caught.iter().map(|m| m.2.as_str()).collect();
     contents.sort_unstable();
-    assert_eq!(contents, ["hello while away", "missed 1", "missed 2", "missed 3"]);
+    assert_eq!(
+        contents,
+        ["hello while away", "missed 1", "missed 2", "missed 3"]
+    );
     send(&alice, "catch", "after").await;
     let after = messages(&mut watch, 1, &mut others).await;
     assert_eq!(after[0].2, "after");
@@ -126,7 +161,9 @@ async fn watch_catches_up_across_a_server_restart_and_resumes_from_a_saved_posit
     group(&alice, "restart", &bob_id).await;
 
     let proxy = Proxy::start(app.addr).await;
-    let bob = Client::new(&proxy.url()).unwrap().with_token(bob_token.clone());
+    let bob = Client::new(&proxy.url())
+        .unwrap()
+        .with_token(bob_token.clone());
     let mut watch = bob.watch(fast_options()).await.unwrap();
     let mut others = Vec::new();
     send(&alice, "restart", "one").await;
@@ -148,10 +185,16 @@ async fn watch_catches_up_across_a_server_restart_and_resumes_from_a_saved_posit
 
     // Later, a new watch resumes from the saved position.
     send(&alice, "restart", "four").await;
-    let options = WatchOptions { resume_from: saved, ..fast_options() };
+    let options = WatchOptions {
+        resume_from: saved,
+        ..fast_options()
+    };
     let mut watch = bob.watch(options).await.unwrap();
     let resumed = messages(&mut watch, 1, &mut others).await;
-    assert_eq!((resumed[0].1, resumed[0].2.as_str(), resumed[0].3), (4, "four", true));
+    assert_eq!(
+        (resumed[0].1, resumed[0].2.as_str(), resumed[0].3),
+        (4, "four", true)
+    );
     drop(watch);
     app.stop().await;
 }
@@ -163,16 +206,27 @@ async fn a_refused_token_is_a_401_not_a_reconnection_loop() {
     let forged = app.client().with_token("forged");
     let e = forged.watch(WatchOptions::default()).await.unwrap_err();
     assert_eq!(e.status(), Some(401), "{e}");
-    let anonymous = app.client().watch(WatchOptions::default()).await.unwrap_err();
+    let anonymous = app
+        .client()
+        .watch(WatchOptions::default())
+        .await
+        .unwrap_err();
     assert!(anonymous.is_unauthorized());
 
     // The raw socket: connected first, then a pong for a ping.
     let (alice, _) = app.user("alice").await;
     let mut socket = alice.connect_ws().await.unwrap();
     let first = socket.next_frame().await.unwrap().unwrap();
-    assert!(matches!(first, chat4all_client::ServerFrame::Connected { .. }));
+    assert!(matches!(
+        first,
+        chat4all_client::ServerFrame::Connected { .. }
+    ));
     socket.ping().await.unwrap();
-    let pong = tokio::time::timeout(Duration::from_secs(5), socket.next_frame()).await.unwrap().unwrap().unwrap();
+    let pong = tokio::time::timeout(Duration::from_secs(5), socket.next_frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(pong, chat4all_client::ServerFrame::Pong);
     socket.close().await.unwrap();
     app.stop().await;

@@ -45,28 +45,82 @@ async fn login_send_history_json_and_exit_codes() {
     let run = client(home, &url, &["history", "general"]).await;
     assert_eq!(run.code, 3, "{}", run.stderr);
 
-    let run = client(home, &url, &["register", "--username", "alice", "--password", "alice-password"]).await;
+    let run = client(
+        home,
+        &url,
+        &[
+            "register",
+            "--username",
+            "alice",
+            "--password",
+            "alice-password",
+        ],
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     // Taken: another 4xx, 5.
-    let run = client(home, &url, &["register", "--username", "alice", "--password", "alice-password"]).await;
+    let run = client(
+        home,
+        &url,
+        &[
+            "register",
+            "--username",
+            "alice",
+            "--password",
+            "alice-password",
+        ],
+    )
+    .await;
     assert_eq!(run.code, 5, "{}", run.stderr);
     // Wrong password: 3.
-    let run = client(home, &url, &["login", "--username", "alice", "--password", "wrong-password"]).await;
+    let run = client(
+        home,
+        &url,
+        &[
+            "login",
+            "--username",
+            "alice",
+            "--password",
+            "wrong-password",
+        ],
+    )
+    .await;
     assert_eq!(run.code, 3, "{}", run.stderr);
 
-    let run = client(home, &url, &["login", "--username", "alice", "--password", "alice-password"]).await;
+    let run = client(
+        home,
+        &url,
+        &[
+            "login",
+            "--username",
+            "alice",
+            "--password",
+            "alice-password",
+        ],
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let saved = home.join("chat4all/credentials.json");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&saved).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600, "the token is readable by its owner only");
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the token is readable by its owner only"
+        );
     }
-    let credentials: Value = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    let credentials: Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
     assert_eq!(credentials["url"], url.trim_end_matches('/'));
 
-    let run = client(home, &url, &["send", "--conversation", "general", "hello from the CLI"]).await;
+    let run = client(
+        home,
+        &url,
+        &["send", "--conversation", "general", "hello from the CLI"],
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("ACCEPTED"), "{}", run.stdout);
     let run = client(home, &url, &["send", "--json", "-c", "general", "second"]).await;
@@ -75,7 +129,8 @@ async fn login_send_history_json_and_exit_codes() {
     assert_eq!(accepted["status"], "ACCEPTED");
 
     let token = credentials["token"].as_str().unwrap();
-    app.wait_for_history(token, "general", |m| m.len() == 2).await;
+    app.wait_for_history(token, "general", |m| m.len() == 2)
+        .await;
     let run = client(home, &url, &["history", "general", "--json"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let history: Value = serde_json::from_str(&run.stdout).unwrap();
@@ -102,7 +157,12 @@ async fn login_send_history_json_and_exit_codes() {
     let run = client(home, &url, &["groups", "show", "no-such-group"]).await;
     assert_eq!(run.code, 4, "{}", run.stderr);
     // Validation: 5.
-    let run = client(home, &url, &["identities", "link", "whatsapp", "not-a-number"]).await;
+    let run = client(
+        home,
+        &url,
+        &["identities", "link", "whatsapp", "not-a-number"],
+    )
+    .await;
     assert_eq!(run.code, 5, "{}", run.stderr);
     // Usage: 2.
     let run = client(home, &url, &["send", "--conversation", "general"]).await;
@@ -134,33 +194,94 @@ async fn files_groups_and_identities_from_the_command_line() {
     let config = tempfile::tempdir().unwrap();
     let home = config.path();
     let url = app.url("");
-    let run = client(home, &url, &["register", "--username", "alice", "--password", "alice-password"]).await;
+    let run = client(
+        home,
+        &url,
+        &[
+            "register",
+            "--username",
+            "alice",
+            "--password",
+            "alice-password",
+        ],
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let run = client(home, &url, &["login", "--username", "alice", "--password", "alice-password"]).await;
+    let run = client(
+        home,
+        &url,
+        &[
+            "login",
+            "--username",
+            "alice",
+            "--password",
+            "alice-password",
+        ],
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
 
     let data: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 251) as u8).collect();
     let file = config.path().join("photo.jpg");
     std::fs::write(&file, &data).unwrap();
-    let run = client(home, &url, &["upload", file.to_str().unwrap(), "--conversation", "pics", "--json"]).await;
+    let run = client(
+        home,
+        &url,
+        &[
+            "upload",
+            file.to_str().unwrap(),
+            "--conversation",
+            "pics",
+            "--json",
+        ],
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let stored: Value = serde_json::from_str(&run.stdout).unwrap();
     let file_id = stored["file_id"].as_str().unwrap();
     let copy = config.path().join("copy.jpg");
-    let run = client(home, &url, &["download", file_id, "-o", copy.to_str().unwrap()]).await;
+    let run = client(
+        home,
+        &url,
+        &["download", file_id, "-o", copy.to_str().unwrap()],
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(std::fs::read(&copy).unwrap() == data);
-    let run = client(home, &url, &["send", "-c", "pics", "--file", file.to_str().unwrap(), "look"]).await;
+    let run = client(
+        home,
+        &url,
+        &[
+            "send",
+            "-c",
+            "pics",
+            "--file",
+            file.to_str().unwrap(),
+            "look",
+        ],
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let saved = home.join("chat4all/credentials.json");
-    let credentials: Value = serde_json::from_str(&std::fs::read_to_string(saved).unwrap()).unwrap();
-    app.wait_for_history(credentials["token"].as_str().unwrap(), "pics", |m| m.len() == 1)
-        .await;
+    let credentials: Value =
+        serde_json::from_str(&std::fs::read_to_string(saved).unwrap()).unwrap();
+    app.wait_for_history(credentials["token"].as_str().unwrap(), "pics", |m| {
+        m.len() == 1
+    })
+    .await;
     let run = client(home, &url, &["history", "pics", "--json"]).await;
     let history: Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(history["messages"][0]["file_metadata"]["filename"], "photo.jpg");
+    assert_eq!(
+        history["messages"][0]["file_metadata"]["filename"],
+        "photo.jpg"
+    );
 
-    let run = client(home, &url, &["groups", "create", "Friends", "--member", &bob_id, "--json"]).await;
+    let run = client(
+        home,
+        &url,
+        &["groups", "create", "Friends", "--member", &bob_id, "--json"],
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let group: Value = serde_json::from_str(&run.stdout).unwrap();
     let group_id = group["group_id"].as_str().unwrap();
@@ -170,13 +291,34 @@ async fn files_groups_and_identities_from_the_command_line() {
     let run = client(home, &url, &["groups", "remove", group_id, &bob_id]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
 
-    let run = client(home, &url, &["identities", "link", "whatsapp", "+5511999990000", "--preferred"]).await;
+    let run = client(
+        home,
+        &url,
+        &[
+            "identities",
+            "link",
+            "whatsapp",
+            "+5511999990000",
+            "--preferred",
+        ],
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let run = client(home, &url, &["identities", "list"]).await;
     assert!(run.stdout.contains("+5511999990000"), "{}", run.stdout);
-    let run = client(home, &url, &["identities", "unlink", "whatsapp", "+5511999990000"]).await;
+    let run = client(
+        home,
+        &url,
+        &["identities", "unlink", "whatsapp", "+5511999990000"],
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let run = client(home, &url, &["identities", "unlink", "whatsapp", "+5511999990000"]).await;
+    let run = client(
+        home,
+        &url,
+        &["identities", "unlink", "whatsapp", "+5511999990000"],
+    )
+    .await;
     assert_eq!(run.code, 4, "{}", run.stderr);
     app.stop().await;
 }
@@ -191,9 +333,31 @@ async fn watch_streams_messages_as_json_lines_and_exits_0_on_ctrl_c() {
     let config = tempfile::tempdir().unwrap();
     let home = config.path();
     let url = app.url("");
-    let run = client(home, &url, &["register", "--username", "alice", "--password", "alice-password"]).await;
+    let run = client(
+        home,
+        &url,
+        &[
+            "register",
+            "--username",
+            "alice",
+            "--password",
+            "alice-password",
+        ],
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let run = client(home, &url, &["login", "--username", "alice", "--password", "alice-password"]).await;
+    let run = client(
+        home,
+        &url,
+        &[
+            "login",
+            "--username",
+            "alice",
+            "--password",
+            "alice-password",
+        ],
+    )
+    .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_chat4all"))
@@ -207,14 +371,19 @@ async fn watch_streams_messages_as_json_lines_and_exits_0_on_ctrl_c() {
     let stdout = child.stdout.take().unwrap();
     let (lines_tx, lines) = std::sync::mpsc::channel::<Value>();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if let Ok(value) = serde_json::from_str(&line) {
                 let _ = lines_tx.send(value);
             }
         }
     });
     let next = |lines: &std::sync::mpsc::Receiver<Value>| {
-        lines.recv_timeout(Duration::from_secs(10)).expect("a line within 10 s")
+        lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a line within 10 s")
     };
     let connected = tokio::task::block_in_place(|| next(&lines));
     assert_eq!(connected["event"], "connected");
@@ -223,10 +392,12 @@ async fn watch_streams_messages_as_json_lines_and_exits_0_on_ctrl_c() {
     let body = serde_json::json!({"conversation_id": "chat", "content": "hi alice", "recipient_id": connected["user_id"]});
     let sent = app.send(&bob, body).await;
     assert_eq!(sent.status, 202, "{}", sent.text);
-    let message = tokio::task::block_in_place(|| loop {
-        let line = next(&lines);
-        if line["event"] == "message" {
-            break line;
+    let message = tokio::task::block_in_place(|| {
+        loop {
+            let line = next(&lines);
+            if line["event"] == "message" {
+                break line;
+            }
         }
     });
     assert_eq!(message["message"]["content"], "hi alice");

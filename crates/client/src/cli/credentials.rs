@@ -40,7 +40,8 @@ pub fn load() -> Option<Credentials> {
 
 /// Saves the credentials, readable by the user only (written aside, then renamed over the old file).
 pub fn save(credentials: &Credentials) -> std::io::Result<PathBuf> {
-    let path = path().ok_or_else(|| std::io::Error::other("neither XDG_CONFIG_HOME nor HOME is set"))?;
+    let path =
+        path().ok_or_else(|| std::io::Error::other("neither XDG_CONFIG_HOME nor HOME is set"))?;
     let dir = path.parent().expect("the path has a parent");
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);

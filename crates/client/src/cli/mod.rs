@@ -387,8 +387,11 @@ fn print_json(value: &impl Serialize) {
 fn password(given: Option<String>) -> crate::Result<String> {
     match given {
         Some(p) => Ok(p),
-        None => rpassword::prompt_password("Password: ")
-            .map_err(|e| Error::Invalid(format!("no --password, no CHAT4ALL_PASSWORD and no terminal to ask on: {e}"))),
+        None => rpassword::prompt_password("Password: ").map_err(|e| {
+            Error::Invalid(format!(
+                "no --password, no CHAT4ALL_PASSWORD and no terminal to ask on: {e}"
+            ))
+        }),
     }
 }
 
@@ -425,7 +428,12 @@ impl Cli {
         }
     }
 
-    async fn register(&self, username: &str, password_arg: Option<String>, email: Option<&str>) -> crate::Result<()> {
+    async fn register(
+        &self,
+        username: &str,
+        password_arg: Option<String>,
+        email: Option<&str>,
+    ) -> crate::Result<()> {
         let password = password(password_arg)?;
         let user = self.client.register(username, &password, email).await?;
         if self.json {
@@ -440,7 +448,12 @@ impl Cli {
         let password = password(password_arg)?;
         let token = self.client.login(username, &password).await?;
         let credentials = Credentials {
-            url: self.client.base_url().as_str().trim_end_matches('/').to_owned(),
+            url: self
+                .client
+                .base_url()
+                .as_str()
+                .trim_end_matches('/')
+                .to_owned(),
             token: token.access_token.clone(),
             user_id: token.user_id.clone(),
             username: username.to_owned(),
@@ -479,7 +492,12 @@ impl Cli {
         Ok(())
     }
 
-    async fn send(&self, mut message: NewMessage, file: Option<&Path>, key: Option<String>) -> crate::Result<()> {
+    async fn send(
+        &self,
+        mut message: NewMessage,
+        file: Option<&Path>,
+        key: Option<String>,
+    ) -> crate::Result<()> {
         if let Some(path) = file {
             let stored = self.upload_with_bar(path, &message.conversation_id).await?;
             message.file_id = Some(stored.file_id);
@@ -541,7 +559,12 @@ impl Cli {
             .map(|m| {
                 let mut text = one_line(&m.content, 80);
                 if let Some(meta) = &m.file_metadata {
-                    text.push_str(&format!(" [file {} {} ({} B)]", m.file_id.as_deref().unwrap_or(""), meta.filename, meta.size_bytes));
+                    text.push_str(&format!(
+                        " [file {} {} ({} B)]",
+                        m.file_id.as_deref().unwrap_or(""),
+                        meta.filename,
+                        meta.size_bytes
+                    ));
                 }
                 vec![
                     m.seq.to_string(),
@@ -584,7 +607,13 @@ impl Cli {
         let rows: Vec<Vec<String>> = detail
             .status_history
             .iter()
-            .map(|s| vec![time(s.at), s.status.to_string(), s.detail.clone().unwrap_or_default()])
+            .map(|s| {
+                vec![
+                    time(s.at),
+                    s.status.to_string(),
+                    s.detail.clone().unwrap_or_default(),
+                ]
+            })
             .collect();
         table(&["AT (UTC)", "STATUS", "DETAIL"], &rows);
         Ok(())
@@ -613,7 +642,10 @@ impl Cli {
         if self.json {
             print_json(&receipt);
         } else {
-            println!("read {} up to seq {}", receipt.conversation_id, receipt.up_to_seq);
+            println!(
+                "read {} up to seq {}",
+                receipt.conversation_id, receipt.up_to_seq
+            );
         }
         Ok(())
     }
@@ -640,7 +672,10 @@ impl Cli {
         if rows.is_empty() {
             println!("no conversations");
         } else {
-            table(&["CONVERSATION", "TYPE", "MEMBERS", "CREATED (UTC)", "NAME"], &rows);
+            table(
+                &["CONVERSATION", "TYPE", "MEMBERS", "CREATED (UTC)", "NAME"],
+                &rows,
+            );
         }
         if let Some(next) = page.next_cursor {
             println!("more: --cursor {next}");
@@ -669,22 +704,45 @@ impl Cli {
     fn print_event(&self, event: Event) {
         if self.json {
             let value = match event {
-                Event::Connected { user_id, reconnected } => serde_json::json!({"event": "connected", "user_id": user_id, "reconnected": reconnected}),
-                Event::Message { message, caught_up } => serde_json::json!({"event": "message", "caught_up": caught_up, "message": message}),
+                Event::Connected {
+                    user_id,
+                    reconnected,
+                } => {
+                    serde_json::json!({"event": "connected", "user_id": user_id, "reconnected": reconnected})
+                }
+                Event::Message { message, caught_up } => {
+                    serde_json::json!({"event": "message", "caught_up": caught_up, "message": message})
+                }
                 Event::Status(update) => serde_json::json!({"event": "status", "update": update}),
-                Event::Disconnected { reason, retry_in } => serde_json::json!({"event": "disconnected", "reason": reason, "retry_in_ms": retry_in.as_millis() as u64}),
+                Event::Disconnected { reason, retry_in } => {
+                    serde_json::json!({"event": "disconnected", "reason": reason, "retry_in_ms": retry_in.as_millis() as u64})
+                }
             };
             print_json(&value);
             return;
         }
         match event {
-            Event::Connected { user_id, reconnected } => {
-                let what = if reconnected { "reconnected" } else { "connected" };
+            Event::Connected {
+                user_id,
+                reconnected,
+            } => {
+                let what = if reconnected {
+                    "reconnected"
+                } else {
+                    "connected"
+                };
                 eprintln!("-- {what} as {user_id}; Ctrl-C to stop");
             }
-            Event::Message { message: m, caught_up } => {
+            Event::Message {
+                message: m,
+                caught_up,
+            } => {
                 let mark = if caught_up { " (missed)" } else { "" };
-                let file = m.file_id.as_ref().map(|f| format!(" [file {f}]")).unwrap_or_default();
+                let file = m
+                    .file_id
+                    .as_ref()
+                    .map(|f| format!(" [file {f}]"))
+                    .unwrap_or_default();
                 println!(
                     "{} {} #{} {}: {}{file}{mark}",
                     time(m.timestamp),
@@ -697,10 +755,19 @@ impl Cli {
             Event::Status(u) => {
                 let seq = u.seq.map(|s| format!("#{s} ")).unwrap_or_default();
                 let detail = u.detail.map(|d| format!(" ({d})")).unwrap_or_default();
-                println!("{} {} {seq}{} -> {}{detail}", time(u.at), u.conversation_id, u.message_id, u.status);
+                println!(
+                    "{} {} {seq}{} -> {}{detail}",
+                    time(u.at),
+                    u.conversation_id,
+                    u.message_id,
+                    u.status
+                );
             }
             Event::Disconnected { reason, retry_in } => {
-                eprintln!("-- disconnected: {reason}; retrying in {:.1} s", retry_in.as_secs_f64());
+                eprintln!(
+                    "-- disconnected: {reason}; retrying in {:.1} s",
+                    retry_in.as_secs_f64()
+                );
             }
         }
     }
@@ -711,13 +778,21 @@ impl Cli {
         let progress = bar.clone();
         let stored = self
             .client
-            .upload_file(path, conversation, move |sent, _| progress.set_position(sent))
+            .upload_file(path, conversation, move |sent, _| {
+                progress.set_position(sent)
+            })
             .await;
         bar.finish_and_clear();
         stored
     }
 
-    async fn upload(&self, path: &Path, conversation: &str, resumable: bool, resume: Option<String>) -> crate::Result<()> {
+    async fn upload(
+        &self,
+        path: &Path,
+        conversation: &str,
+        resumable: bool,
+        resume: Option<String>,
+    ) -> crate::Result<()> {
         let stored = if resumable {
             let size = tokio::fs::metadata(path).await?.len();
             let bar = progress_bar(size, self.json);
@@ -757,7 +832,9 @@ impl Cli {
         let link = self.client.download_link(file_id).await?;
         if output == Some(Path::new("-")) {
             let mut stdout = tokio::io::stdout();
-            self.client.download_to(file_id, &mut stdout, |_, _| {}).await?;
+            self.client
+                .download_to(file_id, &mut stdout, |_, _| {})
+                .await?;
             return Ok(());
         }
         let target = match output {
@@ -780,7 +857,9 @@ impl Cli {
         bar.finish_and_clear();
         let received = received?;
         if self.json {
-            print_json(&serde_json::json!({"file_id": file_id, "path": target, "size_bytes": received, "checksum": link.checksum}));
+            print_json(
+                &serde_json::json!({"file_id": file_id, "path": target, "size_bytes": received, "checksum": link.checksum}),
+            );
         } else {
             println!("downloaded {} B into {}", received, target.display());
         }
@@ -797,13 +876,21 @@ impl Cli {
         if let Some(d) = &group.description {
             println!("about     {d}");
         }
-        println!("created   {} by {}", time(group.created_at), group.created_by);
+        println!(
+            "created   {} by {}",
+            time(group.created_at),
+            group.created_by
+        );
         println!("members   {}/{}", group.member_ids.len(), group.max_members);
         let rows: Vec<Vec<String>> = group
             .member_ids
             .iter()
             .map(|m| {
-                let role = if group.admin_ids.contains(m) { "admin" } else { "member" };
+                let role = if group.admin_ids.contains(m) {
+                    "admin"
+                } else {
+                    "member"
+                };
                 vec![m.clone(), role.to_owned()]
             })
             .collect();
@@ -857,7 +944,11 @@ impl Cli {
                 if self.json {
                     print_json(&identity);
                 } else {
-                    let preferred = if identity.preferred { " (preferred)" } else { "" };
+                    let preferred = if identity.preferred {
+                        " (preferred)"
+                    } else {
+                        ""
+                    };
                     println!("linked {} {}{preferred}", identity.platform, identity.value);
                 }
             }

@@ -88,7 +88,13 @@ mod tests {
 
     #[test]
     fn tables_align() {
-        let text = render(&["ID", "NAME"], &[vec!["a".into(), "x".into()], vec!["long".into(), "y".into()]]);
+        let text = render(
+            &["ID", "NAME"],
+            &[
+                vec!["a".into(), "x".into()],
+                vec!["long".into(), "y".into()],
+            ],
+        );
         assert_eq!(text, "ID    NAME\na     x\nlong  y\n");
     }
 

@@ -23,7 +23,10 @@ pub struct TestApp {
 pub fn test_config(data_dir: &Path) -> Config {
     let mut config = Config::for_data_dir(data_dir);
     for channel in config.channels.values_mut() {
-        channel.latency_ms = LatencyRange { min_ms: 1, max_ms: 5 };
+        channel.latency_ms = LatencyRange {
+            min_ms: 1,
+            max_ms: 5,
+        };
     }
     config.auth.jwt_secret = Some("test-secret-test-secret-test-secret!".into());
     config
@@ -163,7 +166,9 @@ pub async fn next_event(watch: &mut Watch) -> Event {
 
 /// Deterministic pseudo-random bytes.
 pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
             state ^= state << 13;
@@ -185,7 +190,10 @@ pub fn sha256(data: &[u8]) -> String {
 /// follows within milliseconds.
 pub async fn wait_for_history(client: &Client, conversation: &str, count: usize) {
     for _ in 0..200 {
-        let query = chat4all_client::HistoryQuery { limit: Some(100), ..Default::default() };
+        let query = chat4all_client::HistoryQuery {
+            limit: Some(100),
+            ..Default::default()
+        };
         if let Ok(page) = client.history(conversation, &query).await
             && page.messages.len() >= count
         {
