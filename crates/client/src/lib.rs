@@ -19,6 +19,7 @@ pub mod realtime;
 mod types;
 
 pub use error::{Error, Problem, Result};
+pub use files::DEFAULT_CHUNK_BYTES;
 pub use realtime::{Event, ServerFrame, Socket, StatusUpdate, Watch, WatchOptions};
 pub use types::*;
 

@@ -75,7 +75,7 @@ pub enum Command {
         /// The conversation (created by the first message when new).
         #[arg(long, short)]
         conversation: String,
-        /// Recipient: whatsapp:+<E.164>, instagram:@<handle>, or a user id [default: the other members].
+        /// Recipient: `whatsapp:+5511999990000`, `instagram:@handle`, or a user id [default: the other members].
         #[arg(long)]
         to: Option<String>,
         /// With a user --to: deliver through their identity on this channel.
@@ -983,5 +983,34 @@ impl Cli {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16) -> Error {
+        crate::error::api_error(status, b"", None)
+    }
+
+    #[test]
+    fn exit_codes_follow_the_status() {
+        assert_eq!(exit_code(&Error::NotLoggedIn), 3);
+        assert_eq!(exit_code(&api(401)), 3);
+        assert_eq!(exit_code(&api(404)), 4);
+        for status in [400, 403, 409, 413, 422, 429] {
+            assert_eq!(exit_code(&api(status)), 5, "{status}");
+        }
+        assert_eq!(exit_code(&api(500)), 1);
+        assert_eq!(exit_code(&api(503)), 1);
+        assert_eq!(exit_code(&Error::Invalid("url".into())), 2);
+        assert_eq!(exit_code(&Error::Io(std::io::Error::other("disk"))), 1);
+    }
+
+    #[test]
+    fn urls_compare_without_their_trailing_slash() {
+        assert!(same_url("http://h:1/", "http://h:1"));
+        assert!(!same_url("http://h:1", "http://h:2"));
     }
 }

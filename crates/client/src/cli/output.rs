@@ -29,6 +29,8 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
                 let _ = write!(out, "{cell}{}  ", " ".repeat(pad));
             }
         }
+        let kept = out.trim_end_matches(' ').len();
+        out.truncate(kept);
         out.push('\n');
     }
     out
@@ -96,6 +98,8 @@ mod tests {
             ],
         );
         assert_eq!(text, "ID    NAME\na     x\nlong  y\n");
+        let text = render(&["A", "B"], &[vec!["x".into(), String::new()]]);
+        assert_eq!(text, "A  B\nx\n", "no trailing blanks");
     }
 
     #[test]
