@@ -74,7 +74,8 @@ pub enum Event {
         /// It came from history while catching up after a reconnection.
         caught_up: bool,
     },
-    /// A status change (those made while disconnected are not replayed: caught-up messages carry their status).
+    /// A status change, each once; for the last 10,000 messages the watch delivered, the latest status reached
+    /// while disconnected is caught up from history (intermediate steps are not replayed).
     Status(StatusUpdate),
     /// The socket was lost; the watch reconnects after `retry_in`.
     Disconnected {
@@ -158,6 +159,7 @@ impl Client {
             options,
             tx,
             last_seen: last_seen.clone(),
+            statuses: Mutex::new(Statuses::default()),
         };
         let task = tokio::spawn(runner.run(opened_tx));
         match opened.await {
@@ -249,6 +251,73 @@ struct Runner {
     options: WatchOptions,
     tx: mpsc::Sender<Result<Event>>,
     last_seen: Arc<Mutex<HashMap<String, u64>>>,
+    statuses: Mutex<Statuses>,
+}
+
+/// The last status delivered of the latest messages, so that a status change missed while disconnected is
+/// caught up from history, and one seen twice is delivered once.
+#[derive(Default)]
+struct Statuses {
+    by_id: HashMap<String, (String, u64, MessageStatus)>,
+    order: VecDeque<String>,
+}
+
+/// How many messages [`Statuses`] remembers.
+const TRACKED_MESSAGES: usize = 10_000;
+
+/// A status's place in the forward-only order (READ and FAILED are final).
+fn rank(status: MessageStatus) -> u8 {
+    match status {
+        MessageStatus::Accepted | MessageStatus::Unknown => 0,
+        MessageStatus::Sent => 1,
+        MessageStatus::Pending => 2,
+        MessageStatus::Delivered => 3,
+        MessageStatus::Read | MessageStatus::Failed => 4,
+    }
+}
+
+impl Statuses {
+    fn remember(&mut self, message: &Message) {
+        let entry = (message.conversation_id.clone(), message.seq, message.status);
+        if self
+            .by_id
+            .insert(message.message_id.clone(), entry)
+            .is_none()
+        {
+            self.order.push_back(message.message_id.clone());
+            while self.order.len() > TRACKED_MESSAGES {
+                if let Some(old) = self.order.pop_front() {
+                    self.by_id.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// True when `status` moves the message forward (or the message is not remembered); remembers it.
+    fn advance(&mut self, message_id: &str, status: MessageStatus) -> bool {
+        match self.by_id.get_mut(message_id) {
+            Some(entry) if rank(status) <= rank(entry.2) => false,
+            Some(entry) => {
+                entry.2 = status;
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Like [`Statuses::advance`], but false for a message not remembered.
+    fn advance_known(&mut self, message_id: &str, status: MessageStatus) -> bool {
+        self.by_id.contains_key(message_id) && self.advance(message_id, status)
+    }
+
+    /// The lowest `seq` of a remembered message of `conversation` whose status may still change.
+    fn lowest_open(&self, conversation: &str) -> Option<u64> {
+        self.by_id
+            .values()
+            .filter(|(c, _, status)| c == conversation && rank(*status) < 4)
+            .map(|(_, seq, _)| *seq)
+            .min()
+    }
 }
 
 impl Runner {
@@ -404,9 +473,11 @@ impl Runner {
         }
     }
 
-    /// Pages history after the last `seq` seen of every conversation. On the very first connection, the
-    /// conversations without a resume point are only noted (their frames are all new); after a reconnection, a
-    /// conversation never seen is new to the user and replayed whole. False when the watch was dropped.
+    /// Pages history after the last `seq` seen of every conversation (from the oldest message seen whose status
+    /// may still change, whose newer status is then delivered as a [`Event::Status`]). On the very first
+    /// connection, the conversations without a resume point are only noted (their frames are all new); after a
+    /// reconnection, a conversation never seen is new to the user and replayed whole. False when the watch was
+    /// dropped.
     async fn catch_up(&self, reconnected: bool, baselined: &mut HashSet<String>) -> Result<bool> {
         let conversations = self.client.all_conversations().await?;
         for conversation in conversations {
@@ -431,9 +502,11 @@ impl Runner {
                 }
                 None => 0,
             };
+            let open = lock(&self.statuses).lowest_open(&id);
+            let from = open.map_or(after, |seq| after.min(seq.saturating_sub(1)));
             let mut messages = std::pin::pin!(self.client.messages_after(
                 &id,
-                after,
+                from,
                 self.options.page_size
             ));
             while let Some(message) = messages.next().await {
@@ -442,7 +515,12 @@ impl Runner {
                     Err(e) if matches!(e.status(), Some(403 | 404)) => break,
                     message => message?,
                 };
-                if !self.deliver(message, true).await? {
+                let delivered = if message.seq <= after {
+                    self.refresh(&message).await
+                } else {
+                    self.deliver(message, true).await?
+                };
+                if !delivered {
                     return Ok(false);
                 }
             }
@@ -468,6 +546,28 @@ impl Runner {
         }
     }
 
+    /// Delivers the status of a message seen before, from history, when it moved on meanwhile; false when the
+    /// watch was dropped.
+    async fn refresh(&self, message: &Message) -> bool {
+        if !lock(&self.statuses).advance_known(&message.message_id, message.status) {
+            return true;
+        }
+        let at = match message.status {
+            MessageStatus::Read => message.read_at,
+            MessageStatus::Delivered => message.delivered_at,
+            _ => None,
+        };
+        let update = StatusUpdate {
+            message_id: message.message_id.clone(),
+            conversation_id: message.conversation_id.clone(),
+            seq: Some(message.seq),
+            status: message.status,
+            at: at.unwrap_or(message.timestamp),
+            detail: message.failure_reason.clone(),
+        };
+        self.tx.send(Ok(Event::Status(update))).await.is_ok()
+    }
+
     /// Delivers a message unless its `seq` was seen; Ok(false) when the watch was dropped.
     async fn deliver(&self, message: Message, caught_up: bool) -> Result<bool> {
         {
@@ -478,6 +578,7 @@ impl Runner {
             }
             *last = message.seq;
         }
+        lock(&self.statuses).remember(&message);
         let event = Event::Message { message, caught_up };
         Ok(self.tx.send(Ok(event)).await.is_ok())
     }

@@ -231,3 +231,66 @@ async fn a_refused_token_is_a_401_not_a_reconnection_loop() {
     socket.close().await.unwrap();
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_change_made_while_disconnected_is_caught_up_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app(dir.path()).await;
+    let (alice_direct, _) = app.user("alice").await;
+    let (bob, bob_id) = app.user("bob").await;
+    group(&alice_direct, "ticks", &bob_id).await;
+    let proxy = Proxy::start(app.addr).await;
+    let alice = Client::new(&proxy.url())
+        .unwrap()
+        .with_token(alice_direct.token().unwrap());
+    let mut watch = alice.watch(fast_options()).await.unwrap();
+
+    // alice sends; her watch sees the message, then DELIVERED.
+    let sent = alice
+        .send_message(&NewMessage::text("ticks", "read me"))
+        .await
+        .unwrap();
+    let mut statuses = Vec::new();
+    let mut saw_message = false;
+    while statuses.is_empty() {
+        match next_event(&mut watch).await {
+            Event::Message { message, .. } => saw_message |= message.message_id == sent.message_id,
+            Event::Status(update) => statuses.push(update.status),
+            _ => {}
+        }
+    }
+    assert!(saw_message);
+    assert_eq!(statuses, [chat4all_client::MessageStatus::Delivered]);
+
+    // While alice is away, bob reads it: she gets READ once, from history, when she is back.
+    proxy.cut();
+    let read = bob.read_up_to("ticks", 1).await.unwrap();
+    assert_eq!(read.up_to_seq, 1);
+    let detail = bob.message(&sent.message_id).await.unwrap();
+    assert_eq!(detail.message.status, chat4all_client::MessageStatus::Read);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.restore(None);
+    let update = loop {
+        match next_event(&mut watch).await {
+            Event::Status(update) => break update,
+            Event::Message { message, .. } => panic!("a message again: {message:?}"),
+            _ => {}
+        }
+    };
+    assert_eq!(update.message_id, sent.message_id);
+    assert_eq!(update.status, chat4all_client::MessageStatus::Read);
+    assert_eq!(update.seq, Some(1));
+    let extra = tokio::time::timeout(Duration::from_millis(700), async {
+        loop {
+            match watch.next().await {
+                Some(Ok(Event::Status(u))) => return format!("{u:?}"),
+                Some(Ok(Event::Message { message, .. })) => return format!("{message:?}"),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(extra.is_err(), "delivered twice: {extra:?}");
+    drop(watch);
+    app.stop().await;
+}
