@@ -99,7 +99,9 @@ async fn watch_delivers_live_then_catches_up_after_an_outage_exactly_once() {
     }
     group(&alice, "new-while-away", &bob_id).await;
     send(&alice, "new-while-away", "hello while away").await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    wait_for_history(&alice, "catch", 7).await;
+    wait_for_history(&alice, "new-while-away", 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // their frames went out to nobody
     proxy.restore(None);
 
     // Catch-up: the missed messages from history, then only newer frames.
@@ -185,6 +187,8 @@ async fn watch_catches_up_across_a_server_restart_and_resumes_from_a_saved_posit
 
     // Later, a new watch resumes from the saved position.
     send(&alice, "restart", "four").await;
+    wait_for_history(&alice, "restart", 4).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // its frame went out to nobody
     let options = WatchOptions {
         resume_from: saved,
         ..fast_options()
