@@ -364,6 +364,7 @@ async fn resumable_uploads_send_only_what_is_missing() {
         .send_message(&NewMessage::text("big", "here it comes"))
         .await
         .unwrap();
+    wait_for_history(&alice, "big", 1).await;
     let data = bytes(1024 * 1024 + 5, 11);
     let local = dir.path().join("big.bin");
     std::fs::write(&local, &data).unwrap();
