@@ -56,6 +56,8 @@ enum Command {
         #[command(subcommand)]
         command: chat4all_loadtest::cli::Command,
     },
+    /// A command-line client of a running server: login, send, history, watch, files, groups, identities.
+    Client(chat4all_client::cli::Args),
     /// Operator commands against a running server (dead letters, channel faults, raw events).
     Admin {
         #[command(flatten)]
@@ -70,6 +72,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Admin { target, command } => admin::run(target, command),
         Command::Loadtest { command } => chat4all_loadtest::cli::run(command),
+        Command::Client(args) => std::process::exit(chat4all_client::cli::run(args)),
         Command::Serve(run) => run_role(Role::All, run),
         Command::Api(run) => run_role(Role::Api, run),
         Command::Router(run) => run_role(Role::Router, run),
