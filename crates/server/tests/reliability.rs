@@ -338,3 +338,40 @@ async fn parked_messages_survive_a_restart() {
     assert_eq!(contents, ["m1", "m2", "m3"]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_message_read_while_its_channel_was_down_becomes_read_once_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app(dir.path()).await;
+    let (_, alice) = app.user("alice").await;
+    let (bob_id, bob) = app.user("bob").await;
+    let body = json!({"conversation_id": "wa", "type": "group", "members": [bob_id]});
+    let created = app.post("/v1/conversations", Some(&alice), &body).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    park_on_whatsapp(&app, &alice, 1).await;
+    let read = app
+        .post(
+            "/v1/conversations/wa/read",
+            Some(&bob),
+            &json!({"up_to_seq": 1}),
+        )
+        .await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    let waiting = app.history(&alice, "wa", "limit=10").await.json();
+    assert_eq!(
+        waiting["messages"][0]["status"], "PENDING",
+        "not READ before the channel delivered it"
+    );
+
+    fault(&app, "whatsapp", json!({"mode": "ok"})).await;
+    let read = app
+        .wait_for_history(&alice, "wa", |m| statuses(m) == ["READ"])
+        .await;
+    let path = format!("/v1/messages/{}", read[0]["message_id"].as_str().unwrap());
+    let detail = app.get(&path, &alice).await.json();
+    assert_eq!(
+        common::history_steps(&detail),
+        ["SENT", "PENDING", "DELIVERED", "READ"]
+    );
+    app.stop().await;
+}

@@ -10,7 +10,7 @@
 use crate::envelope::encode;
 use crate::error::ServiceError;
 use crate::events::{MessageAccepted, MessageStatusChanged, MessageStored, StatusUpdate, Topics};
-use crate::ids::{CorrelationId, MessageId};
+use crate::ids::{ConversationId, CorrelationId, MessageId, UserId};
 use crate::model::{Conversation, ConversationKind, Message, StatusChange, Transition};
 use crate::ports::{EventLog, OutgoingRecord, Recorded, StatusWrite, Stores};
 use crate::status::MessageStatus;
@@ -90,8 +90,75 @@ impl Changes {
 
     /// Applies status updates in order through the forward-only state machine. `known` may hold the current
     /// state of some of the messages (as the caller just stored them), saving a read. Returns one transition per
-    /// update, in order.
+    /// update, in order. A message that becomes DELIVERED after every member but its sender had already read
+    /// past it (a receipt can come before the channel's report) goes on to READ at once.
     pub async fn apply(
+        &self,
+        updates: &[StatusUpdate],
+        known: impl IntoIterator<Item = Message>,
+        out: &mut Notifications,
+    ) -> Result<Vec<Transition>, ServiceError> {
+        let transitions = self.apply_in_rounds(updates, known, out).await?;
+        let reads = self.read_before_delivery(updates, &transitions).await?;
+        if !reads.is_empty() {
+            let delivered = transitions.iter().filter_map(|t| match t {
+                Transition::Applied(message) => Some(message.clone()),
+                _ => None,
+            });
+            self.apply_in_rounds(&reads, delivered, out).await?;
+        }
+        Ok(transitions)
+    }
+
+    /// READ updates for the messages that `transitions` made DELIVERED and every member but their sender has
+    /// already read. The usual case, a conversation nobody has read into, costs one receipts lookup per
+    /// conversation.
+    async fn read_before_delivery(
+        &self,
+        updates: &[StatusUpdate],
+        transitions: &[Transition],
+    ) -> Result<Vec<StatusUpdate>, ServiceError> {
+        let mut delivered: HashMap<&ConversationId, Vec<(&StatusUpdate, &Message)>> =
+            HashMap::new();
+        for (update, transition) in updates.iter().zip(transitions) {
+            if let Transition::Applied(message) = transition
+                && message.status == MessageStatus::Delivered
+            {
+                delivered
+                    .entry(&message.conversation_id)
+                    .or_default()
+                    .push((update, message));
+            }
+        }
+        let mut reads = Vec::new();
+        for (id, messages) in delivered {
+            let receipts = self.stores.receipts.receipts(id).await?;
+            if receipts.is_empty() {
+                continue;
+            }
+            let Some(conversation) = self.stores.conversations.conversation(id).await? else {
+                continue;
+            };
+            let reached: HashMap<UserId, u64> = receipts
+                .into_iter()
+                .map(|r| (r.user_id, r.up_to_seq))
+                .collect();
+            for (update, message) in messages {
+                if read_by_all(message, &conversation.members, &reached) {
+                    reads.push(StatusUpdate {
+                        at: update.at,
+                        correlation_id: update.correlation_id.clone(),
+                        ..StatusUpdate::now(message.message_id.clone(), MessageStatus::Read, None)
+                    });
+                }
+            }
+        }
+        Ok(reads)
+    }
+
+    /// [`Self::apply`] without the READ that may follow DELIVERED: rounds of compare-and-set writes until none
+    /// raced with another writer.
+    async fn apply_in_rounds(
         &self,
         updates: &[StatusUpdate],
         known: impl IntoIterator<Item = Message>,
@@ -195,6 +262,21 @@ impl Changes {
         }
         Ok(())
     }
+}
+
+/// Whether every member but the sender has read `message`; never true when nobody but the sender is a member (a
+/// sender's own receipt must not make a channel message READ).
+pub(crate) fn read_by_all(
+    message: &Message,
+    members: &[UserId],
+    reached: &HashMap<UserId, u64>,
+) -> bool {
+    let mut readers = members
+        .iter()
+        .filter(|m| **m != message.sender_id)
+        .peekable();
+    readers.peek().is_some()
+        && readers.all(|m| reached.get(m).is_some_and(|&seq| seq >= message.seq))
 }
 
 /// `message` after `update`, or `None` when the forward-only rule refuses it. Reaching DELIVERED or READ clears

@@ -2,7 +2,7 @@
 //! read it, and it only moves forward. A message becomes READ for its sender once every other member's receipt
 //! reaches it; that change goes through [`Changes`] like every status change, so it is published once.
 
-use super::changes::Changes;
+use super::changes::{Changes, read_by_all};
 use super::conversations::Conversations;
 use crate::error::ServiceError;
 use crate::events::StatusUpdate;
@@ -164,18 +164,6 @@ impl Receipts {
     }
 }
 
-/// Whether every member but the sender has read `message`.
-/// Whether every member but the sender has read `message`; never true when nobody but the sender is a member (a
-/// sender's own receipt must not make a channel message READ).
-fn read_by_all(message: &Message, members: &[UserId], reached: &HashMap<UserId, u64>) -> bool {
-    let mut readers = members
-        .iter()
-        .filter(|m| **m != message.sender_id)
-        .peekable();
-    readers.peek().is_some()
-        && readers.all(|m| reached.get(m).is_some_and(|&seq| seq >= message.seq))
-}
-
 /// The highest `seq` that `reader`'s move can complete: a message is read by all once every member but its
 /// sender reached it, so at most one of the other members (the sender) may lag behind it — the second-lowest
 /// receipt of the others bounds the work, however far the reader jumps.
@@ -191,9 +179,10 @@ fn ceiling(members: &[UserId], reader: &UserId, reached: &HashMap<UserId, u64>) 
 
 #[cfg(test)]
 mod tests {
-    use super::{ceiling, read_by_all};
+    use super::ceiling;
     use crate::ids::{ConversationId, MessageId, UserId};
     use crate::model::Message;
+    use crate::services::changes::read_by_all;
     use crate::status::MessageStatus;
     use std::collections::HashMap;
 
