@@ -4,12 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${1:-1024}
-cargo build --release --locked --quiet
+BIN=$(bash scripts/release-bin.sh)
 # BENCH_DIR picks where the data directory and test files go (such as /dev/shm to take the disk out).
 WORK=$(mktemp -d -p "${BENCH_DIR:-/tmp}")
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 BASE="http://127.0.0.1:$PORT"
-target/release/chat4all serve --data-dir "$WORK/data" --http-addr "127.0.0.1:$PORT" --log-format json >"$WORK/server.log" 2>&1 &
+"$BIN" serve --data-dir "$WORK/data" --http-addr "127.0.0.1:$PORT" --log-format json >"$WORK/server.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 200); do curl -sf "$BASE/health/live" >/dev/null && break; sleep 0.02; done

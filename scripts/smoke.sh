@@ -4,8 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # CHAT4ALL_BIN runs another build (such as one with the distributed adapters; CHAT4ALL_* settings pass through).
-if [ -z "${CHAT4ALL_BIN:-}" ]; then cargo build --release --locked --quiet || exit 1; fi
-BIN=${CHAT4ALL_BIN:-target/release/chat4all}
+BIN=$(bash scripts/release-bin.sh) || exit 1
 DATA=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 BASE="http://127.0.0.1:$PORT"

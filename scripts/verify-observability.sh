@@ -10,5 +10,5 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
     || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 fi
-cargo build --release --locked --quiet
-exec python3 scripts/observability/verify.py --bin target/release/chat4all --duration "${DURATION:-60}"
+BIN=$(bash scripts/release-bin.sh)
+exec python3 scripts/observability/verify.py --bin "$BIN" --duration "${DURATION:-60}"

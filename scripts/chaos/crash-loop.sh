@@ -6,5 +6,5 @@
 #   KILLS=3 scripts/chaos/crash-loop.sh    # the short version CI runs
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --release --locked --quiet
-exec python3 scripts/chaos/crash_check.py --kills "${KILLS:-20}" --bin target/release/chat4all
+BIN=$(bash scripts/release-bin.sh)
+exec python3 scripts/chaos/crash_check.py --kills "${KILLS:-20}" --bin "$BIN"

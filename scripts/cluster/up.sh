@@ -28,11 +28,8 @@ need() {
 need nginx nginx-light
 need prometheus prometheus
 
-if [ -z "${CHAT4ALL_BIN:-}" ]; then
-  echo "building the release binary with the distributed adapters (the first build takes several minutes)"
-  (cd "$ROOT" && cargo build --release --locked -p chat4all-server --features distributed -q)
-  CHAT4ALL_BIN=$ROOT/target/release/chat4all
-fi
+[ -n "${CHAT4ALL_BIN:-}" ] || echo "building the release binary with the distributed adapters (the first build takes several minutes)"
+CHAT4ALL_BIN=$(bash "$ROOT/scripts/release-bin.sh" --features distributed)
 
 : >"$RUN_DIR/processes.tsv"
 for server in tansu postgres seaweedfs; do
