@@ -29,6 +29,10 @@
 //! visible half object: give the bucket a lifecycle rule that aborts incomplete multipart uploads and expires
 //! `.staging/` and `.uploads/` after a day or two.
 
+mod settings;
+mod uploads;
+mod writer;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use chat4all_core::ids::UploadId;
@@ -41,8 +45,11 @@ use object_store::{
     GetOptions, GetRange, ObjectStore as _, ObjectStoreExt as _, PutPayload, PutPayloadMut,
     WriteMultipart,
 };
+use settings::Settings;
 use std::sync::Arc;
 use std::time::Duration;
+use uploads::stream_chunks;
+use writer::{S3Writer, Upload};
 
 /// Size of every multipart part but the last (S3's minimum is 5 MiB). A writer buffers at most one part, and
 /// holds at most [`PARTS_IN_FLIGHT`] more while they upload.
@@ -63,160 +70,6 @@ struct Inner {
     /// Signs links for the public endpoint (the same client when there is none).
     public: Option<AmazonS3>,
     prefix: Option<Path>,
-}
-
-/// The parts of an `s3://` URL.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Settings {
-    bucket: String,
-    prefix: Option<String>,
-    endpoint: Option<String>,
-    public_endpoint: Option<String>,
-    region: Option<String>,
-    access_key_id: Option<String>,
-    secret_access_key: Option<String>,
-}
-
-fn invalid(message: impl std::fmt::Display) -> ObjectError {
-    ObjectError::Backend(format!("invalid S3 URL: {message}"))
-}
-
-/// Decodes `%XX` escapes and `+` of a query value.
-fn decode(value: &str) -> Result<String, ObjectError> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = value
-                    .get(i + 1..i + 3)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| invalid(format!("bad %-escape in {value:?}")))?;
-                out.push(hex);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| invalid("a query value is not UTF-8"))
-}
-
-fn check_endpoint(name: &str, endpoint: &str) -> Result<(), ObjectError> {
-    let rest = endpoint
-        .strip_prefix("http://")
-        .or_else(|| endpoint.strip_prefix("https://"))
-        .ok_or_else(|| invalid(format!("{name} must start with http:// or https://")))?;
-    if rest.is_empty() || rest.contains(['?', '#', '@']) {
-        return Err(invalid(format!(
-            "{name} must be scheme://host[:port], got {endpoint:?}"
-        )));
-    }
-    Ok(())
-}
-
-impl Settings {
-    fn parse(url: &str) -> Result<Self, ObjectError> {
-        let rest = url
-            .strip_prefix("s3://")
-            .ok_or_else(|| invalid("it must start with s3://"))?;
-        let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
-        let bucket_ok = (3..=63).contains(&bucket.len())
-            && bucket
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-        if !bucket_ok {
-            return Err(invalid(format!(
-                "the bucket {bucket:?} must be 3-63 lowercase letters, digits, '-' or '.'"
-            )));
-        }
-        let prefix = prefix.trim_matches('/');
-        if !prefix.is_empty()
-            && prefix
-                .split('/')
-                .any(|s| s.is_empty() || s.starts_with('.'))
-        {
-            return Err(invalid(format!(
-                "the prefix {prefix:?} has an empty segment or one starting with '.'"
-            )));
-        }
-        let mut settings = Settings {
-            bucket: bucket.to_owned(),
-            prefix: (!prefix.is_empty()).then(|| prefix.to_owned()),
-            ..Settings::default()
-        };
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair
-                .split_once('=')
-                .ok_or_else(|| invalid(format!("{pair:?} is not name=value")))?;
-            let value = decode(value)?;
-            if value.is_empty() {
-                return Err(invalid(format!("{name} is empty")));
-            }
-            let slot = match name {
-                "endpoint" => &mut settings.endpoint,
-                "public_endpoint" => &mut settings.public_endpoint,
-                "region" => &mut settings.region,
-                "access_key_id" => &mut settings.access_key_id,
-                "secret_access_key" => &mut settings.secret_access_key,
-                other => {
-                    return Err(invalid(format!(
-                        "unknown parameter {other:?} (known: endpoint, public_endpoint, region, \
-                         access_key_id, secret_access_key)"
-                    )));
-                }
-            };
-            if slot.replace(value).is_some() {
-                return Err(invalid(format!("{name} is given twice")));
-            }
-        }
-        for (name, endpoint) in [
-            ("endpoint", &mut settings.endpoint),
-            ("public_endpoint", &mut settings.public_endpoint),
-        ] {
-            if let Some(endpoint) = endpoint {
-                check_endpoint(name, endpoint)?;
-                *endpoint = endpoint.trim_end_matches('/').to_owned();
-            }
-        }
-        if settings.access_key_id.is_some() != settings.secret_access_key.is_some() {
-            return Err(invalid("access_key_id and secret_access_key go together"));
-        }
-        if settings.endpoint.is_none() && settings.public_endpoint.is_some() {
-            return Err(invalid("public_endpoint needs an endpoint"));
-        }
-        Ok(settings)
-    }
-
-    fn client(&self, endpoint: Option<&str>) -> Result<AmazonS3, ObjectError> {
-        // from_env: credentials, session token and region from the standard AWS variables.
-        let mut builder = AmazonS3Builder::from_env()
-            .with_bucket_name(&self.bucket)
-            .with_allow_http(true);
-        let region = self
-            .region
-            .clone()
-            .or_else(|| std::env::var("AWS_REGION").ok())
-            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-            .unwrap_or_else(|| "us-east-1".to_owned());
-        builder = builder.with_region(region);
-        if let Some(endpoint) = endpoint {
-            builder = builder
-                .with_endpoint(endpoint)
-                .with_virtual_hosted_style_request(false);
-        }
-        if let (Some(id), Some(secret)) = (&self.access_key_id, &self.secret_access_key) {
-            builder = builder
-                .with_access_key_id(id)
-                .with_secret_access_key(secret);
-        }
-        builder
-            .build()
-            .map_err(|e| ObjectError::Backend(format!("S3 client: {e}")))
-    }
 }
 
 impl S3Objects {
@@ -300,34 +153,6 @@ impl Inner {
         self.path(&format!(".staging/{}", uuid::Uuid::new_v4().simple()))
     }
 
-    fn upload_dir(&self, upload: &UploadId) -> Path {
-        self.path(&format!(".uploads/{}", upload.as_str()))
-    }
-
-    fn chunk(&self, upload: &UploadId, offset: u64) -> Path {
-        self.path(&format!(".uploads/{}/{offset:020}", upload.as_str()))
-    }
-
-    /// The staged chunks of `upload` as (offset, length, path), by offset; empty when nothing is staged.
-    async fn chunks(&self, upload: &UploadId) -> Result<Vec<(u64, u64, Path)>, ObjectError> {
-        let dir = self.upload_dir(upload);
-        let mut chunks: Vec<(u64, u64, Path)> = self
-            .store
-            .list(Some(&dir))
-            .map_err(backend)
-            .try_filter_map(|meta| async move {
-                let offset = meta
-                    .location
-                    .filename()
-                    .and_then(|name| name.parse::<u64>().ok());
-                Ok(offset.map(|offset| (offset, meta.size, meta.location)))
-            })
-            .try_collect()
-            .await?;
-        chunks.sort_by_key(|(offset, _, _)| *offset);
-        Ok(chunks)
-    }
-
     async fn delete_all(&self, paths: Vec<Path>) -> Result<(), ObjectError> {
         let locations = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
         self.store
@@ -349,140 +174,6 @@ fn not_found_is_ok(e: object_store::Error) -> Result<(), ObjectError> {
     match backend(e) {
         ObjectError::NotFound => Ok(()),
         e => Err(e),
-    }
-}
-
-/// Bytes on their way to `target`: buffered until they fill a part, then streamed by a multipart upload with
-/// at most [`PARTS_IN_FLIGHT`] parts uploading; an object smaller than a part is one plain PUT at the end.
-/// Either way S3 shows the object only once complete.
-struct Upload {
-    store: AmazonS3,
-    buffer: PutPayloadMut,
-    multipart: Option<(Path, WriteMultipart)>,
-}
-
-impl Upload {
-    fn new(store: &AmazonS3) -> Self {
-        Self {
-            store: store.clone(),
-            buffer: PutPayloadMut::new(),
-            multipart: None,
-        }
-    }
-
-    /// Appends bytes; `target` names where the multipart upload goes if this is the first part to leave.
-    async fn write(
-        &mut self,
-        chunk: Bytes,
-        target: impl FnOnce() -> Path,
-    ) -> Result<(), ObjectError> {
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        if let Some((_, multipart)) = &mut self.multipart {
-            multipart
-                .wait_for_capacity(PARTS_IN_FLIGHT)
-                .await
-                .map_err(backend)?;
-            multipart.put(chunk);
-            return Ok(());
-        }
-        self.buffer.push(chunk);
-        if self.buffer.content_length() >= PART_SIZE {
-            let target = target();
-            let upload = self.store.put_multipart(&target).await.map_err(backend)?;
-            let mut multipart = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-            let buffered: PutPayload = std::mem::take(&mut self.buffer).freeze();
-            for part in &buffered {
-                multipart.put(part.clone());
-            }
-            self.multipart = Some((target, multipart));
-        }
-        Ok(())
-    }
-
-    /// Completes the upload: `Ok(None)` after a plain PUT to `key`, `Ok(Some(path))` when the bytes went by
-    /// multipart to `path` (which may differ from `key`).
-    async fn finish(&mut self, key: &Path) -> Result<Option<Path>, ObjectError> {
-        match self.multipart.take() {
-            None => {
-                let payload = std::mem::take(&mut self.buffer).freeze();
-                self.store.put(key, payload).await.map_err(backend)?;
-                Ok(None)
-            }
-            // finish aborts the multipart upload itself when it fails.
-            Some((path, multipart)) => {
-                multipart.finish().await.map_err(backend)?;
-                Ok(Some(path))
-            }
-        }
-    }
-
-    async fn abort(&mut self) {
-        self.buffer = PutPayloadMut::new();
-        if let Some((path, multipart)) = self.multipart.take()
-            && let Err(e) = multipart.abort().await
-        {
-            tracing::warn!(%path, error = %e, "aborting an S3 multipart upload failed");
-        }
-    }
-}
-
-impl Drop for Upload {
-    fn drop(&mut self) {
-        // Dropped mid-way (a cut connection): abort the multipart upload so no parts linger.
-        if let Some((path, multipart)) = self.multipart.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(async move {
-                if let Err(e) = multipart.abort().await {
-                    tracing::warn!(%path, error = %e, "aborting an S3 multipart upload failed");
-                }
-            });
-        }
-    }
-}
-
-/// A new object: small ones wait in memory for one PUT at commit, larger ones stream by multipart upload to a
-/// `.staging/` key and are copied server-side to their key at commit (S3 wants the key of a multipart upload at
-/// its start, and the port names it only at commit).
-struct S3Writer {
-    inner: Arc<Inner>,
-    upload: Upload,
-}
-
-#[async_trait]
-impl ObjectWriter for S3Writer {
-    async fn write(&mut self, chunk: Bytes) -> Result<(), ObjectError> {
-        let inner = &self.inner;
-        self.upload.write(chunk, || inner.staging()).await
-    }
-
-    async fn commit(mut self: Box<Self>, key: &ObjectKey) -> Result<(), ObjectError> {
-        let target = match self.inner.object(key) {
-            Ok(target) => target,
-            Err(e) => {
-                self.upload.abort().await;
-                return Err(e);
-            }
-        };
-        let Some(staging) = self.upload.finish(&target).await? else {
-            return Ok(());
-        };
-        let copied = self
-            .inner
-            .store
-            .copy(&staging, &target)
-            .await
-            .map_err(backend);
-        if let Err(e) = self.inner.store.delete(&staging).await {
-            tracing::warn!(path = %staging, error = %e, "deleting an S3 staging object failed");
-        }
-        copied
-    }
-
-    async fn abort(mut self: Box<Self>) {
-        self.upload.abort().await;
     }
 }
 
@@ -522,10 +213,7 @@ fn exactly(stream: ByteStream, len: u64) -> ByteStream {
 #[async_trait]
 impl ObjectStore for S3Objects {
     async fn begin(&self) -> Result<Box<dyn ObjectWriter>, ObjectError> {
-        Ok(Box::new(S3Writer {
-            inner: self.inner.clone(),
-            upload: Upload::new(&self.inner.store),
-        }))
+        Ok(Box::new(S3Writer::new(self.inner.clone())))
     }
 
     async fn size(&self, key: &ObjectKey) -> Result<u64, ObjectError> {
@@ -657,104 +345,5 @@ impl ObjectStore for S3Objects {
             .map(|(_, _, path)| path)
             .collect();
         self.inner.delete_all(paths).await
-    }
-}
-
-/// Streams staged chunks (sorted by offset) as the upload's bytes: where chunks overlap (a chunk sent again
-/// with other bounds), the bytes already streamed win; a gap is an error.
-fn stream_chunks(inner: Arc<Inner>, chunks: Vec<(u64, u64, Path)>) -> ByteStream {
-    let pieces = futures::stream::iter(chunks)
-        .scan(0u64, |position, (offset, len, path)| {
-            let end = offset + len;
-            let piece = if offset > *position {
-                Err(ObjectError::Backend(format!(
-                    "the staged upload has a gap at bytes {}..{offset}",
-                    *position
-                )))
-            } else if end <= *position {
-                Ok(None)
-            } else {
-                let skip = *position - offset;
-                *position = end;
-                Ok(Some((path, skip, len - skip)))
-            };
-            futures::future::ready(Some(piece))
-        })
-        .try_filter_map(|piece| async move { Ok(piece) });
-    let mut failed = false;
-    Box::pin(
-        pieces
-            .then(move |piece| {
-                let inner = inner.clone();
-                async move {
-                    let (path, skip, len) = piece?;
-                    let options = GetOptions {
-                        range: Some(GetRange::Bounded(skip..skip + len)),
-                        ..GetOptions::default()
-                    };
-                    let result = inner
-                        .store
-                        .get_opts(&path, options)
-                        .await
-                        .map_err(backend)?;
-                    Ok::<_, ObjectError>(exactly(
-                        result.into_stream().map_err(backend).boxed(),
-                        len,
-                    ))
-                }
-            })
-            .map(|opened| match opened {
-                Ok(stream) => stream,
-                Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
-            })
-            .flatten()
-            .take_while(move |chunk| {
-                // Stop after the first error.
-                let go = !failed;
-                failed |= chunk.is_err();
-                futures::future::ready(go)
-            }),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Settings;
-
-    #[test]
-    fn urls_are_parsed_and_checked() {
-        let settings = Settings::parse(
-            "s3://chat4all-files/tenant/a?endpoint=http://127.0.0.1:8333/&region=eu-west-1\
-             &public_endpoint=http%3A%2F%2Ffiles.local%3A9000&access_key_id=k&secret_access_key=s%2Bx",
-        )
-        .unwrap();
-        assert_eq!(
-            settings,
-            Settings {
-                bucket: "chat4all-files".into(),
-                prefix: Some("tenant/a".into()),
-                endpoint: Some("http://127.0.0.1:8333".into()),
-                public_endpoint: Some("http://files.local:9000".into()),
-                region: Some("eu-west-1".into()),
-                access_key_id: Some("k".into()),
-                secret_access_key: Some("s+x".into()),
-            }
-        );
-        assert_eq!(Settings::parse("s3://bucket").unwrap().prefix, None);
-        for bad in [
-            "file:///tmp",
-            "s3://",
-            "s3://UPPER",
-            "s3://b",
-            "s3://bucket?endpoint=127.0.0.1:8333",
-            "s3://bucket?colour=blue",
-            "s3://bucket?region=a&region=b",
-            "s3://bucket?access_key_id=only",
-            "s3://bucket?public_endpoint=http://x",
-            "s3://bucket/../up",
-            "s3://bucket?region=%zz",
-        ] {
-            assert!(Settings::parse(bad).is_err(), "{bad} is refused");
-        }
     }
 }
