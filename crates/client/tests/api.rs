@@ -6,7 +6,7 @@ mod common;
 use chat4all_client::{
     Client, Error, HistoryQuery, MessageStatus, NewConversation, NewGroup, NewMessage, Order,
 };
-use common::{bytes, sha256, spawn_app, wait_for_history};
+use common::{Typed, bytes, sha256, spawn_app, wait_for_history};
 use futures::StreamExt;
 use std::sync::{Arc, Mutex};
 
@@ -49,7 +49,7 @@ async fn register_login_and_typed_errors() {
         other => panic!("not an API error: {other}"),
     }
 
-    let forged = Client::new(&app.url()).unwrap().with_token("not-a-jwt");
+    let forged = Client::new(&app.url("")).unwrap().with_token("not-a-jwt");
     let e = forged.conversations(None, None).await.unwrap_err();
     assert_eq!(e.status(), Some(401));
     app.stop().await;
@@ -59,8 +59,8 @@ async fn register_login_and_typed_errors() {
 async fn send_history_paging_receipts_and_conversations() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app(dir.path()).await;
-    let (alice, _) = app.user("alice").await;
-    let (bob, bob_id) = app.user("bob").await;
+    let (alice, _) = app.logged_in("alice").await;
+    let (bob, bob_id) = app.logged_in("bob").await;
     let created = alice
         .create_conversation(&NewConversation {
             conversation_id: Some("team".into()),
@@ -202,9 +202,9 @@ async fn send_history_paging_receipts_and_conversations() {
 async fn groups_are_created_and_managed() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app(dir.path()).await;
-    let (alice, alice_id) = app.user("alice").await;
-    let (bob, bob_id) = app.user("bob").await;
-    let (_carol, carol_id) = app.user("carol").await;
+    let (alice, alice_id) = app.logged_in("alice").await;
+    let (bob, bob_id) = app.logged_in("bob").await;
+    let (_carol, carol_id) = app.logged_in("carol").await;
     let group = alice
         .create_group(&NewGroup {
             name: "Friends".into(),
@@ -239,8 +239,8 @@ async fn groups_are_created_and_managed() {
 async fn identities_are_linked_listed_and_unlinked() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app(dir.path()).await;
-    let (alice, alice_id) = app.user("alice").await;
-    let (bob, _) = app.user("bob").await;
+    let (alice, alice_id) = app.logged_in("alice").await;
+    let (bob, _) = app.logged_in("bob").await;
     let linked = alice
         .link_identity("whatsapp", "+5511999990000", Some(true))
         .await
@@ -283,8 +283,8 @@ async fn identities_are_linked_listed_and_unlinked() {
 async fn files_upload_and_download_byte_exact_with_progress() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app(dir.path()).await;
-    let (alice, _) = app.user("alice").await;
-    let (bob, bob_id) = app.user("bob").await;
+    let (alice, _) = app.logged_in("alice").await;
+    let (bob, bob_id) = app.logged_in("bob").await;
     alice
         .create_conversation(&NewConversation {
             conversation_id: Some("files".into()),
@@ -315,7 +315,7 @@ async fn files_upload_and_download_byte_exact_with_progress() {
     assert!(calls.windows(2).all(|w| w[0].0 < w[1].0));
     assert_eq!(stored.size_bytes, data.len() as u64);
     assert_eq!(stored.filename, "report.bin");
-    assert_eq!(stored.checksum, sha256(&data));
+    assert_eq!(stored.checksum, format!("sha256:{}", sha256(&data)));
 
     // The file goes with a message; bob downloads it into memory, then into a file.
     let mut message = NewMessage::text("files", "the report");
@@ -349,7 +349,7 @@ async fn files_upload_and_download_byte_exact_with_progress() {
     assert_eq!(link.size_bytes, data.len() as u64);
     assert!(link.download_url.contains("signature="));
 
-    let (carol, _) = app.user("carol").await;
+    let (carol, _) = app.logged_in("carol").await;
     let hidden = carol.download_link(&stored.file_id).await.unwrap_err();
     assert!(hidden.is_not_found());
     app.stop().await;
@@ -359,7 +359,7 @@ async fn files_upload_and_download_byte_exact_with_progress() {
 async fn resumable_uploads_send_only_what_is_missing() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app(dir.path()).await;
-    let (alice, _) = app.user("alice").await;
+    let (alice, _) = app.logged_in("alice").await;
     alice
         .send_message(&NewMessage::text("big", "here it comes"))
         .await
@@ -415,7 +415,7 @@ async fn resumable_uploads_send_only_what_is_missing() {
         *steps.last().unwrap(),
         (data.len() as u64, data.len() as u64)
     );
-    assert_eq!(stored.checksum, sha256(&data));
+    assert_eq!(stored.checksum, format!("sha256:{}", sha256(&data)));
     let mut received = Vec::new();
     alice
         .download_to(&stored.file_id, &mut received, |_, _| {})

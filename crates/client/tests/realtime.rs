@@ -4,7 +4,7 @@
 mod common;
 
 use chat4all_client::{Client, Event, NewConversation, NewMessage, Watch, WatchOptions};
-use common::{Proxy, TestApp, next_event, spawn_app, wait_for_history};
+use common::{Proxy, TestApp, Typed, next_event, spawn_app, wait_for_history};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -62,8 +62,8 @@ async fn group(alice: &Client, id: &str, bob_id: &str) {
 async fn watch_delivers_live_then_catches_up_after_an_outage_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app(dir.path()).await;
-    let (alice, _) = app.user("alice").await;
-    let (bob_direct, bob_id) = app.user("bob").await;
+    let (alice, _) = app.logged_in("alice").await;
+    let (bob_direct, bob_id) = app.logged_in("bob").await;
     group(&alice, "catch", &bob_id).await;
     send(&alice, "catch", "before the watch").await; // seq 1: history, not news
     wait_for_history(&alice, "catch", 1).await;
@@ -156,8 +156,8 @@ async fn watch_delivers_live_then_catches_up_after_an_outage_exactly_once() {
 async fn watch_catches_up_across_a_server_restart_and_resumes_from_a_saved_position() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app(dir.path()).await;
-    let (alice, _) = app.user("alice").await;
-    let (bob_direct, bob_id) = app.user("bob").await;
+    let (alice, _) = app.logged_in("alice").await;
+    let (bob_direct, bob_id) = app.logged_in("bob").await;
     let alice_token = alice.token().unwrap();
     let bob_token = bob_direct.token().unwrap();
     group(&alice, "restart", &bob_id).await;
@@ -218,7 +218,7 @@ async fn a_refused_token_is_a_401_not_a_reconnection_loop() {
     assert!(anonymous.is_unauthorized());
 
     // The raw socket: connected first, then a pong for a ping.
-    let (alice, _) = app.user("alice").await;
+    let (alice, _) = app.logged_in("alice").await;
     let mut socket = alice.connect_ws().await.unwrap();
     let first = socket.next_frame().await.unwrap().unwrap();
     assert!(matches!(
@@ -240,8 +240,8 @@ async fn a_refused_token_is_a_401_not_a_reconnection_loop() {
 async fn a_status_change_made_while_disconnected_is_caught_up_once() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app(dir.path()).await;
-    let (alice_direct, _) = app.user("alice").await;
-    let (bob, bob_id) = app.user("bob").await;
+    let (alice_direct, _) = app.logged_in("alice").await;
+    let (bob, bob_id) = app.logged_in("bob").await;
     group(&alice_direct, "ticks", &bob_id).await;
     let proxy = Proxy::start(app.addr).await;
     let alice = Client::new(&proxy.url())

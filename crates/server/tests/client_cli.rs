@@ -33,6 +33,20 @@ async fn client(config_home: &Path, url: &str, args: &[&str]) -> Run {
     }
 }
 
+/// `chat4all client register|login --username alice --password PASSWORD`.
+async fn account(config_home: &Path, url: &str, command: &str, password: &str) -> Run {
+    let args = [command, "--username", "alice", "--password", password];
+    client(config_home, url, &args).await
+}
+
+/// Registers alice and logs her in from the command line.
+async fn alice_logs_in(config_home: &Path, url: &str) {
+    for command in ["register", "login"] {
+        let run = account(config_home, url, command, "alice-password").await;
+        assert_eq!(run.code, 0, "{command}: {}", run.stderr);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_send_history_json_and_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
@@ -45,60 +59,16 @@ async fn login_send_history_json_and_exit_codes() {
     let run = client(home, &url, &["history", "general"]).await;
     assert_eq!(run.code, 3, "{}", run.stderr);
 
-    let run = client(
-        home,
-        &url,
-        &[
-            "register",
-            "--username",
-            "alice",
-            "--password",
-            "alice-password",
-        ],
-    )
-    .await;
+    let run = account(home, &url, "register", "alice-password").await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     // Taken: another 4xx, 5.
-    let run = client(
-        home,
-        &url,
-        &[
-            "register",
-            "--username",
-            "alice",
-            "--password",
-            "alice-password",
-        ],
-    )
-    .await;
+    let run = account(home, &url, "register", "alice-password").await;
     assert_eq!(run.code, 5, "{}", run.stderr);
     // Wrong password: 3.
-    let run = client(
-        home,
-        &url,
-        &[
-            "login",
-            "--username",
-            "alice",
-            "--password",
-            "wrong-password",
-        ],
-    )
-    .await;
+    let run = account(home, &url, "login", "wrong-password").await;
     assert_eq!(run.code, 3, "{}", run.stderr);
 
-    let run = client(
-        home,
-        &url,
-        &[
-            "login",
-            "--username",
-            "alice",
-            "--password",
-            "alice-password",
-        ],
-    )
-    .await;
+    let run = account(home, &url, "login", "alice-password").await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     let saved = home.join("chat4all/credentials.json");
     #[cfg(unix)]
@@ -194,32 +164,7 @@ async fn files_groups_and_identities_from_the_command_line() {
     let config = tempfile::tempdir().unwrap();
     let home = config.path();
     let url = app.url("");
-    let run = client(
-        home,
-        &url,
-        &[
-            "register",
-            "--username",
-            "alice",
-            "--password",
-            "alice-password",
-        ],
-    )
-    .await;
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let run = client(
-        home,
-        &url,
-        &[
-            "login",
-            "--username",
-            "alice",
-            "--password",
-            "alice-password",
-        ],
-    )
-    .await;
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    alice_logs_in(home, &url).await;
 
     let data: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 251) as u8).collect();
     let file = config.path().join("photo.jpg");
@@ -333,32 +278,7 @@ async fn watch_streams_messages_as_json_lines_and_exits_0_on_ctrl_c() {
     let config = tempfile::tempdir().unwrap();
     let home = config.path();
     let url = app.url("");
-    let run = client(
-        home,
-        &url,
-        &[
-            "register",
-            "--username",
-            "alice",
-            "--password",
-            "alice-password",
-        ],
-    )
-    .await;
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let run = client(
-        home,
-        &url,
-        &[
-            "login",
-            "--username",
-            "alice",
-            "--password",
-            "alice-password",
-        ],
-    )
-    .await;
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    alice_logs_in(home, &url).await;
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_chat4all"))
         .args(["client", "watch", "--json"])

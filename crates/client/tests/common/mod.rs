@@ -1,81 +1,39 @@
 //! The real server in-process (port 0, temporary data directory), a cuttable TCP proxy, and helpers.
-#![allow(dead_code, missing_docs)]
+#![allow(dead_code, missing_docs, unused_imports)]
 
 use chat4all_client::{Client, Event, Watch};
-use chat4all_connectors::simulated::LatencyRange;
-use chat4all_server::{Application, Config};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub struct TestApp {
-    pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
-}
+#[path = "../../../server/tests/common/mod.rs"]
+mod server;
 
-/// Simulated channels answering in a few milliseconds, a fixed JWT secret.
-pub fn test_config(data_dir: &Path) -> Config {
-    let mut config = Config::for_data_dir(data_dir);
-    for channel in config.channels.values_mut() {
-        channel.latency_ms = LatencyRange {
-            min_ms: 1,
-            max_ms: 5,
-        };
-    }
-    config.auth.jwt_secret = Some("test-secret-test-secret-test-secret!".into());
-    config
-}
+pub use server::{TestApp, bytes, sha256, spawn_app};
 
-pub async fn spawn_app(data_dir: &Path) -> TestApp {
-    let app = Application::build(test_config(data_dir), chat4all_server::Role::All)
-        .await
-        .expect("the app builds");
-    let addr = app.local_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
-    TestApp {
-        addr,
-        stop: Some(stop),
-        task: Some(task),
-    }
-}
-
-impl TestApp {
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
+/// The server's test app (shared with the server's tests) as seen through the typed client.
+pub trait Typed {
     /// A client of this server without a token.
-    pub fn client(&self) -> Client {
-        Client::new(&self.url()).unwrap()
+    fn client(&self) -> Client;
+    /// Registers `name` (password `<name>-password`) and returns a logged-in client and the user id.
+    async fn logged_in(&self, name: &str) -> (Client, String);
+}
+
+impl Typed for TestApp {
+    fn client(&self) -> Client {
+        Client::new(&self.url("")).unwrap()
     }
 
-    /// Registers `name` (password `<name>-password`) and returns a logged-in client and the user id.
-    pub async fn user(&self, name: &str) -> (Client, String) {
-        let client = self.client();
+    async fn logged_in(&self, name: &str) -> (Client, String) {
+        let client = Typed::client(self);
         let password = format!("{name}-password");
         client.register(name, &password, None).await.unwrap();
         let token = client.login(name, &password).await.unwrap();
         (client, token.user_id)
-    }
-
-    /// Graceful shutdown, as on SIGTERM.
-    pub async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        let task = self.task.take().unwrap();
-        tokio::time::timeout(Duration::from_secs(10), task)
-            .await
-            .expect("shutdown within 10 s")
-            .unwrap()
-            .unwrap();
     }
 }
 
@@ -162,28 +120,6 @@ pub async fn next_event(watch: &mut Watch) -> Event {
         .expect("an event within 10 s")
         .expect("the watch goes on")
         .expect("no fatal error")
-}
-
-/// Deterministic pseudo-random bytes.
-pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
-
-pub fn sha256(data: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(data);
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
 }
 
 /// Waits (up to 10 s) until `conversation`'s history holds `count` messages: a 202 means durable, history
