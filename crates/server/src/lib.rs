@@ -6,8 +6,8 @@ pub mod app;
 pub mod backends;
 pub mod cli;
 pub mod config;
+pub mod gateway;
 pub mod http_server;
-pub mod realtime;
 pub mod roles;
 pub mod telemetry;
 

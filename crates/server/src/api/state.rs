@@ -63,7 +63,7 @@ pub struct Services {
     /// What `/health` checks and `/metrics` renders.
     pub ops: Arc<Ops>,
     /// This instance's real-time sockets.
-    pub hub: Arc<crate::realtime::Hub>,
+    pub hub: Arc<crate::gateway::Hub>,
     /// Base of links in responses (`https://chat.example.com`): the configured public URL, else the listen
     /// address; never the request's `Host`, which a client controls.
     pub public_url: String,

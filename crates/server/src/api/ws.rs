@@ -7,7 +7,7 @@
 use super::extract::bearer_token;
 use super::problem::{ApiResult, Problem};
 use super::state::AppState;
-use crate::realtime::{Refused, Registration};
+use crate::gateway::{Refused, Registration};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -188,7 +188,7 @@ fn close_reason(code: u16) -> &'static str {
 
 /// Registers the socket series at zero.
 pub fn register_metrics() {
-    crate::realtime::hub::register_metrics();
+    crate::gateway::hub::register_metrics();
     for code in [
         CLOSE_TOKEN_EXPIRED,
         CLOSE_TOO_SLOW,
