@@ -255,10 +255,14 @@ pub(crate) fn join(
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = stop.clone();
     let name = member.to_owned();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name(format!("kafka-member-{member}"))
         .spawn(move || drive(consumer, &stopped, &name))
         .map_err(backend)?;
+    let mut members = crate::lock(&shared.members);
+    members.retain(|(_, thread)| !thread.is_finished());
+    members.push((stop.clone(), thread));
+    drop(members);
     Ok(KafkaMember {
         shared,
         events,
@@ -266,7 +270,7 @@ pub(crate) fn join(
     })
 }
 
-/// Polls the member's main queue (serving rebalances) until stopped, then closes the consumer.
+/// Polls the member's main queue (serving rebalances) until stopped, then leaves the group.
 fn drive(consumer: Arc<BaseConsumer<GroupContext>>, stop: &AtomicBool, member: &str) {
     while !stop.load(Ordering::Acquire) {
         match consumer.poll(Duration::from_millis(100)) {
@@ -280,15 +284,17 @@ fn drive(consumer: Arc<BaseConsumer<GroupContext>>, stop: &AtomicBool, member: &
             Some(Err(error)) => tracing::debug!(member, %error, "kafka: member event"),
         }
     }
-    // Closing revokes what is left (the callback waits for its consumers) and leaves the group.
-    match consumer.close_queue() {
-        Ok(()) => {
-            while !consumer.closed() {
-                consumer.poll(Duration::from_millis(100));
-            }
-        }
-        Err(error) => tracing::warn!(member, %error, "kafka: closing a member"),
+    // Dropping the last handle closes the consumer (rdkafka's Drop): it revokes what is left, the callback waiting
+    // for its consumers, and leaves the group. Closing it here as well would make that Drop fail and log an error.
+    let holders = Arc::strong_count(&consumer);
+    if holders > 1 {
+        tracing::warn!(
+            member,
+            holders,
+            "kafka: a member's consumer is still held; it leaves when released"
+        );
     }
+    drop(consumer);
     tracing::debug!(member, "kafka: member left");
 }
 

@@ -50,6 +50,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -65,6 +66,15 @@ pub(crate) fn backend(error: impl std::fmt::Display) -> LogError {
 pub(crate) struct Shared {
     /// Becomes true once the log is closed.
     pub(crate) closed: watch::Sender<bool>,
+    /// The polling thread of every group member with its stop flag. Closing the log stops them and waits until
+    /// each has left its group: a process that exits before its members leave keeps their partitions unread until
+    /// the broker ends their sessions.
+    pub(crate) members: Mutex<Vec<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>>,
+}
+
+/// Locks `mutex`, also after a panic elsewhere (the data it guards stays consistent across one).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {
@@ -130,7 +140,10 @@ impl KafkaLog {
             admin,
             topics: Mutex::default(),
             creating: tokio::sync::Mutex::default(),
-            shared: Arc::new(Shared { closed }),
+            shared: Arc::new(Shared {
+                closed,
+                members: Mutex::default(),
+            }),
         })
     }
 
@@ -226,7 +239,7 @@ impl KafkaLog {
     }
 
     fn lock_topics(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.topics.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.topics)
     }
 
     /// The partition count of `topic` in the metadata, waiting a little for a new topic to show up.
@@ -446,6 +459,18 @@ impl EventLog for KafkaLog {
 
     async fn close(&self) {
         self.shared.closed.send_replace(true);
+        let members = std::mem::take(&mut *lock(&self.shared.members));
+        for (stop, _) in &members {
+            stop.store(true, Ordering::Release);
+        }
+        let left = tokio::task::spawn_blocking(move || {
+            for (_, thread) in members {
+                let _ = thread.join();
+            }
+        });
+        if tokio::time::timeout(REQUEST_TIMEOUT, left).await.is_err() {
+            tracing::warn!("kafka: group members did not leave their groups in time");
+        }
         let producer = self.producer.clone();
         let flushed = tokio::task::spawn_blocking(move || producer.flush(REQUEST_TIMEOUT)).await;
         if let Ok(Err(error)) = flushed {

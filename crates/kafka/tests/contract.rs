@@ -5,12 +5,12 @@
 use async_trait::async_trait;
 use chat4all_core::contract;
 use chat4all_core::ports::{
-    EventLog, GroupMember, LogError, OutgoingRecord, PartitionConsumer, RecordPosition, Tail,
-    partition_for,
+    EventLog, GroupMember, LogError, OutgoingRecord, PartitionConsumer, Rebalance, RecordPosition,
+    Tail, partition_for,
 };
 use chat4all_kafka::{KafkaLog, KafkaOptions};
 use rdkafka::mocking::MockCluster;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -400,4 +400,54 @@ async fn append_throughput() {
         }
         log.close().await;
     }
+}
+
+/// The partitions a member is assigned by events within `within`, until it holds `expected`; panics otherwise.
+async fn assigned_within(
+    member: &mut Box<dyn GroupMember>,
+    expected: &BTreeSet<u32>,
+    within: Duration,
+    what: &str,
+) {
+    let deadline = Instant::now() + within;
+    let mut held = BTreeSet::new();
+    while &held != expected {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, member.next_event()).await {
+            Ok(Ok(Rebalance::Assigned(consumers))) => {
+                held.extend(consumers.iter().map(|c| c.partition()))
+            }
+            Ok(Ok(Rebalance::Revoked(partitions))) => partitions.iter().for_each(|p| {
+                held.remove(p);
+            }),
+            Ok(Err(e)) => panic!("{what}: {e}"),
+            Err(_) => panic!("{what}: holds {held:?} after {within:?}, expected {expected:?}"),
+        }
+    }
+}
+
+/// A stopping process closes its log: its members must leave their groups then, so that another member takes
+/// their partitions over at once rather than after the session timeout (60 s here, far beyond the 15 s allowed).
+/// On tansu: rdkafka's MockCluster does not reassign a group's partitions after its last member left.
+#[tokio::test]
+async fn closing_the_log_makes_its_members_leave_their_groups_at_once() {
+    let Some(url) = real_url() else { return };
+    let options = || KafkaOptions {
+        session_timeout: Duration::from_secs(60),
+        heartbeat: Some(Duration::from_millis(500)),
+        ..KafkaOptions::default()
+    };
+    let leaving = KafkaLog::connect(&url, options()).unwrap();
+    let staying = KafkaLog::connect(&url, options()).unwrap();
+    let (topic, group) = (format!("leave.{}", fresh()), format!("leavers.{}", fresh()));
+    let all: BTreeSet<u32> = (0..leaving.partition_count()).collect();
+    let mut a = leaving.subscribe(&group, &topic, "a").await.unwrap();
+    assigned_within(&mut a, &all, Duration::from_secs(15), "a lone member").await;
+    // The process stops: its consumers end, then the log closes. A member that did not leave would keep every
+    // partition until its session expired.
+    leaving.close().await;
+    let mut b = staying.subscribe(&group, &topic, "b").await.unwrap();
+    assigned_within(&mut b, &all, Duration::from_secs(15), "the next member").await;
+    drop(a);
+    staying.close().await;
 }
