@@ -10,7 +10,7 @@ use chat4all_core::time::now_millis;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use utoipa::ToSchema;
 
 /// One component's state.
@@ -41,11 +41,18 @@ pub struct HealthReport {
     timestamp: i64,
 }
 
+/// How long `/health` waits for a backend before it reports it DOWN: one that does not answer is down to its
+/// clients, and a health check must answer before its caller's timeout.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 async fn probe<E: std::fmt::Display>(
     check: impl Future<Output = Result<(), E>>,
 ) -> ComponentHealth {
     let started = Instant::now();
-    let result = check.await;
+    let result = match tokio::time::timeout(PROBE_TIMEOUT, check).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {} ms", PROBE_TIMEOUT.as_millis())),
+    };
     let latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
     match result {
         Ok(()) => ComponentHealth {
@@ -59,7 +66,7 @@ async fn probe<E: std::fmt::Display>(
         Err(e) => ComponentHealth {
             status: "DOWN",
             latency_ms,
-            detail: Some(e.to_string()),
+            detail: Some(e),
             circuit_breaker: None,
             pending: None,
             fault: None,
@@ -180,4 +187,22 @@ pub fn router(ops: Arc<Ops>) -> axum::Router {
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "This document.", content_type = "application/json", body = Object)))]
 pub async fn openapi() -> impl IntoResponse {
     Json(super::openapi_document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_backend_that_does_not_answer_is_down_after_the_probe_timeout() {
+        let silent = std::future::pending::<Result<(), String>>();
+        let health = probe(silent).await;
+        assert_eq!(health.status, "DOWN");
+        assert_eq!(health.detail.as_deref(), Some("no answer within 1000 ms"));
+        let answering = probe(async { Err::<(), _>("refused") }).await;
+        assert_eq!(
+            (answering.status, answering.detail.as_deref()),
+            ("DOWN", Some("refused"))
+        );
+    }
 }

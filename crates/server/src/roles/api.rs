@@ -4,8 +4,8 @@
 use super::{Backends, Tasks};
 use crate::api::{self, AppState, Tokens};
 use crate::config::Config;
-use crate::http_server::{self, ConnectionLimits};
 use crate::gateway::{Hub, HubLimits, fanout};
+use crate::http_server::{self, ConnectionLimits};
 use crate::telemetry::heartbeat::Pulse;
 use anyhow::Context;
 use chat4all_core::ids::{Password, Username};
