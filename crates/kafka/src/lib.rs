@@ -12,8 +12,10 @@
 //! - `heartbeat_ms` = `session timeout / 3`: group heartbeat interval;
 //! - `fetch_wait_ms` = `100`: `fetch.wait.max.ms`, the longest a broker holds an empty fetch (latency floor);
 //! - `linger_ms` = `1`: `linger.ms`, how long the producer waits to fill a batch;
-//! - `delivery_timeout_ms` = `5000`: `message.timeout.ms`, after which an unacknowledged append fails: the api
-//!   answers 503 and its client retries (with its Idempotency-Key) rather than waiting on a broker that is down;
+//! - `delivery_timeout_ms` = `30000`: `message.timeout.ms`, after which an unacknowledged append fails and the api
+//!   answers 503. On Apache Kafka 5000 is better (deploy/ sets it): a client retries with its Idempotency-Key
+//!   rather than waiting on a broker that is down. Not on tansu 0.6: its storage panics when an idempotent producer
+//!   resends after a timeout ("more or less than one row"), and the broker stops answering;
 //! - `partitioner` = `fnv1a`: `fnv1a` places a key where [`partition_for`] says (as the embedded log does);
 //!   `murmur2_random` uses librdkafka's Java-compatible hashing instead.
 //!

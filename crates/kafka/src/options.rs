@@ -43,7 +43,7 @@ impl Default for KafkaOptions {
             heartbeat: None,
             fetch_wait: Duration::from_millis(100),
             linger: Duration::from_millis(1),
-            delivery_timeout: Duration::from_millis(5_000),
+            delivery_timeout: Duration::from_millis(30_000),
             partitioner: Partitioner::Fnv1a,
         }
     }
