@@ -84,6 +84,7 @@ async fn membership(
         };
         match event {
             Ok(Rebalance::Assigned(consumers)) => {
+                rebalanced(&name, "assigned");
                 for consumer in consumers {
                     let (partition, token) = (consumer.partition(), stop.child_token());
                     tracing::info!(consumer = name, partition, "partition assigned");
@@ -92,6 +93,7 @@ async fn membership(
                 }
             }
             Ok(Rebalance::Revoked(partitions)) => {
+                rebalanced(&name, "revoked");
                 tracing::info!(consumer = name, ?partitions, "partitions revoked");
                 finish(partitions.iter().filter_map(|p| running.remove(p)), &name).await;
             }
@@ -100,9 +102,18 @@ async fn membership(
                 break;
             }
         }
+        metrics::gauge!("consumer_partitions_owned", "consumer" => name.clone())
+            .set(running.len() as f64);
     }
     finish(running.into_values(), &name).await;
+    metrics::gauge!("consumer_partitions_owned", "consumer" => name.clone()).set(0.0);
     drop(member); // Leaves only now, every partition committed and released.
+}
+
+/// Counts a rebalance event of this process's member (`change`: assigned or revoked).
+fn rebalanced(consumer: &str, change: &'static str) {
+    metrics::counter!("consumer_rebalances_total", "consumer" => consumer.to_owned(), "change" => change)
+        .increment(1);
 }
 
 /// Stops partition loops and waits until each has committed and dropped its consumer.

@@ -152,6 +152,14 @@ fn describe() {
         "messages_failed_total",
         "Messages the router failed or dead-lettered, by reason."
     );
+    describe_counter!(
+        "consumer_rebalances_total",
+        "Partitions assigned to or revoked from this process's group members, by consumer and change (events)."
+    );
+    describe_gauge!(
+        "consumer_partitions_owned",
+        "Partitions this process's group member owns now, by consumer (group/topic)."
+    );
     describe_gauge!(
         "kafka_consumer_lag",
         "Records not yet committed by a consumer group, per topic and partition."
