@@ -3,7 +3,8 @@
 #   the tansu broker, PostgreSQL and SeaweedFS (scripts/servers/*.sh, installed when missing),
 #   two api processes behind nginx, two routers, one connector per channel, and Prometheus scraping them all.
 # RUN_DIR then holds each process's log, one pid file per process named by role and number (api-1.pid,
-# router-2.pid, connector-whatsapp-1.pid, nginx.pid, prometheus.pid, …), processes.tsv (name, port) and
+# router-2.pid, connector-whatsapp-1.pid, nginx.pid, prometheus.pid, …), processes.tsv (name, port, role arguments),
+# roles.env (what scripts/cluster/role.sh needs to start a role process again) and
 # cluster.env (API_URL through nginx, API_1_URL, API_2_URL, PROMETHEUS_URL, ADMIN_TOKEN). Stop it with
 # scripts/cluster/down.sh RUN_DIR; see it with scripts/cluster/status.sh RUN_DIR.
 # CLUSTER_PORT_OFFSET=N shifts every port (two clusters side by side); CHAT4ALL_BIN skips the release build.
@@ -49,36 +50,22 @@ if [ ! -f "$RUN_DIR/secrets.env" ]; then
 fi
 # shellcheck disable=SC1091
 source "$RUN_DIR/secrets.env"
+# Everything a role process needs, for role.sh (here and when a scenario brings a process back); it holds the
+# secrets, so only the owner reads it.
+umask 077
+cat >"$RUN_DIR/roles.env" <<ENV
+export CHAT4ALL_BIN=$CHAT4ALL_BIN
+export CHAT4ALL_JWT_SECRET=$CHAT4ALL_JWT_SECRET
+export CHAT4ALL_ADMIN_TOKEN=$CHAT4ALL_ADMIN_TOKEN
 export CHAT4ALL_EVENT_LOG=$CHAT4ALL_TEST_KAFKA_URL
 export CHAT4ALL_STORE=$CHAT4ALL_TEST_POSTGRES_URL
 export CHAT4ALL_OBJECTS=$CHAT4ALL_TEST_S3_URL
 export CHAT4ALL_PUBLIC_URL=http://127.0.0.1:$API_PORT
 export CHAT4ALL_LOG_FORMAT=json
 export CHAT4ALL_DATA_DIR=$RUN_DIR/data
-
-# Starts one chat4all process NAME listening on PORT, and waits until it answers /health/live.
-start() {
-  local name=$1 listen=$2
-  shift 2
-  if [ -f "$RUN_DIR/$name.pid" ] && kill -0 "$(cat "$RUN_DIR/$name.pid")" 2>/dev/null; then
-    echo "$name is already running"
-  else
-    CHAT4ALL_HTTP_ADDR=127.0.0.1:$listen nohup "$CHAT4ALL_BIN" "$@" >>"$RUN_DIR/$name.log" 2>&1 &
-    echo $! >"$RUN_DIR/$name.pid"
-  fi
-  printf '%s\t%s\n' "$name" "$listen" >>"$RUN_DIR/processes.tsv"
-  for _ in $(seq 1 300); do
-    if curl -fs -o /dev/null "http://127.0.0.1:$listen/health/live"; then
-      echo "$name up on 127.0.0.1:$listen"
-      return 0
-    fi
-    if ! kill -0 "$(cat "$RUN_DIR/$name.pid")" 2>/dev/null; then break; fi
-    sleep 0.1
-  done
-  echo "$name did not start; the end of $RUN_DIR/$name.log:" >&2
-  tail -20 "$RUN_DIR/$name.log" >&2
-  exit 1
-}
+ENV
+umask 022
+start() { bash "$ROOT/scripts/cluster/role.sh" "$RUN_DIR" "$@"; }
 
 start router-1 "$(port 8082)" router
 start router-2 "$(port 8092)" router
@@ -128,13 +115,13 @@ mkdir -p "$RUN_DIR/nginx-tmp"
 if ! { [ -f "$RUN_DIR/nginx.pid" ] && kill -0 "$(cat "$RUN_DIR/nginx.pid")" 2>/dev/null; }; then
   nginx -c "$RUN_DIR/nginx.conf" -p "$RUN_DIR" -e "$RUN_DIR/nginx.log"
 fi
-printf 'nginx\t%s\n' "$API_PORT" >>"$RUN_DIR/processes.tsv"
+printf 'nginx\t%s\t\n' "$API_PORT" >>"$RUN_DIR/processes.tsv"
 
 # Prometheus: every process, one job, a role label per target (the dashboards and alerts apply unchanged).
 {
   printf 'global: {scrape_interval: 5s, evaluation_interval: 5s}\nrule_files: ["%s"]\n' "$ROOT/monitoring/alerts.yml"
   printf 'scrape_configs:\n  - job_name: chat4all\n    static_configs:\n'
-  while IFS=$'\t' read -r name listen; do
+  while IFS=$'\t' read -r name listen _; do
     [ "$name" = nginx ] && continue
     printf '      - targets: ["127.0.0.1:%s"]\n        labels: {mode: distributed, role: %s, instance_name: %s}\n' \
       "$listen" "${name%-*}" "$name"
@@ -145,7 +132,7 @@ if ! { [ -f "$RUN_DIR/prometheus.pid" ] && kill -0 "$(cat "$RUN_DIR/prometheus.p
     --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" >>"$RUN_DIR/prometheus.log" 2>&1 &
   echo $! >"$RUN_DIR/prometheus.pid"
 fi
-printf 'prometheus\t%s\n' "$PROMETHEUS_PORT" >>"$RUN_DIR/processes.tsv"
+printf 'prometheus\t%s\t\n' "$PROMETHEUS_PORT" >>"$RUN_DIR/processes.tsv"
 
 cat >"$RUN_DIR/cluster.env" <<ENV
 export API_URL=http://127.0.0.1:$API_PORT

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# One evidence scenario, end to end: starts a fresh local cluster (scripts/cluster/up.sh, ports shifted by 2000 so
+# that a cluster already running is left alone), runs the scenario (scripts/evidence/run.py: steady load, the
+# event, the message-by-message check), writes its report and chart into RESULTS (default docs/results/evidence),
+# and stops the cluster (KEEP=1 keeps its logs). Exits non-zero when a goal is missed.
+#   bash scripts/evidence/run.sh routers-scale|router-kill|router-stop|connector-down|broker-down [run.py options]
+#   bash scripts/evidence/run.sh all      # each in turn, a fresh cluster for each
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+[ $# -ge 1 ] || { sed -n 2,7p "$0"; exit 2; }
+SCENARIO=$1
+shift
+if [ "$SCENARIO" = all ]; then
+  failed=0
+  for scenario in routers-scale router-kill router-stop connector-down broker-down; do
+    echo "=== $scenario"
+    bash "$0" "$scenario" "$@" || failed=1
+  done
+  exit $failed
+fi
+RUN_DIR=$(mktemp -d /tmp/chat4all-evidence.XXXXXX)
+export CLUSTER_PORT_OFFSET=${CLUSTER_PORT_OFFSET:-2000}
+finish() {
+  status=$?
+  if [ -n "${KEEP:-}" ]; then
+    bash "$ROOT/scripts/cluster/down.sh" "$RUN_DIR" >/dev/null || true
+    echo "the cluster's logs are kept in $RUN_DIR"
+  else
+    bash "$ROOT/scripts/cluster/down.sh" "$RUN_DIR" --purge >/dev/null || true
+  fi
+  exit $status
+}
+trap finish EXIT
+[ -x "$ROOT/.venv/bin/python" ] || python3 -m venv "$ROOT/.venv"
+"$ROOT/.venv/bin/python" -c 'import websockets' 2>/dev/null || "$ROOT/.venv/bin/pip" install -q 'websockets>=13'
+bash "$ROOT/scripts/cluster/up.sh" "$RUN_DIR" >/dev/null
+"$ROOT/.venv/bin/python" "$ROOT/scripts/evidence/run.py" "$SCENARIO" "$RUN_DIR" \
+  --results "${RESULTS:-$ROOT/docs/results/evidence}" "$@"
