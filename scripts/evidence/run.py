@@ -160,7 +160,7 @@ def index(name, title, goals):
             if line.startswith("| [") and "](" in line:
                 rows[line.split("](", 1)[1].split(".md", 1)[0]] = line.rstrip("\n")
     passed = all(ok for _, _, ok in goals)
-    summary = "; ".join(f"{goal}: {measured}" for goal, measured, _ in goals[1:]) or goals[0][1]
+    summary = "; ".join([f"messages: {goals[0][1]}"] + [f"{goal}: {measured}" for goal, measured, _ in goals[1:]])
     rows[name] = f"| [{title}]({name}.md) | {'pass' if passed else '**FAIL**'} | {summary} |"
     with open(path, "w") as f:
         f.write("\n".join(header + [rows[k] for k in sorted(rows)]) + "\n")
