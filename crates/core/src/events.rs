@@ -193,7 +193,8 @@ impl Event for StatusUpdate {
     }
 }
 
-/// A message that entered its conversation's history (published once it is stored).
+/// A message that entered its conversation's history (published once it is stored, and again, with the status it
+/// has reached, whenever a replayed batch finds it stored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageStored {
     /// The message.
@@ -214,6 +215,9 @@ pub struct MessageStored {
     pub file_id: Option<FileId>,
     /// Acceptance time (ms).
     pub timestamp: i64,
+    /// Its status when this was published: SENT when new; further on when a replay found it stored.
+    #[serde(default)]
+    pub status: MessageStatus,
 }
 
 impl Event for MessageStored {

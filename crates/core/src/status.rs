@@ -5,10 +5,11 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Delivery status of a message, as clients see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum MessageStatus {
-    /// Persisted and being routed.
+    /// Persisted and being routed: where every message starts.
+    #[default]
     Sent,
     /// Its channel is unavailable; it will be retried.
     Pending,

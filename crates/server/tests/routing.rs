@@ -2,15 +2,18 @@
 
 mod common;
 
-use chat4all_core::envelope::{HEADER_CORRELATION_ID, HEADER_EVENT_TYPE, encode};
-use chat4all_core::events::{MessageAccepted, Topics};
+use chat4all_core::envelope::{HEADER_CORRELATION_ID, HEADER_EVENT_TYPE, decode, encode};
+use chat4all_core::events::{Event, MessageAccepted, MessageStored, StatusUpdate, Topics};
 use chat4all_core::ids::{ConversationId, CorrelationId, MessageId, UserId};
 use chat4all_core::ports::{EventLog, OutgoingRecord, Stores};
+use chat4all_core::services::changes::{Changes, Notifications};
 use chat4all_core::services::dead_letters::HEADER_REASON;
 use chat4all_core::services::routing::Router;
+use chat4all_core::status::MessageStatus;
 use chat4all_embedded::{LogOptions, SqliteLog, SqliteStore};
 use common::{all_have_status, drain, read_topic, spawn_app};
 use serde_json::json;
+use std::path::Path;
 use std::sync::Arc;
 
 fn accepted(content: &str) -> MessageAccepted {
@@ -27,14 +30,11 @@ fn accepted(content: &str) -> MessageAccepted {
     }
 }
 
-#[tokio::test]
-async fn poison_events_are_dead_lettered_and_routing_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
+/// A router on the embedded log and store in `dir`, with the WhatsApp channel.
+fn embedded_router(dir: &Path) -> (Arc<dyn EventLog>, Stores, Topics, Router) {
     let log: Arc<dyn EventLog> =
-        Arc::new(SqliteLog::open(&dir.path().join("events.db"), LogOptions::default()).unwrap());
-    let stores = Stores::all_in(Arc::new(
-        SqliteStore::open(&dir.path().join("store.db")).unwrap(),
-    ));
+        Arc::new(SqliteLog::open(&dir.join("events.db"), LogOptions::default()).unwrap());
+    let stores = Stores::all_in(Arc::new(SqliteStore::open(&dir.join("store.db")).unwrap()));
     let topics = Topics::default();
     let router = Router::new(
         &stores,
@@ -42,6 +42,13 @@ async fn poison_events_are_dead_lettered_and_routing_goes_on() {
         topics.clone(),
         ["whatsapp".to_owned()],
     );
+    (log, stores, topics, router)
+}
+
+#[tokio::test]
+async fn poison_events_are_dead_lettered_and_routing_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, stores, topics, router) = embedded_router(dir.path());
 
     let cid = CorrelationId::parse("poison-test").unwrap();
     let mut undecodable = encode(&accepted("x"), &cid);
@@ -117,6 +124,52 @@ async fn poison_events_are_dead_lettered_and_routing_goes_on() {
             .contains("expected event type")
     );
     assert_eq!(dead[1].payload, b"garbage");
+}
+
+#[tokio::test]
+async fn a_batch_replayed_after_its_router_died_before_publishing_is_announced_with_the_status_it_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, stores, topics, router) = embedded_router(dir.path());
+    let message = accepted("hello");
+    let cid = CorrelationId::parse("replayed").unwrap();
+
+    // The first router stores the message and settles it, then dies before publishing either change.
+    let changes = Changes::new(&stores, log.clone(), topics.clone());
+    let mut unpublished = Notifications::default();
+    let stored = changes
+        .record(std::slice::from_ref(&message), std::slice::from_ref(&cid), &mut unpublished)
+        .await
+        .unwrap();
+    let delivered = StatusUpdate::now(message.message_id.clone(), MessageStatus::Delivered, None);
+    changes
+        .apply(&[delivered], stored, &mut unpublished)
+        .await
+        .unwrap();
+    drop(unpublished);
+    assert!(read_topic(log.as_ref(), &topics.notifications).await.is_empty());
+
+    // The survivor consumes the record, which the first router had not committed.
+    let partition = log
+        .append_batch(&topics.messages, vec![encode(&message, &cid)])
+        .await
+        .unwrap()[0]
+        .partition;
+    let mut consumer = log
+        .consumer("router", &topics.messages, partition)
+        .await
+        .unwrap();
+    router
+        .route_messages(&drain(&mut consumer).await)
+        .await
+        .unwrap();
+    let notes = read_topic(log.as_ref(), &topics.notifications).await;
+    assert_eq!(notes.len(), 1, "one announcement, no second status change");
+    assert_eq!(notes[0].header(HEADER_EVENT_TYPE), Some(MessageStored::TYPE));
+    let announced: MessageStored = decode(&notes[0]).unwrap();
+    assert_eq!(
+        (announced.message_id, announced.seq, announced.status),
+        (message.message_id, 1, MessageStatus::Delivered)
+    );
 }
 
 #[tokio::test]
@@ -227,7 +280,7 @@ async fn every_applied_change_is_published_once_on_the_notifications_topic() {
     assert_eq!(
         seen,
         [
-            expect("message.stored", "-", "send-1"),
+            expect("message.stored", "SENT", "send-1"),
             expect("message.status_changed", "DELIVERED", "send-1"),
             expect("message.status_changed", "READ", "read-1"),
         ]

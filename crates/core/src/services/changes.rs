@@ -44,8 +44,10 @@ impl Changes {
     }
 
     /// Stores accepted messages in order (idempotently, assigning `seq`); a message whose conversation does not
-    /// exist creates it, as a direct conversation of its sender. Returns one message per input, in order; those
-    /// still SENT (new, or stored before a crash but never routed) are announced as stored.
+    /// exist creates it, as a direct conversation of its sender. Returns one message per input, in order. Every
+    /// one is announced as stored with the status it has: a message found already stored may come from a router
+    /// that died before publishing, and announcing it again is the only way its readers hear of it (the real-time
+    /// fan-out pushes each `seq` once).
     pub async fn record(
         &self,
         accepted: &[MessageAccepted],
@@ -80,9 +82,7 @@ impl Changes {
                     "a message's conversation vanished while it was stored".into(),
                 ));
             };
-            if message.status == MessageStatus::Sent {
-                out.0.push(encode(&stored_event(&message), correlation_id));
-            }
+            out.0.push(encode(&stored_event(&message), correlation_id));
             stored.push(message);
         }
         Ok(stored)
@@ -326,6 +326,7 @@ fn stored_event(message: &Message) -> MessageStored {
         content: message.content.clone(),
         file_id: message.attachment.as_ref().map(|f| f.file_id.clone()),
         timestamp: message.timestamp,
+        status: message.status,
     }
 }
 

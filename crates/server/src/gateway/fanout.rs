@@ -90,7 +90,7 @@ fn frame_of(record: &Record) -> Option<(ConversationId, Frame, Option<u64>)> {
                 "sender_id": m.sender_id,
                 "recipient_id": m.recipient_id,
                 "content": m.content,
-                "status": "SENT",
+                "status": m.status,
                 "timestamp": m.timestamp,
                 "file_id": m.file_id,
             });
