@@ -21,6 +21,7 @@ mod tokens;
 mod upload_parts;
 mod uploads;
 mod users;
+mod web;
 mod ws;
 
 pub use doc::openapi_document;
@@ -103,6 +104,8 @@ pub fn router(state: AppState, request_timeout: Duration, body_pause: Duration) 
         .route("/health/live", get(ops::live))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .route("/", get(web::page))
+        .route("/web/{file}", get(web::file))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,
