@@ -91,6 +91,17 @@ pub struct ReadReceipt {
     pub read_at: i64,
 }
 
+/// Where a reader stands in one conversation, so that a client can show what is left to read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reading {
+    /// The conversation's last message `seq` (0 before its first message).
+    pub last_seq: u64,
+    /// The reader's read receipt, `up_to_seq` (0 without one).
+    pub read_up_to: u64,
+    /// Messages past `read_up_to` sent by others: the reader's own messages are never unread to them.
+    pub unread: u64,
+}
+
 /// A stored message, as history and lookups return it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {

@@ -10,8 +10,8 @@ use crate::rows::{
 };
 use async_trait::async_trait;
 use chat4all_core::events::MessageAccepted;
-use chat4all_core::ids::{ConversationId, MessageId};
-use chat4all_core::model::{HistoryPage, HistoryQuery, Message, StatusChange};
+use chat4all_core::ids::{ConversationId, MessageId, UserId};
+use chat4all_core::model::{HistoryPage, HistoryQuery, Message, Reading, StatusChange};
 use chat4all_core::ports::{MessageStore, Recorded, StatusWrite, StoreError};
 use chat4all_core::status::MessageStatus;
 use std::collections::{BTreeSet, HashMap};
@@ -139,6 +139,43 @@ impl MessageStore for PostgresStore {
         let has_more = messages.len() > query.limit as usize;
         messages.truncate(query.limit as usize);
         Ok(HistoryPage { messages, has_more })
+    }
+
+    async fn readings(
+        &self,
+        reader: &UserId,
+        conversations: &[ConversationId],
+    ) -> Result<Vec<Reading>, StoreError> {
+        if conversations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = conversations.iter().map(ConversationId::as_str).collect();
+        let client = self.client().await?;
+        // Per conversation: the last `seq` from the end of the (conversation_id, seq) unique index, the receipt by
+        // its key, and a range scan of that index past the receipt.
+        let query = client
+            .prepare_cached(
+                "SELECT COALESCE((SELECT max(m.seq) FROM messages m WHERE m.conversation_id = k.id), 0),
+                     COALESCE(r.up_to_seq, 0),
+                     (SELECT count(*) FROM messages m WHERE m.conversation_id = k.id
+                        AND m.seq > COALESCE(r.up_to_seq, 0) AND m.sender_id <> $1)
+                 FROM UNNEST($2::TEXT[]) WITH ORDINALITY AS k (id, n)
+                 LEFT JOIN read_receipts r ON r.conversation_id = k.id AND r.user_id = $1
+                 ORDER BY k.n",
+            )
+            .await
+            .map_err(Error::from)?;
+        let rows = client
+            .query(&query, &[&reader.as_str(), &ids])
+            .await
+            .map_err(Error::from)?;
+        Ok(all(&rows, |row| {
+            Ok(Reading {
+                last_seq: row.try_get::<_, i64>(0)? as u64,
+                read_up_to: row.try_get::<_, i64>(1)? as u64,
+                unread: row.try_get::<_, i64>(2)? as u64,
+            })
+        })?)
     }
 }
 

@@ -369,6 +369,90 @@ async fn read_receipts_move_forward_only() {
 }
 
 #[tokio::test]
+async fn listed_conversations_carry_the_callers_reading_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app(dir.path()).await;
+    let (_, alice) = app.user("alice").await;
+    let (bob_id, bob) = app.user("bob").await;
+    let quiet = app
+        .post(
+            "/v1/conversations",
+            Some(&alice),
+            &json!({"conversation_id": "quiet", "type": "group", "members": [bob_id]}),
+        )
+        .await;
+    assert_eq!(quiet.status, 201, "{}", quiet.text);
+    assert!(
+        quiet.json().get("unread").is_none(),
+        "only listed conversations carry a reading position"
+    );
+    // alice sends seq 1 and 2, then bob seq 3: each batch stored before the next, so the order is known.
+    let to_bob = json!({"conversation_id": "chat", "content": "hi", "recipient_id": bob_id});
+    let to_alice = json!({"conversation_id": "chat", "content": "hello"});
+    for (token, body, stored) in [
+        (&alice, &to_bob, 1),
+        (&alice, &to_bob, 2),
+        (&bob, &to_alice, 3),
+    ] {
+        let reply = app.send(token, body.clone()).await;
+        assert_eq!(reply.status, 202, "{}", reply.text);
+        app.wait_for_history(&alice, "chat", |m| m.len() == stored)
+            .await;
+    }
+    let reading = |token: &str| {
+        let token = token.to_owned();
+        let app = &app;
+        async move {
+            let page = app.get("/v1/conversations", &token).await;
+            assert_eq!(page.status, 200, "{}", page.text);
+            let mut found: Vec<(String, u64, u64, u64)> = page.json()["conversations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    let n = |field: &str| c[field].as_u64().expect(field);
+                    let id = c["conversation_id"].as_str().unwrap().to_owned();
+                    (id, n("last_seq"), n("read_up_to"), n("unread"))
+                })
+                .collect();
+            found.sort();
+            found
+        }
+    };
+    let of = |id: &str, last_seq, read_up_to, unread| (id.to_owned(), last_seq, read_up_to, unread);
+    assert_eq!(
+        reading(&alice).await,
+        [of("chat", 3, 0, 1), of("quiet", 0, 0, 0)],
+        "alice's own messages are not unread to her"
+    );
+    assert_eq!(
+        reading(&bob).await,
+        [of("chat", 3, 0, 2), of("quiet", 0, 0, 0)]
+    );
+    let read = |token: &str, up_to_seq: u64| {
+        let token = token.to_owned();
+        let app = &app;
+        async move {
+            let reply = app
+                .post(
+                    "/v1/conversations/chat/read",
+                    Some(&token),
+                    &json!({"up_to_seq": up_to_seq}),
+                )
+                .await;
+            assert_eq!(reply.status, 200, "{}", reply.text);
+        }
+    };
+    read(&bob, 1).await;
+    assert_eq!(reading(&bob).await[0], of("chat", 3, 1, 1));
+    read(&bob, 3).await;
+    assert_eq!(reading(&bob).await[0], of("chat", 3, 3, 0));
+    read(&alice, 2).await;
+    assert_eq!(reading(&alice).await[0], of("chat", 3, 2, 1));
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn channel_recipients_are_delivered_by_their_connector() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app(dir.path()).await;

@@ -2,7 +2,7 @@
 
 use crate::error::ServiceError;
 use crate::ids::{ConversationId, UserId};
-use crate::model::{Conversation, ConversationKind};
+use crate::model::{Conversation, ConversationKind, Reading};
 use crate::ports::{ConversationCursor, Stores};
 use crate::time::now_millis;
 use std::collections::HashSet;
@@ -18,8 +18,8 @@ pub const MAX_PAGE: u32 = 100;
 /// A page of a user's conversations, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversationPage {
-    /// The conversations.
-    pub conversations: Vec<Conversation>,
+    /// The conversations, each with where the caller stands in it (for unread counts).
+    pub conversations: Vec<(Conversation, Reading)>,
     /// Where the next page starts, when there is one (opaque to clients).
     pub next_cursor: Option<String>,
 }
@@ -96,8 +96,8 @@ impl Conversations {
         Ok(conversation)
     }
 
-    /// A page of the conversations `user` belongs to, newest first: up to `limit` (1..=[`MAX_PAGE`]) after
-    /// `cursor` (a previous page's `next_cursor`).
+    /// A page of the conversations `user` belongs to, newest first, each with the user's reading position: up
+    /// to `limit` (1..=[`MAX_PAGE`]) after `cursor` (a previous page's `next_cursor`).
     pub async fn list(
         &self,
         user: &UserId,
@@ -121,8 +121,20 @@ impl Conversations {
             .then(|| conversations.last())
             .flatten()
             .map(|c| format!("{}.{}", c.created_at, c.conversation_id));
+        let ids: Vec<ConversationId> = conversations
+            .iter()
+            .map(|c| c.conversation_id.clone())
+            .collect();
+        let readings = self.stores.messages.readings(user, &ids).await?;
+        if readings.len() != conversations.len() {
+            return Err(ServiceError::Internal(format!(
+                "the store gave {} readings for {} conversations",
+                readings.len(),
+                conversations.len()
+            )));
+        }
         Ok(ConversationPage {
-            conversations,
+            conversations: conversations.into_iter().zip(readings).collect(),
             next_cursor,
         })
     }

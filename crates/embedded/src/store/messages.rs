@@ -5,8 +5,8 @@ use super::rows::{find_file, find_message, message_row, status_column};
 use super::{MESSAGE_COLUMNS, MESSAGES_WITH_FILES, SqliteStore};
 use async_trait::async_trait;
 use chat4all_core::events::MessageAccepted;
-use chat4all_core::ids::{ConversationId, MessageId};
-use chat4all_core::model::{HistoryPage, HistoryQuery, Message, StatusChange};
+use chat4all_core::ids::{ConversationId, MessageId, UserId};
+use chat4all_core::model::{HistoryPage, HistoryQuery, Message, Reading, StatusChange};
 use chat4all_core::ports::{MessageStore, Recorded, StatusWrite, StoreError};
 use chat4all_core::status::MessageStatus;
 use rusqlite::types::Value;
@@ -125,6 +125,41 @@ impl MessageStore for SqliteStore {
             let has_more = messages.len() > query.limit as usize;
             messages.truncate(query.limit as usize);
             Ok(HistoryPage { messages, has_more })
+        })
+        .await
+    }
+
+    async fn readings(
+        &self,
+        reader: &UserId,
+        conversations: &[ConversationId],
+    ) -> Result<Vec<Reading>, StoreError> {
+        if conversations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reader = reader.clone();
+        let ids =
+            serde_json::to_string(conversations).map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.read(move |conn| {
+            // Per conversation: the last `seq` from the (conversation_id, seq) index's end, the receipt by its key,
+            // and a range scan of that index past the receipt.
+            conn.prepare_cached(
+                "SELECT COALESCE((SELECT MAX(m.seq) FROM messages m WHERE m.conversation_id = c.value), 0),
+                     COALESCE(r.up_to_seq, 0),
+                     (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.value
+                        AND m.seq > COALESCE(r.up_to_seq, 0) AND m.sender_id <> ?1)
+                 FROM json_each(?2) AS c
+                 LEFT JOIN read_receipts r ON r.conversation_id = c.value AND r.user_id = ?1
+                 ORDER BY c.key",
+            )?
+            .query_map(params![reader.as_str(), ids], |row| {
+                Ok(Reading {
+                    last_seq: row.get::<_, i64>(0)? as u64,
+                    read_up_to: row.get::<_, i64>(1)? as u64,
+                    unread: row.get::<_, i64>(2)? as u64,
+                })
+            })?
+            .collect()
         })
         .await
     }

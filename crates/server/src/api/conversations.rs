@@ -7,7 +7,7 @@ use super::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use chat4all_core::model::{Conversation, ConversationKind};
+use chat4all_core::model::{Conversation, ConversationKind, Reading};
 use chat4all_core::services::conversations::{MAX_PAGE, NewConversation};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -58,10 +58,35 @@ impl From<Conversation> for ConversationView {
     }
 }
 
+/// A conversation in the caller's list, with where the caller stands in it, so that a client can show unread
+/// counts without reading each history.
+#[derive(Serialize, ToSchema)]
+pub struct ListedConversation {
+    #[serde(flatten)]
+    conversation: ConversationView,
+    /// The conversation's last message `seq`; 0 before its first message.
+    last_seq: u64,
+    /// The caller's read receipt (`up_to_seq` of `POST /v1/conversations/{id}/read`); 0 without one.
+    read_up_to: u64,
+    /// Messages past `read_up_to` sent by others (the caller's own are never unread).
+    unread: u64,
+}
+
+impl From<(Conversation, Reading)> for ListedConversation {
+    fn from((conversation, reading): (Conversation, Reading)) -> Self {
+        Self {
+            conversation: conversation.into(),
+            last_seq: reading.last_seq,
+            read_up_to: reading.read_up_to,
+            unread: reading.unread,
+        }
+    }
+}
+
 /// The caller's conversations.
 #[derive(Serialize, ToSchema)]
 pub struct ConversationList {
-    conversations: Vec<ConversationView>,
+    conversations: Vec<ListedConversation>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     next_cursor: Option<String>,
@@ -99,7 +124,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(conversation.into())))
 }
 
-/// Lists the caller's conversations, newest first.
+/// Lists the caller's conversations, newest first, each with the caller's reading position.
 #[utoipa::path(get, path = "/v1/conversations", tag = "conversations", security(("bearer" = [])),
     params(ListParams),
     responses((status = 200, body = ConversationList),

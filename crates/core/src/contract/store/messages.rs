@@ -1,8 +1,8 @@
-//! Messages: gap-free idempotent `seq`, compare-and-set status writes, history pages.
+//! Messages: gap-free idempotent `seq`, compare-and-set status writes, history pages, readers' positions.
 
 use super::{accepted, conversation, record};
 use crate::ids::{ConversationId, MessageId, UserId};
-use crate::model::{HistoryQuery, Message, StatusChange};
+use crate::model::{HistoryQuery, Message, ReadReceipt, Reading, StatusChange};
 use crate::ports::{Recorded, StatusWrite, Stores};
 use crate::status::MessageStatus;
 
@@ -216,4 +216,75 @@ pub(super) async fn history_pages(stores: &Stores) {
         ),
         (vec![10], false)
     );
+}
+
+pub(super) async fn readings_count_what_others_sent_past_the_receipt(stores: &Stores) {
+    let (ann, bob) = (UserId::generate(), UserId::generate());
+    let ids = [
+        "reading-empty",
+        "reading-others",
+        "reading-part",
+        "reading-own",
+    ];
+    for id in ids {
+        stores
+            .conversations
+            .insert_conversation(&conversation(id, &[&ann, &bob]))
+            .await
+            .expect("insert");
+    }
+    let sent = |id, senders: &[&UserId]| {
+        senders
+            .iter()
+            .map(|s| accepted(id, s, "hi"))
+            .collect::<Vec<_>>()
+    };
+    record(stores, &sent("reading-others", &[&bob, &bob, &bob])).await;
+    record(
+        stores,
+        &sent("reading-part", &[&bob, &bob, &ann, &bob, &ann]),
+    )
+    .await;
+    record(stores, &sent("reading-own", &[&ann, &ann])).await;
+    stores
+        .receipts
+        .advance_receipt(&ReadReceipt {
+            conversation_id: ConversationId::parse("reading-part").unwrap(),
+            user_id: ann.clone(),
+            up_to_seq: 2,
+            read_at: 1,
+        })
+        .await
+        .expect("receipt");
+    let readings = |reader: UserId, ids: Vec<&'static str>| async move {
+        let ids: Vec<_> = ids
+            .into_iter()
+            .map(|id| ConversationId::parse(id).unwrap())
+            .collect();
+        stores
+            .messages
+            .readings(&reader, &ids)
+            .await
+            .expect("readings")
+    };
+    let at = |last_seq, read_up_to, unread| Reading {
+        last_seq,
+        read_up_to,
+        unread,
+    };
+    assert_eq!(
+        readings(ann.clone(), ids.to_vec()).await,
+        [at(0, 0, 0), at(3, 0, 3), at(5, 2, 1), at(2, 0, 0)],
+        "no message; others' without a receipt; past the receipt; one's own messages are never unread"
+    );
+    assert_eq!(
+        readings(
+            bob.clone(),
+            vec!["reading-own", "unknown-1", "reading-part", "reading-own"]
+        )
+        .await,
+        [at(2, 0, 2), at(0, 0, 0), at(5, 0, 2), at(2, 0, 2)],
+        "one answer per conversation asked, in the order asked; an unknown one is all zeros"
+    );
+    assert!(readings(ann, Vec::new()).await.is_empty());
 }

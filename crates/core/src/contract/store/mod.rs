@@ -20,6 +20,7 @@ pub async fn run_all(stores: Stores) {
     messages::messages_get_gap_free_idempotent_seq(&stores).await;
     messages::status_writes_compare_and_set(&stores).await;
     messages::history_pages(&stores).await;
+    messages::readings_count_what_others_sent_past_the_receipt(&stores).await;
     idempotency::idempotency_keys(&stores).await;
     files::files_and_attachments(&stores).await;
     files::resumable_upload_ranges(&stores).await;

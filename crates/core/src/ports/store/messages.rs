@@ -2,8 +2,8 @@
 
 use super::{Backend, StoreError};
 use crate::events::MessageAccepted;
-use crate::ids::{ConversationId, MessageId};
-use crate::model::{HistoryPage, HistoryQuery, Message, StatusChange};
+use crate::ids::{ConversationId, MessageId, UserId};
+use crate::model::{HistoryPage, HistoryQuery, Message, Reading, StatusChange};
 use crate::status::MessageStatus;
 use async_trait::async_trait;
 
@@ -59,4 +59,13 @@ pub trait MessageStore: Backend {
         conversation: &ConversationId,
         query: &HistoryQuery,
     ) -> Result<HistoryPage, StoreError>;
+
+    /// Where `reader` stands in each of `conversations`: one answer per input, in order (zeros where there is
+    /// no message or no receipt). A whole page of conversations at once, so that listing them costs one query;
+    /// it reads the receipts kept beside the messages, as `record_messages` moves the conversations' counters.
+    async fn readings(
+        &self,
+        reader: &UserId,
+        conversations: &[ConversationId],
+    ) -> Result<Vec<Reading>, StoreError>;
 }
