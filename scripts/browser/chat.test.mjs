@@ -54,12 +54,12 @@ try {
       await page.getByLabel('Username').fill(name);
       await page.getByLabel('Password').fill(password);
       await page.getByRole('button', { name: 'Create account' }).click();
-      await page.locator('#my-id').waitFor();
+      await page.locator('#me', { hasText: name }).waitFor();
       await page.locator('.connection[data-state="live"]').waitFor();
     }
   });
 
-  const bobId = (await bob.locator('#my-id').textContent()).trim();
+  const bobName = `bob-${user}`;
   await step('a wrong password is refused with a message', async () => {
     const page = await browser.newPage();
     await page.goto(base);
@@ -72,8 +72,8 @@ try {
 
   await step('alice creates a group with bob', async () => {
     await alice.getByRole('button', { name: 'New', exact: true }).click();
-    await alice.getByLabel('Name').fill('Launch team');
-    await alice.getByLabel(/Member user ids/).fill(bobId);
+    await alice.getByLabel('Group name').fill('Launch team');
+    await alice.getByLabel(/Members: usernames/).fill(bobName);
     await shot(alice, 'new-conversation');
     await alice.getByRole('button', { name: 'Create group' }).click();
     await alice.getByRole('heading', { name: 'Launch team' }).waitFor();
@@ -100,7 +100,7 @@ try {
 
   await step('bob opens it: text shown as text, file downloadable', async () => {
     await bob.locator('.conversation', { hasText: 'Launch team' }).click();
-    await bob.locator('.message', { hasText: 'Hello Bob' }).waitFor();
+    await bob.locator('.message', { hasText: 'Hello Bob' }).locator('.sender', { hasText: `alice-${user}` }).waitFor();
     const markup = bob.locator('.message .content', { hasText: 'not bold' });
     assert.equal(await markup.textContent(), MARKUP);
     assert.equal(await bob.locator('.messages img, .messages b').count(), 0, 'markup in a message must not render');
@@ -126,12 +126,26 @@ try {
     await alice.locator('.message:not(.mine)', { hasText: 'Thanks Alice!' }).waitFor();
   });
 
+  await step('bob starts a direct chat with alice by her username', async () => {
+    await bob.getByRole('button', { name: 'New', exact: true }).click();
+    await bob.getByLabel('Their username').fill(`alice-${user}`);
+    await bob.getByRole('button', { name: 'Start' }).click();
+    await bob.getByRole('heading', { name: `alice-${user}` }).waitFor();
+    await bob.getByLabel('Message', { exact: true }).fill('Just between us');
+    await bob.keyboard.press('Enter');
+    const entry = alice.locator('.conversation', { hasText: `bob-${user}` });
+    await entry.locator('.badge', { hasText: '1' }).waitFor();
+    await shot(alice, 'conversation-list');
+  });
+
   await step('alice manages the members', async () => {
+    await alice.locator('.conversation', { hasText: 'Launch team' }).click();
     await alice.getByRole('button', { name: 'Members' }).click();
     const dialog = alice.getByRole('dialog', { name: 'Members' });
-    await dialog.locator('li', { hasText: bobId }).waitFor();
-    await dialog.locator('li', { hasText: bobId }).getByRole('button', { name: 'Make admin' }).click();
-    await dialog.locator('li', { hasText: bobId }).locator('.tag', { hasText: 'admin' }).waitFor();
+    const bobRow = dialog.locator('li', { hasText: bobName });
+    await bobRow.waitFor();
+    await bobRow.getByRole('button', { name: 'Make admin' }).click();
+    await bobRow.locator('.tag', { hasText: 'admin' }).waitFor();
     await shot(alice, 'members');
     await alice.keyboard.press('Escape');
   });

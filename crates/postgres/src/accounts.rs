@@ -60,4 +60,20 @@ impl AccountStore for PostgresStore {
             .map_err(Error::from)?;
         Ok(all(&rows, |r| parsed(r, 0))?)
     }
+
+    async fn users(&self, user_ids: &[UserId]) -> Result<Vec<User>, StoreError> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = user_ids.iter().map(UserId::as_str).collect();
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT user_id, username, email, created_at FROM users WHERE user_id = ANY($1)",
+                &[&ids],
+            )
+            .await
+            .map_err(Error::from)?;
+        Ok(all(&rows, user_row)?)
+    }
 }

@@ -181,3 +181,57 @@ async fn membership_and_sender_rules() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn users_look_each_other_up_by_id_or_name_and_see_no_email() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app(dir.path()).await;
+    let (alice_id, alice) = app.user("alice").await;
+    let registered = app
+        .post(
+            "/auth/register",
+            None,
+            &json!({"username": "bob", "password": "bob-password", "email": "bob@example.com"}),
+        )
+        .await;
+    assert_eq!(registered.status, 201, "{}", registered.text);
+    let bob_id = registered.json()["user_id"].as_str().unwrap().to_owned();
+
+    for who in [bob_id.as_str(), "bob"] {
+        let found = app.get(&format!("/v1/users/{who}"), &alice).await;
+        assert_eq!(found.status, 200, "{who}: {}", found.text);
+        assert_eq!(
+            found.json(),
+            json!({"user_id": bob_id, "username": "bob"}),
+            "{who}: the e-mail stays private"
+        );
+    }
+    assert_eq!(app.get("/v1/users/nobody", &alice).await.status, 404);
+    assert_eq!(
+        app.request(reqwest::Method::GET, "/v1/users/bob", None, None, &[])
+            .await
+            .status,
+        401
+    );
+
+    let ghost = uuid::Uuid::now_v7().to_string();
+    let listed = app
+        .get(&format!("/v1/users?ids={alice_id},{ghost},{bob_id}"), &alice)
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let mut names: Vec<_> = listed.json()["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["alice", "bob"]);
+
+    let too_many = vec![bob_id.as_str(); 101].join(",");
+    let refused = app.get(&format!("/v1/users?ids={too_many}"), &alice).await;
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert_eq!(app.get("/v1/users?ids=bad%20id", &alice).await.status, 400);
+    assert_eq!(app.get("/v1/users", &alice).await.status, 400);
+    app.stop().await;
+}

@@ -102,6 +102,33 @@ export async function markRead(conversationId, upToSeq) {
   return call('POST', `${conversationPath(conversationId)}/read`, { up_to_seq: upToSeq });
 }
 
+const names = new Map(); // user id → username, filled as ids are met
+
+/** The username of a user id, once `learnNames` has looked it up; `undefined` before. */
+export const nameOf = (id) => names.get(id);
+
+/** Looks up the names of the ids not known yet (100 per request). */
+export async function learnNames(ids) {
+  const unknown = [...new Set(ids)].filter((id) => !names.has(id));
+  for (let i = 0; i < unknown.length; i += 100) {
+    const batch = unknown.slice(i, i + 100);
+    const found = await call('GET', `/v1/users?ids=${batch.map(encodeURIComponent).join(',')}`);
+    found.users.forEach((u) => names.set(u.user_id, u.username));
+  }
+}
+
+/** The user a person typed: a username or a user id. */
+export async function findUser(who) {
+  try {
+    const user = await call('GET', `/v1/users/${encodeURIComponent(who)}`);
+    names.set(user.user_id, user.username);
+    return user;
+  } catch (e) {
+    if (e.status === 404) throw new ApiError(404, `nobody is called “${who}”`);
+    throw e;
+  }
+}
+
 export async function startConversation(userId) {
   return call('POST', '/v1/conversations', { type: 'direct', members: [session.userId, userId] });
 }

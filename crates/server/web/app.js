@@ -48,17 +48,11 @@ function chatScreen() {
     pane,
     onManage: (id) => panels.members(id, me.userId, () => { pane.replaceChildren(); chat.open = null; chat.refresh(); }),
   });
-  const copyId = h('button', {
-    type: 'button',
-    class: 'ghost',
-    title: 'Copy your user id, for others to add you',
-    onclick: () => navigator.clipboard?.writeText(me.userId),
-  }, 'Copy id');
   fill(root, h('div', { class: 'layout' },
     h('nav', { class: 'sidebar', 'aria-label': 'Chat4All' },
       h('header', {},
         h('h1', {}, 'Chat4All'),
-        h('p', { class: 'me' }, h('strong', {}, me.username), ' ', h('code', { id: 'my-id' }, me.userId), ' ', copyId),
+        h('p', { class: 'me' }, 'Logged in as ', h('strong', { id: 'me' }, me.username)),
         connection),
       h('div', { class: 'toolbar' },
         h('button', { type: 'button', onclick: () => panels.newConversation((id) => chat.refresh().then(() => chat.show(id))) }, 'New'),

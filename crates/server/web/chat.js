@@ -15,13 +15,13 @@ const STATUS = {
   FAILED: ['!', 'Failed'],
 };
 
-/** A short form of a user id, for people the app knows no name for. */
-const shortId = (id) => (id.length > 10 ? `${id.slice(0, 8)}…` : id);
+/** A person's name, or the end of their id while the name is being looked up (ids share their time prefix). */
+export const who = (id) => api.nameOf(id) || `…${id.slice(-6)}`;
 
 export function title(conversation, me) {
   if (conversation.name) return conversation.name;
   const others = conversation.members.filter((m) => m !== me);
-  return others.length ? `Chat with ${others.map(shortId).join(', ')}` : 'Notes to self';
+  return others.length ? others.map(who).join(', ') : 'Notes to self';
 }
 
 /** The chat screen's state and views; `list` and `pane` are the two regions it fills. */
@@ -39,6 +39,7 @@ export class Chat {
   /** Reloads the conversation list (unread counts included). */
   async refresh() {
     const entries = await api.conversations();
+    await api.learnNames(entries.flatMap((c) => (c.type === 'direct' ? c.members : [])));
     this.conversations = new Map(entries.map((c) => [c.conversation_id, c]));
     this.renderList();
   }
@@ -109,6 +110,7 @@ export class Chat {
     open.loading = true;
     try {
       const page = await api.history(open.id, open.oldest === Infinity ? {} : { before: open.oldest });
+      await api.learnNames(page.messages.map((m) => m.sender_id));
       if (this.open !== open) return;
       const keep = open.list.scrollHeight - open.list.scrollTop;
       page.messages.forEach((m) => this.put(m));
@@ -159,7 +161,7 @@ export class Chat {
     }, `⬇ ${message.file_metadata?.filename || 'Download file'}`, message.file_metadata && ` (${size(message.file_metadata.size_bytes)})`);
     const status = mine && h('span', { class: 'status' });
     const li = h('li', { class: mine ? 'message mine' : 'message', 'data-seq': message.seq, 'data-message': message.message_id },
-      !mine && h('span', { class: 'sender' }, shortId(message.sender_id)),
+      !mine && h('span', { class: 'sender' }, who(message.sender_id)),
       h('p', { class: 'content' }, message.content),
       file,
       h('span', { class: 'meta' }, h('time', { datetime: new Date(message.timestamp).toISOString() }, when(message.timestamp)), status));
@@ -211,6 +213,7 @@ export class Chat {
   async showLive(frame) {
     const open = this.open;
     const message = frame.file_id ? await api.message(frame.message_id).catch(() => frame) : frame;
+    await api.learnNames([message.sender_id]).catch(() => {});
     if (this.open !== open) return;
     const atEnd = this.isAtEnd();
     this.put(message);

@@ -2,6 +2,7 @@
 
 import * as api from './api.js';
 import { h, fill, dialog } from './dom.js';
+import { who } from './chat.js';
 
 /** A form whose submit runs `action`; its error shows in the form, and success calls `done`. */
 function actionForm(fields, submitLabel, action, done) {
@@ -27,21 +28,23 @@ function actionForm(fields, submitLabel, action, done) {
 const field = (id, label, attributes = {}) =>
   h('div', { class: 'field' }, h('label', { for: id }, label), h('input', { id, name: id, ...attributes }));
 
-const ids = (text) => text.split(/[\s,]+/).filter(Boolean);
+/** The user ids of the people a text names (usernames or ids, separated by spaces or commas). */
+const people = async (text) =>
+  Promise.all(text.split(/[\s,]+/).filter(Boolean).map(async (name) => (await api.findUser(name)).user_id));
 
 /** "New": a direct conversation with one user, or a group. `opened(id)` shows the new conversation. */
 export function newConversation(opened) {
   dialog('New conversation', (close) => h('div', {},
     h('h3', {}, 'Direct'),
-    actionForm(field('peer', 'Their user id', { required: true, autocomplete: 'off' }), 'Start',
-      async (form) => api.startConversation(form.get('peer').trim()),
+    actionForm(field('peer', 'Their username', { required: true, autocomplete: 'off' }), 'Start',
+      async (form) => api.startConversation((await api.findUser(form.get('peer').trim())).user_id),
       (c) => { close(); opened(c.conversation_id); }),
     h('h3', {}, 'Group'),
     actionForm([
-      field('group-name', 'Name', { required: true, maxlength: 200 }),
-      field('group-members', 'Member user ids (separated by spaces or commas)', { autocomplete: 'off' }),
+      field('group-name', 'Group name', { required: true, maxlength: 200 }),
+      field('group-members', 'Members: usernames separated by spaces or commas', { autocomplete: 'off' }),
     ], 'Create group',
-    async (form) => api.createGroup(form.get('group-name').trim(), ids(form.get('group-members'))),
+    async (form) => api.createGroup(form.get('group-name').trim(), await people(form.get('group-members'))),
     (g) => { close(); opened(g.conversation_id); })));
 }
 
@@ -60,9 +63,10 @@ export function members(groupId, me, left) {
   };
   const render = async () => {
     const group = await api.group(groupId);
+    await api.learnNames(group.member_ids);
     const admin = group.admin_ids.includes(me);
-    fill(list, group.member_ids.map((id) => h('li', {},
-      h('span', { class: 'id' }, id === me ? `${id} (you)` : id),
+    fill(list, group.member_ids.map((id) => h('li', { 'data-user': id },
+      h('span', { class: 'id' }, id === me ? `${who(id)} (you)` : who(id)),
       group.admin_ids.includes(id) && h('span', { class: 'tag' }, 'admin'),
       group.created_by === id && h('span', { class: 'tag' }, 'creator'),
       admin && !group.admin_ids.includes(id) && h('button', { type: 'button', onclick: () => run(() => api.promote(groupId, id)) }, 'Make admin'),
@@ -73,8 +77,8 @@ export function members(groupId, me, left) {
     const body = h('div', {},
       list,
       status,
-      actionForm(field('new-member', 'Add a member by user id', { required: true, autocomplete: 'off' }), 'Add',
-        async (form) => api.addMember(groupId, form.get('new-member').trim()),
+      actionForm(field('new-member', 'Add a member by username', { required: true, autocomplete: 'off' }), 'Add',
+        async (form) => api.addMember(groupId, (await api.findUser(form.get('new-member').trim())).user_id),
         () => render()),
       h('button', {
         type: 'button',

@@ -13,6 +13,8 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
+/// Most users one lookup may name.
+pub const MAX_LOOKUP: usize = 100;
 /// How long a user seen in the store is trusted to exist without asking it again.
 const KNOWN_USER_TTL: Duration = Duration::from_secs(60);
 /// Most users remembered as existing; beyond it the stale ones are dropped, then all.
@@ -34,6 +36,35 @@ impl Accounts {
             hashing: Arc::new(hashing),
             known: Arc::default(),
         }
+    }
+
+    /// The users among `ids` (unknown ids are left out), so that clients can show names instead of ids; at most
+    /// [`MAX_LOOKUP`] at once.
+    pub async fn users(&self, ids: &[UserId]) -> Result<Vec<User>, ServiceError> {
+        if ids.len() > MAX_LOOKUP {
+            return Err(ServiceError::Invalid(format!(
+                "at most {MAX_LOOKUP} users per lookup"
+            )));
+        }
+        Ok(self.stores.accounts.users(ids).await?)
+    }
+
+    /// The user `who` names: a user id, else a username (people add each other by name).
+    pub async fn find(&self, who: &str) -> Result<Option<User>, ServiceError> {
+        if let Ok(id) = UserId::parse(who)
+            && let Some(user) = self.stores.accounts.users(&[id]).await?.pop()
+        {
+            return Ok(Some(user));
+        }
+        let Ok(name) = Username::parse(who) else {
+            return Ok(None);
+        };
+        Ok(self
+            .stores
+            .accounts
+            .user_credentials(&name)
+            .await?
+            .map(|c| c.user))
     }
 
     /// Whether `user` exists (a token may outlive its user, or come from a server sharing the secret). Answers

@@ -62,4 +62,17 @@ impl AccountStore for SqliteStore {
         })
         .await
     }
+
+    async fn users(&self, user_ids: &[UserId]) -> Result<Vec<User>, StoreError> {
+        let ids: Vec<String> = user_ids.iter().map(|u| u.as_str().to_owned()).collect();
+        self.read(move |conn| {
+            rows_of_users(
+                conn,
+                "SELECT user_id, username, email, created_at FROM users WHERE user_id IN",
+                &ids,
+                user_row,
+            )
+        })
+        .await
+    }
 }

@@ -21,7 +21,7 @@ const ADMIN: &str = "admin";
 #[openapi(
     info(title = "Chat4All", description = "One HTTP API in front of many messaging channels."),
     paths(
-        users::register, users::token,
+        users::register, users::token, users::lookup, users::find,
         conversations::create, conversations::list, conversations::read,
         groups::create, groups::get, groups::add_member, groups::remove_member, groups::promote,
         messages::send, messages::history, messages::get, messages::read,

@@ -62,6 +62,8 @@ pub fn router(state: AppState, request_timeout: Duration, body_pause: Duration) 
     Router::new()
         .route("/auth/register", post(users::register))
         .route("/auth/token", post(users::token))
+        .route("/v1/users", get(users::lookup))
+        .route("/v1/users/{user}", get(users::find))
         .route(
             "/v1/conversations",
             post(conversations::create).get(conversations::list),

@@ -1,15 +1,17 @@
-//! `/auth/register` and `/auth/token`.
+//! `/auth/register` and `/auth/token`, and looking users up (`/v1/users`).
 
-use super::extract::{ApiJson, ClientAddr};
+use super::extract::{ApiJson, ApiQuery, AuthUser, ClientAddr};
 use super::problem::ApiResult;
 use super::state::AppState;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderName, StatusCode, header};
 use chat4all_core::ServiceError;
-use chat4all_core::ids::{Email, Password, Username};
+use chat4all_core::ids::{Email, Password, UserId, Username};
+use chat4all_core::model::User;
+use chat4all_core::services::accounts::MAX_LOOKUP;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 /// Registration request.
 #[derive(Deserialize, ToSchema)]
@@ -127,4 +129,73 @@ pub async fn token(
             user_id: user.user_id.into(),
         }),
     ))
+}
+
+/// What any user may know of another: the id and the name (never the e-mail).
+#[derive(Serialize, ToSchema)]
+pub struct Profile {
+    user_id: String,
+    username: String,
+}
+
+impl From<User> for Profile {
+    fn from(user: User) -> Self {
+        Self {
+            user_id: user.user_id.into(),
+            username: user.username.into(),
+        }
+    }
+}
+
+/// Profiles found.
+#[derive(Serialize, ToSchema)]
+pub struct ProfileList {
+    users: Vec<Profile>,
+}
+
+/// Which users to look up.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LookupParams {
+    /// User ids separated by commas, at most 100.
+    ids: String,
+}
+
+/// The names of users known by id (unknown ids are left out), so that a client can show who wrote what.
+#[utoipa::path(get, path = "/v1/users", tag = "users", security(("bearer" = [])), params(LookupParams),
+    responses((status = 200, body = ProfileList),
+        (status = 400, description = "A malformed id, or more than 100.")))]
+pub async fn lookup(
+    State(state): State<AppState>,
+    AuthUser(_caller): AuthUser,
+    ApiQuery(params): ApiQuery<LookupParams>,
+) -> ApiResult<Json<ProfileList>> {
+    let ids = params
+        .ids
+        .split(',')
+        .filter(|id| !id.is_empty())
+        .take(MAX_LOOKUP + 1)
+        .map(UserId::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    let users = state.accounts.users(&ids).await?;
+    Ok(Json(ProfileList {
+        users: users.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// One user, named by user id or by username: how people find each other to start a conversation.
+#[utoipa::path(get, path = "/v1/users/{user}", tag = "users", security(("bearer" = [])),
+    params(("user" = String, Path, description = "A user id or a username.")),
+    responses((status = 200, body = Profile), (status = 404, description = "No such user.")))]
+pub async fn find(
+    State(state): State<AppState>,
+    AuthUser(_caller): AuthUser,
+    Path(who): Path<String>,
+) -> ApiResult<Json<Profile>> {
+    let user = state
+        .accounts
+        .find(&who)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound("no such user".into()))?;
+    Ok(Json(user.into()))
 }

@@ -116,11 +116,20 @@ async fn users_are_unique(stores: &Stores) {
     assert_eq!(
         stores
             .accounts
-            .existing_users(&[ana.user_id.clone(), ghost])
+            .existing_users(&[ana.user_id.clone(), ghost.clone()])
             .await
             .expect("exists"),
-        vec![ana.user_id]
+        vec![ana.user_id.clone()]
     );
+    assert_eq!(
+        stores
+            .accounts
+            .users(&[ghost, ana.user_id.clone()])
+            .await
+            .expect("users"),
+        vec![ana]
+    );
+    assert!(stores.accounts.users(&[]).await.expect("none").is_empty());
 }
 
 async fn conversations_keep_their_members(stores: &Stores) {

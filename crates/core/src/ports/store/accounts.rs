@@ -19,4 +19,7 @@ pub trait AccountStore: Backend {
 
     /// Which of `user_ids` exist.
     async fn existing_users(&self, user_ids: &[UserId]) -> Result<Vec<UserId>, StoreError>;
+
+    /// The users among `user_ids` that exist, in no particular order.
+    async fn users(&self, user_ids: &[UserId]) -> Result<Vec<User>, StoreError>;
 }
