@@ -40,11 +40,24 @@ try {
     const page = await context.newPage();
     page.setDefaultTimeout(TIMEOUT);
     page.on('pageerror', (e) => { throw new Error(`${name}'s page threw: ${e.message}`); });
-    await page.goto(base);
+    page.on('console', (m) => m.type() === 'error' && console.error(`${name}'s console: ${m.text()}`));
     return page;
   };
   const alice = await person('alice');
   const bob = await person('bob');
+  // Bob's WebSockets pass through the test, so that it can cut his connection and hold it down.
+  const link = { down: false, sockets: [], refused: () => {} };
+  await bob.routeWebSocket(/\/v1\/ws/, (ws) => {
+    if (link.down) {
+      ws.close({ code: 4000, reason: 'the network is down' });
+      link.refused();
+      return;
+    }
+    link.sockets.push(ws);
+    ws.connectToServer();
+  });
+  await alice.goto(base);
+  await bob.goto(base);
   const password = 'correct horse battery staple';
   const user = `${Date.now().toString(36)}`;
 
@@ -126,15 +139,63 @@ try {
     await alice.locator('.message:not(.mine)', { hasText: 'Thanks Alice!' }).waitFor();
   });
 
-  await step('bob starts a direct chat with alice by her username', async () => {
+  // What a script would do: the API itself, with Alice's credentials.
+  const call = async (method, path, token, body) => {
+    const response = await fetch(base + path, {
+      method,
+      headers: { 'Content-Type': 'application/json', ...(token && { Authorization: `Bearer ${token}` }) },
+      body: body && JSON.stringify(body),
+    });
+    const text = await response.text();
+    assert.ok(response.ok, `${method} ${path}: ${response.status} ${text}`);
+    return JSON.parse(text);
+  };
+  const aliceToken = (await call('POST', '/auth/token', null, { username: `alice-${user}`, password })).access_token;
+  const bobId = (await call('GET', `/v1/users/${bobName}`, aliceToken)).user_id;
+
+  await step('bob scrolls back through a long history, page by page', async () => {
+    const long = `long-${user}`;
+    for (let i = 1; i <= 70; i += 1) {
+      await call('POST', '/v1/messages', aliceToken, { conversation_id: long, content: `line ${i}`, recipient_id: bobId });
+    }
+    const entry = bob.locator(`.conversation[data-conversation="${long}"]`);
+    await entry.locator('.badge', { hasText: '70' }).waitFor();
+    await entry.click();
+    await bob.locator('.message', { hasText: 'line 70' }).waitFor();
+    assert.equal(await bob.locator('.messages .message').count(), 50, 'one page of 50 first');
+    await bob.locator('.messages').evaluate((list) => { list.scrollTop = 0; });
+    await bob.locator('.message .content', { hasText: /^line 1$/ }).waitFor();
+    const lines = await bob.locator('.messages .message .content').allTextContents();
+    assert.deepEqual(lines, Array.from({ length: 70 }, (_, i) => `line ${i + 1}`));
+  });
+
+  await step('bob misses nothing while his connection is down: he catches up from history once', async () => {
+    link.down = true;
+    const retried = new Promise((resolve) => { link.refused = resolve; });
+    link.sockets.splice(0).forEach((ws) => ws.close({ code: 4000, reason: 'the network is down' }));
+    await bob.locator('.connection[data-state="reconnecting"]').waitFor();
+    await call('POST', '/v1/messages', aliceToken, { conversation_id: `long-${user}`, content: 'sent while you were away', recipient_id: bobId });
+    await retried; // the app tried again while the link was down, and will try again
+    link.down = false;
+    await bob.locator('.connection[data-state="live"]').waitFor();
+    await bob.locator('.message', { hasText: 'sent while you were away' }).waitFor();
+    await call('POST', '/v1/messages', aliceToken, { conversation_id: `long-${user}`, content: 'and after', recipient_id: bobId });
+    await bob.locator('.message', { hasText: 'and after' }).waitFor();
+    assert.equal(await bob.locator('.message', { hasText: 'sent while you were away' }).count(), 1);
+  });
+
+  await step('bob writes to alice by her username: their direct chat opens, alice sees 1 unread', async () => {
+    await bob.locator('.conversation', { hasText: 'Launch team' }).click();
     await bob.getByRole('button', { name: 'New', exact: true }).click();
     await bob.getByLabel('Their username').fill(`alice-${user}`);
     await bob.getByRole('button', { name: 'Start' }).click();
-    await bob.getByRole('heading', { name: `alice-${user}` }).waitFor();
+    await bob.locator('.conversation.current', { hasText: `alice-${user}` }).waitFor();
+    assert.equal(await bob.locator(`.conversation[data-conversation="long-${user}"]`).getAttribute('aria-current'), 'true',
+      'the direct chat they already have, not a second one');
     await bob.getByLabel('Message', { exact: true }).fill('Just between us');
     await bob.keyboard.press('Enter');
-    const entry = alice.locator('.conversation', { hasText: `bob-${user}` });
-    await entry.locator('.badge', { hasText: '1' }).waitFor();
+    await bob.locator('.message.mine', { hasText: 'Just between us' }).waitFor();
+    await alice.locator(`.conversation[data-conversation="long-${user}"] .badge`, { hasText: '1' }).waitFor();
     await shot(alice, 'conversation-list');
   });
 
@@ -161,6 +222,9 @@ try {
   console.log(`${steps.length} passed, 0 failed; screenshots in ${shots}`);
 } catch (e) {
   console.error(`FAIL after ${steps.length} passed: ${e.stack || e}`);
+  for (const [i, context] of browser.contexts().entries()) {
+    for (const page of context.pages()) await page.screenshot({ path: join(shots, `failure-${i}.png`) }).catch(() => {});
+  }
   process.exitCode = 1;
 } finally {
   await browser.close();

@@ -21,7 +21,7 @@ PID=$!
 finish() {
   status=$?
   kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
-  [ $status -eq 0 ] || { echo "server log (last 20 lines):"; tail -20 "$DATA/server.log"; }
+  [ $status -eq 0 ] || { echo "server log (last 20 lines):"; tail -20 "$DATA/server.log"; grep -E "\"status\":[45]" "$DATA/server.log" | tail -5; }
   rm -rf "$DATA"
   exit $status
 }

@@ -55,7 +55,10 @@ function chatScreen() {
         h('p', { class: 'me' }, 'Logged in as ', h('strong', { id: 'me' }, me.username)),
         connection),
       h('div', { class: 'toolbar' },
-        h('button', { type: 'button', onclick: () => panels.newConversation((id) => chat.refresh().then(() => chat.show(id))) }, 'New'),
+        h('button', {
+          type: 'button',
+          onclick: () => panels.newConversation((id) => chat.refresh().then(() => chat.show(id)), (peer) => chat.directWith(peer)),
+        }, 'New'),
         h('button', { type: 'button', class: 'secondary', onclick: () => panels.identities() }, 'Identities'),
         h('button', { type: 'button', class: 'secondary', onclick: () => leave('') }, 'Log out')),
       list),

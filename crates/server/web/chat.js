@@ -36,12 +36,40 @@ export class Chat {
     document.addEventListener('visibilitychange', () => this.markRead());
   }
 
-  /** Reloads the conversation list (unread counts included). */
-  async refresh() {
+  /** Reloads the conversation list (unread counts included); calls while one runs make one more run after it. */
+  refresh() {
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return this.refreshing;
+    }
+    this.refreshing = (async () => {
+      do {
+        this.refreshAgain = false;
+        await this.load();
+      } while (this.refreshAgain);
+    })().finally(() => {
+      this.refreshing = null;
+    });
+    return this.refreshing;
+  }
+
+  async load() {
     const entries = await api.conversations();
     await api.learnNames(entries.flatMap((c) => (c.type === 'direct' ? c.members : [])));
-    this.conversations = new Map(entries.map((c) => [c.conversation_id, c]));
+    // A live message may be newer than the list's read of the store: the newer position wins.
+    const merged = entries.map((c) => {
+      const known = this.conversations.get(c.conversation_id);
+      return known && known.last_seq > c.last_seq ? { ...c, last_seq: known.last_seq, unread: known.unread } : c;
+    });
+    this.conversations = new Map(merged.map((c) => [c.conversation_id, c]));
     this.renderList();
+  }
+
+  /** The direct conversation with `peer`, if there is one. */
+  directWith(peer) {
+    const members = [this.me, peer].sort().join();
+    return [...this.conversations.values()].find((c) => c.type === 'direct' && [...c.members].sort().join() === members)
+      ?.conversation_id;
   }
 
   renderList() {
@@ -194,10 +222,11 @@ export class Chat {
         this.refresh();
         return;
       }
+      const fresh = frame.seq > (entry.last_seq || 0);
       entry.last_seq = Math.max(entry.last_seq || 0, frame.seq);
       if (this.open?.id === frame.conversation_id) {
         this.showLive(frame);
-      } else if (frame.sender_id !== this.me) {
+      } else if (fresh && frame.sender_id !== this.me) {
         entry.unread = (entry.unread || 0) + 1;
       }
       // The conversation with the newest message comes first.

@@ -32,12 +32,19 @@ const field = (id, label, attributes = {}) =>
 const people = async (text) =>
   Promise.all(text.split(/[\s,]+/).filter(Boolean).map(async (name) => (await api.findUser(name)).user_id));
 
-/** "New": a direct conversation with one user, or a group. `opened(id)` shows the new conversation. */
-export function newConversation(opened) {
+/**
+ * "New": a direct conversation with one user (the one already there, if any: `directWith(userId)` finds it), or a
+ * group. `opened(id)` shows the conversation.
+ */
+export function newConversation(opened, directWith) {
   dialog('New conversation', (close) => h('div', {},
     h('h3', {}, 'Direct'),
     actionForm(field('peer', 'Their username', { required: true, autocomplete: 'off' }), 'Start',
-      async (form) => api.startConversation((await api.findUser(form.get('peer').trim())).user_id),
+      async (form) => {
+        const peer = (await api.findUser(form.get('peer').trim())).user_id;
+        const known = directWith(peer);
+        return known ? { conversation_id: known } : api.startConversation(peer);
+      },
       (c) => { close(); opened(c.conversation_id); }),
     h('h3', {}, 'Group'),
     actionForm([
