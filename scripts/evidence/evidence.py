@@ -182,11 +182,12 @@ class Load:
 
 
 class Watcher:
-    """A recipient's WebSocket through the api: when each message was pushed (`new_message`) and when it reached
+    """A recipient's WebSocket through the api (nginx, or the one api instance `api` names): when each message was pushed (`new_message`) and when it reached
     each status (`status_update`), with repeats counted. Reconnects when the socket drops."""
 
-    def __init__(self, cluster, token):
-        self.url = cluster.api.replace("http://", "ws://") + "/v1/ws?token=" + urllib.parse.quote(token)
+    def __init__(self, cluster, token, api=None):
+        base = api or cluster.api
+        self.url = base.replace("http://", "ws://") + "/v1/ws?token=" + urllib.parse.quote(token)
         self.pushed, self.pushes, self.statuses = {}, {}, {}
         self.disconnects = 0
         self.ready = threading.Event()

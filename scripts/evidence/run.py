@@ -6,16 +6,16 @@ in the results directory. Exits non-zero when a goal is missed.
     python3 scripts/evidence/run.py SCENARIO RUN_DIR [--rate 100] [--results docs/results/evidence]
 
 Scenarios: routers-scale (a backlog drained by one router, then by two), router-kill (SIGKILL a router while
-another runs), router-stop (SIGTERM), connector-down (one
-channel's connector stopped for --down-secs, default 60), broker-down (the broker stopped for --down-secs,
-default 20).
+another runs), router-stop (SIGTERM), api-kill (SIGKILL one of the two api processes behind nginx, started again
+after --down-secs, default 10), connector-down (one channel's connector stopped for --down-secs, default 60),
+broker-down and store-down (the broker, or PostgreSQL, frozen for --down-secs, default 20).
 """
-import argparse, os, signal, sys, threading, time, uuid
+import argparse, os, signal, subprocess, sys, threading, time, uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import evidence as ev  # noqa: E402
 
-SCENARIOS = ("routers-scale", "router-kill", "router-stop", "connector-down", "broker-down")
+SCENARIOS = ("routers-scale", "router-kill", "router-stop", "api-kill", "connector-down", "broker-down", "store-down")
 opts = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 opts.add_argument("scenario", choices=SCENARIOS)
 opts.add_argument("run_dir")
@@ -80,10 +80,11 @@ def settle(watcher, recipient):
     print(f"settled: {'yes' if fast >= 10 else 'NO (going on)'}", flush=True)
 
 
-def drive(targets, watch_token, events, probe_recipient):
+def drive(targets, watch_token, events, probe_recipient, watch_api=None):
     """Runs the load for before + after seconds around `events` ([(offset s, label, action)]), then checks it.
+    The recipient's socket goes through nginx, or to `watch_api` (a base URL).
     Returns (t0, load, watcher, figures, failures, marks) with marks = [(time, label)] of the events."""
-    watcher = ev.Watcher(cluster, watch_token)
+    watcher = ev.Watcher(cluster, watch_token, watch_api)
     watcher.start()
     settle(watcher, probe_recipient)
     load = ev.Load(cluster, alice, targets, opts.rate)
@@ -351,46 +352,107 @@ def connector_down():
            watcher, marks)
 
 
-def broker_down():
-    down = opts.down_secs or 20
-    health = Health("api-1")
-    targets = [(f"ev-{run}-{i}", bob_id) for i in range(16)]
-    tansu = cluster.pid("tansu")
-    events = [(opts.before, "broker frozen (SIGSTOP)", lambda: os.kill(tansu, signal.SIGSTOP)),
-              (opts.before + down, "broker back (SIGCONT)", lambda: os.kill(tansu, signal.SIGCONT))]
-    t0, load, watcher, figures, failures, marks = drive(targets, bob, events, bob_id)
-    health.stop()
-    stopped, back = marks[0][0], marks[1][0]
+def failed_attempts(load):
+    """Failed send attempts by HTTP status (0: no answer), each retried with its Idempotency-Key."""
     errors = {}
     for s in load.sends:
         for status, n in s["errors"].items():
             errors[status] = errors.get(status, 0) + n
+    return errors
+
+
+RETRYABLE = {0, 429, 502, 503, 504}
+
+
+def api_kill():
+    down = opts.down_secs or 10
+    targets = [(f"ev-{run}-{i}", bob_id) for i in range(16)]
+    events = [(opts.before, "api-1 killed (SIGKILL)", lambda: cluster.signal("api-1", signal.SIGKILL)),
+              (opts.before + down, "api-1 back", lambda: cluster.start("api-1"))]
+    # The recipient listens on api-2, the survivor: what is measured here is the send path through nginx.
+    t0, load, watcher, figures, failures, marks = drive(
+        targets, bob, events, bob_id, watch_api=f"http://127.0.0.1:{cluster.ports['api-2']}")
+    killed, back = marks[0][0], marks[1][0]
+    errors = failed_attempts(load)
+    retried = sum(1 for s in load.sends if s["errors"])
+    during = [s for s in load.acked() if killed <= s["first"] < back]
+    figures.update({"failed attempts by status (0 = connection or timeout), each retried": errors or "none",
+                    "sends that needed a retry": retried,
+                    "sends acknowledged while api-1 was down": len(during),
+                    "send-to-acknowledgement p99 while api-1 was down": fmt(ev.percentile(
+                        [(s["acked"] - s["first"]) * 1000 for s in during], 99))})
+    unretryable = {k: v for k, v in errors.items() if int(k) not in RETRYABLE}
+    goals = [("every failed attempt is retryable (no answer, 429, 502, 503, 504), never a 4xx or 500",
+              str(unretryable or "none"), not unretryable)]
+    summary = (f"Steady load of {opts.rate:g} msg/s through nginx to two api processes; api-1 is killed with "
+               f"SIGKILL {opts.before:g} s in and started again {down:g} s later. Requests in flight on api-1 fail "
+               "(nginx answers 502, or the connection drops); nginx sends new requests to api-2 "
+               "(`proxy_next_upstream error timeout http_502 http_503`). Each client retries a failed send with its "
+               "Idempotency-Key, so a send that was stored before its answer was lost is answered once, not stored "
+               "twice. The recipient's WebSocket is held by api-2.")
+    queries = prometheus([(None, 'sum by (instance_name, status) (rate(http_requests_total{path="/v1/messages"}[15s]))')],
+                         time.time() - t0)
+    finish("An api process killed under load", summary, goals, figures, failures, queries, [], t0, load, watcher,
+           marks)
+
+
+def backend_down(backend):
+    """The broker (tansu) or the store (PostgreSQL: its postmaster and every backend process) frozen with SIGSTOP
+    for --down-secs, then resumed."""
+    down = opts.down_secs or 20
+    health = Health("api-1")
+    targets = [(f"ev-{run}-{i}", bob_id) for i in range(16)]
+    if backend == "broker":
+        pids = [cluster.pid("tansu")]
+    else:
+        postmaster = cluster.pid("postgres")
+        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
+        pids = [postmaster] + [int(p) for p in children]
+    signal_all = lambda sig: [os.kill(pid, sig) for pid in pids]
+    events = [(opts.before, f"{backend} frozen (SIGSTOP)", lambda: signal_all(signal.SIGSTOP)),
+              (opts.before + down, f"{backend} back (SIGCONT)", lambda: signal_all(signal.SIGCONT))]
+    t0, load, watcher, figures, failures, marks = drive(targets, bob, events, bob_id)
+    health.stop()
+    stopped, back = marks[0][0], marks[1][0]
+    errors = failed_attempts(load)
     acked_during = [s for s in load.acked() if stopped + 1 < s["acked"] < back]
     first_ack = min((s["acked"] for s in load.acked() if s["acked"] > back), default=None)
     first_push = min((t for t in watcher.pushed.values() if t > back), default=None)
     transitions = [(round(t - t0, 1), status) for t, status in health.transitions]
     went_down = any(status != "UP" for t, status in health.transitions if stopped <= t <= back + 1)
     came_up = bool(health.transitions) and health.transitions[-1][1] == "UP"
+    unretryable = {k: v for k, v in errors.items() if int(k) not in RETRYABLE}
     figures.update({"failed attempts by status (0 = connection or timeout), each retried": errors or "none",
-                    "acknowledged while the broker was down": len(acked_during),
-                    "from the broker's return to the first acknowledgement": fmt(first_ack and (first_ack - back) * 1000),
-                    "from the broker's return to the first push (consumers resumed)":
+                    f"acknowledged while the {backend} was down": len(acked_during),
+                    f"from the {backend}'s return to the first acknowledgement":
+                        fmt(first_ack and (first_ack - back) * 1000),
+                    f"from the {backend}'s return to the first push (consumers resumed)":
                         fmt(first_push and (first_push - back) * 1000),
                     "api-1 /health transitions (s since the load began)": transitions})
-    goals = [("no 202 while the broker is down (the send path cannot make a record durable)",
-              f"{len(acked_during)} acknowledged", not acked_during),
-             ("/health goes DOWN and back UP", str(transitions), went_down and came_up),
+    goals = [("/health goes DOWN and back UP", str(transitions), went_down and came_up),
+             ("every failed attempt is retryable (no answer, 429, 502, 503, 504), never a 4xx or 500",
+              str(unretryable or "none"), not unretryable),
              ("consumers resume by themselves", fmt(first_push and (first_push - back) * 1000), first_push is not None)]
-    summary = (f"Steady load of {opts.rate:g} msg/s (clients retrying with their Idempotency-Key); the tansu broker "
-               f"is frozen with SIGSTOP {opts.before:g} s in and resumed with SIGCONT {down:g} s later: to every "
-               "client it is down (connections open, nothing answered, as with a crashed host or a network "
-               "partition). A stop and restart is not used because tansu 0.6.0 cannot take it: after a restart "
-               "its storage panics (\"more or less than one row\" in `idempotent_message_check`) as soon as an "
-               "idempotent producer resumes, and the broker stops answering.")
+    if backend == "broker":
+        goals.insert(0, ("no 202 while the broker is down (the send path cannot make a record durable)",
+                         f"{len(acked_during)} acknowledged", not acked_during))
+        summary = (f"Steady load of {opts.rate:g} msg/s (clients retrying with their Idempotency-Key); the tansu "
+                   f"broker is frozen with SIGSTOP {opts.before:g} s in and resumed with SIGCONT {down:g} s later: to "
+                   "every client it is down (connections open, nothing answered, as with a crashed host or a "
+                   "network partition). A stop and restart is not used because tansu 0.6.0 cannot take it: after a "
+                   "restart its storage panics (\"more or less than one row\" in `idempotent_message_check`) as soon "
+                   "as an idempotent producer resumes, and the broker stops answering.")
+    else:
+        summary = (f"Steady load of {opts.rate:g} msg/s (clients retrying with their Idempotency-Key); PostgreSQL "
+                   f"(its postmaster and every backend) is frozen with SIGSTOP {opts.before:g} s in and resumed with "
+                   f"SIGCONT {down:g} s later: connections stay open and nothing answers, as with a stalled disk or "
+                   "a network partition. The api needs the store to check membership and idempotency keys, so sends "
+                   "fail and are retried; the routers cannot store, so they hold their uncommitted batches and "
+                   "retry them.")
     queries = prometheus([(None, 'sum by (status) (increase(http_requests_total{status=~"5.."}[1m]))')],
                          time.time() - t0)
-    finish(f"Broker down for {down:g} s under load", summary, goals, figures, failures, queries, [], t0, load, watcher,
-           marks)
+    finish(f"{backend.capitalize()} down for {down:g} s under load", summary, goals, figures, failures, queries, [],
+           t0, load, watcher, marks)
 
 
 run_digits = f"{int(run, 16) % 100000:05d}"
@@ -400,7 +462,11 @@ elif opts.scenario == "router-kill":
     router_failure(signal.SIGKILL)
 elif opts.scenario == "router-stop":
     router_failure(signal.SIGTERM)
+elif opts.scenario == "api-kill":
+    api_kill()
 elif opts.scenario == "connector-down":
     connector_down()
+elif opts.scenario == "broker-down":
+    backend_down("broker")
 else:
-    broker_down()
+    backend_down("store")

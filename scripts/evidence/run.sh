@@ -3,7 +3,7 @@
 # that a cluster already running is left alone), runs the scenario (scripts/evidence/run.py: steady load, the
 # event, the message-by-message check), writes its report and chart into RESULTS (default docs/results/evidence),
 # and stops the cluster (KEEP=1 keeps its logs). Exits non-zero when a goal is missed.
-#   bash scripts/evidence/run.sh routers-scale|router-kill|router-stop|connector-down|broker-down [run.py options]
+#   bash scripts/evidence/run.sh routers-scale|router-kill|router-stop|api-kill|connector-down|broker-down|store-down [run.py options]
 #   bash scripts/evidence/run.sh all      # each in turn, a fresh cluster for each
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -12,7 +12,7 @@ SCENARIO=$1
 shift
 if [ "$SCENARIO" = all ]; then
   failed=0
-  for scenario in routers-scale router-kill router-stop connector-down broker-down; do
+  for scenario in routers-scale router-kill router-stop api-kill connector-down broker-down store-down; do
     echo "=== $scenario"
     bash "$0" "$scenario" "$@" || failed=1
   done
