@@ -290,6 +290,15 @@ pub struct Conversation {
     pub created_at: i64,
     /// Creator's user id.
     pub created_by: String,
+    /// The last message's `seq` (listed conversations only; 0 otherwise).
+    #[serde(default)]
+    pub last_seq: u64,
+    /// The caller's read receipt (listed conversations only).
+    #[serde(default)]
+    pub read_up_to: u64,
+    /// Messages past the receipt sent by others (listed conversations only).
+    #[serde(default)]
+    pub unread: u64,
 }
 
 /// A conversation to create (`POST /v1/conversations`).

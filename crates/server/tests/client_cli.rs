@@ -120,6 +120,13 @@ async fn login_send_history_json_and_exit_codes() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let list: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(list["conversations"][0]["conversation_id"], "general");
+    assert_eq!(
+        (&list["conversations"][0]["last_seq"], &list["conversations"][0]["unread"]),
+        (&Value::from(2), &Value::from(0)),
+        "the caller's own messages are never unread"
+    );
+    let run = client(home, &url, &["conversations"]).await;
+    assert!(run.stdout.contains("UNREAD"), "{}", run.stdout);
 
     // Not found: 4.
     let run = client(home, &url, &["show", "no-such-message"]).await;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{all_have_status, spawn_app};
+use common::{all_have_status, spawn_app, spawn_edited};
 use reqwest::Method;
 use serde_json::json;
 
@@ -545,5 +545,34 @@ async fn conversations_are_listed_by_pages_newest_first() {
         let reply = app.get(&format!("/v1/conversations?{bad}"), &alice).await;
         assert_eq!(reply.status, 400, "{bad}: {}", reply.text);
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_bench_endpoint_answers_like_a_send_but_stores_nothing_and_is_off_by_default() {
+    let body = json!({"conversation_id": "bench", "content": "hello"});
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app(dir.path()).await;
+    let (_, alice) = app.user("alice").await;
+    assert_eq!(app.post("/bench/messages", Some(&alice), &body).await.status, 404);
+    app.stop().await;
+
+    let (_dir, app) = spawn_edited(|config| config.http.bench_endpoints = true).await;
+    let (_, alice) = app.user("alice").await;
+    let answer = app.post("/bench/messages", Some(&alice), &body).await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    assert_eq!(
+        (&answer.json()["status"], &answer.json()["conversation_id"]),
+        (&json!("ACCEPTED"), &json!("bench"))
+    );
+    assert_eq!(app.post("/bench/messages", None, &body).await.status, 401);
+    assert_eq!(
+        app.request(Method::POST, "/bench/messages", Some(&alice), Some("{"), &[])
+            .await
+            .status,
+        400
+    );
+    let history = app.get("/v1/conversations/bench/messages", &alice).await;
+    assert_eq!(history.status, 404, "nothing was stored: {}", history.text);
     app.stop().await;
 }

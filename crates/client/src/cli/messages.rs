@@ -179,6 +179,7 @@ impl Cli {
                     c.conversation_id.clone(),
                     c.kind.clone(),
                     c.members.len().to_string(),
+                    c.unread.to_string(),
                     time(c.created_at),
                     c.name.clone().unwrap_or_default(),
                 ]
@@ -188,7 +189,7 @@ impl Cli {
             println!("no conversations");
         } else {
             table(
-                &["CONVERSATION", "TYPE", "MEMBERS", "CREATED (UTC)", "NAME"],
+                &["CONVERSATION", "TYPE", "MEMBERS", "UNREAD", "CREATED (UTC)", "NAME"],
                 &rows,
             );
         }

@@ -7,9 +7,11 @@ use super::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use chat4all_core::ids::MessageId;
 use chat4all_core::model::{HistoryQuery, Message, StatusChange};
 use chat4all_core::services::messaging::SendMessage;
 use chat4all_core::status::MessageStatus;
+use chat4all_core::time::now_millis;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -155,6 +157,26 @@ pub struct MessageDetailView {
     /// Who has read it (their read receipt reaches its `seq`), its sender aside.
     #[schema(value_type = Vec<Id>)]
     read_by: Vec<String>,
+}
+
+/// The benchmark reference of [`send`]: the same extractors (token, correlation id, Idempotency-Key, JSON body)
+/// and the same answer, without the send itself, so that a performance run shows what durability and routing
+/// cost (`--bench-endpoints`; scripts/perf/goals.py).
+pub async fn bench_send(
+    AuthUser(_caller): AuthUser,
+    Correlation(_correlation_id): Correlation,
+    Idempotency(_key): Idempotency,
+    ApiJson(request): ApiJson<SendMessageRequest>,
+) -> (StatusCode, Json<AcceptedResponse>) {
+    (
+        StatusCode::ACCEPTED,
+        Json(AcceptedResponse {
+            message_id: MessageId::generate().into(),
+            conversation_id: request.conversation_id,
+            status: "ACCEPTED",
+            timestamp: now_millis(),
+        }),
+    )
 }
 
 /// The answer to marking a message read.

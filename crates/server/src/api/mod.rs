@@ -46,8 +46,13 @@ const MAX_JSON_BODY: usize = 128 * 1024;
 
 /// All routes with their middleware. A request that does not stream a file must be answered within
 /// `request_timeout` (else 408); one that streams may take as long as it needs, but its body may not pause for
-/// longer than `body_pause`.
-pub fn router(state: AppState, request_timeout: Duration, body_pause: Duration) -> Router {
+/// longer than `body_pause`. `bench_endpoints` adds `POST /bench/messages`.
+pub fn router(
+    state: AppState,
+    request_timeout: Duration,
+    body_pause: Duration,
+    bench_endpoints: bool,
+) -> Router {
     let streaming = Router::new()
         .route(
             "/v1/files",
@@ -59,7 +64,13 @@ pub fn router(state: AppState, request_timeout: Duration, body_pause: Duration) 
             put(uploads::put_chunk).layer(DefaultBodyLimit::max(MAX_CHUNK_BYTES as usize)),
         )
         .layer(RequestBodyTimeoutLayer::new(body_pause));
+    let bench = if bench_endpoints {
+        Router::new().route("/bench/messages", post(messages::bench_send))
+    } else {
+        Router::new()
+    };
     Router::new()
+        .merge(bench)
         .route("/auth/register", post(users::register))
         .route("/auth/token", post(users::token))
         .route("/v1/users", get(users::lookup))

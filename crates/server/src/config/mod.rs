@@ -73,6 +73,8 @@ pub struct HttpConfig {
     /// Longest time to answer a request that does not stream.
     #[serde(rename = "request-timeout-secs", with = "secs")]
     pub request_timeout: Duration,
+    /// Serve `POST /bench/messages`, the send path without storing, as the reference of performance runs.
+    pub bench_endpoints: bool,
 }
 
 /// `[storage]`.
@@ -187,6 +189,7 @@ impl Default for HttpConfig {
             header_read_timeout: Duration::from_secs(30),
             keep_alive_timeout: Duration::from_secs(15),
             request_timeout: Duration::from_secs(30),
+            bench_endpoints: false,
         }
     }
 }

@@ -138,6 +138,7 @@ pub async fn start(
         state,
         config.http.request_timeout,
         config.http.header_read_timeout,
+        config.http.bench_endpoints,
     );
     tasks.spawn(move |stop| http_server::serve(listener, router, limits, stop));
     let pulse = Pulse {
