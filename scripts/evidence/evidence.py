@@ -182,13 +182,18 @@ class Load:
 
 
 class Watcher:
-    """A recipient's WebSocket through the api (nginx, or the one api instance `api` names): when each message was pushed (`new_message`) and when it reached
-    each status (`status_update`), with repeats counted. Reconnects when the socket drops."""
+    """A recipient's WebSocket through the api (nginx, or the one api instance `api` names): when each message was
+    pushed (`new_message`) and when it reached each status (`status_update`), with repeats counted. Reconnects when
+    the socket drops (the server closes a socket that reads too slowly, 4002, or its api instance goes away) and then
+    catches up from history as docs/api.md tells clients to: each conversation it has seen, and each of
+    `conversations`, after the last `seq` it had."""
 
-    def __init__(self, cluster, token, api=None):
+    def __init__(self, cluster, token, api=None, conversations=()):
         base = api or cluster.api
+        self.cluster, self.token = cluster, token
         self.url = base.replace("http://", "ws://") + "/v1/ws?token=" + urllib.parse.quote(token)
         self.pushed, self.pushes, self.statuses = {}, {}, {}
+        self.caught_up, self.last_seq = {}, {c: 0 for c in conversations}
         self.disconnects = 0
         self.ready = threading.Event()
         self.stopping = False
@@ -202,11 +207,22 @@ class Watcher:
         self.stopping = True
         self.thread.join(5)
 
+    def _catch_up(self):
+        for conversation, seq in list(self.last_seq.items()):
+            for m in history(self.cluster, self.token, conversation, after=seq):
+                now = time.time()
+                if m["message_id"] not in self.pushed:
+                    self.caught_up.setdefault(m["message_id"], now)
+                self.statuses.setdefault(m["message_id"], {}).setdefault(m["status"], now)
+                self.last_seq[conversation] = max(self.last_seq[conversation], m["seq"])
+
     def _listen(self):
         from websockets.sync.client import connect  # installed into .venv by run.sh
         while not self.stopping:
             try:
                 with connect(self.url, open_timeout=10) as ws:
+                    if self.ready.is_set():
+                        self._catch_up()
                     self.ready.set()
                     while not self.stopping:
                         try:
@@ -218,6 +234,8 @@ class Watcher:
                         if kind == "new_message":
                             self.pushes[message] = self.pushes.get(message, 0) + 1
                             self.pushed.setdefault(message, now)
+                            conversation = frame["conversation_id"]
+                            self.last_seq[conversation] = max(self.last_seq.get(conversation, 0), frame["seq"])
                         elif kind == "status_update":
                             self.statuses.setdefault(message, {}).setdefault(frame["status"], now)
             except Exception:  # the socket dropped or did not open: count it, try again
@@ -225,8 +243,8 @@ class Watcher:
                 time.sleep(0.2)
 
 
-def history(cluster, token, conversation):
-    messages, after = [], 0
+def history(cluster, token, conversation, after=0):
+    messages = []
     for _ in range(10_000):
         status, body = request(cluster.api, "GET", f"/v1/conversations/{conversation}/messages?limit=100&after={after}",
                                token=token)
@@ -244,8 +262,8 @@ FINAL = ("DELIVERED", "READ", "FAILED")
 
 def check(cluster, token, load, watcher, settle=90):
     """Message by message: every acknowledged message is in its conversation's history exactly once, `seq` is
-    gap-free, every message reaches a final status (waiting up to `settle` s) and, when a `watcher` is given, was
-    pushed exactly once.
+    gap-free, every message reaches a final status (waiting up to `settle` s) and, when a `watcher` is given, reached
+    the recipient: pushed at most once, or caught up from history after the socket was closed.
     Returns (figures, failures)."""
     acked = load.acked()
     by_conversation = {}
@@ -255,7 +273,7 @@ def check(cluster, token, load, watcher, settle=90):
     while True:
         views = {c: history(cluster, token, c) for c in by_conversation}
         open_ = sum(1 for c in views for m in views[c] if m["status"] not in FINAL)
-        unpushed = sum(1 for s in acked if watcher and s["message_id"] not in watcher.pushed)
+        unpushed = sum(1 for s in acked if watcher and not received(watcher, s["message_id"]))
         if (open_ == 0 and unpushed == 0) or time.time() > deadline:
             break
         time.sleep(1)
@@ -271,20 +289,28 @@ def check(cluster, token, load, watcher, settle=90):
             gaps += 1
         for m in messages:
             statuses[m["status"]] = statuses.get(m["status"], 0) + 1
-    not_pushed = sum(1 for s in acked if watcher and s["message_id"] not in watcher.pushed)
+    not_received = sum(1 for s in acked if watcher and not received(watcher, s["message_id"]))
+    caught_up = sum(1 for s in acked if watcher and s["message_id"] in watcher.caught_up)
     pushed_twice = sum(1 for n in watcher.pushes.values() if n > 1) if watcher else 0
     unacked = [s for s in load.sends if not s["acked"]]
     figures = {"scheduled": len(load.sends), "acknowledged": len(acked), "not acknowledged": len(unacked),
                "stored": stored, "lost": lost, "duplicate rows": duplicates, "conversations with seq gaps": gaps,
-               "not in a final status": open_, "not pushed": not_pushed, "pushed twice": pushed_twice,
+               "not in a final status": open_, "caught up from history after a reconnect": caught_up,
+               "received neither live nor by catch-up": not_received, "pushed twice": pushed_twice,
                "statuses": ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))}
     if watcher is None:
-        del figures["not pushed"], figures["pushed twice"]
-    for name in ("lost", "duplicate rows", "conversations with seq gaps", "not in a final status", "not pushed",
-                 "pushed twice", "not acknowledged"):
+        for name in ("caught up from history after a reconnect", "received neither live nor by catch-up",
+                     "pushed twice"):
+            del figures[name]
+    for name in ("lost", "duplicate rows", "conversations with seq gaps", "not in a final status",
+                 "received neither live nor by catch-up", "pushed twice", "not acknowledged"):
         if figures.get(name):
             failures.append(f"{figures[name]} {name}")
     return figures, failures
+
+
+def received(watcher, message_id):
+    return message_id in watcher.pushed or message_id in watcher.caught_up
 
 
 def percentile(values, p):

@@ -84,7 +84,7 @@ def drive(targets, watch_token, events, probe_recipient, watch_api=None):
     """Runs the load for before + after seconds around `events` ([(offset s, label, action)]), then checks it.
     The recipient's socket goes through nginx, or to `watch_api` (a base URL).
     Returns (t0, load, watcher, figures, failures, marks) with marks = [(time, label)] of the events."""
-    watcher = ev.Watcher(cluster, watch_token, watch_api)
+    watcher = ev.Watcher(cluster, watch_token, watch_api, conversations=[c for c, _ in targets])
     watcher.start()
     settle(watcher, probe_recipient)
     load = ev.Load(cluster, alice, targets, opts.rate)
@@ -402,15 +402,21 @@ def backend_down(backend):
     down = opts.down_secs or 20
     health = Health("api-1")
     targets = [(f"ev-{run}-{i}", bob_id) for i in range(16)]
-    if backend == "broker":
-        pids = [cluster.pid("tansu")]
-    else:
-        postmaster = cluster.pid("postgres")
-        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
-        pids = [postmaster] + [int(p) for p in children]
-    signal_all = lambda sig: [os.kill(pid, sig) for pid in pids]
-    events = [(opts.before, f"{backend} frozen (SIGSTOP)", lambda: signal_all(signal.SIGSTOP)),
-              (opts.before + down, f"{backend} back (SIGCONT)", lambda: signal_all(signal.SIGCONT))]
+    frozen = []
+
+    def freeze():
+        # The processes as they are now: PostgreSQL forks a backend per connection the pools open under load.
+        main = cluster.pid("tansu" if backend == "broker" else "postgres")
+        children = subprocess.run(["pgrep", "-P", str(main)], capture_output=True, text=True).stdout.split()
+        frozen.extend([main] + ([int(p) for p in children] if backend == "store" else []))
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw():
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+
+    events = [(opts.before, f"{backend} frozen (SIGSTOP)", freeze), (opts.before + down, f"{backend} back (SIGCONT)", thaw)]
     t0, load, watcher, figures, failures, marks = drive(targets, bob, events, bob_id)
     health.stop()
     stopped, back = marks[0][0], marks[1][0]
@@ -446,9 +452,9 @@ def backend_down(backend):
         summary = (f"Steady load of {opts.rate:g} msg/s (clients retrying with their Idempotency-Key); PostgreSQL "
                    f"(its postmaster and every backend) is frozen with SIGSTOP {opts.before:g} s in and resumed with "
                    f"SIGCONT {down:g} s later: connections stay open and nothing answers, as with a stalled disk or "
-                   "a network partition. The api needs the store to check membership and idempotency keys, so sends "
-                   "fail and are retried; the routers cannot store, so they hold their uncommitted batches and "
-                   "retry them.")
+                   "a network partition. A send with an Idempotency-Key needs the store to reserve its key, so it "
+                   "waits, or times out and is retried with its key; the routers cannot store, so they hold their "
+                   "uncommitted batches and retry them. No 202 is given for a message that is not on the event log.")
     queries = prometheus([(None, 'sum by (status) (increase(http_requests_total{status=~"5.."}[1m]))')],
                          time.time() - t0)
     finish(f"{backend.capitalize()} down for {down:g} s under load", summary, goals, figures, failures, queries, [],
