@@ -45,14 +45,21 @@ pub struct HealthReport {
 /// clients, and a health check must answer before its caller's timeout.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The answer of a backend call, or an error once [`PROBE_TIMEOUT`] has passed.
+async fn within<T, E: std::fmt::Display>(
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(PROBE_TIMEOUT, call).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {} ms", PROBE_TIMEOUT.as_millis())),
+    }
+}
+
 async fn probe<E: std::fmt::Display>(
     check: impl Future<Output = Result<(), E>>,
 ) -> ComponentHealth {
     let started = Instant::now();
-    let result = match tokio::time::timeout(PROBE_TIMEOUT, check).await {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(_) => Err(format!("no answer within {} ms", PROBE_TIMEOUT.as_millis())),
-    };
+    let result = within(check).await;
     let latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
     match result {
         Ok(()) => ComponentHealth {
@@ -79,9 +86,15 @@ async fn probe<E: std::fmt::Display>(
     responses((status = 200, body = HealthReport), (status = 503, body = HealthReport)))]
 pub async fn health(State(ops): State<Arc<Ops>>) -> impl IntoResponse {
     let health = &ops.health;
+    // All at once, each bounded: the answer comes within one probe timeout whatever hangs.
+    let (event_log, store, reports) = tokio::join!(
+        probe(health.log.ping()),
+        probe(health.stores.ping()),
+        within(health.control.reports())
+    );
     let mut components = BTreeMap::new();
-    components.insert("event_log".to_owned(), probe(health.log.ping()).await);
-    components.insert("store".to_owned(), probe(health.stores.ping()).await);
+    components.insert("event_log".to_owned(), event_log);
+    components.insert("store".to_owned(), store);
     // Lag is reported, not fatal: a backlog drains on its own, and this process still serves.
     let max_lag = health.lag.max();
     let lagging = max_lag > health.lag_threshold;
@@ -101,7 +114,7 @@ pub async fn health(State(ops): State<Arc<Ops>>) -> impl IntoResponse {
     );
     // A channel that is down does not make this process unhealthy: its messages are parked and delivered later.
     // Connectors report through the store, so this shows them wherever they run.
-    let reports = match health.control.reports().await {
+    let reports = match reports {
         Ok(reports) => reports,
         Err(e) => {
             tracing::warn!(error = %e, "connector reports unreadable");
@@ -197,6 +210,8 @@ mod tests {
     async fn a_backend_that_does_not_answer_is_down_after_the_probe_timeout() {
         let silent = std::future::pending::<Result<(), String>>();
         let health = probe(silent).await;
+        let reports = within(std::future::pending::<Result<Vec<u8>, String>>()).await;
+        assert_eq!(reports, Err("no answer within 1000 ms".to_owned()));
         assert_eq!(health.status, "DOWN");
         assert_eq!(health.detail.as_deref(), Some("no answer within 1000 ms"));
         let answering = probe(async { Err::<(), _>("refused") }).await;
