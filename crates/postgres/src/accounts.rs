@@ -2,7 +2,7 @@
 
 use crate::PostgresStore;
 use crate::error::Error;
-use crate::rows::{all, parsed, user_row};
+use crate::rows::{parsed, user_row};
 use async_trait::async_trait;
 use chat4all_core::ids::{Email, UserId, Username};
 use chat4all_core::model::{User, UserCredentials};
@@ -49,31 +49,20 @@ impl AccountStore for PostgresStore {
     }
 
     async fn existing_users(&self, user_ids: &[UserId]) -> Result<Vec<UserId>, StoreError> {
-        if user_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<&str> = user_ids.iter().map(UserId::as_str).collect();
-        let client = self.client().await?;
-        let rows = client
-            .query("SELECT user_id FROM users WHERE user_id = ANY($1)", &[&ids])
-            .await
-            .map_err(Error::from)?;
-        Ok(all(&rows, |r| parsed(r, 0))?)
+        self.for_users(
+            "SELECT user_id FROM users WHERE user_id = ANY($1)",
+            user_ids,
+            |r| parsed(r, 0),
+        )
+        .await
     }
 
     async fn users(&self, user_ids: &[UserId]) -> Result<Vec<User>, StoreError> {
-        if user_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<&str> = user_ids.iter().map(UserId::as_str).collect();
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT user_id, username, email, created_at FROM users WHERE user_id = ANY($1)",
-                &[&ids],
-            )
-            .await
-            .map_err(Error::from)?;
-        Ok(all(&rows, user_row)?)
+        self.for_users(
+            "SELECT user_id, username, email, created_at FROM users WHERE user_id = ANY($1)",
+            user_ids,
+            user_row,
+        )
+        .await
     }
 }

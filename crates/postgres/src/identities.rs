@@ -115,19 +115,12 @@ impl IdentityStore for PostgresStore {
     }
 
     async fn preferred_identities(&self, user_ids: &[UserId]) -> Result<Vec<Identity>, StoreError> {
-        if user_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<&str> = user_ids.iter().map(UserId::as_str).collect();
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                &format!("SELECT {COLUMNS} FROM identities WHERE preferred AND user_id = ANY($1)"),
-                &[&ids],
-            )
-            .await
-            .map_err(Error::from)?;
-        Ok(all(&rows, identity_row)?)
+        self.for_users(
+            &format!("SELECT {COLUMNS} FROM identities WHERE preferred AND user_id = ANY($1)"),
+            user_ids,
+            identity_row,
+        )
+        .await
     }
 
     async fn unlink_identity(

@@ -26,11 +26,13 @@ mod receipts;
 mod rows;
 
 use async_trait::async_trait;
+use chat4all_core::ids::UserId;
 use chat4all_core::ports::{Backend, StoreError};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use error::Error;
 use std::str::FromStr;
 use std::time::Duration;
+use tokio_postgres::Row;
 
 pub use migrate::MIGRATIONS;
 
@@ -85,6 +87,22 @@ impl PostgresStore {
     /// A pooled connection.
     async fn client(&self) -> Result<Object, Error> {
         Ok(self.pool.get().await?)
+    }
+
+    /// The rows of `sql`, whose `$1` is the array of `user_ids`, each made by `each`; no round trip for none.
+    async fn for_users<T>(
+        &self,
+        sql: &str,
+        user_ids: &[UserId],
+        each: impl Fn(&Row) -> Result<T, Error>,
+    ) -> Result<Vec<T>, StoreError> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = user_ids.iter().map(UserId::as_str).collect();
+        let client = self.client().await?;
+        let rows = client.query(sql, &[&ids]).await.map_err(Error::from)?;
+        Ok(rows::all(&rows, each)?)
     }
 }
 
