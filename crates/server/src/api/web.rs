@@ -1,7 +1,7 @@
-//! The web app: a page and its ES modules, embedded in the binary (no CDN, no build step, works offline) and
-//! served at `/` and `/web/{file}`. The page talks to the same api as every other client. A strict
-//! Content-Security-Policy allows only the app's own scripts and styles and same-origin requests, so message
-//! content can never run as code even if a rendering bug let markup through.
+//! The web app (`web/` at the top of the repository): a page and its ES modules, embedded in the binary (no CDN,
+//! no build step, works offline) and served at `/` and `/web/{file}`. The page talks to the same api as every
+//! other client. A strict Content-Security-Policy allows only the app's own scripts and styles and same-origin
+//! requests, so message content can never run as code even if a rendering bug let markup through.
 
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -19,7 +19,7 @@ macro_rules! asset {
         Asset {
             name: $name,
             mime: $mime,
-            body: include_bytes!(concat!("../../web/", $name)),
+            body: include_bytes!(concat!("../../../../web/", $name)),
         }
     };
 }
