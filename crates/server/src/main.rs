@@ -10,6 +10,11 @@ use std::path::PathBuf;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Threads for blocking work (SQLite, file I/O, password hashing). Each user bounds its own concurrency, but the
+/// pool spawns a thread whenever none is idle *right now*, and under load a notified thread may not have run yet:
+/// without a cap 64 busy connections had grown it to 260 threads. More blocking tasks than this wait in its queue.
+const MAX_BLOCKING_THREADS: usize = 32;
+
 #[derive(Parser)]
 #[command(
     name = "chat4all",
@@ -88,6 +93,7 @@ fn run_role(role: Role, run: RunArgs) -> anyhow::Result<()> {
     let _flush_logs_on_exit =
         telemetry::init_logging(config.telemetry.log_format(), role.service());
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
