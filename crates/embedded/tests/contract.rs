@@ -34,6 +34,18 @@ async fn sqlite_store_meets_the_store_contract() {
 }
 
 #[tokio::test]
+async fn sqlite_store_behind_the_conversation_cache_meets_the_store_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    contract::store::run_all(
+        Stores::all_in(Arc::new(
+            SqliteStore::open(&dir.path().join("store.db")).unwrap(),
+        ))
+        .with_conversation_cache(),
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn local_objects_meet_the_object_storage_contract_and_leave_no_stray_files() {
     let dir = tempfile::tempdir().unwrap();
     contract::objects::run_all(Arc::new(LocalObjects::open(dir.path()).unwrap())).await;

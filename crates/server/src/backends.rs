@@ -45,9 +45,11 @@ pub async fn open_event_log(config: &Config) -> anyhow::Result<Arc<dyn EventLog>
 pub async fn open_store(config: &Config) -> anyhow::Result<Stores> {
     let storage = &config.storage;
     match &storage.store {
+        // One process owns the file, so every membership change passes through the cache and keeps it exact.
         StoreBackend::Sqlite(path) => Ok(Stores::all_in(Arc::new(SqliteStore::open(
             &storage.path(path),
-        )?))),
+        )?))
+        .with_conversation_cache()),
         #[cfg(feature = "postgres")]
         StoreBackend::Postgres(url) => Ok(Stores::all_in(Arc::new(
             chat4all_postgres::PostgresStore::connect(url).await?,

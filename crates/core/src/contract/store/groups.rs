@@ -70,6 +70,11 @@ async fn groups_change_membership_by_compare_and_set(stores: &Stores) {
     assert!(stores.groups.save_membership(&leave).await.expect("save"));
     let after = stores.groups.group(id).await.expect("load").expect("found");
     assert_eq!(after.conversation.members, vec![bob.clone(), cy.clone()]);
+    assert_eq!(
+        stores.conversations.conversation(id).await.expect("load"),
+        Some(after.conversation.clone()),
+        "the conversation's members follow the group's changes"
+    );
     assert_eq!((after.admins, after.version), (vec![bob.clone()], 2));
     assert_eq!(after.description.as_deref(), Some("the team"));
 }

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod control;
+mod conversation_cache;
 mod conversations;
 mod files;
 mod groups;
