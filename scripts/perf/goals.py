@@ -2,16 +2,24 @@
 """The performance goals of embedded mode (docs/results/performance.md), measured on this machine with the load
 generator beside the server: one line per goal with the figure, the target and pass/fail.
 
-    python3 scripts/perf/goals.py BINARY [--duration 60] [--results docs/results/performance.md]
+    python3 scripts/perf/goals.py BINARY [--duration 60] [--results docs/results/performance.md] [--skip-history]
+    python3 scripts/perf/goals.py BINARY --soak 15 [--soak-pause-ms 8]
 
 1. End to end: wrk sends for --duration s (1 thread, 64 connections, 1,000 conversations, each message to an
    internal user); the run ends when the router has delivered every accepted message. Counted, not sampled:
    accepted (HTTP 202) = stored and DELIVERED, from the server's own counters, and 0 errors.
 2. Accept path against a bare POST: the same wrk load for 15 s on POST /v1/messages and on the benchmark endpoint
    POST /bench/messages (same JSON, same token check, 202 without storing; only with --bench-endpoints).
-5. RSS of the server at goal 1's load.
-Goals 3 (open-model p99 and knee: `chat4all loadtest capacity`), 4 (history in a 10^6-message store) and the soak
-are not run by this script yet.
+3. Open model: `chat4all loadtest capacity` ramps the arrival rate from 5,000/s by 2,500/s (5 s steps): the p99 at
+   5,000/s and the knee (the last step with p99 <= 50 ms and errors <= 1 %).
+4. History: `cargo bench -p chat4all-embedded --bench storage` with BENCH_CASES=history fills a store with
+   1,000,000 messages and times pages of 50 (newest, before and after a random seq); the worst p99 counts.
+5. RSS of the server at goal 1's load; with --soak, the soak instead: --soak minutes of paced load (16 wrk
+   connections that each wait --soak-pause-ms between requests: about 1,500/s here, half the open-model knee), one wrk run per minute, comparing the last minute
+   with the first: p99 drift < 15 %, RSS growth < 10 %, and the event log's files not growing over the last third
+   (consumed and expired records reclaimed, their pages reused; notifications are kept 10 minutes, so the soak
+   needs 15).
+The results file keeps what lies outside its generated tables (findings, notes): only those tables are replaced.
 """
 import argparse, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 from datetime import datetime, timezone
@@ -22,6 +30,10 @@ opts.add_argument("binary")
 opts.add_argument("--duration", type=int, default=60, help="seconds of load for goal 1 (default 60)")
 opts.add_argument("--connections", type=int, default=64)
 opts.add_argument("--results", default=os.path.join(ROOT, "docs/results/performance.md"))
+opts.add_argument("--skip-history", action="store_true", help="leave out goal 4 (it builds and runs a cargo bench)")
+opts.add_argument("--soak", type=int, metavar="MINUTES", help="run only the soak, for this many minutes")
+opts.add_argument("--soak-pause-ms", type=int, default=8,
+                  help="how long each of the soak's 16 connections waits between requests (default 8)")
 opts = opts.parse_args()
 
 
@@ -76,10 +88,12 @@ class Server:
         shutil.rmtree(self.data, ignore_errors=True)
 
 
-def wrk(base, path, seconds, token, recipient):
-    out = subprocess.run(["wrk", "-t1", f"-c{opts.connections}", f"-d{seconds}s", "--timeout", "5s",
+def wrk(base, path, seconds, token, recipient, connections=None, pause_ms=0):
+    """wrk's figures; with `pause_ms`, each connection waits that long between requests (paced load)."""
+    out = subprocess.run(["wrk", "-t1", f"-c{connections or opts.connections}", f"-d{seconds}s", "--timeout", "5s",
                           "-s", os.path.join(ROOT, "scripts/perf/send.lua"), base],
-                         env={**os.environ, "TOKEN": token, "RECIPIENT": recipient, "SEND_PATH": path},
+                         env={**os.environ, "TOKEN": token, "RECIPIENT": recipient, "SEND_PATH": path,
+                              "PAUSE_MS": str(pause_ms)},
                          capture_output=True, text=True, check=True).stdout
     fields = dict(kv.split("=") for kv in re.search(r"RESULT (.*)", out).group(1).split())
     fields = {k: int(v) for k, v in fields.items()}
@@ -87,14 +101,57 @@ def wrk(base, path, seconds, token, recipient):
     return fields
 
 
+def users(server):
+    """Registers the sender and the recipient; returns the sender's token and the recipient's id."""
+    call(server.base, "POST", "/auth/register", {"username": "perf-alice", "password": "perf-alice-password"})
+    call(server.base, "POST", "/auth/register", {"username": "perf-bob", "password": "perf-bob-password"})
+    token = call(server.base, "POST", "/auth/token", {"username": "perf-alice", "password": "perf-alice-password"})["access_token"]
+    bob = call(server.base, "POST", "/auth/token", {"username": "perf-bob", "password": "perf-bob-password"})["user_id"]
+    return token, bob
+
+
+def soak():
+    """Goal 5's soak: paced load for --soak minutes; the last minute against the first."""
+    server = Server()
+    connections = 16
+    pause_ms = opts.soak_pause_ms
+    minutes = []
+    try:
+        token, bob = users(server)
+        for minute in range(opts.soak):
+            run = wrk(server.base, "/v1/messages", 60, token, bob, connections, pause_ms)
+            log_bytes = sum(os.path.getsize(os.path.join(server.data, f)) for f in os.listdir(server.data)
+                            if f.startswith("events.db"))
+            minutes.append((run, server.rss_mib(), log_bytes / 2**20))
+            print(f"minute {minute + 1}/{opts.soak}: {run['rate']:,.0f} req/s, p99 {run['p99_us'] / 1000:.1f} ms, "
+                  f"errors {run['errors']}, RSS {minutes[-1][1]:.0f} MiB, event log {minutes[-1][2]:.1f} MiB", flush=True)
+    finally:
+        server.stop()
+    (first, rss_first, _), (last, rss_last, log_last) = minutes[0], minutes[-1]
+    # The notifications topic keeps 10 minutes of records: the log's size settles after that, so its last third
+    # is what shows whether consumed and expired records are reclaimed.
+    log_first = minutes[len(minutes) * 2 // 3][2]
+    drift = last["p99_us"] / first["p99_us"] - 1
+    growth = rss_last / rss_first - 1
+    errors = sum(run["errors"] for run, *_ in minutes)
+    line = (f"5. soak, {opts.soak} min at {first['rate']:,.0f} req/s",
+            f"p99 {first['p99_us'] / 1000:.1f} → {last['p99_us'] / 1000:.1f} ms ({drift:+.0%}); RSS {rss_first:.0f} → "
+            f"{rss_last:.0f} MiB ({growth:+.0%}); event log {log_first:.1f} MiB at minute {len(minutes) * 2 // 3 + 1}, "
+            f"{log_last:.1f} MiB at the end; errors {errors}",
+            "p99 drift < 15 %, RSS growth < 10 %, log reclaimed, 0 errors",
+            drift < 0.15 and growth < 0.10 and log_last <= log_first * 1.05 and errors == 0)
+    report([line], "soak", f"--soak {opts.soak} --soak-pause-ms {pause_ms}", f"wrk, 1 thread × {connections} "
+           f"connections pausing {pause_ms} ms between requests")
+    return 0 if line[3] else 1
+
+
 def main():
+    if opts.soak:
+        return soak()
     server = Server()
     lines = []
     try:
-        call(server.base, "POST", "/auth/register", {"username": "perf-alice", "password": "perf-alice-password"})
-        call(server.base, "POST", "/auth/register", {"username": "perf-bob", "password": "perf-bob-password"})
-        token = call(server.base, "POST", "/auth/token", {"username": "perf-alice", "password": "perf-alice-password"})["access_token"]
-        bob = call(server.base, "POST", "/auth/token", {"username": "perf-bob", "password": "perf-bob-password"})["user_id"]
+        token, bob = users(server)
 
         # Goal 2 first, on a quiet server: the bare POST, then the real one.
         bare = wrk(server.base, "/bench/messages", 15, token, bob)
@@ -118,11 +175,44 @@ def main():
                       "≥ 16,700 msg/s, all delivered, 0 errors", e2e >= 16_700 and all_delivered))
         lines.append(("2. accept path / bare POST", f"{ratio:.2f} ({accept['rate']:,.0f} vs {bare['rate']:,.0f} req/s; "
                       f"p99 {accept['p99_us'] / 1000:.1f} vs {bare['p99_us'] / 1000:.1f} ms)", "≥ 0.6", ratio >= 0.6))
+        lines.append(open_model(server))
         lines.append(("5. RSS at goal 1's load", f"{rss_load:.0f} MiB", "≤ 256 MiB", rss_load <= 256))
     finally:
         server.stop()
-    report(lines)
+    if not opts.skip_history:
+        lines.insert(3, history())
+    report(lines, "goals", f"--duration {opts.duration}", f"wrk, 1 thread × {opts.connections} connections")
     return 0 if all(ok for *_, ok in lines) else 1
+
+
+def open_model(server):
+    """Goal 3: `chat4all loadtest capacity`'s ramp from 5,000/s; its report's table gives the p99 of each step."""
+    out = tempfile.mkdtemp(prefix="chat4all-capacity.")
+    try:
+        run = subprocess.run([opts.binary, "loadtest", "capacity", "--url", server.base, "--start-rate", "5000",
+                              "--step-rate", "2500", "--max-rate", "20000", "--step-secs", "5", "--slo-p99-ms", "50",
+                              "--out", out], capture_output=True, text=True, check=True)
+        table = open(os.path.join(out, "capacity.md")).read().split("## POST /v1/messages")[1].split("\n## ")[0]
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    steps = {int(row[0]): (float(row[4]), row[5]) for row in
+             (line.strip("|").split(" | ") for line in table.splitlines() if re.match(r"\| \d", line))}
+    p99_at_5000, errors_at_5000 = steps[5000]
+    knee = re.search(r"knee \(.*\): (\d+) msg/s", run.stdout)
+    knee = int(knee.group(1)) if knee else 0
+    return ("3. open model: p99 at 5,000/s; knee", f"p99 {p99_at_5000:.1f} ms (errors {errors_at_5000.strip()}); knee "
+            f"{knee:,} msg/s", "p99 ≤ 10 ms; knee ≥ 15,000 msg/s", p99_at_5000 <= 10 and knee >= 15_000)
+
+
+def history():
+    """Goal 4: the storage benchmark's history case; the worst p99 of its three kinds of page."""
+    run = subprocess.run(["cargo", "bench", "-q", "-p", "chat4all-embedded", "--bench", "storage"], cwd=ROOT,
+                         env={**os.environ, "BENCH_CASES": "history"}, capture_output=True, text=True, check=True)
+    p99s = [float(m) for m in re.findall(r"(?m)^history, .* p99 ([\d.]+) ms", run.stdout)]
+    store = re.search(r"(?m)^history store: (\d+) messages", run.stdout).group(1)
+    worst = max(p99s)
+    return ("4. history page of 50, 10^6-message store", f"p99 {worst:.2f} ms (worst of newest, before and after a "
+            f"random seq; {int(store):,} messages)", "p99 ≤ 5 ms", worst <= 5)
 
 
 def wait_delivered(server, target, limit):
@@ -135,19 +225,26 @@ def wait_delivered(server, target, limit):
         time.sleep(0.05)
 
 
-def report(lines):
+def report(lines, block, arguments, generator):
+    """Prints the lines and replaces the results file's `block` table with them, keeping the rest of the file."""
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     machine = f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
     width = max(len(name) for name, *_ in lines)
     for name, figure, target, ok in lines:
         print(f"{'pass' if ok else 'FAIL'}  {name:<{width}}  {figure}  (target {target})")
+    start, end = f"<!-- {block}: generated by scripts/perf/goals.py, replaced at each run -->\n", f"<!-- end of {block} -->\n"
+    table = (start + f"`python3 scripts/perf/goals.py target/release/chat4all {arguments}` on commit {commit}, {machine}, "
+             f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, the load generator ({generator}) on the same cores.\n\n"
+             "| goal | measured | target | result |\n|---|---|---|---|\n"
+             + "".join(f"| {name} | {figure} | {target} | {'pass' if ok else '**FAIL**'} |\n" for name, figure, target, ok in lines)
+             + end)
+    kept = open(opts.results).read() if os.path.exists(opts.results) else "# Performance goals (embedded mode)\n\n"
+    if start in kept and end in kept:
+        kept = kept[:kept.index(start)] + table + kept[kept.index(end) + len(end):]
+    else:
+        kept = kept.rstrip("\n") + "\n\n" + table
     with open(opts.results, "w") as f:
-        f.write("# Performance goals (embedded mode)\n\n"
-                f"`python3 scripts/perf/goals.py target/release/chat4all --duration {opts.duration}` on commit {commit}, "
-                f"{machine}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, the load generator (wrk, 1 thread × "
-                f"{opts.connections} connections) on the same cores.\n\n| goal | measured | target | result |\n|---|---|---|---|\n")
-        for name, figure, target, ok in lines:
-            f.write(f"| {name} | {figure} | {target} | {'pass' if ok else '**FAIL**'} |\n")
+        f.write(kept)
     print(f"report: {opts.results}")
 
 

@@ -1,11 +1,13 @@
-//! Throughput of the two hot storage paths, on a real file in a temporary directory:
-//! durable appends (200-byte records, 1/8/64 concurrent appenders) and message inserts.
+//! The hot storage paths, on a real file in a temporary directory: durable appends (200-byte records, 1/8/64
+//! concurrent appenders), message inserts, and history pages in a large store (latency percentiles).
 //!
-//! `cargo bench -p chat4all-embedded --bench storage` (each case runs for `BENCH_SECONDS`, default 3).
+//! `cargo bench -p chat4all-embedded --bench storage` (each throughput case runs for `BENCH_SECONDS`, default 3).
+//! `BENCH_CASES=appends,inserts,history` picks cases; `HISTORY_MESSAGES` sizes the history store (default
+//! 1,000,000 messages over 1,000 conversations).
 
 use chat4all_core::events::MessageAccepted;
 use chat4all_core::ids::{ConversationId, MessageId, UserId};
-use chat4all_core::model::{Conversation, ConversationKind};
+use chat4all_core::model::{Conversation, ConversationKind, HistoryQuery};
 use chat4all_core::ports::{ConversationStore, EventLog, MessageStore, OutgoingRecord, Recorded};
 use chat4all_embedded::{LogOptions, SqliteLog, SqliteStore};
 use std::sync::Arc;
@@ -24,13 +26,24 @@ fn main() {
     runtime.block_on(async {
         let run_for = Duration::from_secs(seconds);
         println!("storage benchmark, {} cores, {seconds} s per case", std::thread::available_parallelism().map_or(1, |n| n.get()));
-        for appenders in [1, 8, 64] {
-            let rate = durable_appends(appenders, run_for).await;
-            println!("durable appends, {appenders:>2} concurrent appenders, 200 B records: {rate:>9.0} appends/s");
+        if selected("appends") {
+            for appenders in [1, 8, 64] {
+                let rate = durable_appends(appenders, run_for).await;
+                println!("durable appends, {appenders:>2} concurrent appenders, 200 B records: {rate:>9.0} appends/s");
+            }
         }
-        for batch in [1, 64, 512] {
-            let rate = message_inserts(batch, run_for).await;
-            println!("message inserts, {batch:>3} per transaction: {rate:>9.0} messages/s");
+        if selected("inserts") {
+            for batch in [1, 64, 512] {
+                let rate = message_inserts(batch, run_for).await;
+                println!("message inserts, {batch:>3} per transaction: {rate:>9.0} messages/s");
+            }
+        }
+        if selected("history") {
+            let total = std::env::var("HISTORY_MESSAGES")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1_000_000);
+            history_pages(total).await;
         }
     });
 }
@@ -68,11 +81,14 @@ async fn durable_appends(appenders: usize, run_for: Duration) -> f64 {
     rate
 }
 
-async fn message_inserts(batch: usize, run_for: Duration) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
+/// A store in `dir` with `count` conversations of one sender.
+async fn store_with_conversations(
+    dir: &std::path::Path,
+    count: usize,
+) -> (SqliteStore, UserId, Vec<ConversationId>) {
+    let store = SqliteStore::open(&dir.join("store.db")).unwrap();
     let sender = UserId::generate();
-    let conversations: Vec<ConversationId> = (0..100)
+    let conversations: Vec<ConversationId> = (0..count)
         .map(|i| ConversationId::parse(format!("bench-{i}")).unwrap())
         .collect();
     for id in &conversations {
@@ -86,25 +102,112 @@ async fn message_inserts(batch: usize, run_for: Duration) -> f64 {
         };
         store.insert_conversation(&conversation).await.unwrap();
     }
+    (store, sender, conversations)
+}
+
+/// Records `batch` messages in one transaction, spread round-robin over `conversations` from `first` on.
+async fn record_batch(
+    store: &SqliteStore,
+    sender: &UserId,
+    conversations: &[ConversationId],
+    first: usize,
+    batch: usize,
+) -> usize {
+    let messages: Vec<MessageAccepted> = (0..batch)
+        .map(|i| MessageAccepted {
+            message_id: MessageId::generate(),
+            conversation_id: conversations[(first + i) % conversations.len()].clone(),
+            sender_id: sender.clone(),
+            recipient_id: None,
+            content: "x".repeat(200),
+            file_id: None,
+            expires_at: None,
+            via: None,
+            timestamp: 0,
+        })
+        .collect();
+    let recorded = store.record_messages(&messages).await.unwrap();
+    assert!(recorded.iter().all(|r| matches!(r, Recorded::Stored(_))));
+    recorded.len()
+}
+
+async fn message_inserts(batch: usize, run_for: Duration) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, sender, conversations) = store_with_conversations(dir.path(), 100).await;
     let started = Instant::now();
     let mut inserted = 0usize;
     while started.elapsed() < run_for {
-        let messages: Vec<MessageAccepted> = (0..batch)
-            .map(|i| MessageAccepted {
-                message_id: MessageId::generate(),
-                conversation_id: conversations[(inserted + i) % conversations.len()].clone(),
-                sender_id: sender.clone(),
-                recipient_id: None,
-                content: "x".repeat(200),
-                file_id: None,
-                expires_at: None,
-                via: None,
-                timestamp: 0,
-            })
-            .collect();
-        let recorded = store.record_messages(&messages).await.unwrap();
-        assert!(recorded.iter().all(|r| matches!(r, Recorded::Stored(_))));
-        inserted += recorded.len();
+        inserted += record_batch(&store, &sender, &conversations, inserted, batch).await;
     }
     inserted as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Fills a store with `total` messages over 1,000 conversations, then times pages of 50 as the API asks for them:
+/// the newest page, a page before a random `seq` (scrolling back) and one after it (catching up).
+async fn history_pages(total: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, sender, conversations) = store_with_conversations(dir.path(), 1_000).await;
+    let started = Instant::now();
+    let mut inserted = 0usize;
+    while inserted < total {
+        inserted += record_batch(
+            &store,
+            &sender,
+            &conversations,
+            inserted,
+            512.min(total - inserted),
+        )
+        .await;
+        if inserted.is_multiple_of(102_400) {
+            eprint!("\rfilling the history store: {inserted}/{total}");
+        }
+    }
+    eprintln!();
+    println!(
+        "history store: {inserted} messages over {} conversations, filled at {:.0} messages/s",
+        conversations.len(),
+        inserted as f64 / started.elapsed().as_secs_f64()
+    );
+    let per_conversation = (total / conversations.len()).max(1) as u64;
+    let mut random = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move |below: u64| {
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        random % below
+    };
+    for (name, pick) in [
+        ("newest page", 0),
+        ("page before a random seq", 1),
+        ("page after a random seq", 2),
+    ] {
+        let mut took = Vec::with_capacity(2_000);
+        for _ in 0..2_000 {
+            let conversation = &conversations[next(conversations.len() as u64) as usize];
+            let seq = 1 + next(per_conversation);
+            let query = HistoryQuery {
+                limit: 50,
+                offset: 0,
+                after: (pick == 2).then_some(seq),
+                before: (pick == 1).then_some(seq),
+                ascending: pick == 2,
+            };
+            let start = Instant::now();
+            let page = store.history(conversation, &query).await.unwrap();
+            took.push(start.elapsed());
+            assert!(pick != 0 || page.messages.len() == 50.min(per_conversation as usize));
+        }
+        took.sort();
+        let at = |q: f64| took[((took.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0;
+        println!(
+            "history, {name}, 50 per page: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+            at(0.5),
+            at(0.99),
+            at(1.0)
+        );
+    }
+}
+
+fn selected(case: &str) -> bool {
+    std::env::var("BENCH_CASES").map_or(true, |cases| cases.split(',').any(|c| c.trim() == case))
 }
