@@ -203,8 +203,13 @@ fn reclaim(conn: &mut Connection, shared: &Shared, options: &LogOptions) -> rusq
     let mut consumed = tx.prepare_cached(
         "DELETE FROM records WHERE topic = ?1 AND partition = ?2 AND offset < ?3",
     )?;
+    // Records are appended in time order, so the expired ones are those before the partition's first record not
+    // yet expired: found by reading up from the oldest, which visits only the rows about to be deleted (a filter
+    // on `ts` would read every retained record, each run: 1.2 million rows after 5 minutes of notifications).
     let mut expired = tx.prepare_cached(
-        "DELETE FROM records WHERE topic = ?1 AND partition = ?2 AND offset < ?3 AND ts < ?4",
+        "DELETE FROM records WHERE topic = ?1 AND partition = ?2 AND offset < MIN(?3, COALESCE(
+            (SELECT offset FROM records WHERE topic = ?1 AND partition = ?2 AND ts >= ?4 ORDER BY offset LIMIT 1),
+            ?3))",
     )?;
     let mut deleted = 0;
     for (topic, state) in topics {
