@@ -216,7 +216,10 @@ async fn users_look_each_other_up_by_id_or_name_and_see_no_email() {
 
     let ghost = uuid::Uuid::now_v7().to_string();
     let listed = app
-        .get(&format!("/v1/users?ids={alice_id},{ghost},{bob_id}"), &alice)
+        .get(
+            &format!("/v1/users?ids={alice_id},{ghost},{bob_id}"),
+            &alice,
+        )
         .await;
     assert_eq!(listed.status, 200, "{}", listed.text);
     let mut names: Vec<_> = listed.json()["users"]

@@ -121,7 +121,10 @@ async fn login_send_history_json_and_exit_codes() {
     let list: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(list["conversations"][0]["conversation_id"], "general");
     assert_eq!(
-        (&list["conversations"][0]["last_seq"], &list["conversations"][0]["unread"]),
+        (
+            &list["conversations"][0]["last_seq"],
+            &list["conversations"][0]["unread"]
+        ),
         (&Value::from(2), &Value::from(0)),
         "the caller's own messages are never unread"
     );

@@ -554,7 +554,12 @@ async fn the_bench_endpoint_answers_like_a_send_but_stores_nothing_and_is_off_by
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app(dir.path()).await;
     let (_, alice) = app.user("alice").await;
-    assert_eq!(app.post("/bench/messages", Some(&alice), &body).await.status, 404);
+    assert_eq!(
+        app.post("/bench/messages", Some(&alice), &body)
+            .await
+            .status,
+        404
+    );
     app.stop().await;
 
     let (_dir, app) = spawn_edited(|config| config.http.bench_endpoints = true).await;
@@ -567,9 +572,15 @@ async fn the_bench_endpoint_answers_like_a_send_but_stores_nothing_and_is_off_by
     );
     assert_eq!(app.post("/bench/messages", None, &body).await.status, 401);
     assert_eq!(
-        app.request(Method::POST, "/bench/messages", Some(&alice), Some("{"), &[])
-            .await
-            .status,
+        app.request(
+            Method::POST,
+            "/bench/messages",
+            Some(&alice),
+            Some("{"),
+            &[]
+        )
+        .await
+        .status,
         400
     );
     let history = app.get("/v1/conversations/bench/messages", &alice).await;

@@ -127,7 +127,8 @@ async fn poison_events_are_dead_lettered_and_routing_goes_on() {
 }
 
 #[tokio::test]
-async fn a_batch_replayed_after_its_router_died_before_publishing_is_announced_with_the_status_it_reached() {
+async fn a_batch_replayed_after_its_router_died_before_publishing_is_announced_with_the_status_it_reached()
+ {
     let dir = tempfile::tempdir().unwrap();
     let (log, stores, topics, router) = embedded_router(dir.path());
     let message = accepted("hello");
@@ -137,7 +138,11 @@ async fn a_batch_replayed_after_its_router_died_before_publishing_is_announced_w
     let changes = Changes::new(&stores, log.clone(), topics.clone());
     let mut unpublished = Notifications::default();
     let stored = changes
-        .record(std::slice::from_ref(&message), std::slice::from_ref(&cid), &mut unpublished)
+        .record(
+            std::slice::from_ref(&message),
+            std::slice::from_ref(&cid),
+            &mut unpublished,
+        )
         .await
         .unwrap();
     let delivered = StatusUpdate::now(message.message_id.clone(), MessageStatus::Delivered, None);
@@ -146,7 +151,11 @@ async fn a_batch_replayed_after_its_router_died_before_publishing_is_announced_w
         .await
         .unwrap();
     drop(unpublished);
-    assert!(read_topic(log.as_ref(), &topics.notifications).await.is_empty());
+    assert!(
+        read_topic(log.as_ref(), &topics.notifications)
+            .await
+            .is_empty()
+    );
 
     // The survivor consumes the record, which the first router had not committed.
     let partition = log
@@ -164,7 +173,10 @@ async fn a_batch_replayed_after_its_router_died_before_publishing_is_announced_w
         .unwrap();
     let notes = read_topic(log.as_ref(), &topics.notifications).await;
     assert_eq!(notes.len(), 1, "one announcement, no second status change");
-    assert_eq!(notes[0].header(HEADER_EVENT_TYPE), Some(MessageStored::TYPE));
+    assert_eq!(
+        notes[0].header(HEADER_EVENT_TYPE),
+        Some(MessageStored::TYPE)
+    );
     let announced: MessageStored = decode(&notes[0]).unwrap();
     assert_eq!(
         (announced.message_id, announced.seq, announced.status),

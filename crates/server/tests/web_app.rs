@@ -40,7 +40,9 @@ async fn the_page_and_every_module_it_imports_are_served_with_a_strict_policy() 
         seen.push(module);
     }
     assert!(seen.len() >= 5, "modules found: {seen:?}");
-    let style = app.request(Method::GET, "/web/app.css", None, None, &[]).await;
+    let style = app
+        .request(Method::GET, "/web/app.css", None, None, &[])
+        .await;
     assert_eq!(style.status, 200);
     assert!(page.text.contains("/web/app.css") && page.text.contains("/web/app.js"));
     app.stop().await;
@@ -50,15 +52,29 @@ async fn the_page_and_every_module_it_imports_are_served_with_a_strict_policy() 
 async fn an_unchanged_asset_is_not_sent_again_and_unknown_ones_are_404() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app(dir.path()).await;
-    let first = app.request(Method::GET, "/web/app.js", None, None, &[]).await;
+    let first = app
+        .request(Method::GET, "/web/app.js", None, None, &[])
+        .await;
     let etag = first.headers["etag"].to_str().unwrap().to_owned();
     assert_eq!(first.headers["cache-control"], "no-cache");
     let again = app
-        .request(Method::GET, "/web/app.js", None, None, &[("if-none-match", &etag)])
+        .request(
+            Method::GET,
+            "/web/app.js",
+            None,
+            None,
+            &[("if-none-match", &etag)],
+        )
         .await;
     assert_eq!((again.status, again.text.as_str()), (304, ""));
     let stale = app
-        .request(Method::GET, "/web/app.js", None, None, &[("if-none-match", "\"old\"")])
+        .request(
+            Method::GET,
+            "/web/app.js",
+            None,
+            None,
+            &[("if-none-match", "\"old\"")],
+        )
         .await;
     assert_eq!(stale.status, 200);
     for path in ["/web/missing.js", "/web/..%2FCargo.toml", "/web/"] {

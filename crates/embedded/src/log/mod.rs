@@ -39,7 +39,9 @@ pub struct LogOptions {
     pub retention_by_topic: HashMap<String, Duration>,
     /// Most records written in one transaction.
     pub max_batch_records: usize,
-    /// How often consumed records are deleted.
+    /// How often consumed and expired records are deleted. Each run holds up the appends behind it, so it runs
+    /// often and deletes little: at 1,700 messages/s every 5 s, the deletes of expired notifications alone took the
+    /// accept p99 from 5 to 40 ms.
     pub reclaim_interval: Duration,
 }
 
@@ -50,7 +52,7 @@ impl Default for LogOptions {
             retention: Duration::from_secs(7 * 24 * 3600),
             retention_by_topic: HashMap::new(),
             max_batch_records: 4096,
-            reclaim_interval: Duration::from_secs(5),
+            reclaim_interval: Duration::from_secs(1),
         }
     }
 }

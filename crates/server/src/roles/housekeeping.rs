@@ -1,11 +1,14 @@
-//! The housekeeping role: every role's heartbeat line, and the consumer lag that `/health` and the
-//! `kafka_consumer_lag` series report.
+//! The housekeeping role: every role's heartbeat line, the consumer lag that `/health` and the
+//! `kafka_consumer_lag` series report, and the metrics registry's upkeep.
 
 use super::{Backends, Tasks};
-use crate::telemetry::heartbeat::{self, LagBoard, Pulse};
+use crate::telemetry::{
+    self,
+    heartbeat::{self, LagBoard, Pulse},
+};
 use std::time::Duration;
 
-/// Starts the heartbeats of `pulses` every `interval`, and lag measurement into `lag`.
+/// Starts the heartbeats of `pulses` every `interval`, lag measurement into `lag`, and histogram upkeep.
 pub fn start(
     tasks: &Tasks,
     backends: &Backends,
@@ -15,4 +18,5 @@ pub fn start(
 ) {
     let log = backends.log.clone();
     tasks.spawn(move |stop| heartbeat::run(log, pulses, lag, interval, stop));
+    tasks.spawn(telemetry::fold_histograms);
 }

@@ -13,6 +13,8 @@ use tracing_subscriber::fmt::format::JsonFields;
 use crate::config::LogFormat;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
@@ -74,6 +76,23 @@ pub fn metrics() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// How often recorded histogram samples are folded into their buckets. The recorder keeps each sample until then
+/// (or until a scrape), so a process nobody scrapes would grow by every observation: 8 MiB a minute at 1,700
+/// messages/s.
+const HISTOGRAM_UPKEEP: Duration = Duration::from_secs(5);
+
+/// Folds the registry's recorded histogram samples into their buckets every few seconds, until `stop`.
+pub async fn fold_histograms(stop: CancellationToken) {
+    let registry = metrics();
+    let mut tick = tokio::time::interval(HISTOGRAM_UPKEEP);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => registry.run_upkeep(),
+        }
+    }
 }
 
 /// Help texts of every series, so that the exposition documents itself (and passes `promtool check metrics`).
