@@ -159,7 +159,8 @@ async fn a_topic_with_its_own_retention_expires_without_any_group() {
     while chat4all_core::time::now_millis() == stamped {
         tokio::task::yield_now().await;
     }
-    log.append("other", record(0)).await.unwrap(); // runs reclamation (interval zero)
+    log.append("other", record(0)).await.unwrap(); // reclamation runs after this batch (interval zero)
+    reclaimed(&log).await;
     let remaining = |topic: &'static str| {
         let log = &log;
         async move {
@@ -198,7 +199,8 @@ async fn retention_reclaims_the_expired_records_and_keeps_the_younger_ones() {
     tokio::time::sleep(retention + Duration::from_millis(100)).await;
     log.append_batch("live", (5..10).map(record).collect())
         .await
-        .unwrap(); // runs reclamation (interval zero), well within the younger records' retention
+        .unwrap(); // reclamation runs after this batch (interval zero), well within the younger records' retention
+    reclaimed(&log).await;
     let mut reader = log.consumer("reader", "live", 0).await.unwrap();
     let left: Vec<u64> = reader
         .poll(100, Duration::ZERO)
@@ -209,4 +211,10 @@ async fn retention_reclaims_the_expired_records_and_keeps_the_younger_ones() {
         .collect();
     assert_eq!(left, (5..10).collect::<Vec<_>>());
     log.close().await;
+}
+
+/// Waits until the reclamation that follows the last answered append has run: the writer handles one batch at a
+/// time and reclaims after answering it, so the next append is answered only after that reclamation.
+async fn reclaimed(log: &SqliteLog) {
+    log.append("other", record(0)).await.unwrap();
 }
