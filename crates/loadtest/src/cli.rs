@@ -87,9 +87,9 @@ fn capacity(args: CapacityArgs) -> anyhow::Result<()> {
             .pool_max_idle_per_host(4096)
             .timeout(std::time::Duration::from_secs(30))
             .build()?;
-        let tokens =
-            std::sync::Arc::new(capacity::users(&client, &options.url, options.users).await?);
-        let send = capacity::ramp(&client, &options, &Target::Send(tokens), "send").await;
+        let senders =
+            std::sync::Arc::new(capacity::senders(&client, &options.url, options.users).await?);
+        let send = capacity::ramp(&client, &options, &Target::Send(senders), "send").await;
         let bare = if args.compare_bare {
             Some(
                 capacity::ramp(

@@ -58,12 +58,17 @@ pub fn check_target(url: &str, allow_remote: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Registers `count` users and returns their tokens.
-pub async fn users(
-    client: &reqwest::Client,
-    url: &str,
-    count: usize,
-) -> anyhow::Result<Vec<String>> {
+/// The users a run sends as. Their names and conversations carry the run's id, so that a second run against the
+/// same server starts with conversations of its own (a conversation belongs to the users who started it).
+pub struct Senders {
+    /// Distinguishes this run's users and conversations from an earlier run's.
+    pub run: String,
+    /// One access token per user.
+    pub tokens: Vec<String>,
+}
+
+/// Registers `count` users for this run and returns them.
+pub async fn senders(client: &reqwest::Client, url: &str, count: usize) -> anyhow::Result<Senders> {
     let run = format!("{:x}", chat4all_core::time::now_millis());
     let mut tokens = Vec::with_capacity(count);
     for i in 0..count {
@@ -90,7 +95,7 @@ pub async fn users(
                 .to_owned(),
         );
     }
-    Ok(tokens)
+    Ok(Senders { run, tokens })
 }
 
 /// Ramps `target` until the SLO or the error limit breaks; returns every step.

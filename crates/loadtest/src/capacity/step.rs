@@ -2,6 +2,7 @@
 //! answers take, with latency measured from that scheduled time (so queueing shows instead of slowing the
 //! generator), errors counted, and a sample of sends followed to DELIVERED for the end-to-end latency.
 
+use super::Senders;
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 use serde_json::{Value, json};
@@ -41,8 +42,8 @@ impl Step {
 /// A request the generator sends.
 #[derive(Clone)]
 pub enum Target {
-    /// `POST /v1/messages` as one of these users (tokens), with e2e sampling.
-    Send(Arc<Vec<String>>),
+    /// `POST /v1/messages` as one of these users, with e2e sampling.
+    Send(Arc<Senders>),
     /// `GET` of this path (a bare endpoint for comparison).
     Get(String),
 }
@@ -85,10 +86,10 @@ pub async fn run_step(
         tasks.spawn(async move {
             let (latencies, errors, samples, in_flight) = (task_latencies, task_errors, task_samples, task_in_flight);
             let request = match &target {
-                Target::Send(tokens) => client
+                Target::Send(senders) => client
                     .post(format!("{url}/v1/messages"))
-                    .bearer_auth(&tokens[i as usize % tokens.len()])
-                    .json(&json!({"conversation_id": format!("capacity-{}", i % 1000), "content": "capacity probe"})),
+                    .bearer_auth(&senders.tokens[i as usize % senders.tokens.len()])
+                    .json(&json!({"conversation_id": format!("capacity-{}-{}", senders.run, i % 1000), "content": "capacity probe"})),
                 Target::Get(path) => client.get(format!("{url}{path}")),
             };
             let answer = request.send().await;
@@ -98,7 +99,7 @@ pub async fn run_step(
                     let _ = latencies.lock().unwrap_or_else(|p| p.into_inner()).record(latency_us.max(1));
                     if matches!(target, Target::Send(_)) && e2e_every > 0 && i % e2e_every == 0 {
                         let token = match &target {
-                            Target::Send(tokens) => tokens[i as usize % tokens.len()].clone(),
+                            Target::Send(senders) => senders.tokens[i as usize % senders.tokens.len()].clone(),
                             Target::Get(_) => String::new(),
                         };
                         if let Ok(body) = response.json::<Value>().await
