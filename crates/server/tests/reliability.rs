@@ -156,6 +156,34 @@ async fn a_down_channel_parks_messages_and_delivers_them_in_order_when_back() {
 }
 
 #[tokio::test]
+async fn a_backlog_reports_its_deliveries_as_it_goes_not_when_the_whole_run_is_done() {
+    let (_dir, app) = common::spawn_edited(|config| {
+        let whatsapp = config.channels.get_mut("whatsapp").unwrap();
+        whatsapp.latency_ms = "100".parse().unwrap();
+    })
+    .await;
+    let (_, alice) = app.user("alice").await;
+    let count = 40;
+    park_on_whatsapp(&app, &alice, count).await;
+    fault(&app, "whatsapp", json!({"mode": "ok"})).await;
+    // One conversation's messages go one after another: 40 calls of 100 ms. Its first statuses are written after
+    // a round's time (1 s), while the rest still wait.
+    let first = app
+        .wait_for_history(&alice, "wa", |m| statuses(m).contains(&"DELIVERED"))
+        .await;
+    let delivered = statuses(&first).iter().filter(|s| **s == "DELIVERED").count();
+    assert!(
+        delivered < count,
+        "all {count} became DELIVERED at once: the statuses waited for the whole run"
+    );
+    app.wait_for_history(&alice, "wa", |m| {
+        statuses(m).iter().all(|s| *s == "DELIVERED")
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn expired_messages_fail_go_to_dead_letters_and_replay_delivers_them() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app(dir.path()).await;

@@ -16,6 +16,10 @@ use tokio::time::Instant;
 
 /// Most messages of one conversation tried in one round, one after another.
 const RUN: usize = 64;
+/// How long a round goes on trying the messages behind a conversation's head. A round's outcomes (statuses,
+/// offsets) are written only when it ends, so under a backlog paced by the channel, an unbounded run (64 calls of
+/// 200–500 ms) held back every status it reached for half a minute.
+const ROUND_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Delivery {
     /// Tries every due head once; false when shutdown interrupted writing the outcomes.
@@ -25,15 +29,17 @@ impl Delivery {
         topic: &str,
         stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> bool {
-        // Conversations in parallel; within one, messages one after another until one has to wait.
-        let runs = join_all(lane.take_due(Instant::now(), RUN).into_iter().map(
+        // Conversations in parallel; within one, messages one after another until one has to wait or the round's
+        // time is up.
+        let began = Instant::now();
+        let runs = join_all(lane.take_due(began, RUN).into_iter().map(
             |mut queue| async move {
                 let mut tried = Vec::with_capacity(queue.len());
                 while let Some(parked) = queue.pop_front() {
                     let outcome = self.attempt(&parked).await;
                     let wait = matches!(outcome, Outcome::Later { .. });
                     tried.push((parked, outcome));
-                    if wait {
+                    if wait || began.elapsed() >= ROUND_BUDGET {
                         break;
                     }
                 }
