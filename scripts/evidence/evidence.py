@@ -1,7 +1,7 @@
 """What every evidence scenario shares: the local cluster's processes (scripts/cluster/up.sh), paced load with
 Idempotency-Key retries, a recipient's WebSocket, the message-by-message check, Prometheus queries and the Markdown
 report with its chart. Bounded: every loop has a deadline."""
-import http.client, json, os, platform, signal, subprocess, threading, time, urllib.parse, uuid
+import http.client, json, os, platform, signal, socket, subprocess, threading, time, urllib.parse, uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -32,6 +32,40 @@ class Cluster:
         with open(os.path.join(self.run_dir, name + ".pid")) as f:
             return int(f.read())
 
+    def limit_cpu(self, name, cores):
+        """Caps process `name` (every thread of it) at `cores` of CPU time with a cgroup of the cpu controller, as if
+        it ran on a machine of its own that size; the cgroup is named after the run directory and the process.
+        Needs root and the cpu controller (cgroup v1 at /sys/fs/cgroup/cpu, or v2 with cpu enabled)."""
+        v1 = "/sys/fs/cgroup/cpu"
+        v2 = "/sys/fs/cgroup"
+        group = f"chat4all-{os.path.basename(self.run_dir)}-{name}"
+        if os.path.exists(os.path.join(v1, "cpu.cfs_quota_us")):
+            path = os.path.join(v1, group)
+            os.makedirs(path, exist_ok=True)
+            limits = {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": str(int(cores * 100000))}
+        elif "cpu" in open(os.path.join(v2, "cgroup.subtree_control")).read().split():
+            path = os.path.join(v2, group)
+            os.makedirs(path, exist_ok=True)
+            limits = {"cpu.max": f"{int(cores * 100000)} 100000"}
+        else:
+            raise RuntimeError("a CPU cap needs the cgroup cpu controller (cgroup v1 /sys/fs/cgroup/cpu, or v2 with "
+                               "cpu in cgroup.subtree_control) and root")
+        for key, value in limits.items():
+            with open(os.path.join(path, key), "w") as f:
+                f.write(value)
+        with open(os.path.join(path, "cgroup.procs"), "w") as f:
+            f.write(str(self.pid(name)))
+        self.cgroups = getattr(self, "cgroups", set()) | {path}
+
+    def release_cgroups(self):
+        """Removes the cgroups `limit_cpu` made (a cgroup goes once its processes have ended or moved out)."""
+        for path in getattr(self, "cgroups", ()):
+            with open(os.path.join(os.path.dirname(path), "cgroup.procs"), "w") as root:
+                for pid in open(os.path.join(path, "cgroup.procs")).read().split():
+                    root.write(pid)
+                    root.flush()
+            os.rmdir(path)
+
     def signal(self, name, sig, wait=15):
         """Sends `sig` to process `name` and waits (up to `wait` s) until it is gone."""
         pid = self.pid(name)
@@ -45,10 +79,25 @@ class Cluster:
             time.sleep(0.02)
         raise RuntimeError(f"{name} (pid {pid}) still runs {wait} s after signal {sig}")
 
-    def start(self, name):
-        """Starts a role process again as processes.tsv lists it; returns once it answers /health/live."""
-        subprocess.run(["bash", os.path.join(ROOT, "scripts/cluster/role.sh"), self.run_dir, name],
+    def start(self, name, port=None, role=()):
+        """Starts a role process again as processes.tsv lists it, or a new one on `port` with the `role` arguments;
+        returns once it answers /health/live."""
+        extra = [str(port), *role] if port else []
+        subprocess.run(["bash", os.path.join(ROOT, "scripts/cluster/role.sh"), self.run_dir, name, *extra],
                        check=True, stdout=subprocess.DEVNULL)
+        if port:
+            self.ports[name] = port
+
+    def counter(self, names, metric, label):
+        """The sum of `metric`'s series that carry `label` (such as 'topic="messages"') on the named processes'
+        /metrics; a process that does not answer counts 0."""
+        total = 0.0
+        for name in names:
+            status, text = request(f"http://127.0.0.1:{self.ports[name]}", "GET", "/metrics", timeout=2)
+            if status == 200 and isinstance(text, str):
+                total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                             if line.startswith(metric + "{") and label in line)
+        return total
 
     def alive(self, name):
         try:
@@ -92,6 +141,12 @@ def request(base, method, path, body=None, token=None, headers=None, timeout=10,
     finally:
         if connection is None:
             conn.close()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def user(base, name):

@@ -3,7 +3,7 @@
 # that a cluster already running is left alone), runs the scenario (scripts/evidence/run.py: steady load, the
 # event, the message-by-message check), writes its report and chart into RESULTS (default docs/results/evidence),
 # and stops the cluster (KEEP=1 keeps its logs). Exits non-zero when a goal is missed.
-#   bash scripts/evidence/run.sh routers-scale|router-kill|router-stop|api-kill|connector-down|broker-down|store-down [run.py options]
+#   bash scripts/evidence/run.sh routers-scale|connectors-scale|api-scale|capacity-model|rolling-restart|router-kill|router-stop|api-kill|connector-down|broker-down|store-down [run.py options]
 #   bash scripts/evidence/run.sh all      # each in turn, a fresh cluster for each
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -12,12 +12,16 @@ SCENARIO=$1
 shift
 if [ "$SCENARIO" = all ]; then
   failed=0
-  for scenario in routers-scale router-kill router-stop api-kill connector-down broker-down store-down; do
+  for scenario in routers-scale connectors-scale api-scale capacity-model rolling-restart router-kill router-stop api-kill connector-down broker-down store-down; do
     echo "=== $scenario"
     bash "$0" "$scenario" "$@" || failed=1
   done
   exit $failed
 fi
+# connectors-scale: each connector process paces WhatsApp at this rate, so that the channel is the limit.
+[ "$SCENARIO" != connectors-scale ] || export CHAT4ALL_WHATSAPP_RATE_PER_SEC=${CHAT4ALL_WHATSAPP_RATE_PER_SEC:-20}
+# api-scale and capacity-model measure capacity: one user sends it all, so the per-user rate limit is off.
+case $SCENARIO in api-scale | capacity-model) export CHAT4ALL_RATE_LIMIT_PER_SEC=0 ;; esac
 RUN_DIR=$(mktemp -d /tmp/chat4all-evidence.XXXXXX)
 export CLUSTER_PORT_OFFSET=${CLUSTER_PORT_OFFSET:-2000}
 finish() {

@@ -24,6 +24,9 @@ The results file keeps what lies outside its generated tables (findings, notes):
 import argparse, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 from datetime import datetime, timezone
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import wrk as load  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 opts = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 opts.add_argument("binary")
@@ -89,16 +92,7 @@ class Server:
 
 
 def wrk(base, path, seconds, token, recipient, connections=None, pause_ms=0):
-    """wrk's figures; with `pause_ms`, each connection waits that long between requests (paced load)."""
-    out = subprocess.run(["wrk", "-t1", f"-c{connections or opts.connections}", f"-d{seconds}s", "--timeout", "5s",
-                          "-s", os.path.join(ROOT, "scripts/perf/send.lua"), base],
-                         env={**os.environ, "TOKEN": token, "RECIPIENT": recipient, "SEND_PATH": path,
-                              "PAUSE_MS": str(pause_ms)},
-                         capture_output=True, text=True, check=True).stdout
-    fields = dict(kv.split("=") for kv in re.search(r"RESULT (.*)", out).group(1).split())
-    fields = {k: int(v) for k, v in fields.items()}
-    fields["rate"] = fields["requests"] / (fields["duration_us"] / 1e6)
-    return fields
+    return load.wrk(base, path, seconds, token, recipient, connections or opts.connections, pause_ms)
 
 
 def users(server):

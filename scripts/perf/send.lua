@@ -1,8 +1,9 @@
--- wrk script of scripts/perf/goals.py: POSTs a message to one of CONVERSATIONS conversations, each addressed to the
--- user RECIPIENT, with the bearer TOKEN, on PATH; prints one RESULT line for the caller to parse.
+-- wrk script of scripts/perf/wrk.py: POSTs a message to one of CONVERSATIONS conversations (named PREFIX-N), each
+-- addressed to the user RECIPIENT, with the bearer TOKEN, on PATH; prints one RESULT line for the caller to parse.
 local token, recipient, path = os.getenv("TOKEN"), os.getenv("RECIPIENT"), os.getenv("SEND_PATH")
 local conversations = tonumber(os.getenv("CONVERSATIONS") or "1000")
 local pause = tonumber(os.getenv("PAUSE_MS") or "0")
+local prefix = os.getenv("PREFIX") or "perf"
 local n = 0
 
 -- With PAUSE_MS, each connection waits that long before its next request: paced load for the soak.
@@ -12,8 +13,8 @@ end
 
 function request()
   n = n + 1
-  local body = string.format('{"conversation_id":"perf-%d","content":"hello from the performance run","recipient_id":"%s"}',
-    n % conversations, recipient)
+  local body = string.format('{"conversation_id":"%s-%d","content":"hello from the performance run","recipient_id":"%s"}',
+    prefix, n % conversations, recipient)
   return wrk.format("POST", path, { ["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json" }, body)
 end
 

@@ -1,0 +1,19 @@
+"""wrk driving scripts/perf/send.lua (the performance goals and the evidence scenarios share it): POSTs of a message
+to one of 1,000 conversations, each to the user `recipient`, parsed into figures."""
+import os, re, subprocess
+
+SEND_LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "send.lua")
+
+
+def wrk(base, path, seconds, token, recipient, connections=64, pause_ms=0, prefix="perf"):
+    """wrk's figures (requests, errors, duration_us, p50_us, p99_us, rate); with `pause_ms`, each connection waits
+    that long between requests (paced load). Conversations are named `prefix`-N."""
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", SEND_LUA,
+                          base],
+                         env={**os.environ, "TOKEN": token, "RECIPIENT": recipient, "SEND_PATH": path,
+                              "PAUSE_MS": str(pause_ms), "PREFIX": prefix},
+                         capture_output=True, text=True, check=True).stdout
+    fields = dict(kv.split("=") for kv in re.search(r"RESULT (.*)", out).group(1).split())
+    fields = {k: int(v) for k, v in fields.items()}
+    fields["rate"] = fields["requests"] / (fields["duration_us"] / 1e6)
+    return fields
