@@ -32,40 +32,6 @@ class Cluster:
         with open(os.path.join(self.run_dir, name + ".pid")) as f:
             return int(f.read())
 
-    def limit_cpu(self, name, cores):
-        """Caps process `name` (every thread of it) at `cores` of CPU time with a cgroup of the cpu controller, as if
-        it ran on a machine of its own that size; the cgroup is named after the run directory and the process.
-        Needs root and the cpu controller (cgroup v1 at /sys/fs/cgroup/cpu, or v2 with cpu enabled)."""
-        v1 = "/sys/fs/cgroup/cpu"
-        v2 = "/sys/fs/cgroup"
-        group = f"chat4all-{os.path.basename(self.run_dir)}-{name}"
-        if os.path.exists(os.path.join(v1, "cpu.cfs_quota_us")):
-            path = os.path.join(v1, group)
-            os.makedirs(path, exist_ok=True)
-            limits = {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": str(int(cores * 100000))}
-        elif "cpu" in open(os.path.join(v2, "cgroup.subtree_control")).read().split():
-            path = os.path.join(v2, group)
-            os.makedirs(path, exist_ok=True)
-            limits = {"cpu.max": f"{int(cores * 100000)} 100000"}
-        else:
-            raise RuntimeError("a CPU cap needs the cgroup cpu controller (cgroup v1 /sys/fs/cgroup/cpu, or v2 with "
-                               "cpu in cgroup.subtree_control) and root")
-        for key, value in limits.items():
-            with open(os.path.join(path, key), "w") as f:
-                f.write(value)
-        with open(os.path.join(path, "cgroup.procs"), "w") as f:
-            f.write(str(self.pid(name)))
-        self.cgroups = getattr(self, "cgroups", set()) | {path}
-
-    def release_cgroups(self):
-        """Removes the cgroups `limit_cpu` made (a cgroup goes once its processes have ended or moved out)."""
-        for path in getattr(self, "cgroups", ()):
-            with open(os.path.join(os.path.dirname(path), "cgroup.procs"), "w") as root:
-                for pid in open(os.path.join(path, "cgroup.procs")).read().split():
-                    root.write(pid)
-                    root.flush()
-            os.rmdir(path)
-
     def signal(self, name, sig, wait=15):
         """Sends `sig` to process `name` and waits (up to `wait` s) until it is gone."""
         pid = self.pid(name)
@@ -326,10 +292,12 @@ def check(cluster, token, load, watcher, settle=90):
         by_conversation.setdefault(send["conversation"], set()).add(send["message_id"])
     deadline = time.time() + settle
     while True:
+        # Pushes first: a message pushed after its history was read is not missed by waiting for the next round.
+        unpushed = sum(1 for s in acked if watcher and not received(watcher, s["message_id"]))
         views = {c: history(cluster, token, c) for c in by_conversation}
         open_ = sum(1 for c in views for m in views[c] if m["status"] not in FINAL)
-        unpushed = sum(1 for s in acked if watcher and not received(watcher, s["message_id"]))
-        if (open_ == 0 and unpushed == 0) or time.time() > deadline:
+        missing = sum(len(ids - {m["message_id"] for m in views[c]}) for c, ids in by_conversation.items())
+        if (open_ == 0 and unpushed == 0 and missing == 0) or time.time() > deadline:
             break
         time.sleep(1)
     failures, stored, duplicates, gaps, lost = [], 0, 0, 0, 0
