@@ -7,10 +7,9 @@ in the results directory. Exits non-zero when a goal is missed.
 
 Scenarios: routers-scale (a backlog drained by one router, then by two), connectors-scale (one channel's
 DELIVERED rate with one connector, then two, each pacing its calls), api-scale (closed-loop sends through nginx
-with one api process, then two), capacity-model (CPU per stage at three steady rates, fitted into a sizing table),
-rolling-restart (every role process stopped and started again in turn, --down-secs
-apart, default 8), router-kill (SIGKILL a router while
-another runs), router-stop (SIGTERM), api-kill (SIGKILL one of the two api processes behind nginx, started again
+with one api process, then two), capacity-model (CPU per stage idle and at two steady rates, fitted into a sizing
+table), rolling-restart (every role process stopped and started again in turn, --down-secs apart, default 8),
+router-kill (SIGKILL a router while another runs), router-stop (SIGTERM), api-kill (SIGKILL one of the two api processes behind nginx, started again
 after --down-secs, default 10), connector-down (one channel's connector stopped for --down-secs, default 60),
 broker-down and store-down (the broker, or PostgreSQL, frozen for --down-secs, default 20).
 """
@@ -21,7 +20,8 @@ import evidence as ev  # noqa: E402
 sys.path.insert(0, os.path.join(ev.ROOT, "scripts/perf"))
 from wrk import wrk  # noqa: E402
 
-SCENARIOS = ("routers-scale", "connectors-scale", "api-scale", "capacity-model", "rolling-restart", "router-kill", "router-stop", "api-kill", "connector-down", "broker-down", "store-down")
+SCENARIOS = ("routers-scale", "connectors-scale", "api-scale", "capacity-model", "rolling-restart", "router-kill",
+             "router-stop", "api-kill", "connector-down", "broker-down", "store-down")
 opts = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 opts.add_argument("scenario", choices=SCENARIOS)
 opts.add_argument("run_dir")
