@@ -583,6 +583,21 @@ async fn the_bench_endpoint_answers_like_a_send_but_stores_nothing_and_is_off_by
         .status,
         400
     );
+    // The same checks of the text as a send.
+    let blank = json!({"conversation_id": "bench", "content": "  "});
+    assert_eq!(
+        app.post("/bench/messages", Some(&alice), &blank)
+            .await
+            .status,
+        400
+    );
+    let long = json!({"conversation_id": "bench", "content": "x".repeat(10 * 1024 + 1)});
+    assert_eq!(
+        app.post("/bench/messages", Some(&alice), &long)
+            .await
+            .status,
+        413
+    );
     let history = app.get("/v1/conversations/bench/messages", &alice).await;
     assert_eq!(history.status, 404, "nothing was stored: {}", history.text);
     app.stop().await;

@@ -171,7 +171,10 @@ async fn a_backlog_reports_its_deliveries_as_it_goes_not_when_the_whole_run_is_d
     let first = app
         .wait_for_history(&alice, "wa", |m| statuses(m).contains(&"DELIVERED"))
         .await;
-    let delivered = statuses(&first).iter().filter(|s| **s == "DELIVERED").count();
+    let delivered = statuses(&first)
+        .iter()
+        .filter(|s| **s == "DELIVERED")
+        .count();
     assert!(
         delivered < count,
         "all {count} became DELIVERED at once: the statuses waited for the whole run"

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chat4all_core::ids::MessageId;
 use chat4all_core::model::{HistoryQuery, Message, StatusChange};
-use chat4all_core::services::messaging::SendMessage;
+use chat4all_core::services::messaging::{SendMessage, check_text};
 use chat4all_core::status::MessageStatus;
 use chat4all_core::time::now_millis;
 use serde::{Deserialize, Serialize};
@@ -159,16 +159,17 @@ pub struct MessageDetailView {
     read_by: Vec<String>,
 }
 
-/// The benchmark reference of [`send`]: the same extractors (token, correlation id, Idempotency-Key, JSON body)
-/// and the same answer, without the send itself, so that a performance run shows what durability and routing
-/// cost (`--bench-endpoints`; scripts/perf/goals.py).
+/// The benchmark reference of [`send`]: the same extractors (token, correlation id, Idempotency-Key, JSON body),
+/// the same checks of the text and the same answer, without the send itself, so that a performance run shows what
+/// durability and routing cost (`--bench-endpoints`; scripts/perf/goals.py).
 pub async fn bench_send(
     AuthUser(_caller): AuthUser,
     Correlation(_correlation_id): Correlation,
     Idempotency(_key): Idempotency,
     ApiJson(request): ApiJson<SendMessageRequest>,
-) -> (StatusCode, Json<AcceptedResponse>) {
-    (
+) -> ApiResult<(StatusCode, Json<AcceptedResponse>)> {
+    check_text(&request.conversation_id, &request.content)?;
+    Ok((
         StatusCode::ACCEPTED,
         Json(AcceptedResponse {
             message_id: MessageId::generate().into(),
@@ -176,7 +177,7 @@ pub async fn bench_send(
             status: "ACCEPTED",
             timestamp: now_millis(),
         }),
-    )
+    ))
 }
 
 /// The answer to marking a message read.

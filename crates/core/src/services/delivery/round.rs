@@ -32,20 +32,22 @@ impl Delivery {
         // Conversations in parallel; within one, messages one after another until one has to wait or the round's
         // time is up.
         let began = Instant::now();
-        let runs = join_all(lane.take_due(began, RUN).into_iter().map(
-            |mut queue| async move {
-                let mut tried = Vec::with_capacity(queue.len());
-                while let Some(parked) = queue.pop_front() {
-                    let outcome = self.attempt(&parked).await;
-                    let wait = matches!(outcome, Outcome::Later { .. });
-                    tried.push((parked, outcome));
-                    if wait || began.elapsed() >= ROUND_BUDGET {
-                        break;
+        let runs = join_all(
+            lane.take_due(began, RUN)
+                .into_iter()
+                .map(|mut queue| async move {
+                    let mut tried = Vec::with_capacity(queue.len());
+                    while let Some(parked) = queue.pop_front() {
+                        let outcome = self.attempt(&parked).await;
+                        let wait = matches!(outcome, Outcome::Later { .. });
+                        tried.push((parked, outcome));
+                        if wait || began.elapsed() >= ROUND_BUDGET {
+                            break;
+                        }
                     }
-                }
-                (tried, queue)
-            },
-        ))
+                    (tried, queue)
+                }),
+        )
         .await;
         let mut reports: Vec<OutgoingRecord> = Vec::new();
         let mut dead: Vec<(Record, String)> = Vec::new();
