@@ -13,7 +13,7 @@ router-kill (SIGKILL a router while another runs), router-stop (SIGTERM), api-ki
 after --down-secs, default 10), connector-down (one channel's connector stopped for --down-secs, default 60),
 broker-down and store-down (the broker, or PostgreSQL, frozen for --down-secs, default 20).
 """
-import argparse, os, signal, subprocess, sys, threading, time, uuid
+import argparse, math, os, signal, subprocess, sys, threading, time, uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import evidence as ev  # noqa: E402
@@ -591,6 +591,8 @@ def api_kill():
 # processes wait on each other and their CPU stops following the rate.
 MODEL_RATES = (0, 100, 200)
 MODEL_TARGETS = (10_000, 100_000, 1_000_000)
+# The cores of a node the model may use: 2-core nodes kept at 70 % CPU.
+NODE_CORES = 2 * 0.7
 # Stages by process name prefix; "broker" is tansu, "store" PostgreSQL with its backends.
 STAGES = {"api": "api-", "router": "router-", "broker": "tansu", "store": "postgres", "nginx": "nginx"}
 
@@ -638,12 +640,13 @@ def capacity_model():
     for per_minute in MODEL_TARGETS:
         rate = per_minute / 60
         cores = {stage: fixed + slope * rate for stage, (fixed, slope) in fits.items()}
-        nodes = lambda c: max(1, -(-c // 1.4))
+        nodes = {stage: max(1, math.ceil(cores[stage] / NODE_CORES)) for stage in ("api", "router")}
         model.append(f"| {per_minute:,} | {rate:,.0f} | " + " | ".join(f"{cores[s]:.1f}" for s in STAGES) +
-                     f" | {nodes(cores['api']):.0f} + {nodes(cores['router']):.0f} |")
+                     f" | {nodes['api']} + {nodes['router']} |")
     figures.update({"offered rates (msg/s, --after s each)": ", ".join(f"{r}" for r in MODEL_RATES) +
                     f" ({opts.after:g} s each)"})
-    notes = ["CPU by stage (cores, from /proc of every process of the cluster), and the fit per stage:", ""] + rows +             ["", "The model: cores = fixed + CPU per message × rate, per stage, for each target:", ""] + model + [
+    notes = ["CPU by stage (cores, from /proc of every process of the cluster), and the fit per stage:", ""] + rows + \
+            ["", "The model: cores = fixed + CPU per message × rate, per stage, for each target:", ""] + model + [
         "",
         "How to read it:",
         "- It is an upper bound. The costs are measured at low rates, where the processes hand on records one or "
