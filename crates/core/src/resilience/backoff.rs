@@ -1,9 +1,10 @@
-//! Exponential backoff with full jitter, so that many parked messages never retry in lock-step.
+//! Exponential backoff with "equal" jitter (between half and all of the ceiling), so that many parked messages
+//! never retry in lock-step while the delays still grow.
 
 use rand::Rng;
 use std::time::Duration;
 
-/// Delays between retries: a random delay up to `base × 2^attempt`, capped at `max`.
+/// Delays between retries: a random delay between half and all of `base × 2^attempt`, capped at `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     /// Delay scale of the first retry.
