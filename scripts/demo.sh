@@ -121,7 +121,8 @@ for user in alice bob; do
   run as "$user" login --username "$user"
 done
 BOB_ID=$(as bob --json login --username bob | python3 -c 'import json, sys; print(json.load(sys.stdin)["user_id"])')
-as bob watch >"$RUN_DIR/bob-watch.log" 2>&1 &
+# Started directly, not through `as`, so that its pid is the client's own and the clean-up stops it.
+XDG_CONFIG_HOME=$RUN_DIR/users/bob "$CHAT4ALL_BIN" client --url "$API_URL" watch >"$RUN_DIR/bob-watch.log" 2>&1 &
 BACKGROUND+=($!)
 
 step "Send, and see it pushed and stored" \

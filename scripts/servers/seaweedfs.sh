@@ -104,6 +104,18 @@ print("\n".join(map(str, ports)))
 PY
 }
 
+# SeaweedFS turns its volumes read-only (every PUT a 500 InternalError) once its disk has less than 1 % free, so a
+# start on a nearly full disk fails here, by name, instead of in the middle of the tests.
+check_free_disk() { # DIR
+    local total free need
+    read -r total free < <(df --output=size,avail -B1 "$1" | tail -n 1)
+    need=$((total / 100 + (1 << 30)))
+    if [ "$free" -lt "$need" ]; then
+        echo "seaweedfs: $((free >> 20)) MiB free on the disk of $1; it needs 1 % of the disk plus 1 GiB ($((need >> 20)) MiB) to accept writes. Free some space and retry." >&2
+        exit 1
+    fi
+}
+
 start() {
     local run_dir="$1"
     mkdir -p "$run_dir"
@@ -115,6 +127,7 @@ start() {
     fi
     install
     mkdir -p "$run_dir/seaweedfs"
+    check_free_disk "$run_dir/seaweedfs"
     local ports
     mapfile -t ports < <(free_ports 11)
     local s3_port="${PORT:-${ports[0]}}"
