@@ -92,6 +92,18 @@ def block(text, name, rel):
     return match.group(1).strip()
 
 
+def k6_throughput(record, run_dir):
+    """A k6 run's throughput for the summary: its messages, or its uploads when it sent none (04-file-upload)."""
+    if record["send p95"] != "-":
+        return f"{record['messages/s']} msg/s, send p95 {record['send p95']}"
+    metrics = json.loads(read(f"{LOAD_TESTS}/{run_dir}/summary.json"))["metrics"]
+    upload = metrics.get("http_req_duration{endpoint:upload}")
+    if not upload or not upload.get("p(95)"):
+        raise Missing(f"{LOAD_TESTS}/{run_dir}/summary.json: neither sends nor uploads")
+    return (f"{metrics['iterations']['rate']:,.1f} uploads/s ({metrics['data_sent']['rate'] / 1e6:,.0f} MB/s), "
+            f"upload p95 {upload['p(95)']:.2f} ms")
+
+
 def rebase_links(markdown, rel_dir):
     """Rewrites the relative links and images of a results file for docs/report.md."""
 
@@ -229,8 +241,8 @@ class Report:
             record = dict(zip(head, row))
             run_dir = re.search(r"\]\(([^/]+)/", record["run"]).group(1)
             self.summary.append(("k6, embedded", f"{run_dir.split('-2')[0]}: the script's thresholds",
-                                 f"{record['messages/s']} msg/s, send p95 {record['send p95']}, "
-                                 f"errors {record['errors']}", verdict(record["thresholds"]), source))
+                                 f"{k6_throughput(record, run_dir)}, errors {record['errors']}",
+                                 verdict(record["thresholds"]), source))
             chart = f"{LOAD_TESTS}/{run_dir}/latency-over-time.svg"
             if os.path.exists(os.path.join(ROOT, chart)):
                 charts.append(f"![{run_dir}: latency over time]({link(chart)})")
