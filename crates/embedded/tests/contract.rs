@@ -90,7 +90,7 @@ async fn the_log_survives_a_restart_and_reclaims_consumed_records() {
         .commit(read.last().unwrap().offset + 1)
         .await
         .unwrap();
-    log.append("t", record(10)).await.unwrap(); // the next write runs reclamation (interval zero)
+    log.append("t", record(10)).await.unwrap(); // the next write's transaction reclaims (interval zero)
     log.close().await;
     assert!(
         log.append("t", record(11)).await.is_err(),
@@ -159,7 +159,7 @@ async fn a_topic_with_its_own_retention_expires_without_any_group() {
     while chat4all_core::time::now_millis() == stamped {
         tokio::task::yield_now().await;
     }
-    log.append("other", record(0)).await.unwrap(); // reclamation runs after this batch (interval zero)
+    log.append("other", record(0)).await.unwrap(); // this batch's transaction reclaims (interval zero)
     reclaimed(&log).await;
     let remaining = |topic: &'static str| {
         let log = &log;
@@ -199,7 +199,7 @@ async fn retention_reclaims_the_expired_records_and_keeps_the_younger_ones() {
     tokio::time::sleep(retention + Duration::from_millis(100)).await;
     log.append_batch("live", (5..10).map(record).collect())
         .await
-        .unwrap(); // reclamation runs after this batch (interval zero), well within the younger records' retention
+        .unwrap(); // this batch's transaction reclaims (interval zero), well within the younger records' retention
     reclaimed(&log).await;
     let mut reader = log.consumer("reader", "live", 0).await.unwrap();
     let left: Vec<u64> = reader
@@ -213,8 +213,81 @@ async fn retention_reclaims_the_expired_records_and_keeps_the_younger_ones() {
     log.close().await;
 }
 
-/// Waits until the reclamation that follows the last answered append has run: the writer handles one batch at a
-/// time and reclaims after answering it, so the next append is answered only after that reclamation.
+#[tokio::test]
+async fn a_large_backlog_is_reclaimed_a_bounded_slice_per_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SqliteLog::open(
+        &dir.path().join("events.db"),
+        LogOptions {
+            partitions: 1,
+            reclaim_interval: Duration::ZERO,
+            ..LogOptions::default()
+        },
+    )
+    .unwrap();
+    log.append_batch("t", (0..2000).map(record).collect())
+        .await
+        .unwrap();
+    let mut consumer = log.consumer("g", "t", 0).await.unwrap();
+    consumer.commit(2000).await.unwrap();
+    let oldest = || {
+        let log = &log;
+        async move {
+            let mut reader = log.consumer("reader", "t", 0).await.unwrap();
+            reader.poll(10_000, Duration::ZERO).await.unwrap()[0].offset
+        }
+    };
+    let mut seen = vec![oldest().await];
+    while *seen.last().unwrap() < 1999 {
+        assert!(seen.len() < 20, "reclamation stalled at {seen:?}");
+        log.append("other", record(0)).await.unwrap();
+        seen.push(oldest().await);
+    }
+    let steps: Vec<u64> = seen.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        steps.iter().all(|&step| step <= 512) && steps.len() >= 4,
+        "2,000 committed records go in slices of at most 512 per batch, one batch after another: {steps:?}"
+    );
+    log.close().await;
+}
+
+#[tokio::test]
+async fn a_reader_behind_reclaimed_records_resumes_at_the_oldest_kept_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SqliteLog::open(
+        &dir.path().join("events.db"),
+        LogOptions {
+            partitions: 1,
+            reclaim_interval: Duration::ZERO,
+            ..LogOptions::default()
+        },
+    )
+    .unwrap();
+    log.append_batch("t", (0..30).map(record).collect())
+        .await
+        .unwrap();
+    let mut done = log.consumer("g", "t", 0).await.unwrap();
+    done.commit(20).await.unwrap();
+    reclaimed(&log).await;
+    // "late" never committed: it starts at offset 0, long reclaimed, and reads 5 offsets at a time.
+    let mut late = log.consumer("late", "t", 0).await.unwrap();
+    let mut polls = 0;
+    let first = loop {
+        polls += 1;
+        assert!(polls <= 10, "no record after {polls} polls");
+        if let Some(record) = late.poll(5, Duration::ZERO).await.unwrap().first() {
+            break record.offset;
+        }
+    };
+    assert_eq!(
+        first, 20,
+        "the reader carries on from the oldest record kept"
+    );
+    log.close().await;
+}
+
+/// Waits until a reclamation has run after the last answered append: each batch's transaction reclaims (with the
+/// interval zero, a new pass each batch), so once the next append is answered, so is that reclamation.
 async fn reclaimed(log: &SqliteLog) {
     log.append("other", record(0)).await.unwrap();
 }

@@ -59,12 +59,12 @@ impl PartitionConsumer for SqliteConsumer {
         }
         let end = self.state.ends[partition as usize].load(Ordering::Acquire);
         let (topic, limit) = (self.topic.clone(), max.clamp(1, 10_000) as i64);
-        let records = self
+        let (records, next) = self
             .readers
             .read(move |conn| read_records(conn, &topic, partition, from, end, limit))
             .await
             .map_err(backend)?;
-        self.position = records.last().map_or(end, |r| r.offset + 1);
+        self.position = next;
         Ok(records)
     }
 
@@ -125,9 +125,9 @@ impl Tail for SqliteTail {
                     if left == 0 {
                         break;
                     }
-                    let records = read_records(conn, &topic, partition, from, end, left as i64)?;
+                    let (records, next) =
+                        read_records(conn, &topic, partition, from, end, left as i64)?;
                     left -= records.len();
-                    let next = records.last().map_or(end, |r| r.offset + 1);
                     read.push((partition, next, records));
                 }
                 Ok(read)
@@ -143,6 +143,9 @@ impl Tail for SqliteTail {
     }
 }
 
+/// Up to `limit` records of a partition from `from` (below `end`), and the offset to read next. Records are
+/// reclaimed from the oldest, so a range that comes back empty was reclaimed whole and the next read starts after
+/// it: a reader left behind by retention carries on from the oldest record still kept, never skipping to the end.
 fn read_records(
     conn: &Connection,
     topic: &str,
@@ -150,7 +153,7 @@ fn read_records(
     from: u64,
     end: u64,
     limit: i64,
-) -> rusqlite::Result<Vec<Record>> {
+) -> rusqlite::Result<(Vec<Record>, u64)> {
     // Offsets are gap-free, so a range of `limit` offsets bounds the batch. No ORDER BY or LIMIT: SQLite
     // re-prepares such a statement each time its parameters change, which cost more than the whole read; the rows
     // come back in primary-key order and are sorted below anyway.
@@ -175,5 +178,6 @@ fn read_records(
     )?;
     let mut records: Vec<Record> = rows.collect::<rusqlite::Result<_>>()?;
     records.sort_unstable_by_key(|r| r.offset);
-    Ok(records)
+    let next = records.last().map_or(until, |r| r.offset + 1);
+    Ok((records, next))
 }

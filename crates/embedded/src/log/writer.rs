@@ -1,6 +1,7 @@
 //! The log's one writer thread: drains every pending append and commit into one transaction (group commit),
-//! answers only after the fsync, wakes the consumers, and reclaims records every group has committed.
+//! answers only after the fsync, wakes the consumers, and reclaims space in the same transactions.
 
+use super::reclaim::Reclaimer;
 use super::{LogOptions, Request, Shared, TopicState};
 use crate::sqlite::lock;
 use chat4all_core::ports::{LogError, RecordPosition, partition_for};
@@ -9,7 +10,6 @@ use rusqlite::{Connection, params};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 /// The writer thread: drains requests into one transaction each round, fsyncs once, then answers them all.
 pub(super) fn run_writer(
@@ -18,7 +18,7 @@ pub(super) fn run_writer(
     shared: Arc<Shared>,
     options: LogOptions,
 ) {
-    let mut last_reclaim = Instant::now();
+    let mut reclaimer = Reclaimer::new();
     let mut shutting_down = false;
     while !shutting_down {
         let Some(first) = requests.blocking_recv() else {
@@ -39,13 +39,9 @@ pub(super) fn run_writer(
             shutting_down = true;
             batch.truncate(at);
         }
-        write_batch(&mut conn, batch, &shared);
-        if last_reclaim.elapsed() >= options.reclaim_interval {
-            last_reclaim = Instant::now();
-            if let Err(e) = reclaim(&mut conn, &shared, &options) {
-                tracing::warn!(error = %e, "event log reclamation failed; will retry");
-            }
-        }
+        write_batch(&mut conn, batch, &shared, |tx| {
+            reclaimer.run(tx, &shared, &options)
+        });
     }
     requests.close();
     // Answer anything that raced with the shutdown so no caller waits forever.
@@ -74,7 +70,13 @@ enum Done {
     Committed(oneshot::Sender<Result<(), LogError>>),
 }
 
-fn write_batch(conn: &mut Connection, batch: Vec<Request>, shared: &Shared) {
+/// Writes `batch` in one transaction, running `also` in it before the commit.
+fn write_batch(
+    conn: &mut Connection,
+    batch: Vec<Request>,
+    shared: &Shared,
+    also: impl FnOnce(&mut rusqlite::Transaction<'_>),
+) {
     if batch.is_empty() {
         return;
     }
@@ -83,7 +85,7 @@ fn write_batch(conn: &mut Connection, batch: Vec<Request>, shared: &Shared) {
     let mut done = Vec::with_capacity(batch.len());
     let mut rejected = Vec::new();
     let result = (|| -> rusqlite::Result<()> {
-        let tx = conn.transaction()?;
+        let mut tx = conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO records (topic, partition, offset, key, headers, payload, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -148,6 +150,7 @@ fn write_batch(conn: &mut Connection, batch: Vec<Request>, shared: &Shared) {
                 }
             }
         }
+        also(&mut tx);
         tx.commit()
     })();
     for (reply, why) in rejected {
@@ -179,61 +182,4 @@ fn write_batch(conn: &mut Connection, batch: Vec<Request>, shared: &Shared) {
             Done::Committed(reply) => drop(reply.send(Ok(()))),
         }
     }
-}
-
-/// Deletes records that every group has committed, and records past retention; the last record of each
-/// partition stays so that its end offset survives a restart.
-fn reclaim(conn: &mut Connection, shared: &Shared, options: &LogOptions) -> rusqlite::Result<()> {
-    let now = now_millis();
-    let mut low_water: HashMap<(String, u32), u64> = HashMap::new();
-    for ((_, topic, partition), next) in lock(&shared.committed).iter() {
-        let entry = low_water
-            .entry((topic.clone(), *partition))
-            .or_insert(u64::MAX);
-        *entry = (*entry).min(*next);
-    }
-    let topics: Vec<(String, Arc<TopicState>)> = shared
-        .topics
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let tx = conn.transaction()?;
-    let mut consumed = tx.prepare_cached(
-        "DELETE FROM records WHERE topic = ?1 AND partition = ?2 AND offset < ?3",
-    )?;
-    // Records are appended in time order, so the expired ones are those before the partition's first record not
-    // yet expired: found by reading up from the oldest, which visits only the rows about to be deleted (a filter
-    // on `ts` would read every retained record, each run: 1.2 million rows after 5 minutes of notifications).
-    let mut expired = tx.prepare_cached(
-        "DELETE FROM records WHERE topic = ?1 AND partition = ?2 AND offset < MIN(?3, COALESCE(
-            (SELECT offset FROM records WHERE topic = ?1 AND partition = ?2 AND ts >= ?4 ORDER BY offset LIMIT 1),
-            ?3))",
-    )?;
-    let mut deleted = 0;
-    for (topic, state) in topics {
-        let retention = options
-            .retention_by_topic
-            .get(&topic)
-            .unwrap_or(&options.retention);
-        let expired_before = now - retention.as_millis() as i64;
-        for partition in 0..shared.partitions {
-            let keep_from = state.ends[partition as usize]
-                .load(Ordering::Acquire)
-                .saturating_sub(1);
-            if let Some(&committed) = low_water.get(&(topic.clone(), partition)) {
-                deleted +=
-                    consumed.execute(params![topic, partition, committed.min(keep_from) as i64])?;
-            }
-            deleted +=
-                expired.execute(params![topic, partition, keep_from as i64, expired_before])?;
-        }
-    }
-    drop((consumed, expired));
-    tx.commit()?;
-    if deleted > 0 {
-        tracing::debug!(deleted, "event log reclaimed consumed records");
-    }
-    Ok(())
 }

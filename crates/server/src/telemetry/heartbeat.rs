@@ -1,5 +1,5 @@
 //! Heartbeats and consumer lag: every role logs a heartbeat line on a fixed interval, and the lag of every consumer
-//! group is published as `kafka_consumer_lag{topic,partition,group}` and kept for `/health`.
+//! group is published as `kafka_consumer_lag{service,topic,partition,group}` (the service being the consuming role) and kept for `/health`.
 
 use chat4all_core::ports::EventLog;
 use std::collections::BTreeMap;
@@ -72,26 +72,28 @@ pub async fn run(
 }
 
 async fn measure_lag(log: &Arc<dyn EventLog>, pulses: &[Pulse], board: &LagBoard) {
-    for (group, topic) in pulses.iter().flat_map(|p| p.consumes.iter()) {
-        match log.lag(group, topic).await {
-            Ok(lags) => {
-                for (partition, lag) in lags.iter().enumerate() {
-                    metrics::gauge!(
-                        "kafka_consumer_lag",
-                        "service" => "router",
-                        "topic" => topic.clone(),
-                        "partition" => partition.to_string(),
-                        "group" => group.clone()
-                    )
-                    .set(*lag as f64);
+    for pulse in pulses {
+        for (group, topic) in &pulse.consumes {
+            match log.lag(group, topic).await {
+                Ok(lags) => {
+                    for (partition, lag) in lags.iter().enumerate() {
+                        metrics::gauge!(
+                            "kafka_consumer_lag",
+                            "service" => pulse.service,
+                            "topic" => topic.clone(),
+                            "partition" => partition.to_string(),
+                            "group" => group.clone()
+                        )
+                        .set(*lag as f64);
+                    }
+                    board
+                        .0
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert((group.clone(), topic.clone()), lags);
                 }
-                board
-                    .0
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert((group.clone(), topic.clone()), lags);
+                Err(e) => tracing::warn!(group, topic, error = %e, "cannot measure consumer lag"),
             }
-            Err(e) => tracing::warn!(group, topic, error = %e, "cannot measure consumer lag"),
         }
     }
 }
