@@ -139,16 +139,7 @@ async fn the_log_survives_a_restart_and_reclaims_consumed_records() {
 #[tokio::test]
 async fn a_topic_with_its_own_retention_expires_without_any_group() {
     let dir = tempfile::tempdir().unwrap();
-    let log = SqliteLog::open(
-        &dir.path().join("events.db"),
-        LogOptions {
-            partitions: 1,
-            reclaim_interval: Duration::ZERO,
-            retention_by_topic: [("live".to_owned(), Duration::ZERO)].into(),
-            ..LogOptions::default()
-        },
-    )
-    .unwrap();
+    let log = reclaiming_log(&dir, [("live".to_owned(), Duration::ZERO)]);
     for topic in ["live", "kept"] {
         log.append_batch(topic, (0..5).map(record).collect())
             .await
@@ -182,16 +173,7 @@ async fn a_topic_with_its_own_retention_expires_without_any_group() {
 async fn retention_reclaims_the_expired_records_and_keeps_the_younger_ones() {
     let dir = tempfile::tempdir().unwrap();
     let retention = Duration::from_secs(2);
-    let log = SqliteLog::open(
-        &dir.path().join("events.db"),
-        LogOptions {
-            partitions: 1,
-            reclaim_interval: Duration::ZERO,
-            retention_by_topic: [("live".to_owned(), retention)].into(),
-            ..LogOptions::default()
-        },
-    )
-    .unwrap();
+    let log = reclaiming_log(&dir, [("live".to_owned(), retention)]);
     log.append_batch("live", (0..5).map(record).collect())
         .await
         .unwrap();
@@ -216,15 +198,7 @@ async fn retention_reclaims_the_expired_records_and_keeps_the_younger_ones() {
 #[tokio::test]
 async fn a_large_backlog_is_reclaimed_a_bounded_slice_per_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let log = SqliteLog::open(
-        &dir.path().join("events.db"),
-        LogOptions {
-            partitions: 1,
-            reclaim_interval: Duration::ZERO,
-            ..LogOptions::default()
-        },
-    )
-    .unwrap();
+    let log = reclaiming_log(&dir, []);
     log.append_batch("t", (0..2000).map(record).collect())
         .await
         .unwrap();
@@ -254,15 +228,7 @@ async fn a_large_backlog_is_reclaimed_a_bounded_slice_per_batch() {
 #[tokio::test]
 async fn a_reader_behind_reclaimed_records_resumes_at_the_oldest_kept_one() {
     let dir = tempfile::tempdir().unwrap();
-    let log = SqliteLog::open(
-        &dir.path().join("events.db"),
-        LogOptions {
-            partitions: 1,
-            reclaim_interval: Duration::ZERO,
-            ..LogOptions::default()
-        },
-    )
-    .unwrap();
+    let log = reclaiming_log(&dir, []);
     log.append_batch("t", (0..30).map(record).collect())
         .await
         .unwrap();
@@ -284,6 +250,23 @@ async fn a_reader_behind_reclaimed_records_resumes_at_the_oldest_kept_one() {
         "the reader carries on from the oldest record kept"
     );
     log.close().await;
+}
+
+/// A one-partition log that reclaims in every batch (interval zero), with per-topic retention.
+fn reclaiming_log<const N: usize>(
+    dir: &tempfile::TempDir,
+    retention_by_topic: [(String, Duration); N],
+) -> SqliteLog {
+    SqliteLog::open(
+        &dir.path().join("events.db"),
+        LogOptions {
+            partitions: 1,
+            reclaim_interval: Duration::ZERO,
+            retention_by_topic: retention_by_topic.into(),
+            ..LogOptions::default()
+        },
+    )
+    .unwrap()
 }
 
 /// Waits until a reclamation has run after the last answered append: each batch's transaction reclaims (with the
