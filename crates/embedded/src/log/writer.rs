@@ -70,12 +70,12 @@ enum Done {
     Committed(oneshot::Sender<Result<(), LogError>>),
 }
 
-/// Writes `batch` in one transaction, running `also` in it before the commit.
+/// Writes `batch` in one transaction, running `before_commit` in it last.
 fn write_batch(
     conn: &mut Connection,
     batch: Vec<Request>,
     shared: &Shared,
-    also: impl FnOnce(&mut rusqlite::Transaction<'_>),
+    before_commit: impl FnOnce(&mut rusqlite::Transaction<'_>),
 ) {
     if batch.is_empty() {
         return;
@@ -150,7 +150,7 @@ fn write_batch(
                 }
             }
         }
-        also(&mut tx);
+        before_commit(&mut tx);
         tx.commit()
     })();
     for (reply, why) in rejected {

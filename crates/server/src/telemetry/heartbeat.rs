@@ -1,5 +1,6 @@
 //! Heartbeats and consumer lag: every role logs a heartbeat line on a fixed interval, and the lag of every consumer
-//! group is published as `kafka_consumer_lag{service,topic,partition,group}` (the service being the consuming role) and kept for `/health`.
+//! group is published as `kafka_consumer_lag{service,topic,partition,group}` (the service being the consuming
+//! role) and kept for `/health`.
 
 use chat4all_core::ports::EventLog;
 use std::collections::BTreeMap;
