@@ -7,7 +7,8 @@
 # roles.env (what scripts/cluster/role.sh needs to start a role process again) and
 # cluster.env (API_URL through nginx, API_1_URL, API_2_URL, PROMETHEUS_URL, ADMIN_TOKEN). Stop it with
 # scripts/cluster/down.sh RUN_DIR; see it with scripts/cluster/status.sh RUN_DIR.
-# CLUSTER_PORT_OFFSET=N shifts every port (two clusters side by side); CHAT4ALL_BIN skips the release build.
+# CLUSTER_PORT_OFFSET=N shifts every port (two clusters side by side); CHAT4ALL_BIN skips the release build;
+# CLUSTER_KAFKA_OPTIONS adds options to the role processes' kafka URL (such as session_timeout_ms=30000).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 RUN_DIR=${1:-$ROOT/cluster}
@@ -57,7 +58,7 @@ cat >"$RUN_DIR/roles.env" <<ENV
 export CHAT4ALL_BIN=$CHAT4ALL_BIN
 export CHAT4ALL_JWT_SECRET=$CHAT4ALL_JWT_SECRET
 export CHAT4ALL_ADMIN_TOKEN=$CHAT4ALL_ADMIN_TOKEN
-export CHAT4ALL_EVENT_LOG=$CHAT4ALL_TEST_KAFKA_URL
+export CHAT4ALL_EVENT_LOG=$CHAT4ALL_TEST_KAFKA_URL${CLUSTER_KAFKA_OPTIONS:+/?$CLUSTER_KAFKA_OPTIONS}
 export CHAT4ALL_STORE=$CHAT4ALL_TEST_POSTGRES_URL
 export CHAT4ALL_OBJECTS=$CHAT4ALL_TEST_S3_URL
 export CHAT4ALL_PUBLIC_URL=http://127.0.0.1:$API_PORT

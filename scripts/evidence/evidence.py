@@ -86,6 +86,67 @@ class Cluster:
         return [(r["metric"], float(r["value"][1])) for r in body["data"]["result"]]
 
 
+class CpuLimit:
+    """Caps processes at a share of one core, each in its own cpu cgroup: what a container's CPU limit does, so a
+    stage's CPU-bound work is bounded per process while the machine keeps cores for the rest. cgroup v1's cfs
+    quota or v2's cpu.max; needs write access to the cgroup tree (root). `release` moves the processes back."""
+
+    PERIOD_US = 100_000  # The kernel's default period; its smallest quota, 1 ms, is 0.01 of a core.
+
+    def __init__(self, cores):
+        if cores < 0.01:
+            raise SystemExit(f"a CPU limit of {cores:g} core is below the 0.01 a cpu cgroup allows")
+        self.quota_us, self.groups = int(cores * self.PERIOD_US), {}
+        if os.path.exists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):
+            self.root, self.v2 = "/sys/fs/cgroup/cpu", False
+        elif "cpu" in open_or_empty("/sys/fs/cgroup/cgroup.controllers").split():
+            self.root, self.v2 = "/sys/fs/cgroup", True
+        else:
+            raise SystemExit("no cpu cgroup controller is mounted (/sys/fs/cgroup/cpu or cgroup v2's cpu)")
+        if not os.access(self.root, os.W_OK):
+            raise SystemExit(f"{self.root} is not writable: the CPU limit needs root")
+
+    def apply(self, name, pid):
+        """Puts process `pid` (all its threads) under the limit, in a cgroup of its own named after `name`."""
+        group = self.groups.get(name) or os.path.join(self.root, f"chat4all-evidence-{name}")
+        if name not in self.groups:
+            if self.v2:
+                with open(os.path.join(self.root, "cgroup.subtree_control"), "w") as f:
+                    f.write("+cpu")
+            os.makedirs(group, exist_ok=True)
+            if self.v2:
+                write(os.path.join(group, "cpu.max"), f"{self.quota_us} {self.PERIOD_US}")
+            else:
+                write(os.path.join(group, "cpu.cfs_period_us"), str(self.PERIOD_US))
+                write(os.path.join(group, "cpu.cfs_quota_us"), str(self.quota_us))
+            self.groups[name] = group
+        write(os.path.join(group, "cgroup.procs"), str(pid))
+
+    def release(self):
+        """Moves every limited process back to the root group and removes the groups."""
+        for group in self.groups.values():
+            for pid in open_or_empty(os.path.join(group, "cgroup.procs")).split():
+                try:
+                    write(os.path.join(self.root, "cgroup.procs"), pid)
+                except OSError:
+                    pass  # It exited meanwhile.
+            os.rmdir(group)
+        self.groups.clear()
+
+
+def open_or_empty(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
 def request(base, method, path, body=None, token=None, headers=None, timeout=10, connection=None):
     """One HTTP exchange: (status, decoded JSON or text); status 0 when the connection failed."""
     split = urllib.parse.urlsplit(base)
