@@ -704,7 +704,7 @@ def capacity_model():
         "needs at least as many partitions as routers (8 by default: more routers than that sit idle). Leave "
         "headroom: twice the routers you plan, since the partition count cannot shrink later.",
         "- The broker figure is tansu's: one process, and mostly one thread, on SQLite. Past about one core it is "
-        "the wall of this local cluster (routers-scale shows it: 2 routers drain no faster than 1). "
+        "the wall of this local cluster (uncapped, 2 routers drained a backlog no faster than 1). "
         "Apache Kafka spreads partitions across brokers and costs far less per record; its sizing is Kafka's own.",
         "- The store figure is one PostgreSQL. Past one server's cores, the store partitions by conversation "
         "(Citus, or Cassandra, the documented target; docs/adr/).",
