@@ -5,13 +5,14 @@ in the results directory. Exits non-zero when a goal is missed.
 
     python3 scripts/evidence/run.py SCENARIO RUN_DIR [--rate 100] [--results docs/results/evidence]
 
-Scenarios: routers-scale (a backlog drained by one router, then by two, each held to a share of a core), connectors-scale (one channel's
-DELIVERED rate with one connector, then two, each pacing its calls), api-scale (closed-loop sends through nginx
-with one api process, then two), capacity-model (CPU per stage idle and at two steady rates, fitted into a sizing
-table), rolling-restart (every role process stopped and started again in turn, --down-secs apart, default 8),
-router-kill (SIGKILL a router while another runs), router-stop (SIGTERM), api-kill (SIGKILL one of the two api processes behind nginx, started again
-after --down-secs, default 10), connector-down (one channel's connector stopped for --down-secs, default 60),
-broker-down and store-down (the broker, or PostgreSQL, frozen for --down-secs, default 20).
+Scenarios: routers-scale (a backlog drained by one router, then by two, each held to a share of a core),
+connectors-scale (one channel's DELIVERED rate with one connector, then two, each pacing its calls), api-scale
+(closed-loop sends through nginx with one api process, then two), capacity-model (CPU per stage idle and at two
+steady rates, fitted into a sizing table), rolling-restart (every role process stopped and started again in turn,
+--down-secs apart, default 8), router-kill (SIGKILL a router while another runs), router-stop (SIGTERM), api-kill
+(SIGKILL one of the two api processes behind nginx, started again after --down-secs, default 10), connector-down
+(one channel's connector stopped for --down-secs, default 60), broker-down and store-down (the broker, or
+PostgreSQL, frozen for --down-secs, default 20).
 """
 import argparse, math, os, signal, subprocess, sys, threading, time, uuid
 
@@ -229,7 +230,7 @@ def drain(routers, targets, limit):
     and resumed together (SIGCONT), so they never miss a heartbeat for longer than the session timeout and no
     rebalance falls inside the drain. Their progress is read from their own counters every 0.25 s. Returns (load,
     rate per s from the resume until the whole backlog is handled, CPU % per process over that time,
-    [(seconds since the resume, records handled)])."""
+    [(seconds since the resume, records handled)], sends acknowledged after the resume, {router: records handled})."""
     for name in ("router-1", "router-2"):
         if name in routers and not cluster.alive(name):
             cluster.start(name)
