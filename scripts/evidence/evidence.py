@@ -108,19 +108,21 @@ class CpuLimit:
 
     def apply(self, name, pid):
         """Puts process `pid` (all its threads) under the limit, in a cgroup of its own named after `name`."""
-        group = self.groups.get(name) or os.path.join(self.root, f"chat4all-evidence-{name}")
         if name not in self.groups:
-            if self.v2:
-                with open(os.path.join(self.root, "cgroup.subtree_control"), "w") as f:
-                    f.write("+cpu")
-            os.makedirs(group, exist_ok=True)
-            if self.v2:
-                write(os.path.join(group, "cpu.max"), f"{self.quota_us} {self.PERIOD_US}")
-            else:
-                write(os.path.join(group, "cpu.cfs_period_us"), str(self.PERIOD_US))
-                write(os.path.join(group, "cpu.cfs_quota_us"), str(self.quota_us))
-            self.groups[name] = group
-        write(os.path.join(group, "cgroup.procs"), str(pid))
+            self.groups[name] = self._create(f"chat4all-evidence-{name}")
+        write(os.path.join(self.groups[name], "cgroup.procs"), str(pid))
+
+    def _create(self, name):
+        group = os.path.join(self.root, name)
+        if self.v2:
+            write(os.path.join(self.root, "cgroup.subtree_control"), "+cpu")
+        os.makedirs(group, exist_ok=True)
+        if self.v2:
+            write(os.path.join(group, "cpu.max"), f"{self.quota_us} {self.PERIOD_US}")
+        else:
+            write(os.path.join(group, "cpu.cfs_period_us"), str(self.PERIOD_US))
+            write(os.path.join(group, "cpu.cfs_quota_us"), str(self.quota_us))
+        return group
 
     def release(self):
         """Moves every limited process back to the root group and removes the groups."""
