@@ -62,32 +62,140 @@ impl Readers {
     }
 }
 
-/// The single writer connection of a database file. Writes wait for their turn without a thread, so that
-/// concurrent writes do not each hold a blocking thread parked on the connection's lock.
+/// The single writer connection of a database file, committing in groups: writes that arrive while one
+/// transaction is being committed wait together and share the next one, each in a savepoint of its own, so a
+/// burst of writes costs one fsync instead of one each (the event log's group commit, for the store). A write
+/// answers only once the transaction holding it is committed; a failing write rolls back to its savepoint and
+/// leaves the others of its group alone.
 pub(crate) struct Writer {
     conn: Mutex<Connection>,
-    turn: Semaphore,
+    queue: Mutex<Queue>,
 }
+
+/// Writes waiting for the next group, and whether a blocking task is draining them.
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Job>,
+    draining: bool,
+}
+
+/// A write: runs in the group's open transaction (or learns why there is none) and returns how to answer once
+/// the commit's fate is known.
+type Job = Box<dyn FnOnce(Result<&Connection, String>) -> Answer + Send>;
+
+/// Answers a write with the outcome of its group's commit.
+type Answer = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Most writes in one transaction, so that one group cannot hold the connection for long.
+const MAX_GROUP: usize = 128;
 
 impl Writer {
     /// Opens the writer of `path`.
     pub(crate) fn open(path: &Path) -> rusqlite::Result<Arc<Self>> {
         Ok(Arc::new(Self {
             conn: Mutex::new(open(path)?),
-            turn: Semaphore::new(1),
+            queue: Mutex::default(),
         }))
     }
 
-    /// Runs `work` on the writer connection, once it is free.
+    /// Runs `work` in the next group's transaction (inside a savepoint: an error undoes only its own writes) and
+    /// returns its result once that transaction is committed. `work` must not begin a transaction of its own.
     pub(crate) async fn write<T, F>(self: &Arc<Self>, work: F) -> rusqlite::Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let _turn = self.turn.acquire().await.map_err(|_| closed())?;
-        let writer = self.clone();
-        blocking(move || work(&mut lock(&writer.conn))).await
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(Box::new(move |conn: Result<&Connection, String>| {
+            let result = conn
+                .map_err(failed)
+                .and_then(|conn| in_savepoint(conn, work));
+            Box::new(move |committed| {
+                let _ = reply.send(committed.map_err(failed).and(result));
+            })
+        }));
+        answer.await.unwrap_or_else(|_| Err(closed()))
     }
+
+    fn submit(self: &Arc<Self>, job: Job) {
+        let mut queue = lock(&self.queue);
+        queue.jobs.push(job);
+        if !queue.draining {
+            queue.draining = true;
+            let writer = self.clone();
+            tokio::task::spawn_blocking(move || writer.drain());
+        }
+    }
+
+    /// Commits the waiting writes group by group until none is left.
+    fn drain(&self) {
+        loop {
+            let group = {
+                let mut queue = lock(&self.queue);
+                if queue.jobs.is_empty() {
+                    queue.draining = false;
+                    return;
+                }
+                let take = queue.jobs.len().min(MAX_GROUP);
+                queue.jobs.drain(..take).collect::<Vec<_>>()
+            };
+            commit_group(&lock(&self.conn), group);
+        }
+    }
+}
+
+/// Runs `group` in one transaction and answers each write. A write whose error ends the whole transaction (SQLite
+/// rolls back on some I/O and memory errors) fails the writes before it in the group too, and the rest start a
+/// new transaction.
+fn commit_group(conn: &Connection, group: Vec<Job>) {
+    let mut answers: Vec<Answer> = Vec::with_capacity(group.len());
+    for job in group {
+        if conn.is_autocommit()
+            && let Err(e) = conn.execute_batch("BEGIN IMMEDIATE")
+        {
+            job(Err(e.to_string()))(Ok(()));
+            continue;
+        }
+        let answer = job(Ok(conn));
+        if conn.is_autocommit() {
+            let lost = "the transaction was rolled back by a failed write of its group".to_owned();
+            answers.drain(..).for_each(|a| a(Err(lost.clone())));
+            answer(Err(lost));
+        } else {
+            answers.push(answer);
+        }
+    }
+    if answers.is_empty() {
+        return;
+    }
+    let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+    if committed.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for answer in answers {
+        answer(committed.clone());
+    }
+}
+
+/// Runs `work` inside a savepoint: kept if it succeeds, undone if it fails or panics.
+fn in_savepoint<T>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.execute_batch("SAVEPOINT write")?;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
+        .unwrap_or_else(|_| Err(failed("the write panicked".into())));
+    let end = match result {
+        Ok(_) => "RELEASE write",
+        Err(_) => "ROLLBACK TO write; RELEASE write",
+    };
+    // After an error that ended the transaction there is no savepoint left to end; the caller sees that.
+    let _ = conn.execute_batch(end);
+    result
+}
+
+fn failed(why: String) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(why.into())
 }
 
 fn closed() -> rusqlite::Error {
@@ -110,4 +218,67 @@ async fn blocking<T: Send + 'static>(
             format!("database task failed: {e}").into(),
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Waker};
+
+    /// Polls `write` once, which queues it on the writer.
+    fn queue<T>(write: &mut Pin<Box<impl Future<Output = T>>>) {
+        let pending = write.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        assert!(pending.is_pending(), "the writer is held");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_undoes_only_itself_in_its_group() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let writer = Writer::open(&dir.path().join("group.db")).expect("open");
+        writer
+            .write(|conn| conn.execute_batch("CREATE TABLE t (v INTEGER PRIMARY KEY)"))
+            .await
+            .expect("create");
+        let insert = |v: i64, fails: bool| {
+            Box::pin(writer.write(move |conn| {
+                conn.execute("INSERT INTO t VALUES (?1)", [v])?;
+                if fails {
+                    Err(rusqlite::Error::InvalidQuery)
+                } else {
+                    Ok(v)
+                }
+            }))
+        };
+        let held = lock(&writer.conn);
+        let mut writes = [
+            insert(1, false),
+            insert(2, true),
+            insert(3, false),
+            insert(4, false),
+        ];
+        for write in &mut writes {
+            queue(write);
+        }
+        drop(held);
+        let mut answers = Vec::new();
+        for write in writes {
+            answers.push(write.await.ok());
+        }
+        assert_eq!(answers, [Some(1), None, Some(3), Some(4)]);
+        let kept: Vec<i64> = writer
+            .write(|conn| {
+                conn.prepare("SELECT v FROM t ORDER BY v")?
+                    .query_map([], |r| r.get(0))?
+                    .collect()
+            })
+            .await
+            .expect("read");
+        assert_eq!(
+            kept,
+            [1, 3, 4],
+            "the failed write's row is gone, its group's rows are committed"
+        );
+    }
 }

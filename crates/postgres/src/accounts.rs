@@ -49,7 +49,7 @@ impl AccountStore for PostgresStore {
     }
 
     async fn existing_users(&self, user_ids: &[UserId]) -> Result<Vec<UserId>, StoreError> {
-        self.for_users(
+        self.for_keys(
             "SELECT user_id FROM users WHERE user_id = ANY($1)",
             user_ids,
             |r| parsed(r, 0),
@@ -58,7 +58,7 @@ impl AccountStore for PostgresStore {
     }
 
     async fn users(&self, user_ids: &[UserId]) -> Result<Vec<User>, StoreError> {
-        self.for_users(
+        self.for_keys(
             "SELECT user_id, username, email, created_at FROM users WHERE user_id = ANY($1)",
             user_ids,
             user_row,

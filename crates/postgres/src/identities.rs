@@ -115,7 +115,7 @@ impl IdentityStore for PostgresStore {
     }
 
     async fn preferred_identities(&self, user_ids: &[UserId]) -> Result<Vec<Identity>, StoreError> {
-        self.for_users(
+        self.for_keys(
             &format!("SELECT {COLUMNS} FROM identities WHERE preferred AND user_id = ANY($1)"),
             user_ids,
             identity_row,

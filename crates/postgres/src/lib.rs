@@ -26,7 +26,6 @@ mod receipts;
 mod rows;
 
 use async_trait::async_trait;
-use chat4all_core::ids::UserId;
 use chat4all_core::ports::{Backend, StoreError};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use error::Error;
@@ -89,19 +88,19 @@ impl PostgresStore {
         Ok(self.pool.get().await?)
     }
 
-    /// The rows of `sql`, whose `$1` is the array of `user_ids`, each made by `each`; no round trip for none.
-    async fn for_users<T>(
+    /// The rows of `sql`, whose `$1` is the array of `keys`, each made by `each`; no round trip for none.
+    async fn for_keys<T>(
         &self,
         sql: &str,
-        user_ids: &[UserId],
+        keys: &[impl AsRef<str>],
         each: impl Fn(&Row) -> Result<T, Error>,
     ) -> Result<Vec<T>, StoreError> {
-        if user_ids.is_empty() {
+        if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<&str> = user_ids.iter().map(UserId::as_str).collect();
+        let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
         let client = self.client().await?;
-        let rows = client.query(sql, &[&ids]).await.map_err(Error::from)?;
+        let rows = client.query(sql, &[&keys]).await.map_err(Error::from)?;
         Ok(rows::all(&rows, each)?)
     }
 }

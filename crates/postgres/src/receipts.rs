@@ -2,7 +2,7 @@
 
 use crate::PostgresStore;
 use crate::error::Error;
-use crate::rows::{all, parsed};
+use crate::rows::parsed;
 use async_trait::async_trait;
 use chat4all_core::ids::ConversationId;
 use chat4all_core::model::ReadReceipt;
@@ -48,17 +48,15 @@ impl ReceiptStore for PostgresStore {
 
     async fn receipts(
         &self,
-        conversation: &ConversationId,
+        conversations: &[ConversationId],
     ) -> Result<Vec<ReadReceipt>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT conversation_id, user_id, up_to_seq, read_at FROM read_receipts WHERE conversation_id = $1",
-                &[&conversation.as_str()],
-            )
-            .await
-            .map_err(Error::from)?;
-        Ok(all(&rows, receipt_row)?)
+        self.for_keys(
+            "SELECT conversation_id, user_id, up_to_seq, read_at FROM read_receipts
+             WHERE conversation_id = ANY($1)",
+            conversations,
+            receipt_row,
+        )
+        .await
     }
 }
 

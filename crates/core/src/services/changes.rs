@@ -111,8 +111,8 @@ impl Changes {
     }
 
     /// READ updates for the messages that `transitions` made DELIVERED and every member but their sender has
-    /// already read. The usual case, a conversation nobody has read into, costs one receipts lookup per
-    /// conversation.
+    /// already read. The usual case, conversations nobody has read into, costs one receipts query for the whole
+    /// batch.
     async fn read_before_delivery(
         &self,
         updates: &[StatusUpdate],
@@ -130,20 +130,23 @@ impl Changes {
                     .push((update, message));
             }
         }
+        if delivered.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<ConversationId> = delivered.keys().map(|&id| id.clone()).collect();
+        let mut reached: HashMap<ConversationId, HashMap<UserId, u64>> = HashMap::new();
+        for receipt in self.stores.receipts.receipts(&ids).await? {
+            reached
+                .entry(receipt.conversation_id)
+                .or_default()
+                .insert(receipt.user_id, receipt.up_to_seq);
+        }
         let mut reads = Vec::new();
-        for (id, messages) in delivered {
-            let receipts = self.stores.receipts.receipts(id).await?;
-            if receipts.is_empty() {
-                continue;
-            }
-            let Some(conversation) = self.stores.conversations.conversation(id).await? else {
+        for (id, reached) in reached {
+            let Some(conversation) = self.stores.conversations.conversation(&id).await? else {
                 continue;
             };
-            let reached: HashMap<UserId, u64> = receipts
-                .into_iter()
-                .map(|r| (r.user_id, r.up_to_seq))
-                .collect();
-            for (update, message) in messages {
+            for &(update, message) in &delivered[&id] {
                 if read_by_all(message, &conversation.members, &reached) {
                     reads.push(StatusUpdate {
                         at: update.at,

@@ -93,7 +93,7 @@ impl Receipts {
         let reached: HashMap<UserId, u64> = self
             .stores
             .receipts
-            .receipts(id)
+            .receipts(std::slice::from_ref(id))
             .await?
             .into_iter()
             .map(|r| (r.user_id, r.up_to_seq))
@@ -141,7 +141,7 @@ impl Receipts {
         let mut readers: Vec<UserId> = self
             .stores
             .receipts
-            .receipts(&message.conversation_id)
+            .receipts(std::slice::from_ref(&message.conversation_id))
             .await?
             .into_iter()
             .filter(|r| r.up_to_seq >= message.seq && r.user_id != message.sender_id)

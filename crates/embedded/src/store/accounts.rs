@@ -1,7 +1,7 @@
 //! The SQLite store's users and their credentials.
 
 use super::SqliteStore;
-use super::rows::{parsed, rows_of_users, user_row};
+use super::rows::{parsed, rows_in, user_row};
 use async_trait::async_trait;
 use chat4all_core::ids::{Email, UserId, Username};
 use chat4all_core::model::{User, UserCredentials};
@@ -14,8 +14,7 @@ impl AccountStore for SqliteStore {
         let user = user.clone();
         let hash = password_hash.to_owned();
         self.write(move |conn| {
-            let tx = conn.transaction()?;
-            let taken: Option<String> = tx
+            let taken: Option<String> = conn
                 .query_row(
                     "SELECT CASE WHEN username = ?1 THEN 'username' ELSE 'email' END FROM users
                      WHERE username = ?1 OR (?2 IS NOT NULL AND email = ?2) LIMIT 1",
@@ -26,11 +25,10 @@ impl AccountStore for SqliteStore {
             if let Some(field) = taken {
                 return Ok(Some(field));
             }
-            tx.execute(
+            conn.execute(
                 "INSERT INTO users (user_id, username, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![user.user_id.as_str(), user.username.as_str(), user.email.as_ref().map(Email::as_str), hash, user.created_at],
             )?;
-            tx.commit()?;
             Ok(None)
         })
         .await?
@@ -53,7 +51,7 @@ impl AccountStore for SqliteStore {
     async fn existing_users(&self, user_ids: &[UserId]) -> Result<Vec<UserId>, StoreError> {
         let ids: Vec<String> = user_ids.iter().map(|u| u.as_str().to_owned()).collect();
         self.read(move |conn| {
-            rows_of_users(
+            rows_in(
                 conn,
                 "SELECT user_id FROM users WHERE user_id IN",
                 &ids,
@@ -66,7 +64,7 @@ impl AccountStore for SqliteStore {
     async fn users(&self, user_ids: &[UserId]) -> Result<Vec<User>, StoreError> {
         let ids: Vec<String> = user_ids.iter().map(|u| u.as_str().to_owned()).collect();
         self.read(move |conn| {
-            rows_of_users(
+            rows_in(
                 conn,
                 "SELECT user_id, username, email, created_at FROM users WHERE user_id IN",
                 &ids,

@@ -13,15 +13,13 @@ impl ConversationStore for SqliteStore {
     async fn insert_conversation(&self, conversation: &Conversation) -> Result<bool, StoreError> {
         let conversation = conversation.clone();
         self.write(move |conn| {
-            let tx = conn.transaction()?;
-            let exists = tx
+            let exists = conn
                 .prepare_cached("SELECT 1 FROM conversations WHERE conversation_id = ?1")?
                 .exists([conversation.conversation_id.as_str()])?;
             if exists {
                 return Ok(false);
             }
-            insert_conversation_rows(&tx, &conversation)?;
-            tx.commit()?;
+            insert_conversation_rows(conn, &conversation)?;
             Ok(true)
         })
         .await

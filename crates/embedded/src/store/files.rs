@@ -82,23 +82,21 @@ impl FileStore for SqliteStore {
     ) -> Result<Vec<(u64, u64)>, StoreError> {
         let id = id.clone();
         self.write(move |conn| {
-            let tx = conn.transaction()?;
-            tx.prepare_cached(
+            conn.prepare_cached(
                 "INSERT OR IGNORE INTO upload_ranges (upload_id, start, end) VALUES (?1, ?2, ?3)",
             )?
             .execute(params![id.as_str(), start as i64, end as i64])?;
-            let merged = merged_ranges(&tx, id.as_str())?;
+            let merged = merged_ranges(conn, id.as_str())?;
             // Keep the table as small as the merged view, so a many-chunk upload stays cheap.
-            tx.prepare_cached("DELETE FROM upload_ranges WHERE upload_id = ?1")?
+            conn.prepare_cached("DELETE FROM upload_ranges WHERE upload_id = ?1")?
                 .execute([id.as_str()])?;
-            let mut insert = tx.prepare_cached(
+            let mut insert = conn.prepare_cached(
                 "INSERT INTO upload_ranges (upload_id, start, end) VALUES (?1, ?2, ?3)",
             )?;
             for (s, e) in &merged {
                 insert.execute(params![id.as_str(), *s as i64, *e as i64])?;
             }
             drop(insert);
-            tx.commit()?;
             Ok(merged)
         })
         .await
@@ -113,13 +111,12 @@ impl FileStore for SqliteStore {
     async fn delete_upload(&self, id: &UploadId) -> Result<(), StoreError> {
         let id = id.clone();
         self.write(move |conn| {
-            let tx = conn.transaction()?;
-            tx.execute(
+            conn.execute(
                 "DELETE FROM upload_ranges WHERE upload_id = ?1",
                 [id.as_str()],
             )?;
-            tx.execute("DELETE FROM uploads WHERE upload_id = ?1", [id.as_str()])?;
-            tx.commit()
+            conn.execute("DELETE FROM uploads WHERE upload_id = ?1", [id.as_str()])?;
+            Ok(())
         })
         .await
     }

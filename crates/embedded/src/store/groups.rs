@@ -14,21 +14,19 @@ impl GroupStore for SqliteStore {
     async fn insert_group(&self, group: &Group) -> Result<bool, StoreError> {
         let group = group.clone();
         self.write(move |conn| {
-            let tx = conn.transaction()?;
             let id = group.conversation.conversation_id.as_str();
-            let taken = tx
+            let taken = conn
                 .prepare_cached("SELECT 1 FROM conversations WHERE conversation_id = ?1")?
                 .exists([id])?;
             if taken {
                 return Ok(false);
             }
-            insert_conversation_rows(&tx, &group.conversation)?;
-            tx.prepare_cached(
+            insert_conversation_rows(conn, &group.conversation)?;
+            conn.prepare_cached(
                 "INSERT INTO group_details (conversation_id, description, max_members, version) VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![id, group.description, group.max_members, group.version as i64])?;
-            replace_admins(&tx, id, &group.admins)?;
-            tx.commit()?;
+            replace_admins(conn, id, &group.admins)?;
             Ok(true)
         })
         .await
@@ -70,9 +68,8 @@ impl GroupStore for SqliteStore {
     async fn save_membership(&self, change: &MembershipChange) -> Result<bool, StoreError> {
         let change = change.clone();
         self.write(move |conn| {
-            let tx = conn.transaction()?;
             let id = change.group_id.as_str();
-            let bumped = tx
+            let bumped = conn
                 .prepare_cached(
                     "UPDATE group_details SET version = version + 1 WHERE conversation_id = ?1 AND version = ?2",
                 )?
@@ -81,17 +78,16 @@ impl GroupStore for SqliteStore {
                 return Ok(false);
             }
             if let Some((user, joined_at)) = &change.joined {
-                tx.prepare_cached(
+                conn.prepare_cached(
                     "INSERT OR IGNORE INTO members (conversation_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
                 )?
                 .execute(params![id, user.as_str(), joined_at])?;
             }
             if let Some(user) = &change.left {
-                tx.prepare_cached("DELETE FROM members WHERE conversation_id = ?1 AND user_id = ?2")?
+                conn.prepare_cached("DELETE FROM members WHERE conversation_id = ?1 AND user_id = ?2")?
                     .execute(params![id, user.as_str()])?;
             }
-            replace_admins(&tx, id, &change.admins)?;
-            tx.commit()?;
+            replace_admins(conn, id, &change.admins)?;
             Ok(true)
         })
         .await

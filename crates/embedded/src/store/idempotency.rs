@@ -18,8 +18,7 @@ impl IdempotencyStore for SqliteStore {
     ) -> Result<IdempotentRequest, StoreError> {
         let (user, key, request) = (user.clone(), key.clone(), request.clone());
         self.write(move |conn| {
-            let tx = conn.transaction()?;
-            tx.prepare_cached(
+            conn.prepare_cached(
                 "INSERT INTO idempotency_keys (user_id, key, fingerprint, message_id, conversation_id, timestamp, appended, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?6)
                  ON CONFLICT (user_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, message_id = excluded.message_id,
@@ -36,13 +35,12 @@ impl IdempotencyStore for SqliteStore {
                 request.timestamp,
                 not_before
             ])?;
-            let in_force = tx
+            let in_force = conn
                 .prepare_cached(
                     "SELECT fingerprint, message_id, conversation_id, timestamp, appended FROM idempotency_keys
                      WHERE user_id = ?1 AND key = ?2",
                 )?
                 .query_row([user.as_str(), key.as_str()], idempotent_row)?;
-            tx.commit()?;
             Ok(in_force)
         })
         .await
@@ -97,8 +95,7 @@ impl IdempotencyStore for SqliteStore {
             file_id.clone(),
         );
         self.write(move |conn| {
-            let tx = conn.transaction()?;
-            tx.prepare_cached(
+            conn.prepare_cached(
                 "INSERT INTO file_idempotency_keys (user_id, key, fingerprint, file_id, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (user_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, file_id = excluded.file_id,
@@ -106,10 +103,9 @@ impl IdempotencyStore for SqliteStore {
                  WHERE file_idempotency_keys.created_at < ?6",
             )?
             .execute(params![user.as_str(), key.as_str(), fingerprint, file_id.as_str(), chat4all_core::time::now_millis(), not_before])?;
-            let in_force = tx
+            let in_force = conn
                 .prepare_cached("SELECT fingerprint, file_id FROM file_idempotency_keys WHERE user_id = ?1 AND key = ?2")?
                 .query_row([user.as_str(), key.as_str()], |row| Ok((row.get(0)?, parsed(row, 1)?)))?;
-            tx.commit()?;
             Ok(in_force)
         })
         .await
@@ -117,16 +113,14 @@ impl IdempotencyStore for SqliteStore {
 
     async fn purge_idempotency_keys(&self, before: i64) -> Result<u64, StoreError> {
         self.write(move |conn| {
-            let tx = conn.transaction()?;
-            let messages = tx.execute(
+            let messages = conn.execute(
                 "DELETE FROM idempotency_keys WHERE created_at < ?1",
                 [before],
             )?;
-            let files = tx.execute(
+            let files = conn.execute(
                 "DELETE FROM file_idempotency_keys WHERE created_at < ?1",
                 [before],
             )?;
-            tx.commit()?;
             Ok((messages + files) as u64)
         })
         .await

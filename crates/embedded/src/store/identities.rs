@@ -1,7 +1,7 @@
 //! The SQLite store's identities of users on external channels.
 
 use super::SqliteStore;
-use super::rows::{parsed, rows_of_users};
+use super::rows::{parsed, rows_in};
 use async_trait::async_trait;
 use chat4all_core::ids::UserId;
 use chat4all_core::model::Identity;
@@ -46,8 +46,7 @@ impl IdentityStore for SqliteStore {
     ) -> Result<Linked, StoreError> {
         let identity = identity.clone();
         self.write(move |conn| {
-            let tx = conn.transaction()?;
-            let held = find(&tx, &identity.platform, &identity.value)?;
+            let held = find(conn, &identity.platform, &identity.value)?;
             let (mut linked, created) = match held {
                 Some(held) if held.user_id != identity.user_id => return Ok(None),
                 Some(held) => (held, false),
@@ -60,7 +59,7 @@ impl IdentityStore for SqliteStore {
                 ),
             };
             if created {
-                tx.execute(
+                conn.execute(
                     &format!("INSERT INTO identities ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, 0, ?5)"),
                     params![
                         linked.user_id.as_str(),
@@ -73,18 +72,17 @@ impl IdentityStore for SqliteStore {
             }
             if (created || update_preferred) && identity.preferred != linked.preferred {
                 if identity.preferred {
-                    tx.execute(
+                    conn.execute(
                         "UPDATE identities SET preferred = 0 WHERE user_id = ?1 AND preferred = 1",
                         [linked.user_id.as_str()],
                     )?;
                 }
-                tx.execute(
+                conn.execute(
                     "UPDATE identities SET preferred = ?3 WHERE platform = ?1 AND value = ?2",
                     params![linked.platform, linked.value, identity.preferred],
                 )?;
                 linked.preferred = identity.preferred;
             }
-            tx.commit()?;
             Ok(Some(if created {
                 Linked::Created(linked)
             } else {
@@ -113,7 +111,7 @@ impl IdentityStore for SqliteStore {
         self.read(move |conn| {
             let query =
                 format!("SELECT {COLUMNS} FROM identities WHERE preferred = 1 AND user_id IN");
-            rows_of_users(conn, &query, &ids, identity_row)
+            rows_in(conn, &query, &ids, identity_row)
         })
         .await
     }

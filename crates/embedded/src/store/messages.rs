@@ -1,7 +1,7 @@
 //! The SQLite store's messages: a message gets the next `seq` of its conversation (idempotent by id), and a status
 //! change decided by core is saved only if the message is still where core saw it; history pages by `seq`.
 
-use super::rows::{find_file, find_message, message_row, status_column};
+use super::rows::{find_file, find_message, message_row, rows_in, status_column};
 use super::{MESSAGE_COLUMNS, MESSAGES_WITH_FILES, SqliteStore};
 use async_trait::async_trait;
 use chat4all_core::events::MessageAccepted;
@@ -20,12 +20,10 @@ impl MessageStore for SqliteStore {
     ) -> Result<Vec<Recorded>, StoreError> {
         let accepted = accepted.to_vec();
         self.write(move |conn| {
-            let tx = conn.transaction()?;
             let stored = accepted
                 .iter()
-                .map(|a| record_message(&tx, a))
+                .map(|a| record_message(conn, a))
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            tx.commit()?;
             Ok(stored)
         })
         .await
@@ -34,12 +32,10 @@ impl MessageStore for SqliteStore {
     async fn save_statuses(&self, writes: &[StatusWrite]) -> Result<Vec<bool>, StoreError> {
         let writes = writes.to_vec();
         self.write(move |conn| {
-            let tx = conn.transaction()?;
             let saved = writes
                 .iter()
-                .map(|w| save_status(&tx, w))
+                .map(|w| save_status(conn, w))
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            tx.commit()?;
             Ok(saved)
         })
         .await
@@ -53,17 +49,14 @@ impl MessageStore for SqliteStore {
     async fn messages(&self, ids: &[MessageId]) -> Result<Vec<Message>, StoreError> {
         let ids: Vec<String> = ids.iter().map(|id| id.as_str().to_owned()).collect();
         self.read(move |conn| {
-            let mut found = Vec::with_capacity(ids.len());
-            for chunk in ids.chunks(256) {
-                let placeholders = vec!["?"; chunk.len()].join(",");
-                let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES_WITH_FILES} WHERE m.message_id IN ({placeholders})"
-                ))?;
-                for message in stmt.query_map(params_from_iter(chunk), message_row)? {
-                    found.push(message?);
-                }
-            }
-            Ok(found)
+            rows_in(
+                conn,
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES_WITH_FILES} WHERE m.message_id IN"
+                ),
+                &ids,
+                message_row,
+            )
         })
         .await
     }

@@ -1,7 +1,7 @@
 //! The SQLite store's read receipts: one row per conversation and reader, that only ever moves forward.
 
 use super::SqliteStore;
-use super::rows::parsed;
+use super::rows::{parsed, rows_in};
 use async_trait::async_trait;
 use chat4all_core::ids::ConversationId;
 use chat4all_core::model::ReadReceipt;
@@ -16,9 +16,8 @@ impl ReceiptStore for SqliteStore {
     ) -> Result<Option<ReadReceipt>, StoreError> {
         let receipt = receipt.clone();
         self.write(move |conn| {
-            let tx = conn.transaction()?;
             let (conversation, user) = (receipt.conversation_id.as_str(), receipt.user_id.as_str());
-            let before = tx
+            let before = conn
                 .prepare_cached(
                     "SELECT conversation_id, user_id, up_to_seq, read_at FROM read_receipts
                      WHERE conversation_id = ?1 AND user_id = ?2",
@@ -26,13 +25,12 @@ impl ReceiptStore for SqliteStore {
                 .query_row([conversation, user], receipt_row)
                 .optional()?;
             if before.as_ref().is_none_or(|b| b.up_to_seq < receipt.up_to_seq) {
-                tx.prepare_cached(
+                conn.prepare_cached(
                     "INSERT INTO read_receipts (conversation_id, user_id, up_to_seq, read_at) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (conversation_id, user_id) DO UPDATE SET up_to_seq = excluded.up_to_seq, read_at = excluded.read_at",
                 )?
                 .execute(params![conversation, user, receipt.up_to_seq as i64, receipt.read_at])?;
             }
-            tx.commit()?;
             Ok(before)
         })
         .await
@@ -40,15 +38,19 @@ impl ReceiptStore for SqliteStore {
 
     async fn receipts(
         &self,
-        conversation: &ConversationId,
+        conversations: &[ConversationId],
     ) -> Result<Vec<ReadReceipt>, StoreError> {
-        let conversation = conversation.clone();
+        let ids: Vec<String> = conversations
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect();
         self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT conversation_id, user_id, up_to_seq, read_at FROM read_receipts WHERE conversation_id = ?1",
-            )?
-            .query_map([conversation.as_str()], receipt_row)?
-            .collect()
+            rows_in(
+                conn,
+                "SELECT conversation_id, user_id, up_to_seq, read_at FROM read_receipts WHERE conversation_id IN",
+                &ids,
+                receipt_row,
+            )
         })
         .await
     }

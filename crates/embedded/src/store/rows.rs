@@ -214,16 +214,16 @@ pub(super) fn idempotent_row(row: &Row<'_>) -> rusqlite::Result<IdempotentReques
     })
 }
 
-/// The rows of `query` for every id of `user_ids`, `query` ending in `IN` before the list; in chunks of 256, under
+/// The rows of `query` for every key of `keys`, `query` ending in `IN` before the list; in chunks of 256, under
 /// SQLite's limit on bound parameters.
-pub(super) fn rows_of_users<T>(
+pub(super) fn rows_in<T>(
     conn: &Connection,
     query: &str,
-    user_ids: &[String],
+    keys: &[String],
     row: impl Fn(&Row<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<Vec<T>> {
     let mut found = Vec::new();
-    for chunk in user_ids.chunks(256) {
+    for chunk in keys.chunks(256) {
         let placeholders = vec!["?"; chunk.len()].join(",");
         let mut stmt = conn.prepare(&format!("{query} ({placeholders})"))?;
         for value in stmt.query_map(params_from_iter(chunk), &row)? {

@@ -100,16 +100,33 @@ async fn receipts_only_move_forward(stores: &Stores) {
         Some(receipt(&ann, 3, 100))
     );
     assert_eq!(advance(receipt(&bob, 1, 130)).await, None);
-    let mut all = stores.receipts.receipts(&conversation).await.expect("load");
-    all.sort_by_key(|r| r.read_at);
-    assert_eq!(all, vec![receipt(&ann, 5, 120), receipt(&bob, 1, 130)]);
-    let other = ConversationId::parse("read-2").unwrap();
-    assert!(
-        stores
+    let load = |conversations: Vec<ConversationId>| async move {
+        let mut found = stores
             .receipts
-            .receipts(&other)
+            .receipts(&conversations)
             .await
-            .expect("load")
-            .is_empty()
+            .expect("load");
+        found.sort_by_key(|r| r.read_at);
+        found
+    };
+    assert_eq!(
+        load(vec![conversation.clone()]).await,
+        vec![receipt(&ann, 5, 120), receipt(&bob, 1, 130)]
     );
+    let (other, third) = (
+        ConversationId::parse("read-2").unwrap(),
+        ConversationId::parse("read-3").unwrap(),
+    );
+    assert!(load(vec![other.clone()]).await.is_empty());
+    let elsewhere = ReadReceipt {
+        conversation_id: third.clone(),
+        ..receipt(&bob, 7, 140)
+    };
+    assert_eq!(advance(elsewhere.clone()).await, None);
+    assert_eq!(
+        load(vec![conversation.clone(), other, third]).await,
+        vec![receipt(&ann, 5, 120), receipt(&bob, 1, 130), elsewhere],
+        "one query answers for several conversations"
+    );
+    assert!(load(Vec::new()).await.is_empty());
 }

@@ -15,7 +15,10 @@ pub trait ReceiptStore: Backend {
         receipt: &ReadReceipt,
     ) -> Result<Option<ReadReceipt>, StoreError>;
 
-    /// Every reader's receipt in a conversation.
-    async fn receipts(&self, conversation: &ConversationId)
-    -> Result<Vec<ReadReceipt>, StoreError>;
+    /// Every reader's receipt in these conversations, in one query however many there are (the router asks for
+    /// the conversations of a whole batch at once).
+    async fn receipts(
+        &self,
+        conversations: &[ConversationId],
+    ) -> Result<Vec<ReadReceipt>, StoreError>;
 }
