@@ -2,7 +2,6 @@
 //! `service` (api, router, connector, …), `instance_id`, and the fields of the enclosing spans (such as the
 //! request's `correlation_id`) next to the event's own (`message_id`, `conversation_id`, `duration_ms`, `message`).
 
-use serde_json::{Map, Value};
 use std::fmt;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -50,27 +49,51 @@ fn service_of(target: &str, fallback: &'static str) -> &'static str {
     }
 }
 
-struct Fields<'a>(&'a mut Map<String, Value>);
+/// Appends an event's fields to a line as `,"name":value`, leaving out the names its spans already gave.
+struct Fields<'a> {
+    line: &'a mut Vec<u8>,
+    taken: &'a [&'static str],
+}
+
+impl Fields<'_> {
+    fn field(&mut self, field: &Field, value: impl serde::Serialize) {
+        if self.taken.contains(&field.name()) {
+            return;
+        }
+        self.line.push(b',');
+        json(self.line, field.name());
+        self.line.push(b':');
+        json(self.line, value);
+    }
+}
 
 impl Visit for Fields<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), Value::from(value));
+        self.field(field, value);
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().into(), Value::from(value));
+        self.field(field, value);
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), Value::from(value));
+        self.field(field, value);
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().into(), Value::from(value));
+        self.field(field, value);
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), Value::from(value));
+        self.field(field, value);
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .insert(field.name().into(), Value::from(format!("{value:?}")));
+        self.field(field, format_args!("{value:?}"));
+    }
+}
+
+/// Appends `value` as JSON (strings quoted and escaped); a value that cannot be written leaves `null`.
+fn json(line: &mut Vec<u8>, value: impl serde::Serialize) {
+    let mark = line.len();
+    if serde_json::to_writer(&mut *line, &value).is_err() {
+        line.truncate(mark);
+        line.extend_from_slice(b"null");
     }
 }
 
@@ -79,45 +102,138 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
+    /// Writes the line field by field, the spans' fields spliced in as the JSON they were formatted to when
+    /// recorded: no map is built and nothing is parsed back (this runs three times for every message).
     fn format_event(
         &self,
         ctx: &FmtContext<'_, S, N>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let mut line = Map::new();
-        let mut timestamp = String::new();
+        let mut timestamp = String::with_capacity(32);
         SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
-        line.insert("timestamp".into(), Value::from(timestamp));
-        line.insert(
-            "level".into(),
-            Value::from(event.metadata().level().as_str()),
+        let mut line = Vec::with_capacity(384);
+        line.extend_from_slice(b"{\"timestamp\":");
+        json(&mut line, &timestamp);
+        line.extend_from_slice(b",\"level\":");
+        json(&mut line, event.metadata().level().as_str());
+        line.extend_from_slice(b",\"service\":");
+        json(
+            &mut line,
+            service_of(event.metadata().target(), self.process),
         );
-        line.insert(
-            "service".into(),
-            Value::from(service_of(event.metadata().target(), self.process)),
-        );
-        line.insert("instance_id".into(), Value::from(self.instance_id.as_str()));
+        line.extend_from_slice(b",\"instance_id\":");
+        json(&mut line, &self.instance_id);
+        let mut taken = Vec::new();
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
                 let extensions = span.extensions();
                 let Some(fields) = extensions.get::<FormattedFields<JsonFields>>() else {
                     continue;
                 };
-                if let Ok(Value::Object(span_fields)) = serde_json::from_str::<Value>(fields) {
-                    line.extend(span_fields);
+                let inner = fields.trim().trim_start_matches('{').trim_end_matches('}');
+                if !inner.is_empty() {
+                    line.push(b',');
+                    line.extend_from_slice(inner.as_bytes());
+                    taken.extend(span.metadata().fields().iter().map(|f| f.name()));
                 }
             }
         }
-        event.record(&mut Fields(&mut line));
-        line.insert("target".into(), Value::from(event.metadata().target()));
-        writeln!(writer, "{}", Value::Object(line))
+        event.record(&mut Fields {
+            line: &mut line,
+            taken: &taken,
+        });
+        line.extend_from_slice(b",\"target\":");
+        json(&mut line, event.metadata().target());
+        line.push(b'}');
+        // Every byte came from serde_json or from JSON that the span formatter wrote, so it is UTF-8.
+        writeln!(writer, "{}", String::from_utf8_lossy(&line))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::service_of;
+    use super::{JsonLines, service_of};
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::fmt::format::JsonFields;
+
+    /// Log output kept in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_is_one_json_object_with_its_spans_fields_once() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonLines::new("host-1".into(), "chat4all"))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let span =
+                tracing::info_span!("request", correlation_id = "c-1", path = "/v1/messages");
+            span.in_scope(|| {
+                tracing::info!(
+                    correlation_id = "ignored",
+                    seq = 7u64,
+                    ok = true,
+                    detail = %"a \"quoted\" line\nbreak",
+                    "message accepted"
+                );
+            });
+            tracing::warn!(ratio = 0.5, "no span");
+        });
+        let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = output
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect();
+        assert_eq!(lines.len(), 2);
+        let first = &lines[0];
+        assert_eq!(first["correlation_id"], "c-1", "the span's field wins");
+        assert_eq!(
+            output
+                .lines()
+                .next()
+                .unwrap()
+                .matches("correlation_id")
+                .count(),
+            1
+        );
+        assert_eq!(first["path"], "/v1/messages");
+        assert_eq!(first["seq"], 7);
+        assert_eq!(first["ok"], true);
+        assert_eq!(first["detail"], "a \"quoted\" line\nbreak");
+        assert_eq!(first["message"], "message accepted");
+        assert_eq!(
+            (&first["level"], &first["instance_id"]),
+            (&"INFO".into(), &"host-1".into())
+        );
+        assert!(first["timestamp"].as_str().is_some_and(|t| t.contains('T')));
+        let second = &lines[1];
+        assert_eq!(
+            (&second["level"], &second["ratio"]),
+            (&"WARN".into(), &0.5.into())
+        );
+        assert!(second.get("correlation_id").is_none());
+        assert!(
+            second["target"]
+                .as_str()
+                .is_some_and(|t| t.contains("json_lines"))
+        );
+    }
 
     #[test]
     fn roles_follow_modules() {
