@@ -158,9 +158,11 @@ fn commit_group(conn: &Connection, group: Vec<Job>) {
         }
         let answer = job(Ok(conn));
         if conn.is_autocommit() {
+            // This write's error ended the transaction: it answers with that error, the writes before it with
+            // the loss of theirs.
             let lost = "the transaction was rolled back by a failed write of its group".to_owned();
             answers.drain(..).for_each(|a| a(Err(lost.clone())));
-            answer(Err(lost));
+            answer(Ok(()));
         } else {
             answers.push(answer);
         }
