@@ -136,54 +136,113 @@ async fn the_log_survives_a_restart_and_reclaims_consumed_records() {
     );
 }
 
+/// A one-partition log, with `live` as its live topic, keeping `per_partition` of its records.
+fn log_with_live_topic(path: &std::path::Path, per_partition: usize) -> SqliteLog {
+    SqliteLog::open(
+        path,
+        LogOptions {
+            partitions: 1,
+            reclaim_interval: Duration::ZERO,
+            live_topics: ["live".to_owned()].into(),
+            live_records_per_partition: per_partition,
+            ..LogOptions::default()
+        },
+    )
+    .unwrap()
+}
+
 #[tokio::test]
-async fn a_topic_with_its_own_retention_expires_without_any_group() {
+async fn a_live_topic_reaches_its_tails_from_memory_and_never_the_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let log = reclaiming_log(&dir, [("live".to_owned(), Duration::ZERO)]);
-    for topic in ["live", "kept"] {
-        log.append_batch(topic, (0..5).map(record).collect())
-            .await
-            .unwrap();
-    }
-    // Records are stamped in milliseconds: past the next tick, every "live" record is older than zero retention.
+    let path = dir.path().join("events.db");
+    let log = log_with_live_topic(&path, 4);
+    let mut tail = log.tail("live").await.unwrap();
+    let offsets = |records: Vec<chat4all_core::ports::Record>| {
+        records.iter().map(|r| r.offset).collect::<Vec<_>>()
+    };
+    log.append_batch("live", (0..3).map(record).collect())
+        .await
+        .unwrap();
+    let read = tail.poll(100, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(offsets(read.clone()), [0, 1, 2]);
+    assert_eq!(read[2].header("h"), Some("2"));
+    assert_eq!(read[2].payload, vec![2; 10]);
+
+    log.append_batch("live", (3..10).map(record).collect())
+        .await
+        .unwrap();
+    assert_eq!(
+        offsets(tail.poll(100, Duration::ZERO).await.unwrap()),
+        [6, 7, 8, 9],
+        "a tail left behind carries on from the oldest record kept in memory"
+    );
+    let refused = log.consumer("g", "live", 0).await.err().unwrap();
+    assert!(refused.to_string().contains("live topic"), "{refused}");
+    assert!(log.subscribe("g", "live", "m").await.is_err());
+    log.close().await;
+
+    let durable = SqliteLog::open(
+        &path,
+        LogOptions {
+            partitions: 1,
+            ..LogOptions::default()
+        },
+    )
+    .unwrap();
+    let mut reader = durable.consumer("reader", "live", 0).await.unwrap();
+    assert!(
+        reader.poll(100, Duration::ZERO).await.unwrap().is_empty(),
+        "nothing of a live topic was written to the file"
+    );
+    durable.close().await;
+}
+
+#[tokio::test]
+async fn records_of_a_topic_that_became_live_are_reclaimed_from_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let before = reclaiming_log(&dir, LogOptions::default().retention);
+    before
+        .append_batch("live", (0..5).map(record).collect())
+        .await
+        .unwrap();
+    before.close().await;
+
+    let live = log_with_live_topic(&path, 16);
+    // Records are stamped in milliseconds: past the next tick, every record on disk is older than "now".
     let stamped = chat4all_core::time::now_millis();
     while chat4all_core::time::now_millis() == stamped {
         tokio::task::yield_now().await;
     }
-    log.append("other", record(0)).await.unwrap(); // this batch's transaction reclaims (interval zero)
-    reclaimed(&log).await;
-    let remaining = |topic: &'static str| {
-        let log = &log;
-        async move {
-            let mut reader = log.consumer("reader", topic, 0).await.unwrap();
-            let records = reader.poll(100, Duration::ZERO).await.unwrap();
-            records.iter().map(|r| r.offset).collect::<Vec<_>>()
-        }
-    };
-    assert_eq!(
-        remaining("live").await,
-        [4],
-        "expired records go, the partition's last stays"
+    let next = live.append("live", record(5)).await.unwrap();
+    assert_eq!(next.offset, 5, "offsets continue from the disk's");
+    reclaimed(&live).await;
+    live.close().await;
+
+    let durable = reclaiming_log(&dir, LogOptions::default().retention);
+    let mut reader = durable.consumer("reader", "live", 0).await.unwrap();
+    assert!(
+        reader.poll(100, Duration::ZERO).await.unwrap().is_empty(),
+        "every record of the topic left the disk"
     );
-    assert_eq!(remaining("kept").await, [0, 1, 2, 3, 4]);
-    log.close().await;
+    durable.close().await;
 }
 
 #[tokio::test]
 async fn retention_reclaims_the_expired_records_and_keeps_the_younger_ones() {
     let dir = tempfile::tempdir().unwrap();
     let retention = Duration::from_secs(2);
-    let log = reclaiming_log(&dir, [("live".to_owned(), retention)]);
-    log.append_batch("live", (0..5).map(record).collect())
+    let log = reclaiming_log(&dir, retention);
+    log.append_batch("t", (0..5).map(record).collect())
         .await
         .unwrap();
     // Waiting is the point here: the first five records must grow older than the retention.
     tokio::time::sleep(retention + Duration::from_millis(100)).await;
-    log.append_batch("live", (5..10).map(record).collect())
+    log.append_batch("t", (5..10).map(record).collect())
         .await
         .unwrap(); // this batch's transaction reclaims (interval zero), well within the younger records' retention
     reclaimed(&log).await;
-    let mut reader = log.consumer("reader", "live", 0).await.unwrap();
+    let mut reader = log.consumer("reader", "t", 0).await.unwrap();
     let left: Vec<u64> = reader
         .poll(100, Duration::ZERO)
         .await
@@ -198,7 +257,7 @@ async fn retention_reclaims_the_expired_records_and_keeps_the_younger_ones() {
 #[tokio::test]
 async fn a_large_backlog_is_reclaimed_a_bounded_slice_per_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let log = reclaiming_log(&dir, []);
+    let log = reclaiming_log(&dir, LogOptions::default().retention);
     log.append_batch("t", (0..2000).map(record).collect())
         .await
         .unwrap();
@@ -228,7 +287,7 @@ async fn a_large_backlog_is_reclaimed_a_bounded_slice_per_batch() {
 #[tokio::test]
 async fn a_reader_behind_reclaimed_records_resumes_at_the_oldest_kept_one() {
     let dir = tempfile::tempdir().unwrap();
-    let log = reclaiming_log(&dir, []);
+    let log = reclaiming_log(&dir, LogOptions::default().retention);
     log.append_batch("t", (0..30).map(record).collect())
         .await
         .unwrap();
@@ -252,17 +311,14 @@ async fn a_reader_behind_reclaimed_records_resumes_at_the_oldest_kept_one() {
     log.close().await;
 }
 
-/// A one-partition log that reclaims in every batch (interval zero), with per-topic retention.
-fn reclaiming_log<const N: usize>(
-    dir: &tempfile::TempDir,
-    retention_by_topic: [(String, Duration); N],
-) -> SqliteLog {
+/// A one-partition log that reclaims in every batch (interval zero), keeping records for `retention`.
+fn reclaiming_log(dir: &tempfile::TempDir, retention: Duration) -> SqliteLog {
     SqliteLog::open(
         &dir.path().join("events.db"),
         LogOptions {
             partitions: 1,
             reclaim_interval: Duration::ZERO,
-            retention_by_topic: retention_by_topic.into(),
+            retention,
             ..LogOptions::default()
         },
     )

@@ -221,6 +221,12 @@ impl Application {
         self.addr
     }
 
+    /// The event log the roles share, for following its streams from outside (an embedded log's live topics,
+    /// such as `notifications`, can only be read this way).
+    pub fn event_log(&self) -> Arc<dyn EventLog> {
+        self.log.clone()
+    }
+
     /// Runs until `shutdown` resolves, then stops every role (the HTTP server after its in-flight requests, the
     /// consumers after their current batch, committed) and closes the log.
     pub async fn run_until(

@@ -7,11 +7,6 @@ use chat4all_core::events::Topics;
 use chat4all_core::ports::{EventLog, ObjectStore, Stores};
 use chat4all_embedded::{LocalObjects, LogOptions, SqliteLog, SqliteStore};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// How long applied changes stay on the notifications topic: real-time readers follow it live and catch up from
-/// history after a longer absence, so it needs only a short window.
-const NOTIFICATIONS_RETENTION: Duration = Duration::from_secs(600);
 
 /// Opens the configured event log.
 pub async fn open_event_log(config: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
@@ -20,8 +15,9 @@ pub async fn open_event_log(config: &Config) -> anyhow::Result<Arc<dyn EventLog>
         EventLogBackend::Sqlite(path) => {
             let options = LogOptions {
                 partitions: storage.partitions,
-                retention_by_topic: [(Topics::default().notifications, NOTIFICATIONS_RETENTION)]
-                    .into(),
+                // Real-time readers follow applied changes live and catch up from history after a restart,
+                // so in one process the notifications need not reach the disk.
+                live_topics: [Topics::default().notifications].into(),
                 ..LogOptions::default()
             };
             let log = Arc::new(SqliteLog::open(&storage.path(path), options)?);

@@ -5,8 +5,7 @@ mod common;
 
 use chat4all_core::envelope::{HEADER_CORRELATION_ID, HEADER_EVENT_TYPE};
 use chat4all_core::events::Topics;
-use chat4all_embedded::{LogOptions, SqliteLog};
-use common::{Reply, TestApp, all_have_status, read_topic, spawn_app, spawn_edited};
+use common::{Reply, TestApp, all_have_status, drain_tail, spawn_app, spawn_edited};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -290,6 +289,11 @@ async fn the_oldest_remaining_member_takes_over_from_the_last_admin() {
 async fn group_messages_reach_every_member_and_become_read_when_all_others_read_them() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app(dir.path()).await;
+    let mut notifications = app
+        .log
+        .tail(&Topics::default().notifications)
+        .await
+        .unwrap();
     let (_, alice) = app.user("alice").await;
     let (bob_id, bob) = app.user("bob").await;
     let (cy_id, cy) = app.user("cyd").await;
@@ -378,9 +382,7 @@ async fn group_messages_reach_every_member_and_become_read_when_all_others_read_
     expected.sort_unstable();
     assert_eq!(readers, expected);
     app.stop().await;
-
-    let log = SqliteLog::open(&dir.path().join("events.db"), LogOptions::default()).unwrap();
-    let reads: Vec<(String, String)> = read_topic(&log, &Topics::default().notifications)
+    let reads: Vec<(String, String)> = drain_tail(&mut notifications)
         .await
         .iter()
         .filter(|r| r.header(HEADER_EVENT_TYPE) == Some("message.status_changed"))

@@ -11,7 +11,7 @@ use chat4all_core::services::dead_letters::HEADER_REASON;
 use chat4all_core::services::routing::Router;
 use chat4all_core::status::MessageStatus;
 use chat4all_embedded::{LogOptions, SqliteLog, SqliteStore};
-use common::{all_have_status, drain, read_topic, spawn_app};
+use common::{all_have_status, drain, drain_tail, read_topic, spawn_app};
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
@@ -228,6 +228,11 @@ async fn the_correlation_id_travels_from_the_request_to_the_channel_and_back() {
 async fn every_applied_change_is_published_once_on_the_notifications_topic() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app(dir.path()).await;
+    let mut notifications = app
+        .log
+        .tail(&Topics::default().notifications)
+        .await
+        .unwrap();
     let (alice_id, alice) = app.user("alice").await;
     let (bob_id, bob) = app.user("bob").await;
     let created = app
@@ -266,9 +271,7 @@ async fn every_applied_change_is_published_once_on_the_notifications_topic() {
         assert_eq!(read.status, 200, "{}", read.text);
     }
     app.stop().await;
-
-    let log = SqliteLog::open(&dir.path().join("events.db"), LogOptions::default()).unwrap();
-    let notes = read_topic(&log, &Topics::default().notifications).await;
+    let notes = drain_tail(&mut notifications).await;
     let seen: Vec<_> = notes
         .iter()
         .map(|r| {
@@ -306,5 +309,4 @@ async fn every_applied_change_is_published_once_on_the_notifications_topic() {
         ),
         (Some(1), Some("hello"), Some(alice_id.as_str()))
     );
-    log.close().await;
 }

@@ -6,9 +6,11 @@
 //! offsets live in the same file, so after a restart each group resumes where it committed. Group members of this
 //! process share partitions through an in-process coordinator (`groups`). Records every group
 //! has committed, and records older than the retention period, are deleted a few at a time in the writer's
-//! transactions (`reclaim`), always keeping the last record of a partition so offsets never restart.
+//! transactions (`reclaim`), always keeping the last record of a partition so offsets never restart. Live topics
+//! (`live`) never reach the file: they are kept in memory for the readers that follow them.
 
 mod groups;
+mod live;
 mod read;
 mod reclaim;
 mod writer;
@@ -19,9 +21,10 @@ use chat4all_core::ports::{
     EventLog, GroupMember, LogError, OutgoingRecord, PartitionConsumer, RecordPosition, Tail,
 };
 use groups::{Coordinator, GroupKey, Lease};
+use live::{LiveTail, Recent};
 use read::{SqliteConsumer, SqliteTail};
 use rusqlite::{Connection, OptionalExtension};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -36,8 +39,12 @@ pub struct LogOptions {
     pub partitions: u32,
     /// Records older than this are deleted even if some group has not consumed them.
     pub retention: Duration,
-    /// Shorter (or longer) retention of some topics, such as a fan-out stream read live rather than by groups.
-    pub retention_by_topic: HashMap<String, Duration>,
+    /// Topics kept in memory only, for readers that follow them live ([`EventLog::tail`]), such as a fan-out
+    /// stream derived from durable state: appends are answered without touching the disk and nothing replays
+    /// them after a restart, so groups cannot consume them (see the `live` module).
+    pub live_topics: HashSet<String>,
+    /// Most records each partition of a live topic keeps for tails that fall behind.
+    pub live_records_per_partition: usize,
     /// Most records written in one transaction.
     pub max_batch_records: usize,
     /// How often a pass deleting consumed and expired records starts. A pass runs inside the appends' own
@@ -51,7 +58,8 @@ impl Default for LogOptions {
         Self {
             partitions: 8,
             retention: Duration::from_secs(7 * 24 * 3600),
-            retention_by_topic: HashMap::new(),
+            live_topics: HashSet::new(),
+            live_records_per_partition: 2048,
             max_batch_records: 4096,
             reclaim_interval: Duration::from_secs(1),
         }
@@ -75,11 +83,15 @@ CREATE TABLE IF NOT EXISTS offsets (
 struct TopicState {
     ends: Vec<AtomicU64>,
     appended: Notify,
+    /// A live topic's records; `None` for the topics on disk.
+    recent: Option<Recent>,
 }
 
 /// State shared by the handle, the consumers and the writer thread.
 struct Shared {
     partitions: u32,
+    live_topics: HashSet<String>,
+    live_records_per_partition: usize,
     topics: RwLock<HashMap<String, Arc<TopicState>>>,
     /// (group, topic, partition) → next offset to read.
     committed: Mutex<HashMap<(String, String, u32), u64>>,
@@ -102,9 +114,23 @@ impl Shared {
                 Arc::new(TopicState {
                     ends: (0..self.partitions).map(|_| AtomicU64::new(0)).collect(),
                     appended: Notify::new(),
+                    recent: self
+                        .live_topics
+                        .contains(name)
+                        .then(|| Recent::new(self.partitions, self.live_records_per_partition)),
                 })
             })
             .clone()
+    }
+
+    /// Refuses what only a topic on disk offers (groups, replay) for a live one.
+    fn on_disk(&self, topic: &str) -> Result<(), LogError> {
+        if self.live_topics.contains(topic) {
+            return Err(LogError::Invalid(format!(
+                "{topic} is a live topic, kept in memory for tails only: groups cannot consume it"
+            )));
+        }
+        Ok(())
     }
 
     fn committed(&self, group: &str, topic: &str, partition: u32) -> u64 {
@@ -156,6 +182,8 @@ impl SqliteLog {
         let partitions = stored_partitions(&conn, options.partitions)?;
         let shared = Arc::new(Shared {
             partitions,
+            live_topics: options.live_topics.clone(),
+            live_records_per_partition: options.live_records_per_partition,
             topics: RwLock::default(),
             committed: Mutex::default(),
         });
@@ -243,6 +271,13 @@ impl EventLog for SqliteLog {
         if records.is_empty() {
             return Ok(Vec::new());
         }
+        let shared = &self.opener.shared;
+        if shared.live_topics.contains(topic) {
+            let state = shared.topic(topic);
+            if let Some(recent) = &state.recent {
+                return Ok(live::append(&state, recent, records));
+            }
+        }
         let (reply, answer) = oneshot::channel();
         self.send(Request::Append {
             topic: topic.to_owned(),
@@ -258,6 +293,7 @@ impl EventLog for SqliteLog {
         topic: &str,
         partition: u32,
     ) -> Result<Box<dyn PartitionConsumer>, LogError> {
+        self.opener.shared.on_disk(topic)?;
         if partition >= self.opener.shared.partitions {
             return Err(LogError::Invalid(format!(
                 "partition {partition} does not exist (the log has {})",
@@ -273,6 +309,7 @@ impl EventLog for SqliteLog {
         topic: &str,
         member: &str,
     ) -> Result<Box<dyn GroupMember>, LogError> {
+        self.opener.shared.on_disk(topic)?;
         let key = GroupKey {
             group: group.to_owned(),
             topic: topic.to_owned(),
@@ -282,16 +319,26 @@ impl EventLog for SqliteLog {
 
     async fn tail(&self, topic: &str) -> Result<Box<dyn Tail>, LogError> {
         let state = self.opener.shared.topic(topic);
+        let (topic, first) = (topic.to_owned(), 0);
+        let positions = state
+            .ends
+            .iter()
+            .map(|e| e.load(Ordering::Acquire))
+            .collect();
+        if state.recent.is_some() {
+            return Ok(Box::new(LiveTail {
+                topic,
+                positions,
+                state,
+                first,
+            }));
+        }
         Ok(Box::new(SqliteTail {
-            topic: topic.to_owned(),
-            positions: state
-                .ends
-                .iter()
-                .map(|e| e.load(Ordering::Acquire))
-                .collect(),
+            topic,
+            positions,
             state,
             readers: self.opener.readers.clone(),
-            first: 0,
+            first,
         }))
     }
 

@@ -29,6 +29,17 @@ impl TopicState {
             }
         }
     }
+
+    /// Waits until some partition's end is past its position in `positions`, or `deadline` passes (false).
+    pub(super) async fn wait_behind(&self, deadline: Instant, positions: &[u64]) -> bool {
+        let behind = |ends: &[AtomicU64]| {
+            positions
+                .iter()
+                .zip(ends)
+                .any(|(at, end)| *at < end.load(Ordering::Acquire))
+        };
+        self.wait_for(deadline, behind).await
+    }
 }
 
 /// Reads one partition for one group.
@@ -95,15 +106,11 @@ pub(super) struct SqliteTail {
 #[async_trait]
 impl Tail for SqliteTail {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, LogError> {
-        let deadline = Instant::now() + wait;
-        let positions = &self.positions;
-        let behind = |ends: &[AtomicU64]| {
-            positions
-                .iter()
-                .zip(ends)
-                .any(|(at, end)| *at < end.load(Ordering::Acquire))
-        };
-        if !self.state.wait_for(deadline, behind).await {
+        if !self
+            .state
+            .wait_behind(Instant::now() + wait, &self.positions)
+            .await
+        {
             return Ok(Vec::new());
         }
         let count = self.positions.len();

@@ -1,14 +1,14 @@
 //! Reclaiming the log's space: records every group has committed, and records past retention, are deleted a
 //! little at a time inside the writer's own transactions, so that reclamation neither costs an fsync of its own
 //! nor holds up the appends behind it for long. The last record of each partition always stays, so that its end
-//! offset survives a restart.
+//! offset survives a restart. Records on disk of a topic that has since become live count as expired.
 
 use super::{LogOptions, Shared};
 use crate::sqlite::lock;
 use chat4all_core::time::now_millis;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Most records one write batch deletes. A pass over every partition starts each `reclaim_interval`; its work is
 /// spread over as many batches as this takes (at 1,700 messages/s, deleting a second's expired notifications in one
@@ -110,10 +110,11 @@ fn delete_slice(
     if ceiling <= oldest {
         return Ok(0);
     }
-    let retention = options
-        .retention_by_topic
-        .get(topic)
-        .unwrap_or(&options.retention);
+    // A live topic's records on disk (written before it was live) are all expired.
+    let retention = match options.live_topics.contains(topic) {
+        true => Duration::ZERO,
+        false => options.retention,
+    };
     let expired_before = now - retention.as_millis() as i64;
     // Records are appended in time order: the expired ones are those before the first one that is not, found by
     // reading up from the oldest, so only the rows about to be deleted are visited.

@@ -2,13 +2,14 @@
 #![allow(dead_code, missing_docs)]
 
 use chat4all_connectors::simulated::LatencyRange;
-use chat4all_core::ports::{EventLog, PartitionConsumer, Record};
+use chat4all_core::ports::{EventLog, PartitionConsumer, Record, Tail};
 use chat4all_server::{Application, Config};
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -16,6 +17,7 @@ use tokio::task::JoinHandle;
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
+    pub log: Arc<dyn EventLog>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -59,7 +61,7 @@ pub async fn spawn_with(config: Config) -> TestApp {
     let app = Application::build(config, chat4all_server::Role::All)
         .await
         .expect("the app builds");
-    let addr = app.local_addr();
+    let (addr, log) = (app.local_addr(), app.event_log());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
@@ -67,6 +69,7 @@ pub async fn spawn_with(config: Config) -> TestApp {
     TestApp {
         addr,
         client: reqwest::Client::new(),
+        log,
         stop: Some(stop),
         task: Some(task),
     }
@@ -389,4 +392,16 @@ pub async fn read_topic(log: &dyn EventLog, topic: &str) -> Vec<Record> {
         all.extend(drain(&mut log.consumer("test-reader", topic, partition).await.unwrap()).await);
     }
     all
+}
+
+/// Every record a tail holds now (a live topic's tail still reads after its server stopped).
+pub async fn drain_tail(tail: &mut Box<dyn Tail>) -> Vec<Record> {
+    let mut all = Vec::new();
+    loop {
+        let batch = tail.poll(10_000, Duration::ZERO).await.unwrap();
+        if batch.is_empty() {
+            return all;
+        }
+        all.extend(batch);
+    }
 }
