@@ -4,7 +4,7 @@ use crate::ids::InvalidValue;
 use crate::ports::{LogError, StoreError};
 
 /// What went wrong in a use case, in terms a client can act on.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ServiceError {
     /// The request is malformed or breaks a rule (400).
     #[error("{0}")]

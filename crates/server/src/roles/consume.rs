@@ -2,6 +2,7 @@
 //! membership runs a loop for each partition it is assigned and, on revocation or shutdown, stops those loops
 //! (each finishes its batch and commits) before the partitions are let go. The batch loop polls, processes,
 //! commits only once the work is durable, and retries the same batch (with backoff) while processing fails.
+//! Where partitions need no loop of their own (`consume_all`), their batches are handled together.
 
 use super::Tasks;
 use chat4all_core::ServiceError;
@@ -12,6 +13,7 @@ use futures::future::{BoxFuture, join_all};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -36,7 +38,8 @@ pub type PartitionLoop = Arc<
 >;
 
 impl Tasks {
-    /// Consumes `topic` for `group` in batches handed to `handler`, on the partitions this process is assigned.
+    /// Consumes `topic` for `group` in batches handed to `handler`, on the partitions this process is assigned;
+    /// batches of several partitions that are ready at once go to `handler` as one (see [`together`]).
     pub async fn consume_all(
         &self,
         log: &Arc<dyn EventLog>,
@@ -44,6 +47,7 @@ impl Tasks {
         topic: &str,
         handler: BatchHandler,
     ) -> anyhow::Result<()> {
+        let handler = together(handler);
         let label = format!("{group}/{topic}");
         let each: PartitionLoop = Arc::new(move |consumer, stop| {
             let name = format!("{label}/{}", consumer.partition());
@@ -67,6 +71,42 @@ impl Tasks {
         self.spawn(move |stop| membership(member, each, stop, name));
         Ok(())
     }
+}
+
+/// A batch waiting for the run of the handler that carries it, and where to answer.
+type Waiting = (Vec<Record>, oneshot::Sender<Result<(), ServiceError>>);
+
+/// Runs the batches of many partition loops together: while `handler` runs, the batches that arrive wait, then go
+/// through as one run, and each loop gets that run's outcome (and commits its own partition once it succeeds).
+/// Every run costs its store and log round trips whatever its size, so eight partitions each ready with a few
+/// records cost one run instead of eight. Order holds: a loop hands over its next batch only after the last one's
+/// outcome, so a run carries at most one batch per partition.
+pub fn together(handler: BatchHandler) -> BatchHandler {
+    let (batches, mut waiting) = mpsc::unbounded_channel::<Waiting>();
+    // Ends when the last copy of the returned handler is dropped, after answering every batch it took.
+    tokio::spawn(async move {
+        while let Some((mut records, reply)) = waiting.recv().await {
+            let mut replies = vec![reply];
+            while let Ok((more, reply)) = waiting.try_recv() {
+                records.extend(more);
+                replies.push(reply);
+            }
+            let outcome = handler(records).await;
+            for reply in replies {
+                let _ = reply.send(outcome.clone());
+            }
+        }
+    });
+    Arc::new(move |records| {
+        let batches = batches.clone();
+        async move {
+            let stopped = || ServiceError::Unavailable("the batch runner stopped".into());
+            let (reply, outcome) = oneshot::channel();
+            batches.send((records, reply)).map_err(|_| stopped())?;
+            outcome.await.map_err(|_| stopped())?
+        }
+        .boxed()
+    })
 }
 
 /// Follows the member's assignment until shutdown, then stops its partition loops and leaves the group.

@@ -91,9 +91,12 @@ fn handler(router: Router, stream: Stream, activity: Arc<AtomicU64>) -> BatchHan
                 Stream::Messages => router.route_messages(&records).await?,
                 Stream::StatusUpdates => router.apply_status_updates(&records).await?,
             };
-            let partition = records.first().map_or(0, |r| r.partition).to_string();
-            metrics::counter!("messages_consumed_total", "service" => "router", "topic" => topic, "partition" => partition)
-                .increment(records.len() as u64);
+            // A batch holds one or more partitions' records, each partition's together.
+            for part in records.chunk_by(|a, b| a.partition == b.partition) {
+                let partition = part[0].partition.to_string();
+                metrics::counter!("messages_consumed_total", "service" => "router", "topic" => topic, "partition" => partition)
+                    .increment(part.len() as u64);
+            }
             activity.fetch_add(records.len() as u64, Ordering::Relaxed);
             metrics::histogram!("processing_duration_seconds", "service" => "router", "topic" => topic)
                 .record(started.elapsed().as_secs_f64());
