@@ -180,21 +180,11 @@ async fn a_live_topic_reaches_its_tails_from_memory_and_never_the_disk() {
     assert!(refused.to_string().contains("live topic"), "{refused}");
     assert!(log.subscribe("g", "live", "m").await.is_err());
     log.close().await;
-
-    let durable = SqliteLog::open(
-        &path,
-        LogOptions {
-            partitions: 1,
-            ..LogOptions::default()
-        },
-    )
-    .unwrap();
-    let mut reader = durable.consumer("reader", "live", 0).await.unwrap();
-    assert!(
-        reader.poll(100, Duration::ZERO).await.unwrap().is_empty(),
+    assert_eq!(
+        live_records_on_disk(&dir).await,
+        0,
         "nothing of a live topic was written to the file"
     );
-    durable.close().await;
 }
 
 #[tokio::test]
@@ -218,14 +208,20 @@ async fn records_of_a_topic_that_became_live_are_reclaimed_from_the_disk() {
     assert_eq!(next.offset, 5, "offsets continue from the disk's");
     reclaimed(&live).await;
     live.close().await;
-
-    let durable = reclaiming_log(&dir, LogOptions::default().retention);
-    let mut reader = durable.consumer("reader", "live", 0).await.unwrap();
-    assert!(
-        reader.poll(100, Duration::ZERO).await.unwrap().is_empty(),
+    assert_eq!(
+        live_records_on_disk(&dir).await,
+        0,
         "every record of the topic left the disk"
     );
+}
+
+/// How many records of the topic "live" the file holds, read by a log for which the topic is not live.
+async fn live_records_on_disk(dir: &tempfile::TempDir) -> usize {
+    let durable = reclaiming_log(dir, LogOptions::default().retention);
+    let mut reader = durable.consumer("reader", "live", 0).await.unwrap();
+    let held = reader.poll(100, Duration::ZERO).await.unwrap().len();
     durable.close().await;
+    held
 }
 
 #[tokio::test]

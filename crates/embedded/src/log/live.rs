@@ -6,15 +6,11 @@
 
 use super::TopicState;
 use crate::sqlite::lock;
-use async_trait::async_trait;
-use chat4all_core::ports::{LogError, OutgoingRecord, Record, RecordPosition, Tail, partition_for};
+use chat4all_core::ports::{OutgoingRecord, Record, RecordPosition, partition_for};
 use chat4all_core::time::now_millis;
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
-use tokio::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A live topic's most recent records, per partition.
 pub(super) struct Recent {
@@ -70,44 +66,29 @@ pub(super) fn append(
     positions
 }
 
-/// Follows a live topic from the end it saw when it started.
-pub(super) struct LiveTail {
-    pub(super) topic: String,
-    pub(super) positions: Vec<u64>,
-    pub(super) state: Arc<TopicState>,
-    /// Where the next poll starts, so a busy partition cannot starve the others.
-    pub(super) first: usize,
-}
-
-#[async_trait]
-impl Tail for LiveTail {
-    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, LogError> {
-        if !self
-            .state
-            .wait_behind(Instant::now() + wait, &self.positions)
-            .await
-        {
-            return Ok(Vec::new());
-        }
-        let Some(recent) = &self.state.recent else {
-            return Err(LogError::Invalid(format!(
-                "{} is not a live topic",
-                self.topic
-            )));
-        };
-        let kept = lock(&recent.partitions);
-        let count = self.positions.len();
+impl Recent {
+    /// Up to `max` records after `positions`, visiting partitions in `order`, and moves `positions` past them. A
+    /// position older than what a partition keeps skips to the oldest record kept.
+    pub(super) fn read(
+        &self,
+        ends: &[AtomicU64],
+        positions: &mut [u64],
+        order: impl Iterator<Item = usize>,
+        max: usize,
+        topic: &str,
+    ) -> Vec<Record> {
+        let kept = lock(&self.partitions);
         let mut left = max.clamp(1, 10_000);
         let mut records = Vec::new();
-        for partition in (0..count).map(|i| (self.first + i) % count) {
+        for partition in order {
             let queue = &kept[partition];
             // Under the lock, the end and the records kept agree.
-            let end = self.state.ends[partition].load(Ordering::Acquire);
+            let end = ends[partition].load(Ordering::Acquire);
             let oldest = end - queue.len() as u64;
-            let position = &mut self.positions[partition];
+            let position = &mut positions[partition];
             if *position < oldest {
                 tracing::warn!(
-                    topic = self.topic,
+                    topic,
                     partition,
                     skipped = oldest - *position,
                     "a tail fell behind what a live topic keeps in memory; it skips the dropped records"
@@ -123,7 +104,6 @@ impl Tail for LiveTail {
                 break;
             }
         }
-        self.first = (self.first + 1) % count;
-        Ok(records)
+        records
     }
 }

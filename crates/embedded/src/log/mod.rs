@@ -21,7 +21,7 @@ use chat4all_core::ports::{
     EventLog, GroupMember, LogError, OutgoingRecord, PartitionConsumer, RecordPosition, Tail,
 };
 use groups::{Coordinator, GroupKey, Lease};
-use live::{LiveTail, Recent};
+use live::Recent;
 use read::{SqliteConsumer, SqliteTail};
 use rusqlite::{Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
@@ -319,26 +319,16 @@ impl EventLog for SqliteLog {
 
     async fn tail(&self, topic: &str) -> Result<Box<dyn Tail>, LogError> {
         let state = self.opener.shared.topic(topic);
-        let (topic, first) = (topic.to_owned(), 0);
-        let positions = state
-            .ends
-            .iter()
-            .map(|e| e.load(Ordering::Acquire))
-            .collect();
-        if state.recent.is_some() {
-            return Ok(Box::new(LiveTail {
-                topic,
-                positions,
-                state,
-                first,
-            }));
-        }
         Ok(Box::new(SqliteTail {
-            topic,
-            positions,
+            topic: topic.to_owned(),
+            positions: state
+                .ends
+                .iter()
+                .map(|e| e.load(Ordering::Acquire))
+                .collect(),
             state,
             readers: self.opener.readers.clone(),
-            first,
+            first: 0,
         }))
     }
 

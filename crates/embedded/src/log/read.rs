@@ -29,17 +29,6 @@ impl TopicState {
             }
         }
     }
-
-    /// Waits until some partition's end is past its position in `positions`, or `deadline` passes (false).
-    pub(super) async fn wait_behind(&self, deadline: Instant, positions: &[u64]) -> bool {
-        let behind = |ends: &[AtomicU64]| {
-            positions
-                .iter()
-                .zip(ends)
-                .any(|(at, end)| *at < end.load(Ordering::Acquire))
-        };
-        self.wait_for(deadline, behind).await
-    }
 }
 
 /// Reads one partition for one group.
@@ -93,7 +82,8 @@ impl PartitionConsumer for SqliteConsumer {
     }
 }
 
-/// Reads every partition of a topic from the end it saw when it started.
+/// Reads every partition of a topic from the end it saw when it started: from the file, or from memory for a live
+/// topic.
 pub(super) struct SqliteTail {
     pub(super) topic: String,
     pub(super) positions: Vec<u64>,
@@ -106,23 +96,31 @@ pub(super) struct SqliteTail {
 #[async_trait]
 impl Tail for SqliteTail {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, LogError> {
-        if !self
-            .state
-            .wait_behind(Instant::now() + wait, &self.positions)
-            .await
-        {
+        let deadline = Instant::now() + wait;
+        let positions = &self.positions;
+        let behind = |ends: &[AtomicU64]| {
+            positions
+                .iter()
+                .zip(ends)
+                .any(|(at, end)| *at < end.load(Ordering::Acquire))
+        };
+        if !self.state.wait_for(deadline, behind).await {
             return Ok(Vec::new());
         }
-        let count = self.positions.len();
-        let ranges: Vec<(u32, u64, u64)> = (0..count)
-            .map(|i| (self.first + i) % count)
+        let (count, first) = (self.positions.len(), self.first);
+        self.first = (first + 1) % count;
+        let order = (0..count).map(move |i| (first + i) % count);
+        if let Some(recent) = &self.state.recent {
+            let ends = &self.state.ends;
+            return Ok(recent.read(ends, &mut self.positions, order, max, &self.topic));
+        }
+        let ranges: Vec<(u32, u64, u64)> = order
             .map(|p| {
                 let end = self.state.ends[p].load(Ordering::Acquire);
                 (p as u32, self.positions[p], end)
             })
             .filter(|(_, from, end)| from < end)
             .collect();
-        self.first = (self.first + 1) % count;
         let (topic, mut left) = (self.topic.clone(), max.clamp(1, 10_000));
         let read = self
             .readers
