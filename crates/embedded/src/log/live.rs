@@ -26,47 +26,45 @@ impl Recent {
             capacity: capacity.max(1),
         }
     }
-}
 
-/// Appends `records` to the live topic `state`, in memory, and wakes its tails.
-pub(super) fn append(
-    state: &TopicState,
-    recent: &Recent,
-    records: Vec<OutgoingRecord>,
-) -> Vec<RecordPosition> {
-    let timestamp = now_millis();
-    let partitions = state.ends.len() as u32;
-    let positions = {
-        let mut kept = lock(&recent.partitions);
-        records
-            .into_iter()
-            .map(|record| {
-                let partition = partition_for(&record.key, partitions);
-                // Offsets move only under this lock, so they stay gap-free and in append order.
-                let end = &state.ends[partition as usize];
-                let offset = end.load(Ordering::Acquire);
-                let queue = &mut kept[partition as usize];
-                if queue.len() == recent.capacity {
-                    queue.pop_front();
-                }
-                queue.push_back(Record {
-                    partition,
-                    offset,
-                    key: record.key,
-                    headers: record.headers,
-                    payload: record.payload,
-                    timestamp,
-                });
-                end.store(offset + 1, Ordering::Release);
-                RecordPosition { partition, offset }
-            })
-            .collect()
-    };
-    state.appended.notify_waiters();
-    positions
-}
+    /// Appends `records` to the live topic `state` (whose records these are), in memory, and wakes its tails.
+    pub(super) fn append(
+        &self,
+        state: &TopicState,
+        records: Vec<OutgoingRecord>,
+    ) -> Vec<RecordPosition> {
+        let timestamp = now_millis();
+        let partitions = state.ends.len() as u32;
+        let positions = {
+            let mut kept = lock(&self.partitions);
+            records
+                .into_iter()
+                .map(|record| {
+                    let partition = partition_for(&record.key, partitions);
+                    // Offsets move only under this lock, so they stay gap-free and in append order.
+                    let end = &state.ends[partition as usize];
+                    let offset = end.load(Ordering::Acquire);
+                    let queue = &mut kept[partition as usize];
+                    if queue.len() == self.capacity {
+                        queue.pop_front();
+                    }
+                    queue.push_back(Record {
+                        partition,
+                        offset,
+                        key: record.key,
+                        headers: record.headers,
+                        payload: record.payload,
+                        timestamp,
+                    });
+                    end.store(offset + 1, Ordering::Release);
+                    RecordPosition { partition, offset }
+                })
+                .collect()
+        };
+        state.appended.notify_waiters();
+        positions
+    }
 
-impl Recent {
     /// Up to `max` records after `positions`, visiting partitions in `order`, and moves `positions` past them. A
     /// position older than what a partition keeps skips to the oldest record kept.
     pub(super) fn read(

@@ -275,7 +275,7 @@ impl EventLog for SqliteLog {
         if shared.live_topics.contains(topic) {
             let state = shared.topic(topic);
             if let Some(recent) = &state.recent {
-                return Ok(live::append(&state, recent, records));
+                return Ok(recent.append(&state, records));
             }
         }
         let (reply, answer) = oneshot::channel();

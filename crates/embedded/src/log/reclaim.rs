@@ -111,9 +111,10 @@ fn delete_slice(
         return Ok(0);
     }
     // A live topic's records on disk (written before it was live) are all expired.
-    let retention = match options.live_topics.contains(topic) {
-        true => Duration::ZERO,
-        false => options.retention,
+    let retention = if options.live_topics.contains(topic) {
+        Duration::ZERO
+    } else {
+        options.retention
     };
     let expired_before = now - retention.as_millis() as i64;
     // Records are appended in time order: the expired ones are those before the first one that is not, found by
