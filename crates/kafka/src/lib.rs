@@ -21,7 +21,8 @@
 //!
 //! # Mapping
 //! - appends: an idempotent producer (`enable.idempotence=true`, `acks=all`); [`EventLog::append_batch`]
-//!   returns once every record's delivery report arrived, with the positions from those reports;
+//!   returns once every record's delivery report arrived, with the positions from those reports (served by a
+//!   thread of the producer's own, see `produce.rs`);
 //! - subscriptions: a consumer per member in the group, `cooperative-sticky`, no auto-commit, `earliest` reset;
 //!   rebalance callbacks become [`Rebalance`](chat4all_core::ports::Rebalance) events: an assignment splits each
 //!   new partition into its own queue before `incremental_assign`; a revocation is announced, then the callback
@@ -32,10 +33,12 @@
 //!   retried while the broker answers `REBALANCE_IN_PROGRESS`;
 //! - [`EventLog::consumer`]: manual `assign` from the group's committed offset;
 //! - [`EventLog::tail`]: manual `assign` of every partition at its high watermark, no group, no commits;
-//! - [`EventLog::lag`]: the group's committed offsets against the high watermarks.
+//! - [`EventLog::lag`]: the group's committed offsets against the high watermarks, read by one consumer per group
+//!   kept for it.
 
 mod groups;
 mod options;
+mod produce;
 mod read;
 
 pub use options::{KafkaOptions, Partitioner, parse_url};
@@ -50,13 +53,15 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::BaseRecord;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
+
+use produce::Producer;
 
 /// How long metadata, watermark and offset requests may take.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -94,12 +99,15 @@ impl Shared {
 pub struct KafkaLog {
     brokers: String,
     options: KafkaOptions,
-    producer: FutureProducer,
+    producer: Producer,
     admin: AdminClient<DefaultClientContext>,
     /// Topics known to exist with the configured partition count.
     topics: Mutex<HashSet<String>>,
     /// Serialises topic creation, so concurrent first appends create a topic once.
     creating: tokio::sync::Mutex<()>,
+    /// A consumer per group whose lag is measured, kept: a client made for each measurement (every few seconds)
+    /// cost its threads, connections and metadata each time.
+    lag_readers: Mutex<HashMap<String, Arc<BaseConsumer>>>,
     shared: Arc<Shared>,
 }
 
@@ -117,19 +125,20 @@ impl KafkaLog {
     /// connect lazily: call [`EventLog::ping`] to check the cluster is there.
     pub fn connect(url: &str, options: KafkaOptions) -> Result<Self, LogError> {
         let (brokers, options) = parse_url(url, options)?;
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("client.id", "chat4all")
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("partitioner", "murmur2_random")
-            .set("linger.ms", options.linger.as_millis().to_string())
-            .set(
-                "message.timeout.ms",
-                options.delivery_timeout.as_millis().to_string(),
-            )
-            .create()
-            .map_err(backend)?;
+        let producer = Producer::create(
+            ClientConfig::new()
+                .set("bootstrap.servers", &brokers)
+                .set("client.id", "chat4all")
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("partitioner", "murmur2_random")
+                .set("linger.ms", options.linger.as_millis().to_string())
+                .set(
+                    "message.timeout.ms",
+                    options.delivery_timeout.as_millis().to_string(),
+                ),
+        )
+        .map_err(backend)?;
         let admin = ClientConfig::new()
             .set("bootstrap.servers", &brokers)
             .set("client.id", "chat4all-admin")
@@ -143,6 +152,7 @@ impl KafkaLog {
             admin,
             topics: Mutex::default(),
             creating: tokio::sync::Mutex::default(),
+            lag_readers: Mutex::default(),
             shared: Arc::new(Shared {
                 closed,
                 members: Mutex::default(),
@@ -274,17 +284,16 @@ impl KafkaLog {
         }
     }
 
-    /// Runs `work` on a blocking thread with a fresh consumer of `config`.
-    async fn with_consumer<T: Send + 'static>(
-        config: ClientConfig,
-        work: impl FnOnce(&BaseConsumer) -> Result<T, LogError> + Send + 'static,
-    ) -> Result<T, LogError> {
-        tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = config.create().map_err(backend)?;
-            work(&consumer)
-        })
-        .await
-        .map_err(backend)?
+    /// The consumer that reads `group`'s committed offsets, made on first use.
+    fn lag_reader(&self, group: &str) -> Result<Arc<BaseConsumer>, LogError> {
+        let mut readers = lock(&self.lag_readers);
+        if let Some(reader) = readers.get(group) {
+            return Ok(reader.clone());
+        }
+        let reader: Arc<BaseConsumer> =
+            Arc::new(self.consumer_config(group).create().map_err(backend)?);
+        readers.insert(group.to_owned(), reader.clone());
+        Ok(reader)
     }
 }
 
@@ -311,9 +320,10 @@ impl EventLog for KafkaLog {
                     })
                 },
             );
-            let mut outgoing = FutureRecord::to(topic)
+            let (delivered, delivery) = oneshot::channel();
+            let mut outgoing = BaseRecord::with_opaque_to(topic, Box::new(delivered))
                 .key(record.key.as_bytes())
-                .payload(&record.payload)
+                .payload(record.payload.as_slice())
                 .headers(headers);
             if self.options.partitioner == Partitioner::Fnv1a {
                 outgoing =
@@ -321,8 +331,8 @@ impl EventLog for KafkaLog {
             }
             // Records go to the producer's queue in order; with idempotence, a partition keeps that order.
             loop {
-                match self.producer.send_result(outgoing) {
-                    Ok(delivery) => {
+                match self.producer.send(outgoing) {
+                    Ok(()) => {
                         deliveries.push(delivery);
                         break;
                     }
@@ -337,11 +347,11 @@ impl EventLog for KafkaLog {
         let mut positions = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
             match delivery.await {
-                Ok(Ok(delivered)) => positions.push(RecordPosition {
-                    partition: u32::try_from(delivered.partition).map_err(backend)?,
-                    offset: u64::try_from(delivered.offset).map_err(backend)?,
+                Ok(Ok((partition, offset))) => positions.push(RecordPosition {
+                    partition: u32::try_from(partition).map_err(backend)?,
+                    offset: u64::try_from(offset).map_err(backend)?,
                 }),
-                Ok(Err((error, _))) => return Err(backend(error)),
+                Ok(Err(error)) => return Err(backend(error)),
                 Err(_) => return Err(LogError::Closed),
             }
         }
@@ -419,7 +429,9 @@ impl EventLog for KafkaLog {
     async fn lag(&self, group: &str, topic: &str) -> Result<Vec<u64>, LogError> {
         self.ensure_topic(topic).await?;
         let (name, partitions) = (topic.to_owned(), self.options.partitions);
-        Self::with_consumer(self.consumer_config(group), move |consumer| {
+        let consumer = self.lag_reader(group)?;
+        tokio::task::spawn_blocking(move || {
+            read::serve_main_queue(&consumer);
             let mut list = TopicPartitionList::new();
             for partition in 0..partitions {
                 list.add_partition(&name, partition as i32);
@@ -444,6 +456,7 @@ impl EventLog for KafkaLog {
                 .collect()
         })
         .await
+        .map_err(backend)?
     }
 
     async fn ping(&self) -> Result<(), LogError> {
