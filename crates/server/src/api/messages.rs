@@ -1,12 +1,13 @@
 //! `/v1/messages` and a conversation's history.
 
 use super::extract::{ApiJson, ApiQuery, AuthUser, Correlation, Idempotency};
+use super::observe::AcceptedMessage;
 use super::problem::{ApiResult, Problem};
 use super::schema::{Id, platform, position};
 use super::state::AppState;
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use chat4all_core::ids::MessageId;
 use chat4all_core::model::{HistoryQuery, Message, StatusChange};
 use chat4all_core::services::messaging::{SendMessage, check_text};
@@ -167,17 +168,36 @@ pub async fn bench_send(
     Correlation(_correlation_id): Correlation,
     Idempotency(_key): Idempotency,
     ApiJson(request): ApiJson<SendMessageRequest>,
-) -> ApiResult<(StatusCode, Json<AcceptedResponse>)> {
+) -> ApiResult<Accepted> {
     check_text(&request.conversation_id, &request.content)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(AcceptedResponse {
-            message_id: MessageId::generate().into(),
-            conversation_id: request.conversation_id,
-            status: "ACCEPTED",
-            timestamp: now_millis(),
-        }),
+    Ok(accepted(
+        MessageId::generate().into(),
+        request.conversation_id,
+        now_millis(),
     ))
+}
+
+/// The 202 of an accepted message: its body, and its ids for the access line.
+type Accepted = (
+    StatusCode,
+    Extension<AcceptedMessage>,
+    Json<AcceptedResponse>,
+);
+
+fn accepted(message_id: String, conversation_id: String, timestamp: i64) -> Accepted {
+    (
+        StatusCode::ACCEPTED,
+        Extension(AcceptedMessage {
+            message_id: message_id.clone(),
+            conversation_id: conversation_id.clone(),
+        }),
+        Json(AcceptedResponse {
+            message_id,
+            conversation_id,
+            status: "ACCEPTED",
+            timestamp,
+        }),
+    )
 }
 
 /// The answer to marking a message read.
@@ -255,7 +275,7 @@ pub async fn send(
     Correlation(correlation_id): Correlation,
     Idempotency(key): Idempotency,
     ApiJson(request): ApiJson<SendMessageRequest>,
-) -> ApiResult<(StatusCode, Json<AcceptedResponse>)> {
+) -> ApiResult<Accepted> {
     let request = SendMessage {
         conversation_id: request.conversation_id,
         content: request.content,
@@ -265,12 +285,12 @@ pub async fn send(
         validity_seconds: request.validity_seconds,
         channel: request.channel,
     };
-    let accepted = match state
+    let sent = match state
         .messaging
         .send(&caller, request, key.as_ref(), &correlation_id)
         .await
     {
-        Ok(accepted) => accepted,
+        Ok(sent) => sent,
         Err(e) => {
             metrics::counter!("messages_rejected_total", "service" => "api", "reason" => rejection_reason(&e))
                 .increment(1);
@@ -278,15 +298,10 @@ pub async fn send(
         }
     };
     metrics::counter!("messages_accepted_total", "service" => "api").increment(1);
-    tracing::info!(message_id = %accepted.message_id, conversation_id = %accepted.conversation_id, "message accepted");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(AcceptedResponse {
-            message_id: accepted.message_id.into(),
-            conversation_id: accepted.conversation_id.into(),
-            status: "ACCEPTED",
-            timestamp: accepted.timestamp,
-        }),
+    Ok(accepted(
+        sent.message_id.into(),
+        sent.conversation_id.into(),
+        sent.timestamp,
     ))
 }
 

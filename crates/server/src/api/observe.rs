@@ -1,4 +1,4 @@
-//! The request middleware: correlation id, request span, access log, HTTP metrics and problem+json rendering of
+//! The request middleware: correlation id, request span, access log (one line a request), HTTP metrics and problem+json rendering of
 //! every error response (including the router's own 404 and 405, and the body limit's 413).
 
 use super::problem::Problem;
@@ -20,6 +20,14 @@ pub const CORRELATION_HEADER: HeaderName = HeaderName::from_static("x-correlatio
 /// The route template that served a request, passed from the inner route layer to [`observe`].
 #[derive(Clone)]
 struct RouteTemplate(String);
+
+/// The message a request accepted, passed by its handler to [`observe`]: the request's one access line names it,
+/// so an accepted message costs one log line in the api, not two.
+#[derive(Clone)]
+pub struct AcceptedMessage {
+    pub message_id: String,
+    pub conversation_id: String,
+}
 
 /// Inner layer (on matched routes only): remembers the route template for the outer layer's metrics.
 pub async fn tag_route(request: Request, next: Next) -> Response {
@@ -107,10 +115,13 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         ]
     )
     .increment(1);
+    let accepted = response.extensions_mut().remove::<AcceptedMessage>();
     span.in_scope(|| {
         tracing::info!(
             status = status.as_u16(),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
+            message_id = accepted.as_ref().map(|m| m.message_id.as_str()),
+            conversation_id = accepted.as_ref().map(|m| m.conversation_id.as_str()),
             "request completed"
         );
     });
@@ -146,5 +157,57 @@ fn default_detail(status: u16) -> &'static str {
         413 => "request body is over its size limit",
         408 => "the request took too long",
         _ => "the request could not be served",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AcceptedMessage, observe};
+    use crate::telemetry::CapturedLog;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::{get, post};
+    use axum::{Extension, Router, middleware};
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_request_is_one_access_line_that_names_the_message_it_accepted() {
+        let log = CapturedLog::default();
+        let _subscriber = tracing::subscriber::set_default(log.subscriber());
+        let app = Router::new()
+            .route(
+                "/send",
+                post(|| async {
+                    let message_id = "m-1".to_owned();
+                    let conversation_id = "c-1".to_owned();
+                    let ids = AcceptedMessage {
+                        message_id,
+                        conversation_id,
+                    };
+                    (StatusCode::ACCEPTED, Extension(ids))
+                }),
+            )
+            .route("/other", get(|| async { "ok" }))
+            .layer(middleware::from_fn(observe));
+        for request in [Request::post("/send"), Request::get("/other")] {
+            let response = app
+                .clone()
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert!(response.status().is_success());
+            assert!(response.extensions().get::<AcceptedMessage>().is_none());
+        }
+        let lines = log.lines();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let accepted = &lines[0];
+        assert_eq!(accepted["message"], "request completed");
+        assert_eq!(accepted["status"], 202);
+        assert_eq!(
+            (&accepted["message_id"], &accepted["conversation_id"]),
+            (&"m-1".into(), &"c-1".into())
+        );
+        assert!(lines[1].get("message_id").is_none(), "{:?}", lines[1]);
+        assert_eq!(lines[1]["status"], 200);
     }
 }

@@ -103,7 +103,7 @@ where
     N: for<'a> FormatFields<'a> + 'static,
 {
     /// Writes the line field by field, the spans' fields spliced in as the JSON they were formatted to when
-    /// recorded: no map is built and nothing is parsed back (this runs three times for every message).
+    /// recorded: no map is built and nothing is parsed back (this runs twice for every message).
     fn format_event(
         &self,
         ctx: &FmtContext<'_, S, N>,
@@ -152,17 +152,17 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::{JsonLines, service_of};
     use std::io::Write;
     use std::sync::{Arc, Mutex};
     use tracing_subscriber::fmt::format::JsonFields;
 
-    /// Log output kept in memory.
+    /// Log lines kept in memory, in this module's format: for tests of what the lines say.
     #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct CapturedLog(Arc<Mutex<Vec<u8>>>);
 
-    impl Write for Captured {
+    impl Write for CapturedLog {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
             self.0.lock().unwrap().extend_from_slice(bytes);
             Ok(bytes.len())
@@ -172,16 +172,34 @@ mod tests {
         }
     }
 
+    impl CapturedLog {
+        /// A subscriber writing JSON lines of instance `host-1` here.
+        pub(crate) fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + use<> {
+            let writer = self.clone();
+            tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .fmt_fields(JsonFields::new())
+                .event_format(JsonLines::new("host-1".into(), "chat4all"))
+                .finish()
+        }
+
+        pub(crate) fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+
+        /// Each line, parsed (a line that is not JSON fails the test).
+        pub(crate) fn lines(&self) -> Vec<serde_json::Value> {
+            self.text()
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+                .collect()
+        }
+    }
+
     #[test]
     fn a_line_is_one_json_object_with_its_spans_fields_once() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .fmt_fields(JsonFields::new())
-            .event_format(JsonLines::new("host-1".into(), "chat4all"))
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let captured = CapturedLog::default();
+        tracing::subscriber::with_default(captured.subscriber(), || {
             let span =
                 tracing::info_span!("request", correlation_id = "c-1", path = "/v1/messages");
             span.in_scope(|| {
@@ -190,16 +208,12 @@ mod tests {
                     seq = 7u64,
                     ok = true,
                     detail = %"a \"quoted\" line\nbreak",
-                    "message accepted"
+                    "request completed"
                 );
             });
             tracing::warn!(ratio = 0.5, "no span");
         });
-        let output = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<serde_json::Value> = output
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-            .collect();
+        let (output, lines) = (captured.text(), captured.lines());
         assert_eq!(lines.len(), 2);
         let first = &lines[0];
         assert_eq!(first["correlation_id"], "c-1", "the span's field wins");
@@ -216,7 +230,7 @@ mod tests {
         assert_eq!(first["seq"], 7);
         assert_eq!(first["ok"], true);
         assert_eq!(first["detail"], "a \"quoted\" line\nbreak");
-        assert_eq!(first["message"], "message accepted");
+        assert_eq!(first["message"], "request completed");
         assert_eq!(
             (&first["level"], &first["instance_id"]),
             (&"INFO".into(), &"host-1".into())

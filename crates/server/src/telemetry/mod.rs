@@ -7,6 +7,9 @@ pub mod process;
 
 pub use metered_log::MeteredLog;
 
+#[cfg(test)]
+pub(crate) use json_lines::tests::CapturedLog;
+
 use json_lines::JsonLines;
 use tracing_subscriber::fmt::format::JsonFields;
 
