@@ -289,8 +289,9 @@ def drain(routers, targets, limit):
 
 
 def send(targets, count, stop=True):
-    """`count` sends at 400/s (what the api keeps up with here) to `targets` in turn, returned once all are answered
-    (or, with stop=False, once their schedule and a second for the last answers have passed: the caller stops it)."""
+    """`count` sends at 400/s (what the api keeps up with early in a run) to `targets` in turn, returned once all
+    are answered or their schedule and a second more have passed; then stopped, unless stop=False (the caller stops
+    it: sends still unanswered go on, and a drain counts them as acknowledged after its resume)."""
     load = ev.Load(cluster, alice, targets, rate=400, senders=64, count=count)
     load.start()
     until = time.time() + count / 400 + 1
