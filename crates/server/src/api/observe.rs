@@ -1,5 +1,6 @@
-//! The request middleware: correlation id, request span, access log (one line a request), HTTP metrics and problem+json rendering of
-//! every error response (including the router's own 404 and 405, and the body limit's 413).
+//! The request middleware: correlation id, request span, access log (one line a request), HTTP metrics and
+//! problem+json rendering of every error response (including the router's own 404 and 405, and the body limit's
+//! 413).
 
 use super::problem::Problem;
 use axum::extract::{MatchedPath, Request};
