@@ -54,17 +54,17 @@ source "$RUN_DIR/secrets.env"
 # Everything a role process needs, for role.sh (here and when a scenario brings a process back); it holds the
 # secrets, so only the owner reads it.
 umask 077
-cat >"$RUN_DIR/roles.env" <<ENV
-export CHAT4ALL_BIN=$CHAT4ALL_BIN
-export CHAT4ALL_JWT_SECRET=$CHAT4ALL_JWT_SECRET
-export CHAT4ALL_ADMIN_TOKEN=$CHAT4ALL_ADMIN_TOKEN
-export CHAT4ALL_EVENT_LOG=$CHAT4ALL_TEST_KAFKA_URL${CLUSTER_KAFKA_OPTIONS:+/?$CLUSTER_KAFKA_OPTIONS}
-export CHAT4ALL_STORE=$CHAT4ALL_TEST_POSTGRES_URL
-export CHAT4ALL_OBJECTS=$CHAT4ALL_TEST_S3_URL
-export CHAT4ALL_PUBLIC_URL=http://127.0.0.1:$API_PORT
-export CHAT4ALL_LOG_FORMAT=json
-export CHAT4ALL_DATA_DIR=$RUN_DIR/data
-ENV
+# Quoted (%q): URLs carry `&` between their options.
+printf 'export %s=%q\n' \
+  CHAT4ALL_BIN "$CHAT4ALL_BIN" \
+  CHAT4ALL_JWT_SECRET "$CHAT4ALL_JWT_SECRET" \
+  CHAT4ALL_ADMIN_TOKEN "$CHAT4ALL_ADMIN_TOKEN" \
+  CHAT4ALL_EVENT_LOG "$CHAT4ALL_TEST_KAFKA_URL${CLUSTER_KAFKA_OPTIONS:+/?$CLUSTER_KAFKA_OPTIONS}" \
+  CHAT4ALL_STORE "$CHAT4ALL_TEST_POSTGRES_URL" \
+  CHAT4ALL_OBJECTS "$CHAT4ALL_TEST_S3_URL" \
+  CHAT4ALL_PUBLIC_URL "http://127.0.0.1:$API_PORT" \
+  CHAT4ALL_LOG_FORMAT json \
+  CHAT4ALL_DATA_DIR "$RUN_DIR/data" >"$RUN_DIR/roles.env"
 umask 022
 start() { bash "$ROOT/scripts/cluster/role.sh" "$RUN_DIR" "$@"; }
 

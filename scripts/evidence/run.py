@@ -34,9 +34,9 @@ opts.add_argument("--after", type=float, help="seconds of load after the event (
                   "connectors-scale); api-scale: seconds of load with each count of api processes (default 15)")
 opts.add_argument("--down-secs", type=float, help="how long the stopped part stays down")
 opts.add_argument("--freeze-secs", type=float, default=15,
-                  help="routers-scale: seconds of sends at 400/s (what the api keeps up with here) while the routers "
-                  "are frozen; they stay frozen a second longer at most, for the last answers (default 15: with a "
-                  "heartbeat interval, 10 s, that stays under the session timeout run.sh gives this scenario, 30 s)")
+                  help="routers-scale: seconds of sends at 400/s while the routers are frozen; they stay frozen "
+                  "until every send is answered, 10 s longer at most (default 15: 25 s and a heartbeat interval, "
+                  "2 s, stay under the session timeout run.sh gives this scenario, 30 s)")
 opts.add_argument("--repeat", type=int, default=3,
                   help="routers-scale: drains timed for each count of routers; the median counts (default 3)")
 opts.add_argument("--router-cpu", type=float, default=0.02,
@@ -234,8 +234,8 @@ def drain(routers, targets, limit):
     """Times `routers` draining a backlog. Only `routers` run, each held to its CPU limit, and their group's
     assignment is left to settle; one message to each conversation warms them up (a router started for this drain
     has not yet cached the conversations); then they are frozen (SIGSTOP) while the api accepts messages for
-    --freeze-secs and resumed together (SIGCONT), within the session timeout. Their progress is read from their own
-    counters every 0.25 s. Returns a Drain: every load sent (the warm-up's and the backlog's), rate per s from the
+    --freeze-secs and until it has acknowledged them all, and resumed together (SIGCONT), within the session
+    timeout. Their progress is read from their own counters every 0.25 s. Returns a Drain: every load sent (the warm-up's and the backlog's), rate per s from the
     resume until the whole backlog is handled, CPU % per process over that time, [(seconds since the resume,
     records handled)], sends acknowledged after the resume, {router: records handled}, {router: seconds until its
     last record}, and whether the group moved a partition between the freeze and the end."""
@@ -262,11 +262,12 @@ def drain(routers, targets, limit):
     pids = [cluster.pid(name) for name in routers]
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
-    load = send(targets, int(400 * opts.freeze_secs), stop=False)
+    # The whole backlog is acknowledged before the resume (the api slows as the broker's database grows), so that
+    # the drain is not paced by sends still arriving.
+    load = send(targets, int(400 * opts.freeze_secs), grace=10)
     began = time.time()
     for pid in pids:
         os.kill(pid, signal.SIGCONT)
-    load.stop()
     late = sum(1 for s in load.acked() if s["acked"] > began)
     total, samples, deadline = len(load.acked()), [], time.time() + 120
     while time.time() < deadline:
@@ -288,17 +289,15 @@ def drain(routers, targets, limit):
                  late, split, finished, moves() != moves_before)
 
 
-def send(targets, count, stop=True):
-    """`count` sends at 400/s (what the api keeps up with early in a run) to `targets` in turn, returned once all
-    are answered or their schedule and a second more have passed; then stopped, unless stop=False (the caller stops
-    it: sends still unanswered go on, and a drain counts them as acknowledged after its resume)."""
+def send(targets, count, grace=1):
+    """`count` sends at 400/s (what the api keeps up with early in a run) to `targets` in turn, stopped and returned
+    once all are answered or their schedule and `grace` seconds more have passed."""
     load = ev.Load(cluster, alice, targets, rate=400, senders=64, count=count)
     load.start()
-    until = time.time() + count / 400 + 1
+    until = time.time() + count / 400 + grace
     while time.time() < until and len(load.acked()) < count:
         time.sleep(0.05)
-    if stop:
-        load.stop()
+    load.stop()
     return load
 
 
@@ -357,8 +356,9 @@ def routers_scale():
                "limiting stage and the broker has cores to spare. In each drain only the routers being timed run, "
                "their group's assignment steady (both topics' partitions, unmoved for 15 s), warmed up by one "
                f"message to each of the {len(targets)} conversations; they are frozen (SIGSTOP) while the api "
-               f"accepts {opts.freeze_secs:g} s of messages to those conversations into the log (their session "
-               "timeout is 30 s in this scenario), then resume and drain them (store each with its seq, route it, "
+               f"accepts {opts.freeze_secs:g} s of messages at 400/s to those conversations into the log, and stay "
+               "frozen until every one is acknowledged (their session timeout is 30 s in this scenario, their "
+               "heartbeat 2 s), then resume and drain them (store each with its seq, route it, "
                "publish its notification), the rate being the backlog over the time until their own "
                "`messages_consumed_total` has counted all of it. Drains with one router and with two (sharing the "
                "8 partitions) take turns. tansu sometimes takes the members' partitions at the resume all the same "

@@ -20,8 +20,10 @@ if [ "$SCENARIO" = all ]; then
 fi
 # connectors-scale: each connector process paces WhatsApp at this rate, so that the channel is the limit.
 [ "$SCENARIO" != connectors-scale ] || export CHAT4ALL_WHATSAPP_RATE_PER_SEC=${CHAT4ALL_WHATSAPP_RATE_PER_SEC:-20}
-# routers-scale freezes its routers for seconds while a backlog builds: a long session keeps them in their group.
-[ "$SCENARIO" != routers-scale ] || export CLUSTER_KAFKA_OPTIONS=${CLUSTER_KAFKA_OPTIONS:-session_timeout_ms=30000}
+# routers-scale freezes its routers for seconds while a backlog builds: a long session keeps them in their group,
+# and frequent heartbeats let a freeze last nearly all of it (the session counts from the last heartbeat).
+[ "$SCENARIO" != routers-scale ] ||
+  export CLUSTER_KAFKA_OPTIONS=${CLUSTER_KAFKA_OPTIONS:-session_timeout_ms=30000&heartbeat_ms=2000}
 # api-scale and capacity-model measure capacity: one user sends it all, so the per-user rate limit is off.
 case $SCENARIO in api-scale | capacity-model) export CHAT4ALL_RATE_LIMIT_PER_SEC=0 ;; esac
 RUN_DIR=$(mktemp -d /tmp/chat4all-evidence.XXXXXX)
