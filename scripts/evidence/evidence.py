@@ -496,9 +496,13 @@ def commit():
         return "?"
 
 
+# The tree a scenario runs from, read as it starts: by its end its own chart has changed the tree.
+STARTED_FROM = commit()
+
+
 def report(path, title, command, summary, goals, figures, queries, chart_name, notes):
     """The Markdown report: what ran where, the goals with pass/fail, the figures, the Prometheus queries."""
-    lines = [f"# {title}", "", f"- command: `{command}`", f"- commit: {commit()}", f"- machine: {machine()}",
+    lines = [f"# {title}", "", f"- command: `{command}`", f"- commit: {STARTED_FROM}", f"- machine: {machine()}",
              f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "", summary, "",
              "| goal | measured | result |", "|---|---|---|"]
     lines += [f"| {goal} | {measured} | {'pass' if ok else '**FAIL**'} |" for goal, measured, ok in goals]
