@@ -267,7 +267,8 @@ def drain(routers, targets, limit):
     # The whole backlog is acknowledged before the resume (the api slows as the broker's database grows), so that
     # the drain is not paced by sends still arriving.
     load = send(targets, int(400 * opts.freeze_secs), grace=10)
-    threads_before, runs_before = {name: thread_cpu(name) for name in routers}, {name: runs(name) for name in routers}
+    threads_before = {name: thread_cpu(name) for name in routers}
+    runs_before = {name: runs_routed(name) for name in routers}
     began = time.time()
     for pid in pids:
         os.kill(pid, signal.SIGCONT)
@@ -292,7 +293,7 @@ def drain(routers, targets, limit):
     finished = {name: next(t for t, _, _, each in samples if each[name] >= split[name]) for name in split}
     return Drain([warm_up, load], last[1] / seconds if seconds else 0, cpu, [(t, done) for t, done, *_ in samples],
                  late, split, finished, moves() != moves_before,
-                 {name: runs(name) - runs_before[name] for name in routers}, threads)
+                 {name: runs_routed(name) - runs_before[name] for name in routers}, threads)
 
 
 def cpu_by_thread(spent):
@@ -300,7 +301,7 @@ def cpu_by_thread(spent):
     return ", ".join(f"{thread} {us:.0f}" for thread, us in sorted(spent.items(), key=lambda kv: -kv[1]) if us >= 1)
 
 
-def runs(router):
+def runs_routed(router):
     """Runs of the messages topic's records (a batch of one or more partitions) `router` has routed."""
     return cluster.counter([router], "processing_duration_seconds_count", 'topic="messages"')
 
@@ -310,8 +311,8 @@ def thread_cpu(name):
     used, pid = {}, cluster.pid(name)
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            name = open(f"/proc/{pid}/task/{tid}/comm").read().strip().rstrip("0123456789")
-            used[name] = used.get(name, 0) + int(open(f"/proc/{pid}/task/{tid}/schedstat").read().split()[0]) / 1e9
+            thread = open(f"/proc/{pid}/task/{tid}/comm").read().strip().rstrip("0123456789")
+            used[thread] = used.get(thread, 0) + int(open(f"/proc/{pid}/task/{tid}/schedstat").read().split()[0]) / 1e9
         except OSError:
             continue
     return used
@@ -398,15 +399,15 @@ def routers_scale():
                f"message to each of the {len(targets)} conversations; they are frozen (SIGSTOP) while the api "
                f"accepts {opts.freeze_secs:g} s of messages at 400/s to those conversations into the log, and stay "
                "frozen until every one is acknowledged (their session timeout is 30 s in this scenario, their "
-               "heartbeat 2 s), then resume and drain them (store each with its seq, route it, "
-               "publish its notification), the rate being the backlog over the time until their own "
-               "`messages_consumed_total` has counted all of it (two routers share the 8 partitions). tansu sometimes takes the members' partitions at the resume all the same "
-               "(a rebalance it ran during the freeze) and hands them back 10-20 s later: such a drain times the "
-               "broker's coordinator, not routing, so it is done again (at most twice; counted below). The CPU "
-               "figures name the limit: each router at its quota; the threads' figures say where a record's CPU goes "
-               "(`tokio-rt-worker`: decoding, the store's queries, routing; `rdk:broker`: librdkafka's fetches). "
-               "(Stopping the routers instead would empty their "
-               "group, which tansu 0.6 does not always reassign.)")
+               "heartbeat 2 s), then resume and drain them (store each with its seq, route it, publish its "
+               "notification), the rate being the backlog over the time until their own `messages_consumed_total` "
+               "has counted all of it (two routers share the 8 partitions). tansu sometimes takes the members' "
+               "partitions at the resume all the same (a rebalance it ran during the freeze) and hands them back "
+               "10-20 s later: such a drain times the broker's coordinator, not routing, so it is done again (at "
+               "most twice; counted below). The CPU figures name the limit: each router at its quota; the threads' "
+               "figures say where a record's CPU goes (`tokio-rt-worker`: decoding, the store's queries, routing; "
+               "`rdk:broker`: librdkafka's fetches). (Stopping the routers instead would empty their group, which "
+               "tansu 0.6 does not always reassign.)")
     per_second = []
     for n in (1, 2):
         counts, last = [], 0.0
