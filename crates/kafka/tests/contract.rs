@@ -112,7 +112,9 @@ async fn mock_cluster_meets_the_event_log_contract() {
     let cluster = MockCluster::new(1).unwrap();
     let log = Arc::new(KafkaLog::connect(&mock_url(&cluster), KafkaOptions::default()).unwrap());
     log.ping().await.expect("the mock cluster answers");
-    contract::log::run_all(log.clone()).await;
+    let shared: Arc<dyn EventLog> = log.clone();
+    contract::log::run_all_but_sharing(&shared).await;
+    members_share_partitions_despite_the_mock_sync_race(&shared).await;
     log.close().await;
     assert!(
         matches!(log.ping().await, Err(LogError::Closed)),
@@ -120,22 +122,46 @@ async fn mock_cluster_meets_the_event_log_contract() {
     );
 }
 
-/// Every check of the suite but one on tansu, the same functions `run_all` calls with the same topic names.
-/// Left out: `members_share_partitions`, run apart below and ignored by default, because tansu 0.6.0's group
-/// coordinator breaks the cooperative protocol's second round now and then (see that test).
+/// The suite's group check on MockCluster, tried again on a fresh topic and group (three tries at most) when it
+/// meets a race of the mock's coordinator, not of the adapter. librdkafka 2.12.1's mock completes a sync once the
+/// assignments it holds cover every member (`rd_kafka_mock_cgrp_classic_sync_check`), and the leader's SyncGroup
+/// carries them all: when it arrives before the other member's, that member's SyncGroup meets a group already up
+/// and is refused (INVALID_REQUEST); the member rejoins, and the rebalance it starts goes on without the first
+/// member, which is still inside its revoke, so the first member's commit of a revoked partition fails with
+/// IllegalGeneration (seen in its `cgrp` debug trace, 1 run in 8 under load). A real broker answers each
+/// member's SyncGroup. Any other failure, or this one three times, fails the test.
+async fn members_share_partitions_despite_the_mock_sync_race(log: &Arc<dyn EventLog>) {
+    const TRIES: usize = 3;
+    for attempt in 1..=TRIES {
+        let (log, topic) = (log.clone(), format!("contract.groups.{attempt}"));
+        let check =
+            tokio::spawn(
+                async move { contract::log::members_share_partitions(&log, &topic).await },
+            );
+        let Err(failure) = check.await else { return };
+        let payload = failure.into_panic();
+        let message = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default();
+        if attempt == TRIES || !message.contains("IllegalGeneration") {
+            std::panic::resume_unwind(payload);
+        }
+        eprintln!("try {attempt} met the mock's sync race ({message}); again on a fresh topic");
+    }
+}
+
+/// Every check of the suite but one on tansu. Left out: `members_share_partitions`, run apart below and ignored by
+/// default, because tansu 0.6.0's group coordinator breaks the cooperative protocol's second round now and then
+/// (see that test).
 #[tokio::test]
 async fn tansu_meets_the_event_log_contract() {
     let Some(url) = real_url() else { return };
     let log = Arc::new(KafkaLog::connect(&url, KafkaOptions::default()).unwrap());
     log.ping().await.expect("the broker answers");
     let log = prefixed(log);
-    use contract::log::*;
-    appends_keep_per_key_order(&log, "contract.order").await;
-    consumers_resume_after_commit(&log, "contract.commit").await;
-    poll_wakes_on_append(&log, "contract.wake").await;
-    concurrent_appends_are_all_kept(&log, "contract.concurrent").await;
-    refuses_unknown_partition(&log).await;
-    tail_follows_from_now(&log, "contract.tail").await;
+    contract::log::run_all_but_sharing(&log).await;
     log.close().await;
 }
 
@@ -145,7 +171,7 @@ async fn tansu_meets_the_event_log_contract() {
 /// (the cooperative protocol's second round), tansu completes that generation with the first member alone while
 /// the second is still syncing the previous one, then holds each later JoinGroup ~3 s while the other member's
 /// SyncGroup gets REBALANCE_IN_PROGRESS, so the new member's partitions arrive well after the suite's 10 s (Apache
-/// Kafka fails a stale SyncGroup so the member rejoins at once). The same check always passes on MockCluster.
+/// Kafka fails a stale SyncGroup so the member rejoins at once). MockCluster runs it, with a race of its own.
 /// Run it with `cargo test -p chat4all-kafka --test contract -- --ignored tansu_group`.
 #[tokio::test]
 #[ignore = "tansu 0.6.0's coordinator races the cooperative second round; see the doc comment"]

@@ -82,18 +82,19 @@ async fn poll_exactly(consumer: &mut Box<dyn PartitionConsumer>, count: usize) -
 }
 
 /// Two members split the partitions; a revoked partition moves only once its owner committed and let go; a
-/// member that leaves hands its partitions over, resumed from its last commit.
+/// member that leaves hands its partitions over, resumed from its last commit. The group is named after `topic`.
 pub async fn members_share_partitions(log: &Arc<dyn EventLog>, topic: &str) {
     let all: BTreeSet<u32> = (0..log.partition_count()).collect();
+    let group = format!("{topic}.sharing");
     let mut a = log
-        .subscribe("sharing", topic, "member-a")
+        .subscribe(&group, topic, "member-a")
         .await
         .expect("subscribe");
     let mut a_owned = assigned(&mut a, "a lone member, owning every partition,", &all).await;
     fill(log, topic, "r", 5).await;
 
     let mut b = log
-        .subscribe("sharing", topic, "member-b")
+        .subscribe(&group, topic, "member-b")
         .await
         .expect("subscribe");
     let Rebalance::Revoked(revoked) = next_event(&mut a, "the first member").await else {
