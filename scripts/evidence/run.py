@@ -228,7 +228,7 @@ def consumed(names):
     return cluster.counter(names, "messages_consumed_total", 'topic="messages"')
 
 
-Drain = collections.namedtuple("Drain", "loads rate cpu progress late split finished moved runs threads")
+Drain = collections.namedtuple("Drain", "loads rate cpu progress late split finished moved runs threads first")
 
 
 def drain(routers, targets, limit):
@@ -240,7 +240,8 @@ def drain(routers, targets, limit):
     warm-up's and the backlog's), rate per s from the resume until the whole backlog is handled, CPU % per process
     over that time, [(seconds since the resume, records handled)], sends acknowledged after the resume, {router:
     records handled}, {router: seconds until its last record}, whether the group moved a partition between the
-    freeze and the end, {router: runs of records (batches) routed}, {router: {thread name: µs of CPU a record}}."""
+    freeze and the end, {router: runs of records (batches) routed}, {router: {thread name: µs of CPU a record}},
+    seconds from the resume until the first record was handled."""
     for name in ("router-1", "router-2"):
         if name in routers and not cluster.alive(name):
             cluster.start(name)
@@ -260,7 +261,9 @@ def drain(routers, targets, limit):
     while consumed(routers) < handled and time.time() < deadline:
         time.sleep(0.25)
     moves = lambda: cluster.counter(routers, "consumer_rebalances_total", 'consumer="router/')
+    # Read before the freeze: a frozen process does not answer /metrics (it would count 0).
     before, moves_before = {name: consumed([name]) for name in routers}, moves()
+    runs_before = {name: runs_routed(name) for name in routers}
     pids = [cluster.pid(name) for name in routers]
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
@@ -268,7 +271,6 @@ def drain(routers, targets, limit):
     # the drain is not paced by sends still arriving.
     load = send(targets, int(400 * opts.freeze_secs), grace=10)
     threads_before = {name: thread_cpu(name) for name in routers}
-    runs_before = {name: runs_routed(name) for name in routers}
     began = time.time()
     for pid in pids:
         os.kill(pid, signal.SIGCONT)
@@ -293,7 +295,8 @@ def drain(routers, targets, limit):
     finished = {name: next(t for t, _, _, each in samples if each[name] >= split[name]) for name in split}
     return Drain([warm_up, load], last[1] / seconds if seconds else 0, cpu, [(t, done) for t, done, *_ in samples],
                  late, split, finished, moves() != moves_before,
-                 {name: runs_routed(name) - runs_before[name] for name in routers}, threads)
+                 {name: runs_routed(name) - runs_before[name] for name in routers}, threads,
+                 next((t for t, done, *_ in samples if done), seconds))
 
 
 def cpu_by_thread(spent):
@@ -345,7 +348,8 @@ def routers_scale():
                 for attempt in range(3):
                     result = drain(routers, targets, limit)
                     drains[n].append(result)
-                    print(f"{n} router(s): {result.rate:.0f} msg/s; " + "; ".join(
+                    print(f"{n} router(s): {result.rate:.0f} msg/s, the first record {result.first:.2f} s after "
+                          "the resume; " + "; ".join(
                         f"{name} {result.split[name]:.0f} in {result.finished[name]:.1f} s, "
                         f"{result.split[name] / max(result.runs[name], 1):.0f} a run, µs of CPU a record: "
                         + cpu_by_thread(result.threads[name]) for name in routers), flush=True)
@@ -373,8 +377,8 @@ def routers_scale():
         figures[f"{n} router(s): drain rates, each the backlog over the time from the resume to its last record"] = \
             ", ".join(f"{d.rate:.0f}" for d in drains[n]) + " msg/s"
         figures[f"{n} router(s): the median drain"] = (
-            f"{r.rate:.0f} msg/s ({len(r.loads[-1].acked())} messages, all handled {r.progress[-1][0]:.1f} s after "
-            f"the resume; {r.late} of them acknowledged after it; "
+            f"{r.rate:.0f} msg/s ({len(r.loads[-1].acked())} messages, the first handled {r.first:.2f} s and all "
+            f"{r.progress[-1][0]:.1f} s after the resume; {r.late} of them acknowledged after it; "
             + ", ".join(f"{k} {v:.0f} in {r.finished[k]:.1f} s" for k, v in r.split.items())
             + " handled by each router)")
         busy = sorted(((v, k) for k, v in r.cpu.items() if v >= 1), reverse=True)
