@@ -4,6 +4,7 @@ generator beside the server: one line per goal with the figure, the target and p
 
     python3 scripts/perf/goals.py BINARY [--duration 60] [--results docs/results/performance.md] [--skip-history]
     python3 scripts/perf/goals.py BINARY --soak 15 [--soak-pause-ms 8]
+    python3 scripts/perf/goals.py BINARY --compare OTHER [--pairs 5] [--duration 30]
 
 1. End to end: wrk sends for --duration s (1 thread, 64 connections, 1,000 conversations, each message to an
    internal user); the run ends when the router has delivered every accepted message. Counted, not sampled:
@@ -20,8 +21,13 @@ generator beside the server: one line per goal with the figure, the target and p
    with the first: p99 drift < 15 %, RSS growth < 10 %, and the event log's files not growing over the last third
    (consumed and expired records reclaimed, their pages reused).
 The results file keeps what lies outside its generated tables (findings, notes): only those tables are replaced.
+
+With --compare, goal 1's load alone, on OTHER then on BINARY, --pairs times, each run on a fresh server: this
+machine's speed drifts by more than most changes are worth, so only runs taken side by side compare. Each line
+gives the end-to-end rate, the server's CPU a message and the machine's system time (both over 8 s in the middle of
+the load); nothing is written to the results file.
 """
-import argparse, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time, urllib.request
 from datetime import datetime, timezone
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -35,6 +41,8 @@ opts.add_argument("--connections", type=int, default=64)
 opts.add_argument("--results", default=os.path.join(ROOT, "docs/results/performance.md"))
 opts.add_argument("--skip-history", action="store_true", help="leave out goal 4 (it builds and runs a cargo bench)")
 opts.add_argument("--soak", type=int, metavar="MINUTES", help="run only the soak, for this many minutes")
+opts.add_argument("--compare", metavar="OTHER", help="compare BINARY with the binary OTHER on goal 1's load only")
+opts.add_argument("--pairs", type=int, default=5, help="runs of each binary with --compare (default 5)")
 opts.add_argument("--soak-pause-ms", type=int, default=8,
                   help="how long each of the soak's 16 connections waits between requests (default 8)")
 opts = opts.parse_args()
@@ -65,12 +73,12 @@ def counters(base):
 class Server:
     """`chat4all serve` on a fresh data directory, stopped by its pid."""
 
-    def __init__(self):
+    def __init__(self, binary=None):
         self.data = tempfile.mkdtemp(prefix="chat4all-perf.")
         self.base = f"http://127.0.0.1:{free_port()}"
         self.log = open(os.path.join(self.data, "server.log"), "w")
         self.process = subprocess.Popen(
-            [opts.binary, "serve", "--data-dir", self.data, "--http-addr", self.base[len("http://"):],
+            [binary or opts.binary, "serve", "--data-dir", self.data, "--http-addr", self.base[len("http://"):],
              "--rate-limit-per-sec", "0", "--bench-endpoints", "--log-format", "json"],
             stdout=self.log, stderr=subprocess.STDOUT)
         for _ in range(200):
@@ -139,9 +147,68 @@ def soak():
     return 0 if line[3] else 1
 
 
+def compare():
+    """--compare: goal 1's load on OTHER and BINARY in turn, one line per run and the medians."""
+    runs = {opts.compare: [], opts.binary: []}
+    for pair in range(opts.pairs):
+        for binary in runs:
+            run = end_to_end(binary)
+            runs[binary].append(run)
+            print(f"pair {pair + 1}/{opts.pairs} {binary}: {run['e2e']:,.0f} msg/s end to end (accepted "
+                  f"{run['rate']:,.0f}/s, p99 {run['p99_us'] / 1000:.1f} ms, errors {run['errors']}); server "
+                  f"{run['cores']:.2f} cores, {run['cpu_us']:.0f} µs a message; machine system time "
+                  f"{run['system']:.0%}, idle {run['idle']:.0%}", flush=True)
+    median = lambda values: sorted(values)[len(values) // 2]
+    for binary, each in runs.items():
+        print(f"median {binary}: {median([r['e2e'] for r in each]):,.0f} msg/s, "
+              f"{median([r['cpu_us'] for r in each]):.0f} µs a message, system time "
+              f"{median([r['system'] for r in each]):.0%}")
+    return 0
+
+
+def end_to_end(binary):
+    """Goal 1's load for --duration s on a fresh server of `binary`, until every accepted message is delivered;
+    CPU is sampled over 8 s from a third of the way in."""
+    server = Server(binary)
+    try:
+        token, bob = users(server)
+        before = counters(server.base)
+        started = time.time()
+        result = {}
+        load_thread = threading.Thread(
+            target=lambda: result.update(wrk(server.base, "/v1/messages", opts.duration, token, bob)))
+        load_thread.start()
+        time.sleep(opts.duration / 3)
+        cpu_before, machine_before, began = process_ticks(server.process.pid), machine_ticks(), time.time()
+        time.sleep(8)
+        cpu_after, machine_after, ended = process_ticks(server.process.pid), machine_ticks(), time.time()
+        load_thread.join()
+        accepted = counters(server.base)["accepted"] - before["accepted"]
+        finished, after = wait_delivered(server, before["delivered"] + accepted, 600)
+    finally:
+        server.stop()
+    cores = (cpu_after - cpu_before) / os.sysconf("SC_CLK_TCK") / (ended - began)
+    spent = [b - a for a, b in zip(machine_before, machine_after)]
+    return {**result, "e2e": (after["delivered"] - before["delivered"]) / (finished - started), "cores": cores,
+            "cpu_us": cores / result["rate"] * 1e6, "system": spent[2] / sum(spent), "idle": spent[3] / sum(spent)}
+
+
+def process_ticks(pid):
+    """CPU ticks (user and system) a process has used."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def machine_ticks():
+    """The machine's CPU ticks by kind (user, nice, system, idle, iowait, irq, softirq, steal)."""
+    return [int(v) for v in open("/proc/stat").readline().split()[1:9]]
+
+
 def main():
     if opts.soak:
         return soak()
+    if opts.compare:
+        return compare()
     server = Server()
     lines = []
     try:
@@ -256,4 +323,5 @@ def report(lines, block, arguments, generator):
     print(f"report: {opts.results}")
 
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())
