@@ -13,10 +13,6 @@ pub(crate) fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    // Temporary data in memory, above all the statement journal of each grouped write's savepoint: on disk it
-    // was a temporary file reopened by every transaction and written page by page, more writes than the WAL
-    // itself got. It only serves to roll a savepoint back, so durability does not depend on where it lives.
-    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
