@@ -45,7 +45,9 @@ opts.add_argument("--compare", metavar="OTHER", help="compare BINARY with the bi
 opts.add_argument("--pairs", type=int, default=5, help="runs of each binary with --compare (default 5)")
 opts.add_argument("--soak-pause-ms", type=int, default=8,
                   help="how long each of the soak's 16 connections waits between requests (default 8)")
-opts = opts.parse_args()
+parser, opts = opts, opts.parse_args()
+if opts.duration < 12:
+    parser.error("--duration must be at least 12 s: the server's CPU is sampled over 8 s from a third of the way in")
 
 
 def free_port():
@@ -152,7 +154,11 @@ def compare():
     runs = {opts.compare: [], opts.binary: []}
     for pair in range(opts.pairs):
         for binary in runs:
-            run = end_to_end(binary)
+            server = Server(binary)
+            try:
+                run = sustained(server, *users(server))
+            finally:
+                server.stop()
             runs[binary].append(run)
             print(f"pair {pair + 1}/{opts.pairs} {binary}: {run['e2e']:,.0f} msg/s end to end (accepted "
                   f"{run['rate']:,.0f}/s, p99 {run['p99_us'] / 1000:.1f} ms, errors {run['errors']}); server "
@@ -166,31 +172,31 @@ def compare():
     return 0
 
 
-def end_to_end(binary):
-    """Goal 1's load for --duration s on a fresh server of `binary`, until every accepted message is delivered;
-    CPU is sampled over 8 s from a third of the way in."""
-    server = Server(binary)
-    try:
-        token, bob = users(server)
-        before = counters(server.base)
-        started = time.time()
-        result = {}
-        load_thread = threading.Thread(
-            target=lambda: result.update(wrk(server.base, "/v1/messages", opts.duration, token, bob)))
-        load_thread.start()
-        time.sleep(opts.duration / 3)
-        cpu_before, machine_before, began = process_ticks(server.process.pid), machine_ticks(), time.time()
-        time.sleep(8)
-        cpu_after, machine_after, ended = process_ticks(server.process.pid), machine_ticks(), time.time()
-        load_thread.join()
-        accepted = counters(server.base)["accepted"] - before["accepted"]
-        finished, after = wait_delivered(server, before["delivered"] + accepted, 600)
-    finally:
-        server.stop()
+def sustained(server, token, recipient):
+    """Goal 1's load: wrk for --duration s, then until every accepted message is delivered. Returns wrk's figures
+    with the messages accepted and delivered, the seconds until the last delivery, the end-to-end rate, the RSS at
+    the end of the load, and the server's cores and the machine's system and idle shares over 8 s from a third of
+    the way in."""
+    before = counters(server.base)
+    started = time.time()
+    result = {}
+    load_thread = threading.Thread(
+        target=lambda: result.update(wrk(server.base, "/v1/messages", opts.duration, token, recipient)))
+    load_thread.start()
+    time.sleep(opts.duration / 3)
+    cpu_before, machine_before, began = process_ticks(server.process.pid), machine_ticks(), time.time()
+    time.sleep(8)
+    cpu_after, machine_after, ended = process_ticks(server.process.pid), machine_ticks(), time.time()
+    load_thread.join()
+    rss = server.rss_mib()
+    accepted = counters(server.base)["accepted"] - before["accepted"]
+    finished, after = wait_delivered(server, before["delivered"] + accepted, 600)
+    delivered = after["delivered"] - before["delivered"]
     cores = (cpu_after - cpu_before) / os.sysconf("SC_CLK_TCK") / (ended - began)
     spent = [b - a for a, b in zip(machine_before, machine_after)]
-    return {**result, "e2e": (after["delivered"] - before["delivered"]) / (finished - started), "cores": cores,
-            "cpu_us": cores / result["rate"] * 1e6, "system": spent[2] / sum(spent), "idle": spent[3] / sum(spent)}
+    return {**result, "accepted": accepted, "delivered": delivered, "seconds": finished - started,
+            "e2e": delivered / (finished - started), "rss": rss, "cores": cores, "cpu_us": cores / result["rate"] * 1e6,
+            "system": spent[2] / sum(spent), "idle": spent[3] / sum(spent)}
 
 
 def process_ticks(pid):
@@ -221,23 +227,16 @@ def main():
         wait_delivered(server, counters(server.base)["accepted"], 300)
 
         # Goal 1: sustained, then until every accepted message is delivered.
-        before = counters(server.base)
-        started = time.time()
-        sustained = wrk(server.base, "/v1/messages", opts.duration, token, bob)
-        rss_load = server.rss_mib()
-        accepted = counters(server.base)["accepted"] - before["accepted"]
-        finished, after = wait_delivered(server, before["delivered"] + accepted, 600)
-        delivered = after["delivered"] - before["delivered"]
-        e2e = delivered / (finished - started)
-        all_delivered = delivered >= accepted and sustained["errors"] == 0
-        lines.append(("1. end to end, sustained", f"{e2e:,.0f} msg/s ({int(delivered):,} of {int(accepted):,} accepted "
-                      f"delivered in {finished - started:.1f} s; wrk errors {sustained['errors']}; accept rate "
-                      f"{sustained['rate']:,.0f}/s, p99 {sustained['p99_us'] / 1000:.1f} ms)",
-                      "≥ 16,700 msg/s, all delivered, 0 errors", e2e >= 16_700 and all_delivered))
+        run = sustained(server, token, bob)
+        all_delivered = run["delivered"] >= run["accepted"] and run["errors"] == 0
+        lines.append(("1. end to end, sustained", f"{run['e2e']:,.0f} msg/s ({int(run['delivered']):,} of "
+                      f"{int(run['accepted']):,} accepted delivered in {run['seconds']:.1f} s; wrk errors "
+                      f"{run['errors']}; accept rate {run['rate']:,.0f}/s, p99 {run['p99_us'] / 1000:.1f} ms)",
+                      "≥ 16,700 msg/s, all delivered, 0 errors", run["e2e"] >= 16_700 and all_delivered))
         lines.append(("2. accept path / bare POST", f"{ratio:.2f} ({accept['rate']:,.0f} vs {bare['rate']:,.0f} req/s; "
                       f"p99 {accept['p99_us'] / 1000:.1f} vs {bare['p99_us'] / 1000:.1f} ms)", "≥ 0.6", ratio >= 0.6))
         lines.append(open_model(server))
-        lines.append(("5. RSS at goal 1's load", f"{rss_load:.0f} MiB", "≤ 256 MiB", rss_load <= 256))
+        lines.append(("5. RSS at goal 1's load", f"{run['rss']:.0f} MiB", "≤ 256 MiB", run["rss"] <= 256))
     finally:
         server.stop()
     if not opts.skip_history:
@@ -323,5 +322,4 @@ def report(lines, block, arguments, generator):
     print(f"report: {opts.results}")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+sys.exit(main())
