@@ -9,6 +9,6 @@ mod objects;
 mod sqlite;
 mod store;
 
-pub use log::{LogOptions, SqliteLog};
+pub use log::{DEFAULT_PARTITIONS, LogOptions, SqliteLog};
 pub use objects::LocalObjects;
 pub use store::SqliteStore;

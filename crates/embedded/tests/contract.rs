@@ -14,7 +14,7 @@ async fn sqlite_log_meets_the_event_log_contract() {
         SqliteLog::open(
             &dir.path().join("events.db"),
             LogOptions {
-                partitions: 4,
+                partitions: Some(4),
                 ..LogOptions::default()
             },
         )
@@ -74,7 +74,7 @@ async fn the_log_survives_a_restart_and_reclaims_consumed_records() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.db");
     let options = LogOptions {
-        partitions: 2,
+        partitions: Some(2),
         reclaim_interval: Duration::ZERO,
         ..LogOptions::default()
     };
@@ -123,7 +123,7 @@ async fn the_log_survives_a_restart_and_reclaims_consumed_records() {
     let other_count = SqliteLog::open(
         &path,
         LogOptions {
-            partitions: 3,
+            partitions: Some(3),
             ..options
         },
     );
@@ -136,12 +136,33 @@ async fn the_log_survives_a_restart_and_reclaims_consumed_records() {
     );
 }
 
+#[tokio::test]
+async fn a_log_opened_without_a_partition_count_keeps_the_one_it_was_created_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fresh, made) = (dir.path().join("fresh.db"), dir.path().join("made.db"));
+    let new = SqliteLog::open(&fresh, LogOptions::default()).unwrap();
+    assert_eq!(new.partition_count(), chat4all_embedded::DEFAULT_PARTITIONS);
+    new.close().await;
+    let created = LogOptions {
+        partitions: Some(8),
+        ..LogOptions::default()
+    };
+    SqliteLog::open(&made, created).unwrap().close().await;
+    let reopened = SqliteLog::open(&made, LogOptions::default()).unwrap();
+    assert_eq!(
+        reopened.partition_count(),
+        8,
+        "the count it was created with"
+    );
+    reopened.close().await;
+}
+
 /// A one-partition log, with `live` as its live topic, keeping `per_partition` of its records.
 fn log_with_live_topic(path: &std::path::Path, per_partition: usize) -> SqliteLog {
     SqliteLog::open(
         path,
         LogOptions {
-            partitions: 1,
+            partitions: Some(1),
             reclaim_interval: Duration::ZERO,
             live_topics: ["live".to_owned()].into(),
             live_records_per_partition: per_partition,
@@ -312,7 +333,7 @@ fn reclaiming_log(dir: &tempfile::TempDir, retention: Duration) -> SqliteLog {
     SqliteLog::open(
         &dir.path().join("events.db"),
         LogOptions {
-            partitions: 1,
+            partitions: Some(1),
             reclaim_interval: Duration::ZERO,
             retention,
             ..LogOptions::default()

@@ -25,9 +25,10 @@ pub async fn open_event_log(config: &Config) -> anyhow::Result<Arc<dyn EventLog>
         }
         #[cfg(feature = "kafka")]
         EventLogBackend::Kafka(url) => {
+            let defaults = chat4all_kafka::KafkaOptions::default();
             let options = chat4all_kafka::KafkaOptions {
-                partitions: storage.partitions,
-                ..chat4all_kafka::KafkaOptions::default()
+                partitions: storage.partitions.unwrap_or(defaults.partitions),
+                ..defaults
             };
             let log = Arc::new(chat4all_kafka::KafkaLog::connect(url, options)?);
             Ok(Arc::new(MeteredLog::new(log, "kafka")))

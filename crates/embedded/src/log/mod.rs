@@ -32,11 +32,18 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 
+/// Partitions per topic of a new log unless told otherwise. One process reads them all (its router takes the
+/// partitions that are ready at once as one run), so more partitions buy no parallelism, while the tail of each
+/// is a page that every commit appending to it writes again (at 8, a commit wrote about 26 pages for 18 records;
+/// docs/results/performance.md has the figures).
+pub const DEFAULT_PARTITIONS: u32 = 2;
+
 /// Tuning of the embedded log.
 #[derive(Debug, Clone)]
 pub struct LogOptions {
-    /// Partitions per topic; fixed when the log file is created.
-    pub partitions: u32,
+    /// Partitions per topic, fixed when the log file is created; `None`: the count it was created with, or
+    /// [`DEFAULT_PARTITIONS`] for a new log.
+    pub partitions: Option<u32>,
     /// Records older than this are deleted even if some group has not consumed them.
     pub retention: Duration,
     /// Topics kept in memory only, for readers that follow them live ([`EventLog::tail`]), such as a fan-out
@@ -56,7 +63,7 @@ pub struct LogOptions {
 impl Default for LogOptions {
     fn default() -> Self {
         Self {
-            partitions: 8,
+            partitions: None,
             retention: Duration::from_secs(7 * 24 * 3600),
             live_topics: HashSet::new(),
             live_records_per_partition: 2048,
@@ -364,7 +371,9 @@ impl EventLog for SqliteLog {
     }
 }
 
-fn stored_partitions(conn: &Connection, requested: u32) -> Result<u32, LogError> {
+/// The log's partition count: the one it was created with (which `requested`, when given, must match), else
+/// `requested` or [`DEFAULT_PARTITIONS`], recorded for the next opening.
+fn stored_partitions(conn: &Connection, requested: Option<u32>) -> Result<u32, LogError> {
     let stored: Option<String> = conn
         .query_row(
             "SELECT value FROM meta WHERE name = 'partitions'",
@@ -373,25 +382,29 @@ fn stored_partitions(conn: &Connection, requested: u32) -> Result<u32, LogError>
         )
         .optional()
         .map_err(backend)?;
-    match stored.map(|v| v.parse::<u32>()) {
-        Some(Ok(n)) if n == requested => Ok(n),
-        Some(Ok(n)) => Err(LogError::Invalid(format!(
+    match (stored.map(|v| v.parse::<u32>()), requested) {
+        (Some(Ok(n)), None) => Ok(n),
+        (Some(Ok(n)), Some(requested)) if n == requested => Ok(n),
+        (Some(Ok(n)), Some(requested)) => Err(LogError::Invalid(format!(
             "this data directory's event log was created with {n} partitions; it cannot be opened with {requested} \
              (changing the count would break per-conversation order)"
         ))),
-        Some(Err(_)) => Err(LogError::Backend(
+        (Some(Err(_)), _) => Err(LogError::Backend(
             "the event log's partition count is corrupt".into(),
         )),
-        None if requested == 0 || requested > 1024 => Err(LogError::Invalid(
-            "partitions must be between 1 and 1024".into(),
-        )),
-        None => {
+        (None, requested) => {
+            let count = requested.unwrap_or(DEFAULT_PARTITIONS);
+            if count == 0 || count > 1024 {
+                return Err(LogError::Invalid(
+                    "partitions must be between 1 and 1024".into(),
+                ));
+            }
             conn.execute(
                 "INSERT INTO meta (name, value) VALUES ('partitions', ?1)",
-                [requested.to_string()],
+                [count.to_string()],
             )
             .map_err(backend)?;
-            Ok(requested)
+            Ok(count)
         }
     }
 }

@@ -57,7 +57,10 @@ impl Config {
             "http.keep-alive-timeout-secs",
         )?;
         secs(http.request_timeout, 1..=3600, "http.request-timeout-secs")?;
-        let partitions = (1..=1024).contains(&self.storage.partitions);
+        let partitions = self
+            .storage
+            .partitions
+            .is_none_or(|n| (1..=1024).contains(&n));
         ensure(
             partitions,
             "storage.partitions",

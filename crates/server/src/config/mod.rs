@@ -89,8 +89,9 @@ pub struct StorageConfig {
     pub store: StoreBackend,
     /// Object storage backend (files).
     pub objects: ObjectsBackend,
-    /// Partitions per topic; fixed when the event log is created.
-    pub partitions: u32,
+    /// Partitions per topic, fixed when the event log is created; `None`: the embedded log's count (the one it
+    /// was created with, 2 for a new one) or the Kafka adapter's default (8).
+    pub partitions: Option<u32>,
 }
 
 /// `[auth]`.
@@ -201,7 +202,7 @@ impl Default for StorageConfig {
             event_log: EventLogBackend::default(),
             store: StoreBackend::default(),
             objects: ObjectsBackend::default(),
-            partitions: 8,
+            partitions: None,
         }
     }
 }

@@ -42,7 +42,7 @@ fn flags_override_env_which_overrides_the_file_and_defaults_fill_the_rest() {
         ("PARTITIONS", "ignored"),
     ];
     let config = load_str(file, &vars, &[("partitions", "16")]).unwrap();
-    assert_eq!(config.storage.partitions, 16);
+    assert_eq!(config.storage.partitions, Some(16));
     assert_eq!(config.http.addr.to_string(), "127.0.0.1:9001");
     assert_eq!(config.storage.data_dir, PathBuf::from("/srv/chat"));
     assert_eq!(config.channels["whatsapp"].latency_ms.to_string(), "10-20");
@@ -52,11 +52,11 @@ fn flags_override_env_which_overrides_the_file_and_defaults_fill_the_rest() {
     );
     assert_eq!(config.auth.token_ttl, Duration::from_secs(3600));
     let config = load_str(file, &vars, &[]).unwrap();
-    assert_eq!(config.storage.partitions, 6);
+    assert_eq!(config.storage.partitions, Some(6));
     let config = load_str(file, &[], &[]).unwrap();
     assert_eq!(
         (config.storage.partitions, config.http.addr.port()),
-        (4, 9000)
+        (Some(4), 9000)
     );
 }
 
@@ -239,7 +239,7 @@ fn the_command_line_reads_every_flag_and_switches() {
     let flags = Flags::from_arg_matches(&command.get_matches_from(args)).unwrap();
     let config = resolve(Config::default(), None, Vec::new(), &flags).unwrap();
     assert!(config.auth.seed_demo_users);
-    assert_eq!(config.storage.partitions, 3);
+    assert_eq!(config.storage.partitions, Some(3));
     assert_eq!(config.telemetry.log_format, Some(LogFormat::Json));
 }
 
