@@ -322,4 +322,5 @@ def report(lines, block, arguments, generator):
     print(f"report: {opts.results}")
 
 
-sys.exit(main())
+if __name__ == "__main__":  # importable for scratch runs without starting the goals
+    sys.exit(main())

@@ -18,8 +18,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Most records one partition's loop takes in one batch. The batches of partitions ready at once go through as
-/// one run (`together`), and a run's store and log round trips cost the same whatever its size: the embedded
-/// log's 2 partitions let a run hold up to 4,096 records, as its 8 partitions of 512 did before.
+/// one run (`together`), and a run's store and log round trips cost the same whatever its size: a new embedded
+/// log's `DEFAULT_PARTITIONS` (2) let a run hold up to 4,096 records, as its 8 partitions of 512 did before.
 const BATCH: usize = 2048;
 /// Delays between retries of a failing batch.
 const BATCH_RETRY: Backoff = Backoff {
