@@ -1,14 +1,20 @@
 //! The hot storage paths, on a real file in a temporary directory: durable appends (200-byte records, 1/8/64
-//! concurrent appenders), message inserts, and history pages in a large store (latency percentiles).
+//! concurrent appenders), message inserts, the router's batches (stored, DELIVERED to a user, announced), and
+//! history pages in a large store (latency percentiles).
 //!
 //! `cargo bench -p chat4all-embedded --bench storage` (each throughput case runs for `BENCH_SECONDS`, default 3).
-//! `BENCH_CASES=appends,inserts,history` picks cases; `HISTORY_MESSAGES` sizes the history store (default
+//! `BENCH_CASES=appends,inserts,route,history` picks cases; `HISTORY_MESSAGES` sizes the history store (default
 //! 1,000,000 messages over 1,000 conversations).
 
-use chat4all_core::events::MessageAccepted;
-use chat4all_core::ids::{ConversationId, MessageId, UserId};
-use chat4all_core::model::{Conversation, ConversationKind, HistoryQuery};
-use chat4all_core::ports::{ConversationStore, EventLog, MessageStore, OutgoingRecord, Recorded};
+use chat4all_core::envelope::encode;
+use chat4all_core::events::{MessageAccepted, Topics};
+use chat4all_core::ids::{ConversationId, CorrelationId, MessageId, UserId, Username};
+use chat4all_core::model::{Conversation, ConversationKind, HistoryQuery, User};
+use chat4all_core::ports::{
+    AccountStore, ConversationStore, EventLog, MessageStore, OutgoingRecord, Record, Recorded,
+    Stores,
+};
+use chat4all_core::services::routing::Router;
 use chat4all_embedded::{LogOptions, SqliteLog, SqliteStore};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +42,12 @@ fn main() {
             for batch in [1, 64, 512] {
                 let rate = message_inserts(batch, run_for).await;
                 println!("message inserts, {batch:>3} per transaction: {rate:>9.0} messages/s");
+            }
+        }
+        if selected("route") {
+            for batch in [64, 1024] {
+                let (rate, cpu_us) = routed_batches(batch, run_for).await;
+                println!("router batches of {batch:>4} (stored, delivered, announced): {rate:>9.0} messages/s, {cpu_us:>5.1} µs CPU a message");
             }
         }
         if selected("history") {
@@ -140,6 +152,77 @@ async fn message_inserts(batch: usize, run_for: Duration) -> f64 {
         inserted += record_batch(&store, &sender, &conversations, inserted, batch).await;
     }
     inserted as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The router's work on batches of `batch` accepted messages to a user over 100 conversations: store each with
+/// its `seq`, settle it DELIVERED and append its notifications. Returns messages/s and the process's CPU time
+/// (user and system, all threads) per message.
+async fn routed_batches(batch: usize, run_for: Duration) -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, sender, conversations) = store_with_conversations(dir.path(), 100).await;
+    let recipient = User {
+        user_id: UserId::generate(),
+        username: Username::parse("bench-recipient").unwrap(),
+        email: None,
+        created_at: 0,
+    };
+    store.insert_user(&recipient, "not a hash").await.unwrap();
+    let log =
+        Arc::new(SqliteLog::open(&dir.path().join("events.db"), LogOptions::default()).unwrap());
+    let router = Router::new(
+        &Stores::all_in(Arc::new(store)),
+        log.clone(),
+        Topics::default(),
+        [],
+    );
+    let correlation = CorrelationId::from_header_or_new(None);
+    let (started, cpu_before) = (Instant::now(), cpu_seconds());
+    let mut routed = 0usize;
+    while started.elapsed() < run_for {
+        let records: Vec<Record> = (routed..routed + batch)
+            .map(|i| {
+                let accepted = MessageAccepted {
+                    message_id: MessageId::generate(),
+                    conversation_id: conversations[i % conversations.len()].clone(),
+                    sender_id: sender.clone(),
+                    recipient_id: Some(recipient.user_id.to_string()),
+                    content: "hello from the performance run".into(),
+                    file_id: None,
+                    expires_at: None,
+                    via: None,
+                    timestamp: 0,
+                };
+                let outgoing = encode(&accepted, &correlation);
+                Record {
+                    partition: 0,
+                    offset: i as u64,
+                    key: outgoing.key,
+                    headers: outgoing.headers,
+                    payload: outgoing.payload,
+                    timestamp: 0,
+                }
+            })
+            .collect();
+        let outcome = router.route_messages(&records).await.unwrap();
+        assert_eq!(outcome.applied, batch, "every message is delivered");
+        routed += batch;
+    }
+    let (elapsed, cpu) = (started.elapsed().as_secs_f64(), cpu_seconds() - cpu_before);
+    log.close().await;
+    (routed as f64 / elapsed, cpu / routed as f64 * 1e6)
+}
+
+/// CPU time this process has used (user and system), from `/proc/self/stat` (in ticks of 1/100 s, USER_HZ on Linux).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
 }
 
 /// Fills a store with `total` messages over 1,000 conversations, then times pages of 50 as the API asks for them:

@@ -66,7 +66,9 @@ impl Readers {
 /// transaction is being committed wait together and share the next one, each in a savepoint of its own, so a
 /// burst of writes costs one fsync instead of one each (the event log's group commit, for the store). A write
 /// answers only once the transaction holding it is committed; a failing write rolls back to its savepoint and
-/// leaves the others of its group alone.
+/// leaves the others of its group alone. A write alone in its group needs no savepoint (SQLite copies every page
+/// changed inside one to its journal first, about 1 KiB a message the router stores): if it fails, its
+/// transaction is rolled back.
 pub(crate) struct Writer {
     conn: Mutex<Connection>,
     queue: Mutex<Queue>,
@@ -79,9 +81,9 @@ struct Queue {
     draining: bool,
 }
 
-/// A write: runs in the group's open transaction (or learns why there is none) and returns how to answer once
-/// the commit's fate is known.
-type Job = Box<dyn FnOnce(Result<&Connection, String>) -> Answer + Send>;
+/// A write: runs in the group's open transaction (or learns why there is none), in a savepoint if the flag says
+/// so, and returns whether it failed and how to answer once the commit's fate is known.
+type Job = Box<dyn FnOnce(Result<&Connection, String>, bool) -> (bool, Answer) + Send>;
 
 /// Answers a write with the outcome of its group's commit.
 type Answer = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -98,22 +100,30 @@ impl Writer {
         }))
     }
 
-    /// Runs `work` in the next group's transaction (inside a savepoint: an error undoes only its own writes) and
-    /// returns its result once that transaction is committed. `work` must not begin a transaction of its own.
+    /// Runs `work` in the next group's transaction (an error undoes only its own writes) and returns its result
+    /// once that transaction is committed. `work` must not begin a transaction of its own.
     pub(crate) async fn write<T, F>(self: &Arc<Self>, work: F) -> rusqlite::Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.submit(Box::new(move |conn: Result<&Connection, String>| {
-            let result = conn
-                .map_err(failed)
-                .and_then(|conn| in_savepoint(conn, work));
-            Box::new(move |committed| {
-                let _ = reply.send(committed.map_err(failed).and(result));
-            })
-        }));
+        self.submit(Box::new(
+            move |conn: Result<&Connection, String>, savepoint| {
+                let result = conn.map_err(failed).and_then(|conn| {
+                    if savepoint {
+                        in_savepoint(conn, work)
+                    } else {
+                        caught(conn, work)
+                    }
+                });
+                let failing = result.is_err();
+                let answer: Answer = Box::new(move |committed| {
+                    let _ = reply.send(committed.map_err(failed).and(result));
+                });
+                (failing, answer)
+            },
+        ));
         answer.await.unwrap_or_else(|_| Err(closed()))
     }
 
@@ -148,15 +158,24 @@ impl Writer {
 /// rolls back on some I/O and memory errors) fails the writes before it in the group too, and the rest start a
 /// new transaction.
 fn commit_group(conn: &Connection, group: Vec<Job>) {
+    let alone = group.len() == 1;
     let mut answers: Vec<Answer> = Vec::with_capacity(group.len());
     for job in group {
         if conn.is_autocommit()
             && let Err(e) = conn.execute_batch("BEGIN IMMEDIATE")
         {
-            job(Err(e.to_string()))(Ok(()));
+            job(Err(e.to_string()), false).1(Ok(()));
             continue;
         }
-        let answer = job(Ok(conn));
+        let (failed, answer) = job(Ok(conn), !alone);
+        if alone && failed {
+            // Without a savepoint, undoing the write is undoing its transaction.
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            answer(Ok(()));
+            return;
+        }
         if conn.is_autocommit() {
             // This write's error ended the transaction: it answers with that error, the writes before it with
             // the loss of theirs.
@@ -185,8 +204,7 @@ fn in_savepoint<T>(
     work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
     conn.execute_batch("SAVEPOINT write")?;
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
-        .unwrap_or_else(|_| Err(failed("the write panicked".into())));
+    let result = caught(conn, work);
     let end = match result {
         Ok(_) => "RELEASE write",
         Err(_) => "ROLLBACK TO write; RELEASE write",
@@ -194,6 +212,15 @@ fn in_savepoint<T>(
     // After an error that ended the transaction there is no savepoint left to end; the caller sees that.
     let _ = conn.execute_batch(end);
     result
+}
+
+/// Runs `work`, a panic turned into an error.
+fn caught<T>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
+        .unwrap_or_else(|_| Err(failed("the write panicked".into())))
 }
 
 fn failed(why: String) -> rusqlite::Error {
@@ -235,14 +262,63 @@ mod tests {
         assert!(pending.is_pending(), "the writer is held");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failed_write_undoes_only_itself_in_its_group() {
+    /// A writer of a new database with one table `t` of integers (and the directory that holds it).
+    async fn table() -> (tempfile::TempDir, Arc<Writer>) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let writer = Writer::open(&dir.path().join("group.db")).expect("open");
+        let writer = Writer::open(&dir.path().join("t.db")).expect("open");
         writer
             .write(|conn| conn.execute_batch("CREATE TABLE t (v INTEGER PRIMARY KEY)"))
             .await
             .expect("create");
+        (dir, writer)
+    }
+
+    /// The committed rows of `t`.
+    async fn rows(writer: &Arc<Writer>) -> Vec<i64> {
+        writer
+            .write(|conn| {
+                conn.prepare("SELECT v FROM t ORDER BY v")?
+                    .query_map([], |r| r.get(0))?
+                    .collect()
+            })
+            .await
+            .expect("read")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_alone_in_its_group_is_rolled_back() {
+        let (_dir, writer) = table().await;
+        let failed = writer
+            .write(|conn| {
+                conn.execute("INSERT INTO t VALUES (1)", [])?;
+                Err::<(), _>(rusqlite::Error::InvalidQuery)
+            })
+            .await;
+        assert!(
+            matches!(failed, Err(rusqlite::Error::InvalidQuery)),
+            "{failed:?}"
+        );
+        let panicked = writer
+            .write(|conn| -> rusqlite::Result<()> {
+                conn.execute("INSERT INTO t VALUES (2)", [])?;
+                panic!("a bug in a write")
+            })
+            .await;
+        assert!(panicked.is_err());
+        writer
+            .write(|conn| conn.execute("INSERT INTO t VALUES (3)", []))
+            .await
+            .expect("the connection takes writes again");
+        assert_eq!(
+            rows(&writer).await,
+            [3],
+            "neither failed write left its row"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_undoes_only_itself_in_its_group() {
+        let (_dir, writer) = table().await;
         let insert = |v: i64, fails: bool| {
             Box::pin(writer.write(move |conn| {
                 conn.execute("INSERT INTO t VALUES (?1)", [v])?;
@@ -269,16 +345,8 @@ mod tests {
             answers.push(write.await.ok());
         }
         assert_eq!(answers, [Some(1), None, Some(3), Some(4)]);
-        let kept: Vec<i64> = writer
-            .write(|conn| {
-                conn.prepare("SELECT v FROM t ORDER BY v")?
-                    .query_map([], |r| r.get(0))?
-                    .collect()
-            })
-            .await
-            .expect("read");
         assert_eq!(
-            kept,
+            rows(&writer).await,
             [1, 3, 4],
             "the failed write's row is gone, its group's rows are committed"
         );

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use chat4all_core::events::MessageAccepted;
 use chat4all_core::ids::{ConversationId, MessageId, UserId};
 use chat4all_core::model::{HistoryPage, HistoryQuery, Message, Reading, StatusChange};
-use chat4all_core::ports::{MessageStore, Recorded, StatusWrite, StoreError};
+use chat4all_core::ports::{MessageStore, Recorded, Settle, StatusWrite, StoreError};
 use chat4all_core::status::MessageStatus;
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -25,17 +25,18 @@ const RETRIES: u32 = 5;
 
 #[async_trait]
 impl MessageStore for PostgresStore {
-    async fn record_messages(
+    async fn record_and_settle(
         &self,
         accepted: &[MessageAccepted],
-    ) -> Result<Vec<Recorded>, StoreError> {
+        settle: Settle,
+    ) -> Result<Vec<(Recorded, Option<StatusWrite>)>, StoreError> {
         if accepted.is_empty() {
             return Ok(Vec::new());
         }
         let started = std::time::Instant::now();
         let mut attempt = 0;
         let result = loop {
-            match self.record_once(accepted).await {
+            match self.record_once(accepted, &settle).await {
                 Err(e) if e.is_retryable() && attempt < RETRIES => attempt += 1,
                 other => break other,
             }
@@ -184,11 +185,16 @@ impl PostgresStore {
     /// 1. lock the batch's conversation rows, in conversation-id order (so two batches never deadlock);
     /// 2. only then look up which messages are already stored: a concurrent recorder of the same messages has
     ///    committed them by now, so they are returned as stored and never get a second `seq`;
-    /// 3. give the new ones the next `seq`s of their conversation, insert them, and move the counters.
+    /// 3. give the new ones the next `seq`s of their conversation, insert them, and move the counters;
+    /// 4. save the status changes `settle` decides for the messages as they now are.
     ///
     /// Filtering duplicates before taking the locks would let two recorders both count a message as new, and
     /// the loser's unique violation would roll its batch back or, if ignored, leave a gap in `seq`.
-    async fn record_once(&self, accepted: &[MessageAccepted]) -> Result<Vec<Recorded>, Error> {
+    async fn record_once(
+        &self,
+        accepted: &[MessageAccepted],
+        settle: &Settle,
+    ) -> Result<Vec<(Recorded, Option<StatusWrite>)>, Error> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
 
@@ -321,68 +327,98 @@ impl PostgresStore {
                 tx.execute(&advance, &advance_params),
             )?;
         }
+        let writes: Vec<Option<StatusWrite>> = answers
+            .iter()
+            .map(|answer| match answer {
+                Recorded::Stored(message) => settle(message),
+                Recorded::NoConversation => None,
+            })
+            .collect();
+        let mut saved = save_statuses_in(&tx, writes.iter().flatten())
+            .await?
+            .into_iter();
+        let settled = answers
+            .into_iter()
+            .zip(writes)
+            // `saved` has one answer per change decided, in order.
+            .map(|(answer, write)| (answer, write.filter(|_| saved.next() == Some(true))))
+            .collect();
         tx.commit().await?;
-        Ok(answers)
+        Ok(settled)
     }
 
-    /// One attempt at saving status changes, in order, in one transaction. Each change is one statement (the
-    /// compare-and-set update, and the history step only if the update happened); the statements go out pipelined
-    /// in order, and the server runs them in that order, so a later change of the same message sees the earlier.
+    /// One attempt at saving status changes, in order, in one transaction.
     async fn save_statuses_once(&self, writes: &[StatusWrite]) -> Result<Vec<bool>, Error> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let save = tx
-            .prepare_cached(
-                "WITH moved AS (
-                     UPDATE messages SET status = $2, delivered_at = $3, read_at = $4, failure_reason = $5
-                     WHERE message_id = $1 AND status = $6
-                     RETURNING message_id
-                 ), step AS (
-                     INSERT INTO status_history (message_id, status, at, detail, correlation_id)
-                     SELECT message_id, $7, $8, $9, $10 FROM moved
-                     ON CONFLICT DO NOTHING
-                 )
-                 SELECT count(*) FROM moved",
-            )
-            .await?;
-        let texts: Vec<[&str; 4]> = writes
-            .iter()
-            .map(|w| {
-                [
-                    w.message.message_id.as_str(),
-                    w.message.status.as_str(),
-                    w.from.as_str(),
-                    w.change.status.as_str(),
-                ]
-            })
-            .collect();
-        let params: Vec<[&(dyn ToSql + Sync); 10]> = writes
-            .iter()
-            .zip(&texts)
-            .map(|(write, [id, status, from, step])| {
-                let (message, change) = (&write.message, &write.change);
-                [
-                    id as &(dyn ToSql + Sync),
-                    status,
-                    &message.delivered_at,
-                    &message.read_at,
-                    &message.failure_reason,
-                    from,
-                    step,
-                    &change.at,
-                    &change.detail,
-                    &change.correlation_id,
-                ]
-            })
-            .collect();
-        let rows = pipelined(params.iter().map(|p| tx.query_one(&save, p))).await?;
-        let saved = rows
-            .iter()
-            .map(|row| Ok(row.try_get::<_, i64>(0)? > 0))
-            .collect::<Result<Vec<bool>, Error>>()?;
+        let saved = save_statuses_in(&tx, writes).await?;
         tx.commit().await?;
         Ok(saved)
     }
+}
+
+/// Saves status changes in order in the open transaction `tx`: per change, whether it was saved. Each change is
+/// one statement (the compare-and-set update, and the history step only if the update happened); the statements
+/// go out pipelined in order, and the server runs them in that order, so a later change of the same message sees
+/// the earlier.
+async fn save_statuses_in<'a>(
+    tx: &deadpool_postgres::Transaction<'_>,
+    writes: impl IntoIterator<Item = &'a StatusWrite>,
+) -> Result<Vec<bool>, Error> {
+    let writes: Vec<&StatusWrite> = writes.into_iter().collect();
+    if writes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let save = tx
+        .prepare_cached(
+            "WITH moved AS (
+                 UPDATE messages SET status = $2, delivered_at = $3, read_at = $4, failure_reason = $5
+                 WHERE message_id = $1 AND status = $6
+                 RETURNING message_id
+             ), step AS (
+                 INSERT INTO status_history (message_id, status, at, detail, correlation_id)
+                 SELECT message_id, $7, $8, $9, $10 FROM moved
+                 ON CONFLICT DO NOTHING
+             )
+             SELECT count(*) FROM moved",
+        )
+        .await?;
+    let texts: Vec<[&str; 4]> = writes
+        .iter()
+        .map(|w| {
+            [
+                w.message.message_id.as_str(),
+                w.message.status.as_str(),
+                w.from.as_str(),
+                w.change.status.as_str(),
+            ]
+        })
+        .collect();
+    let params: Vec<[&(dyn ToSql + Sync); 10]> = writes
+        .iter()
+        .zip(&texts)
+        .map(|(write, [id, status, from, step])| {
+            let (message, change) = (&write.message, &write.change);
+            [
+                id as &(dyn ToSql + Sync),
+                status,
+                &message.delivered_at,
+                &message.read_at,
+                &message.failure_reason,
+                from,
+                step,
+                &change.at,
+                &change.detail,
+                &change.correlation_id,
+            ]
+        })
+        .collect();
+    let rows = pipelined(params.iter().map(|p| tx.query_one(&save, p))).await?;
+    let saved = rows
+        .iter()
+        .map(|row| Ok(row.try_get::<_, i64>(0)? > 0))
+        .collect::<Result<Vec<bool>, Error>>()?;
+    Ok(saved)
 }
 
 /// Awaits queries of one connection together, polling each first in the order given: tokio-postgres sends a

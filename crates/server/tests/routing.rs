@@ -137,19 +137,17 @@ async fn a_batch_replayed_after_its_router_died_before_publishing_is_announced_w
     // The first router stores the message and settles it, then dies before publishing either change.
     let changes = Changes::new(&stores, log.clone(), topics.clone());
     let mut unpublished = Notifications::default();
-    let stored = changes
+    let delivered = StatusUpdate::now(message.message_id.clone(), MessageStatus::Delivered, None);
+    let recorded = changes
         .record(
             std::slice::from_ref(&message),
             std::slice::from_ref(&cid),
+            [(message.message_id.clone(), delivered)].into(),
             &mut unpublished,
         )
         .await
         .unwrap();
-    let delivered = StatusUpdate::now(message.message_id.clone(), MessageStatus::Delivered, None);
-    changes
-        .apply(&[delivered], stored, &mut unpublished)
-        .await
-        .unwrap();
+    assert!(recorded[0].settled.is_some(), "settled as it was stored");
     drop(unpublished);
     assert!(
         read_topic(log.as_ref(), &topics.notifications)

@@ -15,5 +15,5 @@ pub use objects::{ByteStream, ObjectError, ObjectKey, ObjectStore, ObjectWriter}
 pub use store::{
     AccountStore, Backend, ControlStore, ConversationCursor, ConversationStore, FileStore,
     GroupStore, IdempotencyStore, IdempotentRequest, IdentityStore, Linked, MembershipChange,
-    MessageStore, ReceiptStore, Recorded, StatusWrite, Store, StoreError, Stores,
+    MessageStore, ReceiptStore, Recorded, Settle, StatusWrite, Store, StoreError, Stores,
 };

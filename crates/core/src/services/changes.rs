@@ -12,7 +12,7 @@ use crate::error::ServiceError;
 use crate::events::{MessageAccepted, MessageStatusChanged, MessageStored, StatusUpdate, Topics};
 use crate::ids::{ConversationId, CorrelationId, MessageId, UserId};
 use crate::model::{Conversation, ConversationKind, Message, StatusChange, Transition};
-use crate::ports::{EventLog, OutgoingRecord, Recorded, StatusWrite, Stores};
+use crate::ports::{EventLog, OutgoingRecord, Recorded, Settle, StatusWrite, Stores};
 use crate::status::MessageStatus;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +33,15 @@ pub struct Changes {
 #[derive(Debug, Default)]
 pub struct Notifications(Vec<OutgoingRecord>);
 
+/// A message as [`Changes::record`] left it.
+#[derive(Debug)]
+pub struct Recording {
+    /// The message as it was stored, or found already stored, before any settling change.
+    pub stored: Message,
+    /// The message after its settling change, when that was saved with it.
+    pub settled: Option<Message>,
+}
+
 impl Changes {
     /// Changes saved in `store`, published on `log`.
     pub fn new(stores: &Stores, log: Arc<dyn EventLog>, topics: Topics) -> Self {
@@ -44,19 +53,34 @@ impl Changes {
     }
 
     /// Stores accepted messages in order (idempotently, assigning `seq`); a message whose conversation does not
-    /// exist creates it, as a direct conversation of its sender. Returns one message per input, in order. Every
-    /// one is announced as stored with the status it has: a message found already stored may come from a router
-    /// that died before publishing, and announcing it again is the only way its readers hear of it (the real-time
-    /// fan-out pushes each `seq` once).
+    /// exist creates it, as a direct conversation of its sender. In the same store transaction, a message found
+    /// SENT moves on by its update in `settles`, if it has one (the router settles most messages as it stores
+    /// them, and so commits once); an update the forward-only rule refuses is not saved. Returns one recording
+    /// per input, in order. Every message is announced as stored with the status it had: a message found already
+    /// stored may come from a router that died before publishing, and announcing it again is the only way its
+    /// readers hear of it (the real-time fan-out pushes each `seq` once).
     pub async fn record(
         &self,
         accepted: &[MessageAccepted],
         correlations: &[CorrelationId],
+        settles: HashMap<MessageId, StatusUpdate>,
         out: &mut Notifications,
-    ) -> Result<Vec<Message>, ServiceError> {
-        let mut answers = self.stores.messages.record_messages(accepted).await?;
+    ) -> Result<Vec<Recording>, ServiceError> {
+        let settles = Arc::new(settles);
+        let settle: Settle = {
+            let settles = settles.clone();
+            Arc::new(move |message: &Message| {
+                let update = settles.get(&message.message_id)?;
+                advance(message, update).map(|next| status_write(message, next, update))
+            })
+        };
+        let mut answers = self
+            .stores
+            .messages
+            .record_and_settle(accepted, settle.clone())
+            .await?;
         let orphans: Vec<usize> = (0..answers.len())
-            .filter(|&i| answers[i] == Recorded::NoConversation)
+            .filter(|&i| answers[i].0 == Recorded::NoConversation)
             .collect();
         if !orphans.is_empty() {
             // Normally the api creates the conversation first; a record injected by other means still gets one.
@@ -68,24 +92,39 @@ impl Changes {
                     .insert_conversation(&implicit_conversation(message))
                     .await?;
             }
-            for (i, answer) in orphans
-                .into_iter()
-                .zip(self.stores.messages.record_messages(&retried).await?)
-            {
+            let again = self
+                .stores
+                .messages
+                .record_and_settle(&retried, settle)
+                .await?;
+            for (i, answer) in orphans.into_iter().zip(again) {
                 answers[i] = answer;
             }
         }
-        let mut stored = Vec::with_capacity(answers.len());
-        for (answer, correlation_id) in answers.into_iter().zip(correlations) {
+        let mut recordings = Vec::with_capacity(answers.len());
+        let (mut settled_by, mut transitions) = (Vec::new(), Vec::new());
+        for ((answer, saved), correlation_id) in answers.into_iter().zip(correlations) {
             let Recorded::Stored(message) = answer else {
                 return Err(ServiceError::Internal(
                     "a message's conversation vanished while it was stored".into(),
                 ));
             };
             out.0.push(encode(&stored_event(&message), correlation_id));
-            stored.push(message);
+            let settled = saved.map(|write| {
+                let update = &settles[&message.message_id];
+                announce(out, &write.message, update);
+                settled_by.push(update.clone());
+                transitions.push(Transition::Applied(write.message.clone()));
+                write.message
+            });
+            recordings.push(Recording {
+                stored: message,
+                settled,
+            });
         }
-        Ok(stored)
+        self.read_before_delivery(&settled_by, &transitions, out)
+            .await?;
+        Ok(recordings)
     }
 
     /// Applies status updates in order through the forward-only state machine. `known` may hold the current
@@ -99,7 +138,20 @@ impl Changes {
         out: &mut Notifications,
     ) -> Result<Vec<Transition>, ServiceError> {
         let transitions = self.apply_in_rounds(updates, known, out).await?;
-        let reads = self.read_before_delivery(updates, &transitions).await?;
+        self.read_before_delivery(updates, &transitions, out)
+            .await?;
+        Ok(transitions)
+    }
+
+    /// Moves on to READ the messages that `transitions` (of `updates`) made DELIVERED and every member but their
+    /// sender had already read.
+    async fn read_before_delivery(
+        &self,
+        updates: &[StatusUpdate],
+        transitions: &[Transition],
+        out: &mut Notifications,
+    ) -> Result<(), ServiceError> {
+        let reads = self.reads_before_delivery(updates, transitions).await?;
         if !reads.is_empty() {
             let delivered = transitions.iter().filter_map(|t| match t {
                 Transition::Applied(message) => Some(message.clone()),
@@ -107,13 +159,13 @@ impl Changes {
             });
             self.apply_in_rounds(&reads, delivered, out).await?;
         }
-        Ok(transitions)
+        Ok(())
     }
 
     /// READ updates for the messages that `transitions` made DELIVERED and every member but their sender has
     /// already read. The usual case, conversations nobody has read into, costs one receipts query for the whole
     /// batch.
-    async fn read_before_delivery(
+    async fn reads_before_delivery(
         &self,
         updates: &[StatusUpdate],
         transitions: &[Transition],
@@ -195,19 +247,7 @@ impl Changes {
                 };
                 match advance(message, update) {
                     Some(next) => {
-                        writes.push(StatusWrite {
-                            from: message.status,
-                            message: next.clone(),
-                            change: StatusChange {
-                                status: update.status,
-                                at: update.at,
-                                detail: update.detail.clone(),
-                                correlation_id: update
-                                    .correlation_id
-                                    .as_ref()
-                                    .map(|c| c.as_str().to_owned()),
-                            },
-                        });
+                        writes.push(status_write(message, next.clone(), update));
                         written.push(i);
                         *message = next;
                     }
@@ -221,13 +261,7 @@ impl Changes {
             let mut raced = Vec::new();
             for ((i, write), ok) in written.into_iter().zip(writes).zip(saved) {
                 if ok {
-                    let update = &updates[i];
-                    let correlation = match &update.correlation_id {
-                        Some(c) => c.clone(),
-                        None => CorrelationId::from_header_or_new(None),
-                    };
-                    out.0
-                        .push(encode(&status_event(&write.message, update), &correlation));
+                    announce(out, &write.message, &updates[i]);
                     transitions[i] = Transition::Applied(write.message);
                 } else {
                     // Another writer moved the message first: decide again from what it stored.
@@ -306,6 +340,33 @@ fn advance(message: &Message, update: &StatusUpdate) -> Option<Message> {
         MessageStatus::Sent => {}
     }
     Some(next)
+}
+
+/// The write that saves `next`, decided from `message` by `update`.
+fn status_write(message: &Message, next: Message, update: &StatusUpdate) -> StatusWrite {
+    StatusWrite {
+        from: message.status,
+        message: next,
+        change: StatusChange {
+            status: update.status,
+            at: update.at,
+            detail: update.detail.clone(),
+            correlation_id: update
+                .correlation_id
+                .as_ref()
+                .map(|c| c.as_str().to_owned()),
+        },
+    }
+}
+
+/// Adds the notification that `update` moved `message` (as it now is).
+fn announce(out: &mut Notifications, message: &Message, update: &StatusUpdate) {
+    let correlation = match &update.correlation_id {
+        Some(c) => c.clone(),
+        None => CorrelationId::from_header_or_new(None),
+    };
+    out.0
+        .push(encode(&status_event(message, update), &correlation));
 }
 
 fn implicit_conversation(message: &MessageAccepted) -> Conversation {

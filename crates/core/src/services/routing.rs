@@ -5,8 +5,8 @@ use super::dead_letters::DeadLetters;
 use crate::envelope::{correlation_of, decode, encode};
 use crate::error::ServiceError;
 use crate::events::{ChannelAddress, MessageAccepted, StatusUpdate, Topics};
-use crate::ids::{CorrelationId, UserId};
-use crate::model::Message;
+use crate::ids::{CorrelationId, MessageId, UserId};
+use crate::model::{Message, Transition};
 use crate::ports::{EventLog, OutgoingRecord, Record, Stores};
 use crate::recipient::{KNOWN_CHANNELS, Recipient};
 use crate::status::MessageStatus;
@@ -102,33 +102,62 @@ impl Router {
         if accepted.is_empty() {
             return Ok(outcome);
         }
-        let mut notifications = Notifications::default();
-        let stored = self
-            .changes
-            .record(&accepted, &correlations, &mut notifications)
-            .await?;
-        // Messages still SENT (new, or stored before a crash but not routed), with their request's context.
-        let waiting: Vec<(&Message, &CorrelationId, &MessageAccepted)> = stored
+        let users = self.recipients(&accepted).await?;
+        let routes: Vec<Route> = accepted
             .iter()
-            .zip(&correlations)
-            .zip(&accepted)
-            .filter(|((m, _), _)| m.status == MessageStatus::Sent)
-            .map(|((m, c), a)| (m, c, a))
+            .map(|a| {
+                decide(
+                    a.recipient_id.as_deref(),
+                    a.via.as_ref(),
+                    &users,
+                    &self.channels,
+                )
+            })
             .collect();
-        let users = self.recipients(&waiting).await?;
+        // A message the router settles by itself is settled as it is stored: one store transaction for both. One
+        // also handed to a channel is settled only once the hand-off is appended, so that a crash in between
+        // leaves it SENT, to be routed again.
+        let settles = accepted
+            .iter()
+            .zip(&routes)
+            .zip(&correlations)
+            .filter_map(|((a, route), correlation_id)| {
+                let (status, detail) = match route {
+                    Route::Deliver(detail) => (MessageStatus::Delivered, detail),
+                    Route::Fail(_, detail) => (MessageStatus::Failed, detail),
+                    Route::Channel(_) | Route::AppAndChannel(..) => return None,
+                };
+                let update = settling(&a.message_id, status, detail, correlation_id);
+                Some((a.message_id.clone(), update))
+            })
+            .collect();
+        let mut notifications = Notifications::default();
+        let recordings = self
+            .changes
+            .record(&accepted, &correlations, settles, &mut notifications)
+            .await?;
 
         let mut statuses = Vec::new();
+        let mut unsettled = Vec::new();
         let mut outbound: BTreeMap<String, Vec<OutgoingRecord>> = BTreeMap::new();
-        for (message, correlation_id, accepted) in waiting {
+        for (((recording, route), correlation_id), accepted) in recordings
+            .into_iter()
+            .zip(routes)
+            .zip(&correlations)
+            .zip(&accepted)
+        {
+            let message = &recording.stored;
+            if message.status != MessageStatus::Sent {
+                continue; // routed before: this is a replay
+            }
             outcome.routed += 1;
-            let route = decide(
-                message.recipient_id.as_deref(),
-                accepted.via.as_ref(),
-                &users,
-                &self.channels,
-            );
             let (settled, hand_off) = match route {
-                Route::Settle(status, detail) => (Some((status, detail)), None),
+                Route::Deliver(detail) => (Some((MessageStatus::Delivered, detail)), None),
+                Route::Fail(reason, detail) => {
+                    metrics::counter!("messages_failed_total", "service" => "router", "reason" => reason)
+                        .increment(1);
+                    (Some((MessageStatus::Failed, detail)), None)
+                }
                 Route::Channel(to) => (None, Some(to)),
                 Route::AppAndChannel(detail, to) => {
                     (Some((MessageStatus::Delivered, detail)), Some(to))
@@ -173,19 +202,23 @@ impl Router {
                 status = %status,
                 "message stored and routed"
             );
-            statuses.push(StatusUpdate {
-                correlation_id: Some(correlation_id.clone()),
-                ..StatusUpdate::now(message.message_id.clone(), status, Some(detail))
-            });
+            match recording.settled {
+                Some(now) => count(&Transition::Applied(now), &mut outcome),
+                None => {
+                    statuses.push(settling(
+                        &message.message_id,
+                        status,
+                        &detail,
+                        correlation_id,
+                    ));
+                    unsettled.push(recording.stored);
+                }
+            }
         }
         for (topic, records) in outbound {
             self.log.append_batch(&topic, records).await?;
         }
-        let routed_now = stored
-            .iter()
-            .filter(|m| m.status == MessageStatus::Sent)
-            .cloned();
-        self.apply(&statuses, routed_now, notifications, &mut outcome)
+        self.apply(&statuses, unsettled, notifications, &mut outcome)
             .await?;
         Ok(outcome)
     }
@@ -230,33 +263,21 @@ impl Router {
             .apply(updates, known, &mut notifications)
             .await?;
         self.changes.publish(notifications).await?;
-        for transition in transitions {
-            match transition {
-                crate::model::Transition::Applied(message) => {
-                    outcome.applied += 1;
-                    metrics::counter!("messages_processed_total", "service" => "router", "status" => message.status.as_str())
-                        .increment(1);
-                }
-                _ => outcome.refused += 1,
-            }
+        for transition in &transitions {
+            count(transition, outcome);
         }
         Ok(())
     }
 
-    /// The user recipients among `waiting` that exist, with their preferred identities: one store query each.
-    async fn recipients(
-        &self,
-        waiting: &[(&Message, &CorrelationId, &MessageAccepted)],
-    ) -> Result<Users, ServiceError> {
-        let users: Vec<UserId> = waiting
+    /// The user recipients of `accepted` that exist, with their preferred identities: one store query each.
+    async fn recipients(&self, accepted: &[MessageAccepted]) -> Result<Users, ServiceError> {
+        let users: Vec<UserId> = accepted
             .iter()
-            .filter(|(_, _, accepted)| accepted.via.is_none())
-            .filter_map(
-                |(m, _, _)| match Recipient::parse(m.recipient_id.as_deref()) {
-                    Ok(Recipient::User(user)) => Some(user),
-                    _ => None,
-                },
-            )
+            .filter(|a| a.via.is_none())
+            .filter_map(|a| match Recipient::parse(a.recipient_id.as_deref()) {
+                Ok(Recipient::User(user)) => Some(user),
+                _ => None,
+            })
             .collect();
         if users.is_empty() {
             return Ok(Users::default());
@@ -280,5 +301,30 @@ impl Router {
             known: known.into_iter().collect(),
             preferred,
         })
+    }
+}
+
+/// The update by which the router settles a message.
+fn settling(
+    message_id: &MessageId,
+    status: MessageStatus,
+    detail: &str,
+    correlation_id: &CorrelationId,
+) -> StatusUpdate {
+    StatusUpdate {
+        correlation_id: Some(correlation_id.clone()),
+        ..StatusUpdate::now(message_id.clone(), status, Some(detail.to_owned()))
+    }
+}
+
+/// Counts a status change in the batch's outcome and the router's metrics.
+fn count(transition: &Transition, outcome: &mut BatchOutcome) {
+    match transition {
+        Transition::Applied(message) => {
+            outcome.applied += 1;
+            metrics::counter!("messages_processed_total", "service" => "router", "status" => message.status.as_str())
+                .increment(1);
+        }
+        _ => outcome.refused += 1,
     }
 }

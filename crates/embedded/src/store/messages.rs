@@ -7,24 +7,35 @@ use async_trait::async_trait;
 use chat4all_core::events::MessageAccepted;
 use chat4all_core::ids::{ConversationId, MessageId, UserId};
 use chat4all_core::model::{HistoryPage, HistoryQuery, Message, Reading, StatusChange};
-use chat4all_core::ports::{MessageStore, Recorded, StatusWrite, StoreError};
+use chat4all_core::ports::{MessageStore, Recorded, Settle, StatusWrite, StoreError};
 use chat4all_core::status::MessageStatus;
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter};
+use rusqlite::{Connection, ToSql, params, params_from_iter};
 
 #[async_trait]
 impl MessageStore for SqliteStore {
-    async fn record_messages(
+    async fn record_and_settle(
         &self,
         accepted: &[MessageAccepted],
-    ) -> Result<Vec<Recorded>, StoreError> {
+        settle: Settle,
+    ) -> Result<Vec<(Recorded, Option<StatusWrite>)>, StoreError> {
         let accepted = accepted.to_vec();
         self.write(move |conn| {
-            let stored = accepted
+            accepted
                 .iter()
-                .map(|a| record_message(conn, a))
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(stored)
+                .map(|a| {
+                    let recorded = record_message(conn, a)?;
+                    let write = match &recorded {
+                        Recorded::Stored(message) => settle(message),
+                        Recorded::NoConversation => None,
+                    };
+                    let saved = match write {
+                        Some(write) => save_status(conn, &write)?.then_some(write),
+                        None => None,
+                    };
+                    Ok((recorded, saved))
+                })
+                .collect()
         })
         .await
     }
@@ -163,16 +174,22 @@ fn record_message(conn: &Connection, accepted: &MessageAccepted) -> rusqlite::Re
     if let Some(existing) = find_message(conn, accepted.message_id.as_str())? {
         return Ok(Recorded::Stored(existing));
     }
-    let next_seq: Option<i64> = conn
-        .prepare_cached("UPDATE conversations SET last_seq = last_seq + 1 WHERE conversation_id = ?1 RETURNING last_seq")?
-        .query_row([accepted.conversation_id.as_str()], |r| r.get(0))
-        .optional()?;
-    let Some(seq) = next_seq else {
+    // OR FAIL (a statement that cannot fail halfway, so nothing to undo) and no RETURNING: SQLite then needs no
+    // statement journal, which copied every page a statement touched once more (the group's savepoint has its own).
+    let moved = conn
+        .prepare_cached(
+            "UPDATE OR FAIL conversations SET last_seq = last_seq + 1 WHERE conversation_id = ?1",
+        )?
+        .execute([accepted.conversation_id.as_str()])?;
+    if moved == 0 {
         return Ok(Recorded::NoConversation);
-    };
+    }
+    let seq: i64 = conn
+        .prepare_cached("SELECT last_seq FROM conversations WHERE conversation_id = ?1")?
+        .query_row([accepted.conversation_id.as_str()], |r| r.get(0))?;
     let seq = seq as u64;
     conn.prepare_cached(
-        "INSERT INTO messages (message_id, conversation_id, seq, sender_id, recipient_id, content, status, timestamp, file_id)
+        "INSERT OR FAIL INTO messages (message_id, conversation_id, seq, sender_id, recipient_id, content, status, timestamp, file_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'SENT', ?7, ?8)",
     )?
     .execute(params![
@@ -214,7 +231,7 @@ fn save_status(conn: &Connection, write: &StatusWrite) -> rusqlite::Result<bool>
     let message = &write.message;
     let changed = conn
         .prepare_cached(
-            "UPDATE messages SET status = ?2, delivered_at = ?3, read_at = ?4, failure_reason = ?5
+            "UPDATE OR FAIL messages SET status = ?2, delivered_at = ?3, read_at = ?4, failure_reason = ?5
              WHERE message_id = ?1 AND status = ?6",
         )?
         .execute(params![

@@ -5,6 +5,7 @@ use crate::ids::{ConversationId, MessageId, UserId};
 use crate::model::{HistoryQuery, Message, ReadReceipt, Reading, StatusChange};
 use crate::ports::{Recorded, StatusWrite, Stores};
 use crate::status::MessageStatus;
+use std::sync::Arc;
 
 fn write(message: &Message, status: MessageStatus, at: i64) -> StatusWrite {
     let mut next = message.clone();
@@ -133,6 +134,72 @@ pub(super) async fn status_writes_compare_and_set(stores: &Stores) {
         .await
         .expect("messages");
     assert_eq!(found, vec![now], "only existing messages are loaded");
+}
+
+pub(super) async fn recording_saves_the_settling_change_in_the_same_write(stores: &Stores) {
+    let sender = UserId::generate();
+    stores
+        .conversations
+        .insert_conversation(&conversation("settle-1", &[&sender]))
+        .await
+        .expect("insert");
+    let (settled, left) = (
+        accepted("settle-1", &sender, "settled"),
+        accepted("settle-1", &sender, "left SENT"),
+    );
+    let orphan = accepted("settle-2", &sender, "no such conversation");
+    let settled_id = settled.message_id.clone();
+    let deliver = move |message: &Message| {
+        (message.message_id == settled_id).then(|| write(message, MessageStatus::Delivered, 20))
+    };
+    let batch = [settled.clone(), left, orphan];
+    let answers = stores
+        .messages
+        .record_and_settle(&batch, Arc::new(deliver.clone()))
+        .await
+        .expect("record");
+    let [
+        (Recorded::Stored(first), Some(saved)),
+        (Recorded::Stored(second), None),
+        (Recorded::NoConversation, None),
+    ] = &answers[..]
+    else {
+        panic!("unexpected answers {answers:?}");
+    };
+    assert_eq!(
+        (first.status, first.seq, second.status, second.seq),
+        (MessageStatus::Sent, 1, MessageStatus::Sent, 2),
+        "the answer is the message as recorded, before the change"
+    );
+    let id = &first.message_id;
+    let now = stores.messages.message(id).await.expect("message");
+    assert_eq!(now.as_ref(), Some(&saved.message), "the change is saved");
+    let steps: Vec<_> = stores
+        .messages
+        .status_history(id)
+        .await
+        .expect("history")
+        .into_iter()
+        .map(|s| s.status)
+        .collect();
+    assert_eq!(steps, [MessageStatus::Sent, MessageStatus::Delivered]);
+
+    // Recorded again, the message is found DELIVERED: a change decided as if it were SENT is refused.
+    let stale = move |message: &Message| {
+        let mut sent = message.clone();
+        sent.status = MessageStatus::Sent;
+        Some(write(&sent, MessageStatus::Failed, 30))
+    };
+    let again = stores
+        .messages
+        .record_and_settle(&[settled], Arc::new(stale))
+        .await
+        .expect("record again");
+    assert_eq!(
+        again,
+        [(Recorded::Stored(saved.message.clone()), None)],
+        "found as it is, and the stale change is not saved"
+    );
 }
 
 fn query(limit: u32) -> HistoryQuery {

@@ -19,6 +19,7 @@ pub async fn run_all(stores: Stores) {
     conversations_keep_their_members(&stores).await;
     messages::messages_get_gap_free_idempotent_seq(&stores).await;
     messages::status_writes_compare_and_set(&stores).await;
+    messages::recording_saves_the_settling_change_in_the_same_write(&stores).await;
     messages::history_pages(&stores).await;
     messages::readings_count_what_others_sent_past_the_receipt(&stores).await;
     idempotency::idempotency_keys(&stores).await;

@@ -6,6 +6,7 @@ use crate::ids::{ConversationId, MessageId, UserId};
 use crate::model::{HistoryPage, HistoryQuery, Message, Reading, StatusChange};
 use crate::status::MessageStatus;
 use async_trait::async_trait;
+use std::sync::Arc;
 
 /// What recording one accepted message came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,10 @@ pub struct StatusWrite {
     pub change: StatusChange,
 }
 
+/// The status change to save with a message just recorded, decided by core from the message as the store has it
+/// (`None`: leave it as it is).
+pub type Settle = Arc<dyn Fn(&Message) -> Option<StatusWrite> + Send + Sync>;
+
 /// Messages in their conversations' order, with their status history.
 #[async_trait]
 pub trait MessageStore: Backend {
@@ -38,7 +43,20 @@ pub trait MessageStore: Backend {
     async fn record_messages(
         &self,
         accepted: &[MessageAccepted],
-    ) -> Result<Vec<Recorded>, StoreError>;
+    ) -> Result<Vec<Recorded>, StoreError> {
+        let recorded = self.record_and_settle(accepted, Arc::new(|_| None)).await?;
+        Ok(recorded.into_iter().map(|(answer, _)| answer).collect())
+    }
+
+    /// [`Self::record_messages`], and in the same transaction, for each message stored or found, the change
+    /// `settle` decides for it saved as [`Self::save_statuses`] saves it: a router that settles the messages it
+    /// stores commits once, and writes each message's pages once. Returns per input its answer (the message as it
+    /// was before `settle`) and the change saved, if any.
+    async fn record_and_settle(
+        &self,
+        accepted: &[MessageAccepted],
+        settle: Settle,
+    ) -> Result<Vec<(Recorded, Option<StatusWrite>)>, StoreError>;
 
     /// Saves status changes in order, in one transaction; returns per change whether it was saved (false when
     /// the message was no longer in `from`).

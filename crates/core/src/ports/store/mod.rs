@@ -21,7 +21,7 @@ pub use files::FileStore;
 pub use groups::{GroupStore, MembershipChange};
 pub use idempotency::{IdempotencyStore, IdempotentRequest};
 pub use identities::{IdentityStore, Linked};
-pub use messages::{MessageStore, Recorded, StatusWrite};
+pub use messages::{MessageStore, Recorded, Settle, StatusWrite};
 pub use receipts::ReceiptStore;
 
 use async_trait::async_trait;

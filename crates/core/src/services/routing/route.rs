@@ -4,7 +4,6 @@ use crate::events::{ChannelAddress, OutboundFile, OutboundMessage};
 use crate::ids::UserId;
 use crate::model::Message;
 use crate::recipient::Recipient;
-use crate::status::MessageStatus;
 use std::collections::{HashMap, HashSet};
 
 /// The user recipients of a batch that exist, and the preferred identity of those that have one.
@@ -17,8 +16,10 @@ pub(super) struct Users {
 /// Where one message goes.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Route {
-    /// Settled by the router, with the detail of the step.
-    Settle(MessageStatus, String),
+    /// DELIVERED by the router (in-app), with the detail of the step.
+    Deliver(String),
+    /// FAILED by the router, with the reason (a metric label) and the detail of the step.
+    Fail(&'static str, String),
     /// Handed to a channel, whose connector settles it.
     Channel(ChannelAddress),
     /// DELIVERED in-app (with this detail) and also handed to the user's preferred channel, whose later answer
@@ -33,13 +34,8 @@ pub(super) fn decide(
     users: &Users,
     served: &HashSet<String>,
 ) -> Route {
-    let failed = |reason: &'static str, detail: String| {
-        metrics::counter!("messages_failed_total", "service" => "router", "reason" => reason)
-            .increment(1);
-        Route::Settle(MessageStatus::Failed, detail)
-    };
     let unserved = |channel: &str| {
-        failed(
+        Route::Fail(
             "unknown_channel",
             format!("no connector serves channel {channel:?}"),
         )
@@ -52,10 +48,7 @@ pub(super) fn decide(
         };
     }
     match Recipient::parse(recipient_id) {
-        Ok(Recipient::Members) => Route::Settle(
-            MessageStatus::Delivered,
-            "delivered to the conversation".into(),
-        ),
+        Ok(Recipient::Members) => Route::Deliver("delivered to the conversation".into()),
         Ok(Recipient::User(user)) if users.known.contains(&user) => {
             let in_app = format!("delivered to user {user}");
             match users.preferred.get(&user) {
@@ -63,17 +56,17 @@ pub(super) fn decide(
                     format!("{in_app}; also sent via {}", to.channel),
                     to.clone(),
                 ),
-                _ => Route::Settle(MessageStatus::Delivered, in_app),
+                _ => Route::Deliver(in_app),
             }
         }
         Ok(Recipient::User(user)) => {
-            failed("unknown_recipient", format!("unknown recipient {user}"))
+            Route::Fail("unknown_recipient", format!("unknown recipient {user}"))
         }
         Ok(Recipient::Channel { channel, address }) if served.contains(&channel) => {
             Route::Channel(ChannelAddress { channel, address })
         }
         Ok(Recipient::Channel { channel, .. }) => unserved(&channel),
-        Err(e) => failed("invalid_recipient", format!("invalid recipient: {e}")),
+        Err(e) => Route::Fail("invalid_recipient", format!("invalid recipient: {e}")),
     }
 }
 
@@ -134,7 +127,7 @@ mod tests {
         );
         assert_eq!(
             decide(Some(bob.as_str()), None, &users, &served()),
-            Route::Settle(MessageStatus::Delivered, format!("delivered to user {bob}"))
+            Route::Deliver(format!("delivered to user {bob}"))
         );
         let unserved = Users {
             preferred: [(bob.clone(), to("instagram", "@bob"))].into(),
@@ -142,7 +135,7 @@ mod tests {
         };
         assert_eq!(
             decide(Some(bob.as_str()), None, &unserved, &served()),
-            Route::Settle(MessageStatus::Delivered, format!("delivered to user {bob}")),
+            Route::Deliver(format!("delivered to user {bob}")),
             "a preferred channel without a connector leaves the message in-app only"
         );
     }
@@ -163,7 +156,7 @@ mod tests {
                 &users,
                 &served()
             ),
-            Route::Settle(MessageStatus::Failed, _)
+            Route::Fail("unknown_channel", _)
         ));
     }
 }
