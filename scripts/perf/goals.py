@@ -11,8 +11,8 @@ generator beside the server: one line per goal with the figure, the target and p
    accepted (HTTP 202) = stored and DELIVERED, from the server's own counters, and 0 errors.
 2. Accept path against a bare POST: the same wrk load for 15 s on POST /v1/messages and on the benchmark endpoint
    POST /bench/messages (same JSON, same token check, 202 without storing; only with --bench-endpoints).
-3. Open model: `chat4all loadtest capacity` ramps the arrival rate from 5,000/s by 2,500/s (5 s steps): the p99 at
-   5,000/s and the knee (the last step with p99 <= 50 ms and errors <= 1 %); when 5,000/s is already past the knee,
+3. Open model: `chat4all loadtest capacity` ramps the arrival rate from 5,000/s by 2,500/s (5 s steps, after its
+   3 s warm-up at 5,000/s that is not counted): the p99 at 5,000/s and the knee (the last step with p99 <= 50 ms and errors <= 1 %); when 5,000/s is already past the knee,
    a second ramp from 1,000/s by 500/s, once the first one's messages are all delivered, locates it.
 4. History: `cargo bench -p chat4all-embedded --bench storage` with BENCH_CASES=history fills a store with
    1,000,000 messages and times pages of 50 (newest, before and after a random seq); the worst p99 counts.

@@ -44,6 +44,10 @@ pub struct CapacityArgs {
     /// Seconds per step.
     #[arg(long, default_value_t = 5)]
     step_secs: u64,
+    /// Seconds sent at the first rate before the first step, not counted (connections opened, conversations
+    /// created); 0 measures from a cold start.
+    #[arg(long, default_value_t = 3)]
+    warmup_secs: u64,
     /// Highest rate tried.
     #[arg(long, default_value_t = 20_000)]
     max_rate: u32,
@@ -71,6 +75,7 @@ fn capacity(args: CapacityArgs) -> anyhow::Result<()> {
         start_rate: args.start_rate,
         step_rate: args.step_rate,
         step_secs: args.step_secs.clamp(1, 60),
+        warmup_secs: args.warmup_secs.min(60),
         max_rate: args.max_rate.min(100_000),
         slo_p99_ms: args.slo_p99_ms,
         max_error_rate: 0.01,

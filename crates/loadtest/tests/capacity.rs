@@ -2,7 +2,9 @@
 //! most). Offered less than that, latency stays near 20 ms; offered more, the queue must show in the latency
 //! measured from the scheduled send time (a closed-model generator would hide it by slowing down).
 
-use chat4all_loadtest::capacity::{Target, check_target, run_step};
+use chat4all_loadtest::capacity::{CapacityOptions, Target, check_target, ramp, run_step};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -30,6 +32,85 @@ async fn slow_server() -> String {
         }
     });
     format!("http://{addr}")
+}
+
+/// A fake server whose first `cold` requests take 300 ms and the rest none, as a server's first sends to new
+/// conversations over new connections do.
+async fn cold_server(cold: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let served = served.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                if served.fetch_add(1, Ordering::SeqCst) < cold {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn one_step(url: String, warmup_secs: u64) -> CapacityOptions {
+    CapacityOptions {
+        url,
+        start_rate: 40,
+        step_rate: 40,
+        step_secs: 1,
+        warmup_secs,
+        max_rate: 40,
+        slo_p99_ms: 10_000.0,
+        max_error_rate: 0.01,
+        users: 1,
+        e2e_sample_every: 0,
+        allow_remote: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_warm_up_is_not_counted() {
+    let client = reqwest::Client::new();
+    let target = Target::Get("/".into());
+    let cold = ramp(
+        &client,
+        &one_step(cold_server(10).await, 0),
+        &target,
+        "cold",
+    )
+    .await;
+    assert!(
+        cold[0].p99_ms >= 300.0,
+        "from a cold start the slow first requests count: {cold:?}"
+    );
+
+    let warm = ramp(
+        &client,
+        &one_step(cold_server(10).await, 1),
+        &target,
+        "warm",
+    )
+    .await;
+    assert_eq!(warm.len(), 1, "the warm-up is not a step: {warm:?}");
+    assert_eq!((warm[0].sent, warm[0].errors), (40, 0));
+    assert!(
+        warm[0].p99_ms < 250.0,
+        "the warm-up took the slow requests: {warm:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,6 +29,9 @@ pub struct CapacityOptions {
     pub step_rate: u32,
     /// Seconds per step.
     pub step_secs: u64,
+    /// Seconds sent at the first rate before the first step, not counted: the generator opens its connections
+    /// and the server creates the run's conversations, which a steady state has done long before.
+    pub warmup_secs: u64,
     /// Highest rate tried.
     pub max_rate: u32,
     /// The p99 latency objective.
@@ -111,8 +114,28 @@ pub async fn ramp(
             .expect("valid template"),
     );
     bar.set_prefix(label.to_owned());
-    let mut steps = Vec::new();
     let mut rate = options.start_rate.max(1);
+    if options.warmup_secs > 0 {
+        let warmup = run_step(
+            client,
+            &options.url,
+            target,
+            rate,
+            Duration::from_secs(options.warmup_secs),
+            0,
+            Some(&bar),
+        )
+        .await;
+        bar.suspend(|| {
+            println!(
+                "{label}: warm-up {} s at {rate}/s, not counted: p99 {:.2} ms  errors {:.2} %",
+                options.warmup_secs,
+                warmup.p99_ms,
+                warmup.error_rate() * 100.0
+            )
+        });
+    }
+    let mut steps = Vec::new();
     while rate <= options.max_rate {
         let step = run_step(
             client,

@@ -14,10 +14,12 @@ pub fn write_report(
 ) -> anyhow::Result<std::path::PathBuf> {
     std::fs::create_dir_all(dir)?;
     let mut md = format!(
-        "# Capacity report\n\nOpen model, latency from the scheduled send time; SLO p99 ≤ {} ms, errors ≤ {:.1} %; steps of {} s.\n\n",
+        "# Capacity report\n\nOpen model, latency from the scheduled send time; SLO p99 ≤ {} ms, errors ≤ {:.1} %; steps of {} s, \
+         after a warm-up of {} s at the first rate that is not counted.\n\n",
         options.slo_p99_ms,
         options.max_error_rate * 100.0,
-        options.step_secs
+        options.step_secs,
+        options.warmup_secs
     );
     let send_knee = knee(send, options);
     let _ = writeln!(
