@@ -102,7 +102,6 @@ impl Changes {
             }
         }
         let mut recordings = Vec::with_capacity(answers.len());
-        let (mut settled_by, mut transitions) = (Vec::new(), Vec::new());
         for ((answer, saved), correlation_id) in answers.into_iter().zip(correlations) {
             let Recorded::Stored(message) = answer else {
                 return Err(ServiceError::Internal(
@@ -111,10 +110,7 @@ impl Changes {
             };
             out.0.push(encode(&stored_event(&message), correlation_id));
             let settled = saved.map(|write| {
-                let update = &settles[&message.message_id];
-                announce(out, &write.message, update);
-                settled_by.push(update.clone());
-                transitions.push(Transition::Applied(write.message.clone()));
+                announce(out, &write.message, &settles[&message.message_id]);
                 write.message
             });
             recordings.push(Recording {
@@ -122,8 +118,14 @@ impl Changes {
                 settled,
             });
         }
-        self.read_before_delivery(&settled_by, &transitions, out)
-            .await?;
+        let settled: Vec<(&StatusUpdate, &Message)> = recordings
+            .iter()
+            .filter_map(|r| {
+                let message = r.settled.as_ref()?;
+                Some((&settles[&message.message_id], message))
+            })
+            .collect();
+        self.read_before_delivery(&settled, out).await?;
         Ok(recordings)
     }
 
@@ -138,44 +140,43 @@ impl Changes {
         out: &mut Notifications,
     ) -> Result<Vec<Transition>, ServiceError> {
         let transitions = self.apply_in_rounds(updates, known, out).await?;
-        self.read_before_delivery(updates, &transitions, out)
-            .await?;
+        let applied: Vec<(&StatusUpdate, &Message)> = updates
+            .iter()
+            .zip(&transitions)
+            .filter_map(|(update, transition)| match transition {
+                Transition::Applied(message) => Some((update, message)),
+                _ => None,
+            })
+            .collect();
+        self.read_before_delivery(&applied, out).await?;
         Ok(transitions)
     }
 
-    /// Moves on to READ the messages that `transitions` (of `updates`) made DELIVERED and every member but their
-    /// sender had already read.
+    /// Moves on to READ the messages that `applied` (each with the update that changed it) made DELIVERED and
+    /// every member but their sender had already read.
     async fn read_before_delivery(
         &self,
-        updates: &[StatusUpdate],
-        transitions: &[Transition],
+        applied: &[(&StatusUpdate, &Message)],
         out: &mut Notifications,
     ) -> Result<(), ServiceError> {
-        let reads = self.reads_before_delivery(updates, transitions).await?;
+        let reads = self.reads_before_delivery(applied).await?;
         if !reads.is_empty() {
-            let delivered = transitions.iter().filter_map(|t| match t {
-                Transition::Applied(message) => Some(message.clone()),
-                _ => None,
-            });
-            self.apply_in_rounds(&reads, delivered, out).await?;
+            let known = applied.iter().map(|&(_, message)| message.clone());
+            self.apply_in_rounds(&reads, known, out).await?;
         }
         Ok(())
     }
 
-    /// READ updates for the messages that `transitions` made DELIVERED and every member but their sender has
-    /// already read. The usual case, conversations nobody has read into, costs one receipts query for the whole
-    /// batch.
+    /// READ updates for the messages of `applied` now DELIVERED that every member but their sender has already
+    /// read. The usual case, conversations nobody has read into, costs one receipts query for the whole batch.
     async fn reads_before_delivery(
         &self,
-        updates: &[StatusUpdate],
-        transitions: &[Transition],
+        applied: &[(&StatusUpdate, &Message)],
     ) -> Result<Vec<StatusUpdate>, ServiceError> {
         let mut delivered: HashMap<&ConversationId, Vec<(&StatusUpdate, &Message)>> =
             HashMap::new();
-        for (update, transition) in updates.iter().zip(transitions) {
-            if let Transition::Applied(message) = transition
-                && message.status == MessageStatus::Delivered
-            {
+        for &(update, message) in applied {
+            if message.status == MessageStatus::Delivered {
                 delivered
                     .entry(&message.conversation_id)
                     .or_default()

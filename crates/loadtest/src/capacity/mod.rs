@@ -114,18 +114,22 @@ pub async fn ramp(
             .expect("valid template"),
     );
     bar.set_prefix(label.to_owned());
-    let mut rate = options.start_rate.max(1);
-    if options.warmup_secs > 0 {
-        let warmup = run_step(
+    let (url, progress) = (&options.url, &bar);
+    let send = move |rate, secs, e2e_every| {
+        let duration = Duration::from_secs(secs);
+        run_step(
             client,
-            &options.url,
+            url,
             target,
             rate,
-            Duration::from_secs(options.warmup_secs),
-            0,
-            Some(&bar),
+            duration,
+            e2e_every,
+            Some(progress),
         )
-        .await;
+    };
+    let mut rate = options.start_rate.max(1);
+    if options.warmup_secs > 0 {
+        let warmup = send(rate, options.warmup_secs, 0).await;
         bar.suspend(|| {
             println!(
                 "{label}: warm-up {} s at {rate}/s, not counted: p99 {:.2} ms  errors {:.2} %",
@@ -137,16 +141,7 @@ pub async fn ramp(
     }
     let mut steps = Vec::new();
     while rate <= options.max_rate {
-        let step = run_step(
-            client,
-            &options.url,
-            target,
-            rate,
-            Duration::from_secs(options.step_secs),
-            options.e2e_sample_every,
-            Some(&bar),
-        )
-        .await;
+        let step = send(rate, options.step_secs, options.e2e_sample_every).await;
         let within =
             step.p99_ms <= options.slo_p99_ms && step.error_rate() <= options.max_error_rate;
         let line = format!(
