@@ -190,7 +190,11 @@ def sustained(server, token, recipient):
     load_thread.join()
     rss = server.rss_mib()
     accepted = counters(server.base)["accepted"] - before["accepted"]
-    finished, after = wait_delivered(server, before["delivered"] + accepted, 600)
+    while True:  # requests in flight when wrk stopped are answered a moment later: they count too
+        finished, after = wait_delivered(server, before["delivered"] + accepted, 600)
+        if after["accepted"] - before["accepted"] == accepted:
+            break
+        accepted = after["accepted"] - before["accepted"]
     delivered = after["delivered"] - before["delivered"]
     cores = (cpu_after - cpu_before) / os.sysconf("SC_CLK_TCK") / (ended - began)
     spent = [b - a for a, b in zip(machine_before, machine_after)]
