@@ -2,6 +2,11 @@
 //!
 //! Writes go through one connection, so `seq` assignment is serial per database and gap-free per conversation;
 //! reads use a pool of connections that never block the writer.
+//!
+//! A statement run for every message that changes one row is written `OR FAIL` and without `RETURNING`: SQLite
+//! then gives it no statement journal, which would copy every page it touches once more (`messages.rs`). The
+//! writer checkpoints the WAL in long windows for the same reason, pages rewritten by many commits
+//! (`CHECKPOINT_PAGES` in `crate::sqlite`).
 
 mod accounts;
 mod control;
