@@ -95,7 +95,7 @@ const MAX_GROUP: usize = 128;
 /// 1,000). A checkpoint copies the newest version of each page once, however many commits rewrote it, and the
 /// router rewrites the same pages all the time (the conversations' `last_seq`, the right edges of the indexes):
 /// at goal 1's load the checkpoints took 7.1 % of the server's CPU at 1,000 pages and 1.9 % at this window. The
-/// log file grows to about 32 MiB (at 4 KiB a page) and stays that size.
+/// WAL file grows to about 32 MiB (at 4 KiB a page) and stays that size.
 const CHECKPOINT_PAGES: i64 = 8_000;
 
 impl Writer {
@@ -309,7 +309,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_log_is_checkpointed_past_sqlites_default_window() {
+    async fn the_wal_is_checkpointed_past_sqlites_default_window() {
         let dir = tempfile::tempdir().expect("temp dir");
         let writer = Writer::open(&dir.path().join("t.db")).expect("open");
         writer

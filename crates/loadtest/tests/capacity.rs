@@ -7,7 +7,27 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+
+/// Reads a request's head; false when the client went away first.
+async fn read_head(socket: &mut TcpStream) -> bool {
+    let mut request = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match socket.read(&mut buffer).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => request.extend_from_slice(&buffer[..n]),
+        }
+    }
+    true
+}
+
+/// Answers 200 "ok" and closes.
+async fn answer_ok(socket: &mut TcpStream) {
+    let _ = socket
+        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        .await;
+}
 
 async fn slow_server() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -17,18 +37,9 @@ async fn slow_server() -> String {
             let Ok((mut socket, _)) = listener.accept().await else {
                 return;
             };
-            let mut request = Vec::new();
-            let mut buffer = [0u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match socket.read(&mut buffer).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buffer[..n]),
-                }
-            }
+            read_head(&mut socket).await;
             tokio::time::sleep(Duration::from_millis(20)).await;
-            let _ = socket
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-                .await;
+            answer_ok(&mut socket).await;
         }
     });
     format!("http://{addr}")
@@ -44,22 +55,13 @@ async fn cold_server(cold: usize) -> String {
         while let Ok((mut socket, _)) = listener.accept().await {
             let served = served.clone();
             tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buffer = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buffer[..n]),
-                    }
+                if !read_head(&mut socket).await {
+                    return;
                 }
                 if served.fetch_add(1, Ordering::SeqCst) < cold {
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
-                let _ = socket
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                    )
-                    .await;
+                answer_ok(&mut socket).await;
             });
         }
     });
