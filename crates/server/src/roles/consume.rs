@@ -29,9 +29,28 @@ const BATCH_RETRY: Backoff = Backoff {
 /// How long an idle poll waits before checking for shutdown again.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 
-/// Processes one batch; must only return `Ok` once its effects are durable.
+/// Processes one batch; must only return `Ok` once its effects are durable. A failed batch hands its records
+/// back for the retry, so that no batch is copied in case it fails.
 pub type BatchHandler =
-    Arc<dyn Fn(Vec<Record>) -> BoxFuture<'static, Result<(), ServiceError>> + Send + Sync>;
+    Arc<dyn Fn(Vec<Record>) -> BoxFuture<'static, Result<(), Failed>> + Send + Sync>;
+
+/// A batch that failed: why, and its records (`None` when they were lost with the task that ran them; nothing was
+/// committed, so they are read again after a restart).
+#[derive(Debug)]
+pub struct Failed {
+    pub error: ServiceError,
+    pub records: Option<Vec<Record>>,
+}
+
+impl Failed {
+    /// `records` failed with `error`.
+    pub fn new(error: ServiceError, records: Vec<Record>) -> Self {
+        Self {
+            error,
+            records: Some(records),
+        }
+    }
+}
 
 /// Consumes one assigned partition until its token is cancelled, committing what it finished before it returns
 /// (the consumer it drops then releases the partition).
@@ -76,26 +95,39 @@ impl Tasks {
 }
 
 /// A batch waiting for the run of the handler that carries it, and where to answer.
-type Waiting = (Vec<Record>, oneshot::Sender<Result<(), ServiceError>>);
+type Waiting = (Vec<Record>, oneshot::Sender<Result<(), Failed>>);
 
 /// Runs the batches of many partition loops together: while `handler` runs, the batches that arrive wait, then go
-/// through as one run, and each loop gets that run's outcome (and commits its own partition once it succeeds).
-/// Every run costs its store and log round trips whatever its size, so eight partitions each ready with a few
-/// records cost one run instead of eight. Order holds: a loop hands over its next batch only after the last one's
-/// outcome, so a run carries at most one batch per partition.
+/// through as one run, and each loop gets that run's outcome (and commits its own partition once it succeeds, or
+/// gets its own records back when it failed). Every run costs its store and log round trips whatever its size, so
+/// eight partitions each ready with a few records cost one run instead of eight. Order holds: a loop hands over
+/// its next batch only after the last one's outcome, so a run carries at most one batch per partition.
 pub fn together(handler: BatchHandler) -> BatchHandler {
     let (batches, mut waiting) = mpsc::unbounded_channel::<Waiting>();
     // Ends when the last copy of the returned handler is dropped, after answering every batch it took.
     tokio::spawn(async move {
         while let Some((mut records, reply)) = waiting.recv().await {
-            let mut replies = vec![reply];
+            let mut parts = vec![(records.len(), reply)];
             while let Ok((more, reply)) = waiting.try_recv() {
+                parts.push((more.len(), reply));
                 records.extend(more);
-                replies.push(reply);
             }
-            let outcome = handler(records).await;
-            for reply in replies {
-                let _ = reply.send(outcome.clone());
+            match handler(records).await {
+                Ok(()) => parts.into_iter().for_each(|(_, reply)| {
+                    let _ = reply.send(Ok(()));
+                }),
+                Err(Failed { error, mut records }) => {
+                    // Each loop's records are a run of the merged batch, in the order the loops arrived.
+                    for (len, reply) in parts.into_iter().rev() {
+                        let own = records
+                            .as_mut()
+                            .map(|all| all.split_off(all.len().saturating_sub(len)));
+                        let _ = reply.send(Err(Failed {
+                            error: error.clone(),
+                            records: own,
+                        }));
+                    }
+                }
             }
         }
     });
@@ -104,8 +136,15 @@ pub fn together(handler: BatchHandler) -> BatchHandler {
         async move {
             let stopped = || ServiceError::Unavailable("the batch runner stopped".into());
             let (reply, outcome) = oneshot::channel();
-            batches.send((records, reply)).map_err(|_| stopped())?;
-            outcome.await.map_err(|_| stopped())?
+            if let Err(unsent) = batches.send((records, reply)) {
+                return Err(Failed::new(stopped(), unsent.0.0));
+            }
+            outcome.await.unwrap_or_else(|_| {
+                Err(Failed {
+                    error: stopped(),
+                    records: None,
+                })
+            })
         }
         .boxed()
     })
@@ -207,25 +246,33 @@ async fn run(
     tracing::debug!(consumer = name, "consumer stopped");
 }
 
-/// Runs the handler until it succeeds; false when shutdown interrupted the retries.
+/// Runs the handler until it succeeds; false when shutdown interrupted the retries (or the records were lost
+/// with the task running them).
 async fn process(
     handler: &BatchHandler,
-    records: Vec<Record>,
+    mut records: Vec<Record>,
     stop: &CancellationToken,
     name: &str,
 ) -> bool {
     let mut attempt = 0;
     loop {
-        match handler(records.clone()).await {
+        let Failed {
+            error,
+            records: back,
+        } = match handler(records).await {
             Ok(()) => return true,
-            Err(e) => {
-                let delay = BATCH_RETRY.delay(attempt);
-                attempt = attempt.saturating_add(1);
-                tracing::error!(consumer = name, error = %e, retry_in_ms = delay.as_millis() as u64, "batch failed; retrying");
-                if pause(stop, delay).await {
-                    return false;
-                }
-            }
+            Err(failed) => failed,
+        };
+        let Some(back) = back else {
+            tracing::error!(consumer = name, %error, "batch lost with its runner; not committed, read again after a restart");
+            return false;
+        };
+        records = back;
+        let delay = BATCH_RETRY.delay(attempt);
+        attempt = attempt.saturating_add(1);
+        tracing::error!(consumer = name, %error, retry_in_ms = delay.as_millis() as u64, "batch failed; retrying");
+        if pause(stop, delay).await {
+            return false;
         }
     }
 }
@@ -244,6 +291,7 @@ mod tests {
     use chat4all_core::ports::OutgoingRecord;
     use chat4all_embedded::{LogOptions, SqliteLog};
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::sync::watch;
 
     /// What the members processed: (member, payload), and a running count to wait on.
@@ -293,16 +341,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn members_hand_partitions_over_without_losing_or_repeating_records() {
         let dir = tempfile::tempdir().unwrap();
-        let options = LogOptions {
-            partitions: Some(4),
-            ..LogOptions::default()
-        };
-        let log: Arc<dyn EventLog> =
-            Arc::new(SqliteLog::open(&dir.path().join("events.db"), options).unwrap());
-        let seen = Arc::new(Seen {
-            records: Mutex::default(),
-            count: watch::channel(0).0,
-        });
+        let (log, seen) = four_partitions(&dir);
         let first = Tasks::default();
         first
             .consume_all(&log, "g", "t", handler(seen.clone(), 0))
@@ -335,6 +374,120 @@ mod tests {
         send_ten(&log, &seen, &mut sent).await;
         assert!(first.shutdown(Duration::from_secs(5)).await);
 
+        assert_processed_once(&log, &seen, sent).await;
+    }
+
+    /// Runs that fail are retried with the records they handed back: none lost, none processed twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_run_is_retried_without_losing_or_repeating_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, seen) = four_partitions(&dir);
+        let failures_left = Arc::new(AtomicUsize::new(3));
+        let inner = handler(seen.clone(), 0);
+        let failing: BatchHandler = {
+            let failures_left = failures_left.clone();
+            Arc::new(move |records| {
+                let failing = failures_left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                if failing {
+                    let error = ServiceError::Unavailable("the store is down".into());
+                    return futures::future::ready(Err(Failed::new(error, records))).boxed();
+                }
+                inner(records)
+            })
+        };
+        let tasks = Tasks::default();
+        tasks.consume_all(&log, "g", "t", failing).await.unwrap();
+        let mut sent = 0;
+        send_ten(&log, &seen, &mut sent).await;
+        assert_eq!(
+            failures_left.load(Ordering::SeqCst),
+            0,
+            "the runs failed first"
+        );
+        assert!(tasks.shutdown(Duration::from_secs(5)).await);
+        assert_processed_once(&log, &seen, sent).await;
+    }
+
+    /// A merged run that fails hands each batch its own records back (each loop commits its own partition once
+    /// its records succeed, so a loop holding another's records could commit what was never processed).
+    #[tokio::test]
+    async fn a_failed_merged_run_hands_each_batch_its_own_records_back() {
+        let started = Arc::new(tokio::sync::Notify::new());
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        let runs = Arc::new(Mutex::new(Vec::new()));
+        let failing: BatchHandler = {
+            let (started, release, runs) = (started.clone(), release.clone(), runs.clone());
+            Arc::new(move |records: Vec<Record>| {
+                let (started, release, runs) = (started.clone(), release.clone(), runs.clone());
+                async move {
+                    runs.lock().unwrap().push(records.len());
+                    started.notify_one();
+                    release.acquire().await.unwrap().forget();
+                    let error = ServiceError::Unavailable("the store is down".into());
+                    Err(Failed::new(error, records))
+                }
+                .boxed()
+            })
+        };
+        let batch = |partition: u32, count: u64| -> Vec<Record> {
+            (0..count)
+                .map(|offset| Record {
+                    partition,
+                    offset,
+                    key: String::new(),
+                    headers: Vec::new(),
+                    payload: Vec::new(),
+                    timestamp: 0,
+                })
+                .collect()
+        };
+        let run = together(failing);
+        let mut first = run(batch(0, 1));
+        assert!(futures::poll!(&mut first).is_pending());
+        started.notified().await;
+        // The first run is under way: these two wait for it and then go through as one run.
+        let (mut second, mut third) = (run(batch(1, 2)), run(batch(2, 3)));
+        assert!(futures::poll!(&mut second).is_pending());
+        assert!(futures::poll!(&mut third).is_pending());
+        release.add_permits(2);
+        for (outcome, partition, count) in [(first, 0, 1), (second, 1, 2), (third, 2, 3)] {
+            let back = outcome
+                .await
+                .unwrap_err()
+                .records
+                .expect("records handed back");
+            assert_eq!(
+                back,
+                batch(partition, count),
+                "partition {partition}'s own records"
+            );
+        }
+        assert_eq!(
+            *runs.lock().unwrap(),
+            [1, 5],
+            "the second and third batches ran as one"
+        );
+    }
+
+    /// A log of four partitions in `dir`, and an empty record of what members processed.
+    fn four_partitions(dir: &tempfile::TempDir) -> (Arc<dyn EventLog>, Arc<Seen>) {
+        let options = LogOptions {
+            partitions: Some(4),
+            ..LogOptions::default()
+        };
+        let log: Arc<dyn EventLog> =
+            Arc::new(SqliteLog::open(&dir.path().join("events.db"), options).unwrap());
+        let seen = Arc::new(Seen {
+            records: Mutex::default(),
+            count: watch::channel(0).0,
+        });
+        (log, seen)
+    }
+
+    /// Every one of the `sent` records was processed once and committed; closes the log.
+    async fn assert_processed_once(log: &Arc<dyn EventLog>, seen: &Seen, sent: usize) {
         let mut payloads: Vec<u64> = seen
             .records
             .lock()

@@ -1,6 +1,6 @@
 //! The router role: routes accepted messages and applies status updates.
 
-use super::consume::BatchHandler;
+use super::consume::{BatchHandler, Failed};
 use super::{Backends, Tasks};
 use crate::telemetry::heartbeat::Pulse;
 use chat4all_core::services::routing::Router;
@@ -88,8 +88,12 @@ fn handler(router: Router, stream: Stream, activity: Arc<AtomicU64>) -> BatchHan
             let started = Instant::now();
             let topic = stream.label();
             let outcome = match stream {
-                Stream::Messages => router.route_messages(&records).await?,
-                Stream::StatusUpdates => router.apply_status_updates(&records).await?,
+                Stream::Messages => router.route_messages(&records).await,
+                Stream::StatusUpdates => router.apply_status_updates(&records).await,
+            };
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(error) => return Err(Failed::new(error, records)),
             };
             // A batch holds one or more partitions' records, each partition's together.
             for part in records.chunk_by(|a, b| a.partition == b.partition) {
