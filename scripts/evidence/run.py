@@ -33,10 +33,11 @@ opts.add_argument("--before", type=float, help="seconds of load before the event
 opts.add_argument("--after", type=float, help="seconds of load after the event (default 25; 60 for "
                   "connectors-scale); api-scale: seconds of load with each count of api processes (default 15)")
 opts.add_argument("--down-secs", type=float, help="how long the stopped part stays down")
-opts.add_argument("--freeze-secs", type=float, default=15,
+opts.add_argument("--freeze-secs", type=float, default=45,
                   help="routers-scale: seconds of sends at 400/s while the routers are frozen; they stay frozen "
-                  "until every send is answered, 10 s longer at most (default 15: 25 s and a heartbeat interval, "
-                  "2 s, stay under the session timeout run.sh gives this scenario, 30 s)")
+                  "until every send is answered, 10 s longer at most (default 45: a backlog of 18,000 that one "
+                  "router drains in about 4 runs; 55 s and a heartbeat interval, 2 s, stay under the session "
+                  "timeout run.sh gives this scenario, 75 s)")
 opts.add_argument("--repeat", type=int, default=5,
                   help="routers-scale: pairs of drains timed, one router then two; the median of the pairs' ratios "
                   "counts (default 5)")
@@ -409,7 +410,7 @@ def routers_scale():
                "their group's assignment steady (both topics' partitions, unmoved for 15 s), warmed up by one "
                f"message to each of the {len(targets)} conversations; they are frozen (SIGSTOP) while the api "
                f"accepts {opts.freeze_secs:g} s of messages at 400/s to those conversations into the log, and stay "
-               "frozen until every one is acknowledged (their session timeout is 30 s in this scenario, their "
+               "frozen until every one is acknowledged (their session timeout is 75 s in this scenario, their "
                "heartbeat 2 s), then resume and drain them (store each with its seq, route it, publish its "
                "notification); their own `messages_consumed_total` is read every 0.25 s until it has counted all "
                "of the backlog (two routers share the 8 partitions). The rate that counts is the steady one: the "

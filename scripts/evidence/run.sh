@@ -23,7 +23,7 @@ fi
 # routers-scale freezes its routers for seconds while a backlog builds: a long session keeps them in their group,
 # and frequent heartbeats let a freeze last nearly all of it (the session counts from the last heartbeat).
 [ "$SCENARIO" != routers-scale ] ||
-  export CLUSTER_KAFKA_OPTIONS=${CLUSTER_KAFKA_OPTIONS:-session_timeout_ms=30000&heartbeat_ms=2000}
+  export CLUSTER_KAFKA_OPTIONS=${CLUSTER_KAFKA_OPTIONS:-session_timeout_ms=75000&heartbeat_ms=2000}
 # api-scale and capacity-model measure capacity: one user sends it all, so the per-user rate limit is off.
 case $SCENARIO in api-scale | capacity-model) export CHAT4ALL_RATE_LIMIT_PER_SEC=0 ;; esac
 RUN_DIR=$(mktemp -d /tmp/chat4all-evidence.XXXXXX)

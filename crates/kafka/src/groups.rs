@@ -219,6 +219,10 @@ impl PartitionConsumer for GroupPartition {
     async fn commit(&mut self, next_offset: u64) -> Result<(), LogError> {
         self.reader.commit(next_offset).await
     }
+
+    async fn commit_in_background(&mut self, next_offset: u64) -> Result<(), LogError> {
+        self.reader.commit_in_background(next_offset)
+    }
 }
 
 /// A member of a group's subscription; dropping it leaves the group.

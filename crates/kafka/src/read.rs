@@ -186,7 +186,8 @@ impl<C: ConsumerContext + 'static> PartitionReader<C> {
         Ok(records)
     }
 
-    pub(crate) async fn commit(&mut self, next_offset: u64) -> Result<(), LogError> {
+    /// The group's position `next_offset` for this partition, as librdkafka commits it.
+    fn offsets(&self, next_offset: u64) -> Result<TopicPartitionList, LogError> {
         self.shared.check_open()?;
         let mut offsets = TopicPartitionList::new();
         offsets
@@ -196,6 +197,24 @@ impl<C: ConsumerContext + 'static> PartitionReader<C> {
                 Offset::Offset(next_offset as i64),
             )
             .map_err(backend)?;
+        Ok(offsets)
+    }
+
+    /// Hands the commit to librdkafka, which sends it without blocking; its outcome comes back as an event on the
+    /// main queue (a refusal during a rebalance only leaves it to the next commit).
+    pub(crate) fn commit_in_background(&mut self, next_offset: u64) -> Result<(), LogError> {
+        let offsets = self.offsets(next_offset)?;
+        self.consumer
+            .commit(&offsets, CommitMode::Async)
+            .map_err(backend)?;
+        if self.serve_main {
+            serve_main_queue(&self.consumer);
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn commit(&mut self, next_offset: u64) -> Result<(), LogError> {
+        let offsets = self.offsets(next_offset)?;
         // A broker refuses commits while a group completes a rebalance (librdkafka does not retry them): retry
         // for a while, the member still owns the partition until its consumer is dropped.
         let deadline = Instant::now() + COMMIT_RETRY;
@@ -248,6 +267,10 @@ impl PartitionConsumer for ManualConsumer {
 
     async fn commit(&mut self, next_offset: u64) -> Result<(), LogError> {
         self.0.commit(next_offset).await
+    }
+
+    async fn commit_in_background(&mut self, next_offset: u64) -> Result<(), LogError> {
+        self.0.commit_in_background(next_offset)
     }
 }
 

@@ -69,6 +69,22 @@ impl PartitionConsumer for SqliteConsumer {
     }
 
     async fn commit(&mut self, next_offset: u64) -> Result<(), LogError> {
+        let answer = self.request_commit(next_offset)?;
+        answer.await.map_err(|_| LogError::Closed)?
+    }
+
+    async fn commit_in_background(&mut self, next_offset: u64) -> Result<(), LogError> {
+        // The writer handles requests in order, so a later waited commit lands after this one.
+        self.request_commit(next_offset).map(drop)
+    }
+}
+
+impl SqliteConsumer {
+    /// Queues the group's commit of `next_offset` with the writer; the answer comes once it is durable.
+    fn request_commit(
+        &self,
+        next_offset: u64,
+    ) -> Result<oneshot::Receiver<Result<(), LogError>>, LogError> {
         let (reply, answer) = oneshot::channel();
         let request = Request::Commit {
             group: self.group.clone(),
@@ -78,7 +94,7 @@ impl PartitionConsumer for SqliteConsumer {
             reply,
         };
         self.requests.send(request).map_err(|_| LogError::Closed)?;
-        answer.await.map_err(|_| LogError::Closed)?
+        Ok(answer)
     }
 }
 

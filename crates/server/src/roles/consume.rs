@@ -1,7 +1,9 @@
 //! The consume loop every worker shares. A role joins its group's subscription to a topic; one task per
 //! membership runs a loop for each partition it is assigned and, on revocation or shutdown, stops those loops
 //! (each finishes its batch and commits) before the partitions are let go. The batch loop polls, processes,
-//! commits only once the work is durable, and retries the same batch (with backoff) while processing fails.
+//! commits only once the work is durable, and retries the same batch (with backoff) while processing fails. It
+//! commits each batch in the background and waits only for its last commit, when it stops: a batch never waits
+//! for the one before to be marked, and a crash replays at most the batches whose marks were still in flight.
 //! Where partitions need no loop of their own (`consume_all`), their batches are handled together.
 
 use super::Tasks;
@@ -219,6 +221,8 @@ async fn run(
     name: String,
 ) {
     tracing::debug!(consumer = name, "consumer started");
+    // The last offset committed in the background and not yet waited for.
+    let mut unconfirmed = None;
     while !stop.is_cancelled() {
         let batch = tokio::select! {
             _ = stop.cancelled() => break,
@@ -239,9 +243,17 @@ async fn run(
         if !process(&handler, records, &stop, &name).await {
             break; // Shutting down mid-retry: not committed, so the batch is replayed on restart.
         }
-        if let Err(e) = consumer.commit(next_offset).await {
-            tracing::error!(consumer = name, error = %e, "commit failed; the batch will be replayed");
+        match consumer.commit_in_background(next_offset).await {
+            Ok(()) => unconfirmed = Some(next_offset),
+            Err(e) => {
+                tracing::error!(consumer = name, error = %e, "commit failed; the batch will be replayed")
+            }
         }
+    }
+    if let Some(next_offset) = unconfirmed
+        && let Err(e) = consumer.commit(next_offset).await
+    {
+        tracing::error!(consumer = name, error = %e, "last commit failed; its batches will be replayed");
     }
     tracing::debug!(consumer = name, "consumer stopped");
 }

@@ -30,6 +30,7 @@ pub async fn run_all(log: Arc<dyn EventLog>) {
 pub async fn run_all_but_sharing(log: &Arc<dyn EventLog>) {
     appends_keep_per_key_order(log, "contract.order").await;
     consumers_resume_after_commit(log, "contract.commit").await;
+    background_commits_land(log, "contract.background-commit").await;
     poll_wakes_on_append(log, "contract.wake").await;
     concurrent_appends_are_all_kept(log, "contract.concurrent").await;
     refuses_unknown_partition(log).await;
@@ -144,6 +145,55 @@ pub async fn consumers_resume_after_commit(log: &Arc<dyn EventLog>, topic: &str)
         .await
         .expect("poll");
     assert_eq!(everything.len(), 10, "each group has its own offsets");
+}
+
+/// A commit in the background lands without anyone waiting for it, and a waited commit after others in the
+/// background leaves its own offset.
+pub async fn background_commits_land(log: &Arc<dyn EventLog>, topic: &str) {
+    let positions = log
+        .append_batch(
+            topic,
+            (0..10).map(|i| record("same-key", i.to_string())).collect(),
+        )
+        .await
+        .expect("append");
+    let partition = positions[0].partition as usize;
+    let mut consumer = log
+        .consumer("background", topic, positions[0].partition)
+        .await
+        .expect("consumer");
+    let all = consumer
+        .poll(10, Duration::from_secs(5))
+        .await
+        .expect("poll");
+    assert_eq!(all.len(), 10, "the ten records appended");
+    consumer
+        .commit_in_background(all[4].offset + 1)
+        .await
+        .expect("commit in the background");
+    // Nothing tells when a commit in the background lands: the lag is read until it shows it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lag = log.lag("background", topic).await.expect("lag")[partition];
+        if lag == 5 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a commit in the background lands (lag still {lag})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    consumer
+        .commit_in_background(all[7].offset + 1)
+        .await
+        .expect("commit in the background");
+    consumer.commit(all[9].offset + 1).await.expect("commit");
+    assert_eq!(
+        log.lag("background", topic).await.expect("lag")[partition],
+        0,
+        "a waited commit leaves its own offset, whatever was committed in the background before it"
+    );
 }
 
 /// A waiting poll wakes on an append, not on its timeout; an idle one times out empty.
