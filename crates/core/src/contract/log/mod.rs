@@ -5,7 +5,7 @@ mod groups;
 
 pub use groups::{members_share_partitions, tail_follows_from_now};
 
-use crate::ports::{EventLog, OutgoingRecord};
+use crate::ports::{EventLog, OutgoingRecord, PartitionConsumer};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,8 +96,12 @@ pub async fn appends_keep_per_key_order(log: &Arc<dyn EventLog>, topic: &str) {
     }
 }
 
-/// A group resumes after its committed offset, lag counts the rest, other groups keep their own offsets.
-pub async fn consumers_resume_after_commit(log: &Arc<dyn EventLog>, topic: &str) {
+/// Appends ten records with one key to `topic`; returns their partition and `group`'s consumer of it.
+async fn ten_records_and_a_consumer(
+    log: &Arc<dyn EventLog>,
+    topic: &str,
+    group: &str,
+) -> (u32, Box<dyn PartitionConsumer>) {
     let positions = log
         .append_batch(
             topic,
@@ -106,10 +110,16 @@ pub async fn consumers_resume_after_commit(log: &Arc<dyn EventLog>, topic: &str)
         .await
         .expect("append");
     let partition = positions[0].partition;
-    let mut consumer = log
-        .consumer("group-a", topic, partition)
+    let consumer = log
+        .consumer(group, topic, partition)
         .await
         .expect("consumer");
+    (partition, consumer)
+}
+
+/// A group resumes after its committed offset, lag counts the rest, other groups keep their own offsets.
+pub async fn consumers_resume_after_commit(log: &Arc<dyn EventLog>, topic: &str) {
+    let (partition, mut consumer) = ten_records_and_a_consumer(log, topic, "group-a").await;
     let first = consumer
         .poll(4, Duration::from_secs(5))
         .await
@@ -150,18 +160,8 @@ pub async fn consumers_resume_after_commit(log: &Arc<dyn EventLog>, topic: &str)
 /// A commit in the background lands without anyone waiting for it, and a waited commit after others in the
 /// background leaves its own offset.
 pub async fn background_commits_land(log: &Arc<dyn EventLog>, topic: &str) {
-    let positions = log
-        .append_batch(
-            topic,
-            (0..10).map(|i| record("same-key", i.to_string())).collect(),
-        )
-        .await
-        .expect("append");
-    let partition = positions[0].partition as usize;
-    let mut consumer = log
-        .consumer("background", topic, positions[0].partition)
-        .await
-        .expect("consumer");
+    let (partition, mut consumer) = ten_records_and_a_consumer(log, topic, "background").await;
+    let partition = partition as usize;
     let all = consumer
         .poll(10, Duration::from_secs(5))
         .await
