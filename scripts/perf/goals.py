@@ -189,12 +189,8 @@ def sustained(server, token, recipient):
     cpu_after, machine_after, ended = process_ticks(server.process.pid), machine_ticks(), time.time()
     load_thread.join()
     rss = server.rss_mib()
-    accepted = counters(server.base)["accepted"] - before["accepted"]
-    while True:  # requests in flight when wrk stopped are answered a moment later: they count too
-        finished, after = wait_delivered(server, before["delivered"] + accepted, 600)
-        if after["accepted"] - before["accepted"] == accepted:
-            break
-        accepted = after["accepted"] - before["accepted"]
+    finished, after = drain(server, 600)
+    accepted = after["accepted"] - before["accepted"]
     delivered = after["delivered"] - before["delivered"]
     cores = (cpu_after - cpu_before) / os.sysconf("SC_CLK_TCK") / (ended - began)
     spent = [b - a for a, b in zip(machine_before, machine_after)]
@@ -228,7 +224,7 @@ def main():
         bare = wrk(server.base, "/bench/messages", 15, token, bob)
         accept = wrk(server.base, "/v1/messages", 15, token, bob)
         ratio = accept["rate"] / bare["rate"]
-        wait_delivered(server, counters(server.base)["accepted"], 300)
+        drain(server, 300)
 
         # Goal 1: sustained, then until every accepted message is delivered.
         run = sustained(server, token, bob)
@@ -275,7 +271,7 @@ def open_model(server):
         found = f"knee {knee:,} msg/s"
     else:  # a knee below 5,000/s cannot meet the goal; the second ramp only says where it lies
         # It starts once the first ramp's overload is delivered, or it would measure the catching up.
-        wait_delivered(server, counters(server.base)["accepted"], 300)
+        drain(server, 300)
         _, lower = ramp(server, 1000, 500, 4500)
         found = f"knee {lower:,} msg/s (5,000/s already past it)" if lower else "knee below 1,000 msg/s"
     return ("3. open model: p99 at 5,000/s; knee", f"p99 {p99_at_5000:.1f} ms (errors {errors_at_5000.strip()}); "
@@ -293,14 +289,19 @@ def history():
             f"random seq; {int(store):,} messages)", "p99 ≤ 5 ms", worst <= 5)
 
 
-def wait_delivered(server, target, limit):
-    """Polls the counters until `target` messages are delivered (or `limit` s); returns (when, counters)."""
-    deadline = time.time() + limit
+def drain(server, limit):
+    """Polls the counters until every message accepted so far is delivered (or `limit` s), counting the requests
+    still in flight when a load stopped: the server counts them accepted a moment later. Returns (when, counters)."""
+    deadline, target = time.time() + limit, counters(server.base)["accepted"]
     while True:
         now, seen = time.time(), counters(server.base)
-        if seen["delivered"] >= target or now > deadline:
+        caught_up = seen["delivered"] >= target
+        if now > deadline or (caught_up and seen["accepted"] == target):
             return now, seen
-        time.sleep(0.05)
+        if caught_up:
+            target = seen["accepted"]
+        else:
+            time.sleep(0.05)
 
 
 def report(lines, block, arguments, generator):
