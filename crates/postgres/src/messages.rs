@@ -357,10 +357,10 @@ impl PostgresStore {
     }
 }
 
-/// Saves status changes in order in the open transaction `tx`: per change, whether it was saved. Each change is
-/// one statement (the compare-and-set update, and the history step only if the update happened); the statements
-/// go out pipelined in order, and the server runs them in that order, so a later change of the same message sees
-/// the earlier.
+/// Saves status changes in order in the open transaction `tx`: per change, whether it was saved. The changes go
+/// out in rounds, one statement each over arrays (the compare-and-set update, and the history step only where the
+/// update happened): the k-th change of a message goes in round k, so no statement changes a message twice, and
+/// the rounds go out pipelined in order, which the server keeps, so a later change of a message sees the earlier.
 async fn save_statuses_in<'a>(
     tx: &deadpool_postgres::Transaction<'_>,
     writes: impl IntoIterator<Item = &'a StatusWrite>,
@@ -371,54 +371,93 @@ async fn save_statuses_in<'a>(
     }
     let save = tx
         .prepare_cached(
-            "WITH moved AS (
-                 UPDATE messages SET status = $2, delivered_at = $3, read_at = $4, failure_reason = $5
-                 WHERE message_id = $1 AND status = $6
-                 RETURNING message_id
+            "WITH v AS (
+                 SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[], $5::TEXT[], $6::TEXT[],
+                     $7::TEXT[], $8::BIGINT[], $9::TEXT[], $10::TEXT[], $11::INT[])
+                     AS v (id, status, delivered_at, read_at, failure_reason, from_status, step, at, detail,
+                         correlation_id, i)
+             ), moved AS (
+                 UPDATE messages m SET status = v.status, delivered_at = v.delivered_at, read_at = v.read_at,
+                     failure_reason = v.failure_reason
+                 FROM v WHERE m.message_id = v.id AND m.status = v.from_status
+                 RETURNING v.i, v.id, v.step, v.at, v.detail, v.correlation_id
              ), step AS (
                  INSERT INTO status_history (message_id, status, at, detail, correlation_id)
-                 SELECT message_id, $7, $8, $9, $10 FROM moved
+                 SELECT id, step, at, detail, correlation_id FROM moved
                  ON CONFLICT DO NOTHING
              )
-             SELECT count(*) FROM moved",
+             SELECT i FROM moved",
         )
         .await?;
-    let texts: Vec<[&str; 4]> = writes
-        .iter()
-        .map(|w| {
-            [
-                w.message.message_id.as_str(),
-                w.message.status.as_str(),
-                w.from.as_str(),
-                w.change.status.as_str(),
-            ]
-        })
-        .collect();
-    let params: Vec<[&(dyn ToSql + Sync); 10]> = writes
-        .iter()
-        .zip(&texts)
-        .map(|(write, [id, status, from, step])| {
-            let (message, change) = (&write.message, &write.change);
-            [
-                id as &(dyn ToSql + Sync),
-                status,
-                &message.delivered_at,
-                &message.read_at,
-                &message.failure_reason,
-                from,
-                step,
-                &change.at,
-                &change.detail,
-                &change.correlation_id,
-            ]
-        })
-        .collect();
-    let rows = pipelined(params.iter().map(|p| tx.query_one(&save, p))).await?;
-    let saved = rows
-        .iter()
-        .map(|row| Ok(row.try_get::<_, i64>(0)? > 0))
-        .collect::<Result<Vec<bool>, Error>>()?;
+    let mut rounds: Vec<StatusColumns> = Vec::new();
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(writes.len());
+    for (i, write) in writes.iter().enumerate() {
+        let round = seen.entry(write.message.message_id.as_str()).or_default();
+        if *round == rounds.len() {
+            rounds.push(StatusColumns::default());
+        }
+        rounds[*round].push(i as i32, write);
+        *round += 1;
+    }
+    let params: Vec<[&(dyn ToSql + Sync); 11]> = rounds.iter().map(StatusColumns::params).collect();
+    let answers = pipelined(params.iter().map(|p| tx.query(&save, p))).await?;
+    let mut saved = vec![false; writes.len()];
+    for row in answers.iter().flatten() {
+        let i: i32 = row.try_get(0)?;
+        if let Some(slot) = usize::try_from(i).ok().and_then(|i| saved.get_mut(i)) {
+            *slot = true;
+        }
+    }
     Ok(saved)
+}
+
+/// One round of status changes, as arrays for one `UNNEST` statement; `indexes` say which change each row is.
+#[derive(Default)]
+struct StatusColumns<'a> {
+    ids: Vec<&'a str>,
+    statuses: Vec<&'static str>,
+    delivered_at: Vec<Option<i64>>,
+    read_at: Vec<Option<i64>>,
+    failure_reasons: Vec<Option<&'a str>>,
+    from: Vec<&'static str>,
+    steps: Vec<&'static str>,
+    at: Vec<i64>,
+    details: Vec<Option<&'a str>>,
+    correlation_ids: Vec<Option<&'a str>>,
+    indexes: Vec<i32>,
+}
+
+impl<'a> StatusColumns<'a> {
+    fn push(&mut self, index: i32, write: &'a StatusWrite) {
+        let (message, change) = (&write.message, &write.change);
+        self.ids.push(message.message_id.as_str());
+        self.statuses.push(message.status.as_str());
+        self.delivered_at.push(message.delivered_at);
+        self.read_at.push(message.read_at);
+        self.failure_reasons.push(message.failure_reason.as_deref());
+        self.from.push(write.from.as_str());
+        self.steps.push(change.status.as_str());
+        self.at.push(change.at);
+        self.details.push(change.detail.as_deref());
+        self.correlation_ids.push(change.correlation_id.as_deref());
+        self.indexes.push(index);
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 11] {
+        [
+            &self.ids,
+            &self.statuses,
+            &self.delivered_at,
+            &self.read_at,
+            &self.failure_reasons,
+            &self.from,
+            &self.steps,
+            &self.at,
+            &self.details,
+            &self.correlation_ids,
+            &self.indexes,
+        ]
+    }
 }
 
 /// Awaits queries of one connection together, polling each first in the order given: tokio-postgres sends a
