@@ -220,7 +220,7 @@ impl PartitionConsumer for GroupPartition {
         self.reader.commit(next_offset).await
     }
 
-    async fn commit_in_background(&mut self, next_offset: u64) -> Result<(), LogError> {
+    fn commit_in_background(&mut self, next_offset: u64) -> Result<(), LogError> {
         self.reader.commit_in_background(next_offset)
     }
 }

@@ -269,7 +269,7 @@ impl PartitionConsumer for ManualConsumer {
         self.0.commit(next_offset).await
     }
 
-    async fn commit_in_background(&mut self, next_offset: u64) -> Result<(), LogError> {
+    fn commit_in_background(&mut self, next_offset: u64) -> Result<(), LogError> {
         self.0.commit_in_background(next_offset)
     }
 }

@@ -143,7 +143,7 @@ pub trait PartitionConsumer: Send {
     /// [`commit`](Self::commit) without waiting until the mark is durable (Kafka's `commitAsync`): a crash may
     /// lose it and replay those records, which at-least-once allows. A batch loop marks each batch so and waits
     /// only for its last `commit`, when it stops, so that no batch waits for the one before to be marked.
-    async fn commit_in_background(&mut self, next_offset: u64) -> Result<(), LogError>;
+    fn commit_in_background(&mut self, next_offset: u64) -> Result<(), LogError>;
 }
 
 /// A change to a group member's partitions (Kafka's rebalance listener: `on_partitions_assigned`,

@@ -73,7 +73,7 @@ impl PartitionConsumer for SqliteConsumer {
         answer.await.map_err(|_| LogError::Closed)?
     }
 
-    async fn commit_in_background(&mut self, next_offset: u64) -> Result<(), LogError> {
+    fn commit_in_background(&mut self, next_offset: u64) -> Result<(), LogError> {
         // The writer handles requests in order, so a later waited commit lands after this one.
         self.request_commit(next_offset).map(drop)
     }

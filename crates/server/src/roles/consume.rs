@@ -243,7 +243,7 @@ async fn run(
         if !process(&handler, records, &stop, &name).await {
             break; // Shutting down mid-retry: not committed, so the batch is replayed on restart.
         }
-        match consumer.commit_in_background(next_offset).await {
+        match consumer.commit_in_background(next_offset) {
             Ok(()) => unconfirmed = Some(next_offset),
             Err(e) => {
                 tracing::error!(consumer = name, error = %e, "commit failed; the batch will be replayed")
