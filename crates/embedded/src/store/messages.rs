@@ -23,18 +23,7 @@ impl MessageStore for SqliteStore {
         self.write(move |conn| {
             accepted
                 .iter()
-                .map(|a| {
-                    let recorded = record_message(conn, a)?;
-                    let write = match &recorded {
-                        Recorded::Stored(message) => settle(message),
-                        Recorded::NoConversation => None,
-                    };
-                    let saved = match write {
-                        Some(write) => save_status(conn, &write)?.then_some(write),
-                        None => None,
-                    };
-                    Ok((recorded, saved))
-                })
+                .map(|a| record_and_settle(conn, a, &settle))
                 .collect()
         })
         .await
@@ -169,10 +158,19 @@ impl MessageStore for SqliteStore {
     }
 }
 
-/// Stores one accepted message in the open transaction, or returns the copy already stored.
-fn record_message(conn: &Connection, accepted: &MessageAccepted) -> rusqlite::Result<Recorded> {
+/// Stores one accepted message in the open transaction with the change `settle` decides for it, or returns the
+/// copy already stored (with that change saved as [`save_status`] saves it).
+fn record_and_settle(
+    conn: &Connection,
+    accepted: &MessageAccepted,
+    settle: &Settle,
+) -> rusqlite::Result<(Recorded, Option<StatusWrite>)> {
     if let Some(existing) = find_message(conn, accepted.message_id.as_str())? {
-        return Ok(Recorded::Stored(existing));
+        let saved = match settle(&existing) {
+            Some(write) => save_status(conn, &write)?.then_some(write),
+            None => None,
+        };
+        return Ok((Recorded::Stored(existing), saved));
     }
     // OR FAIL (a statement that cannot fail halfway, so nothing to undo) and no RETURNING: SQLite then needs no
     // statement journal, which copied every page a statement touched once more (the group's savepoint has its own).
@@ -182,38 +180,19 @@ fn record_message(conn: &Connection, accepted: &MessageAccepted) -> rusqlite::Re
         )?
         .execute([accepted.conversation_id.as_str()])?;
     if moved == 0 {
-        return Ok(Recorded::NoConversation);
+        return Ok((Recorded::NoConversation, None));
     }
     let seq: i64 = conn
         .prepare_cached("SELECT last_seq FROM conversations WHERE conversation_id = ?1")?
         .query_row([accepted.conversation_id.as_str()], |r| r.get(0))?;
-    let seq = seq as u64;
-    conn.prepare_cached(
-        "INSERT OR FAIL INTO messages (message_id, conversation_id, seq, sender_id, recipient_id, content, status, timestamp, file_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'SENT', ?7, ?8)",
-    )?
-    .execute(params![
-        accepted.message_id.as_str(),
-        accepted.conversation_id.as_str(),
-        seq as i64,
-        accepted.sender_id.as_str(),
-        accepted.recipient_id,
-        accepted.content,
-        accepted.timestamp,
-        accepted.file_id.as_ref().map(|f| f.as_str())
-    ])?;
     let attachment = match &accepted.file_id {
         Some(file) => find_file(conn, file.as_str())?,
         None => None,
     };
-    conn.prepare_cached(
-        "INSERT INTO status_history (message_id, status, at) VALUES (?1, 'SENT', ?2)",
-    )?
-    .execute(params![accepted.message_id.as_str(), accepted.timestamp])?;
-    Ok(Recorded::Stored(Message {
+    let message = Message {
         message_id: accepted.message_id.clone(),
         conversation_id: accepted.conversation_id.clone(),
-        seq,
+        seq: seq as u64,
         sender_id: accepted.sender_id.clone(),
         recipient_id: accepted.recipient_id.clone(),
         content: accepted.content.clone(),
@@ -223,7 +202,38 @@ fn record_message(conn: &Connection, accepted: &MessageAccepted) -> rusqlite::Re
         read_at: None,
         failure_reason: None,
         attachment,
-    }))
+    };
+    // A change decided for a message this transaction creates cannot lose a race: the row is written once, as
+    // the change leaves it, instead of written SENT and then updated.
+    let write = settle(&message).filter(|w| w.from == MessageStatus::Sent);
+    let row = write.as_ref().map_or(&message, |w| &w.message);
+    conn.prepare_cached(
+        "INSERT OR FAIL INTO messages (message_id, conversation_id, seq, sender_id, recipient_id, content, status,
+             timestamp, delivered_at, read_at, failure_reason, file_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        row.message_id.as_str(),
+        row.conversation_id.as_str(),
+        seq,
+        row.sender_id.as_str(),
+        row.recipient_id,
+        row.content,
+        row.status.as_str(),
+        row.timestamp,
+        row.delivered_at,
+        row.read_at,
+        row.failure_reason,
+        accepted.file_id.as_ref().map(|f| f.as_str())
+    ])?;
+    conn.prepare_cached(
+        "INSERT INTO status_history (message_id, status, at) VALUES (?1, 'SENT', ?2)",
+    )?
+    .execute(params![accepted.message_id.as_str(), accepted.timestamp])?;
+    if let Some(write) = &write {
+        add_history(conn, write)?;
+    }
+    Ok((Recorded::Stored(message), write))
 }
 
 /// Saves one status change in the open transaction if the message is still in `write.from`.
@@ -245,16 +255,22 @@ fn save_status(conn: &Connection, write: &StatusWrite) -> rusqlite::Result<bool>
     if changed == 0 {
         return Ok(false);
     }
+    add_history(conn, write)?;
+    Ok(true)
+}
+
+/// Adds a saved change's step to its message's status history.
+fn add_history(conn: &Connection, write: &StatusWrite) -> rusqlite::Result<()> {
     let change = &write.change;
     conn.prepare_cached(
         "INSERT OR IGNORE INTO status_history (message_id, status, at, detail, correlation_id) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![
-        message.message_id.as_str(),
+        write.message.message_id.as_str(),
         change.status.as_str(),
         change.at,
         change.detail,
         change.correlation_id
     ])?;
-    Ok(true)
+    Ok(())
 }
