@@ -4,7 +4,8 @@
 //! commits only once the work is durable, and retries the same batch (with backoff) while processing fails. It
 //! commits each batch in the background and waits only for its last commit, when it stops: a batch never waits
 //! for the one before to be marked, and a crash replays at most the batches whose marks were still in flight.
-//! Where partitions need no loop of their own (`consume_all`), their batches are handled together.
+//! Where partitions need no loop of their own (`consume_all`), their batches are handled together; a handler
+//! that panics fails its run like an error does, and the run is retried with its records.
 
 use super::Tasks;
 use chat4all_core::ServiceError;
@@ -12,7 +13,9 @@ use chat4all_core::ports::{EventLog, GroupMember, PartitionConsumer, Rebalance, 
 use chat4all_core::resilience::Backoff;
 use futures::FutureExt;
 use futures::future::{BoxFuture, join_all};
+use std::any::Any;
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -31,22 +34,22 @@ const BATCH_RETRY: Backoff = Backoff {
 /// How long an idle poll waits before checking for shutdown again.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 
-/// Processes one batch; must only return `Ok` once its effects are durable. A failed batch hands its records
-/// back for the retry, so that no batch is copied in case it fails.
+/// Processes one batch; must only return `Ok` once its effects are durable. It borrows the records: the runner
+/// keeps them, so a batch that fails, or whose handler panics, is retried without having been copied.
 pub type BatchHandler =
-    Arc<dyn Fn(Vec<Record>) -> BoxFuture<'static, Result<(), Failed>> + Send + Sync>;
+    Arc<dyn for<'a> Fn(&'a [Record]) -> BoxFuture<'a, Result<(), ServiceError>> + Send + Sync>;
 
-/// A batch that failed: why, and its records (`None` when they were lost with the task that ran them; nothing was
-/// committed, so they are read again after a restart).
+/// A batch that failed: why, and its records (`None` when they were lost with the runner, which happens only
+/// when the runtime stops; nothing was committed, so they are read again after a restart).
 #[derive(Debug)]
-pub struct Failed {
-    pub error: ServiceError,
-    pub records: Option<Vec<Record>>,
+struct Failed {
+    error: ServiceError,
+    records: Option<Vec<Record>>,
 }
 
 impl Failed {
     /// `records` failed with `error`.
-    pub fn new(error: ServiceError, records: Vec<Record>) -> Self {
+    fn new(error: ServiceError, records: Vec<Record>) -> Self {
         Self {
             error,
             records: Some(records),
@@ -99,14 +102,20 @@ impl Tasks {
 /// A batch waiting for the run of the handler that carries it, and where to answer.
 type Waiting = (Vec<Record>, oneshot::Sender<Result<(), Failed>>);
 
-/// Runs the batches of many partition loops together: while `handler` runs, the batches that arrive wait, then go
-/// through as one run, and each loop gets that run's outcome (and commits its own partition once it succeeds, or
-/// gets its own records back when it failed). Every run costs its store and log round trips whatever its size, so
-/// eight partitions each ready with a few records cost one run instead of eight. Order holds: a loop hands over
-/// its next batch only after the last one's outcome, so a run carries at most one batch per partition.
-pub fn together(handler: BatchHandler) -> BatchHandler {
+/// Runs the batches of many partition loops together: while the handler runs, the batches that arrive wait, then
+/// go through as one run, and each loop gets that run's outcome (and commits its own partition once it succeeds,
+/// or gets its own records back when it failed). Every run costs its store and log round trips whatever its size,
+/// so eight partitions each ready with a few records cost one run instead of eight. Order holds: a loop hands
+/// over its next batch only after the last one's outcome, so a run carries at most one batch per partition.
+#[derive(Clone)]
+pub struct Together {
+    batches: mpsc::UnboundedSender<Waiting>,
+}
+
+/// [`Together`] around `handler`; its runner ends when the last copy is dropped, after answering every batch it
+/// took.
+pub fn together(handler: BatchHandler) -> Together {
     let (batches, mut waiting) = mpsc::unbounded_channel::<Waiting>();
-    // Ends when the last copy of the returned handler is dropped, after answering every batch it took.
     tokio::spawn(async move {
         while let Some((mut records, reply)) = waiting.recv().await {
             let mut parts = vec![(records.len(), reply)];
@@ -114,42 +123,54 @@ pub fn together(handler: BatchHandler) -> BatchHandler {
                 parts.push((more.len(), reply));
                 records.extend(more);
             }
-            match handler(records).await {
+            // A panic fails the run like an error: the records stay here, so the loops retry them, and the
+            // runner goes on for every other partition.
+            let outcome = AssertUnwindSafe(handler(&records))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| Err(panicked(panic.as_ref())));
+            match outcome {
                 Ok(()) => parts.into_iter().for_each(|(_, reply)| {
                     let _ = reply.send(Ok(()));
                 }),
-                Err(Failed { error, mut records }) => {
+                Err(error) => {
                     // Each loop's records are a run of the merged batch, in the order the loops arrived.
                     for (len, reply) in parts.into_iter().rev() {
-                        let own = records
-                            .as_mut()
-                            .map(|all| all.split_off(all.len().saturating_sub(len)));
-                        let _ = reply.send(Err(Failed {
-                            error: error.clone(),
-                            records: own,
-                        }));
+                        let own = records.split_off(records.len() - len);
+                        let _ = reply.send(Err(Failed::new(error.clone(), own)));
                     }
                 }
             }
         }
     });
-    Arc::new(move |records| {
-        let batches = batches.clone();
-        async move {
-            let stopped = || ServiceError::Unavailable("the batch runner stopped".into());
-            let (reply, outcome) = oneshot::channel();
-            if let Err(unsent) = batches.send((records, reply)) {
-                return Err(Failed::new(stopped(), unsent.0.0));
-            }
-            outcome.await.unwrap_or_else(|_| {
-                Err(Failed {
-                    error: stopped(),
-                    records: None,
-                })
-            })
+    Together { batches }
+}
+
+impl Together {
+    /// Runs `records` in the next run; when it fails, hands them back with the reason.
+    async fn run(&self, records: Vec<Record>) -> Result<(), Failed> {
+        let stopped = || ServiceError::Unavailable("the batch runner stopped".into());
+        let (reply, outcome) = oneshot::channel();
+        if let Err(unsent) = self.batches.send((records, reply)) {
+            return Err(Failed::new(stopped(), unsent.0.0));
         }
-        .boxed()
-    })
+        outcome.await.unwrap_or_else(|_| {
+            Err(Failed {
+                error: stopped(),
+                records: None,
+            })
+        })
+    }
+}
+
+/// The error a panicking handler's run fails with.
+fn panicked(panic: &(dyn Any + Send)) -> ServiceError {
+    let why = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic");
+    ServiceError::Internal(format!("the batch handler panicked: {why}"))
 }
 
 /// Follows the member's assignment until shutdown, then stops its partition loops and leaves the group.
@@ -216,7 +237,7 @@ async fn finish(loops: impl Iterator<Item = (CancellationToken, JoinHandle<()>)>
 
 async fn run(
     mut consumer: Box<dyn PartitionConsumer>,
-    handler: BatchHandler,
+    handler: Together,
     stop: CancellationToken,
     name: String,
 ) {
@@ -258,10 +279,10 @@ async fn run(
     tracing::debug!(consumer = name, "consumer stopped");
 }
 
-/// Runs the handler until it succeeds; false when shutdown interrupted the retries (or the records were lost
-/// with the task running them).
+/// Runs the batch until it succeeds; false when shutdown interrupted the retries (or the records were lost with
+/// the runner).
 async fn process(
-    handler: &BatchHandler,
+    handler: &Together,
     mut records: Vec<Record>,
     stop: &CancellationToken,
     name: &str,
@@ -271,7 +292,7 @@ async fn process(
         let Failed {
             error,
             records: back,
-        } = match handler(records).await {
+        } = match handler.run(records).await {
             Ok(()) => return true,
             Err(failed) => failed,
         };
@@ -389,6 +410,42 @@ mod tests {
         assert_processed_once(&log, &seen, sent).await;
     }
 
+    /// Runs whose handler panics are retried with their records, and the runner goes on: none lost, none processed
+    /// twice, and no partition left unread.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_run_is_retried_without_losing_or_repeating_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, seen) = four_partitions(&dir);
+        let panics_left = Arc::new(AtomicUsize::new(2));
+        let inner = handler(seen.clone(), 0);
+        let panicking: BatchHandler = {
+            let panics_left = panics_left.clone();
+            Arc::new(move |records| {
+                let panics = panics_left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                let inner = inner.clone();
+                async move {
+                    assert!(!panics, "a bug in the handler");
+                    inner(records).await
+                }
+                .boxed()
+            })
+        };
+        let tasks = Tasks::default();
+        tasks.consume_all(&log, "g", "t", panicking).await.unwrap();
+        let mut sent = 0;
+        send_ten(&log, &seen, &mut sent).await;
+        assert_eq!(
+            panics_left.load(Ordering::SeqCst),
+            0,
+            "the runs panicked first"
+        );
+        send_ten(&log, &seen, &mut sent).await;
+        assert!(tasks.shutdown(Duration::from_secs(5)).await);
+        assert_processed_once(&log, &seen, sent).await;
+    }
+
     /// Runs that fail are retried with the records they handed back: none lost, none processed twice.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_run_is_retried_without_losing_or_repeating_records() {
@@ -404,7 +461,7 @@ mod tests {
                     .is_ok();
                 if failing {
                     let error = ServiceError::Unavailable("the store is down".into());
-                    return futures::future::ready(Err(Failed::new(error, records))).boxed();
+                    return futures::future::ready(Err(error)).boxed();
                 }
                 inner(records)
             })
@@ -431,14 +488,13 @@ mod tests {
         let runs = Arc::new(Mutex::new(Vec::new()));
         let failing: BatchHandler = {
             let (started, release, runs) = (started.clone(), release.clone(), runs.clone());
-            Arc::new(move |records: Vec<Record>| {
+            Arc::new(move |records: &[Record]| {
                 let (started, release, runs) = (started.clone(), release.clone(), runs.clone());
                 async move {
                     runs.lock().unwrap().push(records.len());
                     started.notify_one();
                     release.acquire().await.unwrap().forget();
-                    let error = ServiceError::Unavailable("the store is down".into());
-                    Err(Failed::new(error, records))
+                    Err(ServiceError::Unavailable("the store is down".into()))
                 }
                 .boxed()
             })
@@ -455,12 +511,15 @@ mod tests {
                 })
                 .collect()
         };
-        let run = together(failing);
-        let mut first = run(batch(0, 1));
+        let runner = together(failing);
+        let mut first = Box::pin(runner.run(batch(0, 1)));
         assert!(futures::poll!(&mut first).is_pending());
         started.notified().await;
         // The first run is under way: these two wait for it and then go through as one run.
-        let (mut second, mut third) = (run(batch(1, 2)), run(batch(2, 3)));
+        let (mut second, mut third) = (
+            Box::pin(runner.run(batch(1, 2))),
+            Box::pin(runner.run(batch(2, 3))),
+        );
         assert!(futures::poll!(&mut second).is_pending());
         assert!(futures::poll!(&mut third).is_pending());
         release.add_permits(2);

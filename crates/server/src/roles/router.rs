@@ -1,6 +1,6 @@
 //! The router role: routes accepted messages and applies status updates.
 
-use super::consume::{BatchHandler, Failed};
+use super::consume::BatchHandler;
 use super::{Backends, Tasks};
 use crate::telemetry::heartbeat::Pulse;
 use chat4all_core::services::routing::Router;
@@ -88,13 +88,9 @@ fn handler(router: Router, stream: Stream, activity: Arc<AtomicU64>) -> BatchHan
             let started = Instant::now();
             let topic = stream.label();
             let outcome = match stream {
-                Stream::Messages => router.route_messages(&records).await,
-                Stream::StatusUpdates => router.apply_status_updates(&records).await,
-            };
-            let outcome = match outcome {
-                Ok(outcome) => outcome,
-                Err(error) => return Err(Failed::new(error, records)),
-            };
+                Stream::Messages => router.route_messages(records).await,
+                Stream::StatusUpdates => router.apply_status_updates(records).await,
+            }?;
             // A batch holds one or more partitions' records, each partition's together.
             for part in records.chunk_by(|a, b| a.partition == b.partition) {
                 let partition = part[0].partition.to_string();
