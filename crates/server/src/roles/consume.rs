@@ -414,67 +414,50 @@ mod tests {
     /// twice, and no partition left unread.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_panicking_run_is_retried_without_losing_or_repeating_records() {
+        first_runs_go_wrong(2, || panic!("a bug in the handler")).await;
+    }
+
+    /// Runs that fail are retried with the records they handed back: none lost, none processed twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_run_is_retried_without_losing_or_repeating_records() {
+        first_runs_go_wrong(3, || {
+            Err(ServiceError::Unavailable("the store is down".into()))
+        })
+        .await;
+    }
+
+    /// Consumes twenty records with a handler whose first `count` runs end as `wrong` ends them (an error, a
+    /// panic), then checks that every record was processed once and committed.
+    async fn first_runs_go_wrong(count: usize, wrong: fn() -> Result<(), ServiceError>) {
         let dir = tempfile::tempdir().unwrap();
         let (log, seen) = four_partitions(&dir);
-        let panics_left = Arc::new(AtomicUsize::new(2));
+        let left = Arc::new(AtomicUsize::new(count));
         let inner = handler(seen.clone(), 0);
-        let panicking: BatchHandler = {
-            let panics_left = panics_left.clone();
+        let misbehaving: BatchHandler = {
+            let left = left.clone();
             Arc::new(move |records| {
-                let panics = panics_left
+                let goes_wrong = left
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                     .is_ok();
                 let inner = inner.clone();
                 async move {
-                    assert!(!panics, "a bug in the handler");
+                    if goes_wrong {
+                        return wrong();
+                    }
                     inner(records).await
                 }
                 .boxed()
             })
         };
         let tasks = Tasks::default();
-        tasks.consume_all(&log, "g", "t", panicking).await.unwrap();
+        tasks
+            .consume_all(&log, "g", "t", misbehaving)
+            .await
+            .unwrap();
         let mut sent = 0;
         send_ten(&log, &seen, &mut sent).await;
-        assert_eq!(
-            panics_left.load(Ordering::SeqCst),
-            0,
-            "the runs panicked first"
-        );
+        assert_eq!(left.load(Ordering::SeqCst), 0, "the first runs went wrong");
         send_ten(&log, &seen, &mut sent).await;
-        assert!(tasks.shutdown(Duration::from_secs(5)).await);
-        assert_processed_once(&log, &seen, sent).await;
-    }
-
-    /// Runs that fail are retried with the records they handed back: none lost, none processed twice.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failed_run_is_retried_without_losing_or_repeating_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let (log, seen) = four_partitions(&dir);
-        let failures_left = Arc::new(AtomicUsize::new(3));
-        let inner = handler(seen.clone(), 0);
-        let failing: BatchHandler = {
-            let failures_left = failures_left.clone();
-            Arc::new(move |records| {
-                let failing = failures_left
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok();
-                if failing {
-                    let error = ServiceError::Unavailable("the store is down".into());
-                    return futures::future::ready(Err(error)).boxed();
-                }
-                inner(records)
-            })
-        };
-        let tasks = Tasks::default();
-        tasks.consume_all(&log, "g", "t", failing).await.unwrap();
-        let mut sent = 0;
-        send_ten(&log, &seen, &mut sent).await;
-        assert_eq!(
-            failures_left.load(Ordering::SeqCst),
-            0,
-            "the runs failed first"
-        );
         assert!(tasks.shutdown(Duration::from_secs(5)).await);
         assert_processed_once(&log, &seen, sent).await;
     }
