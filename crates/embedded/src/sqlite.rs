@@ -17,20 +17,6 @@ pub(crate) fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// A writer's page cache, in KiB (SQLite's default is 2,000). The pages a busy writer keeps touching outgrow the
-/// default: the store's messages move their conversations' ends of the `(conversation_id, seq)` index (1,000
-/// conversations: about 1,000 leaves, 4 MiB), and the event log reclaims records a second or so after appending
-/// them. A page missing from the cache is read again from the file, a system call and a copy each time: at goal
-/// 1's load, 2.1–2.5 page reads a message with the default, 0.7–0.8 with this cache.
-const WRITER_CACHE_KIB: i64 = 32 * 1024;
-
-/// [`open`], for the one connection that writes a file: with a page cache sized for it.
-pub(crate) fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = open(path)?;
-    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
-    Ok(conn)
-}
-
 /// Reader connections over one database file; in WAL mode they never block the writer. At most
 /// [`MAX_READERS`] read at once, each on a connection kept open for the next: more concurrent reads wait for a
 /// turn without a thread, instead of each taking a blocking thread and opening (then closing) a connection with
@@ -112,11 +98,22 @@ const MAX_GROUP: usize = 128;
 /// WAL file grows to about 32 MiB (at 4 KiB a page) and stays that size.
 const CHECKPOINT_PAGES: i64 = 8_000;
 
+/// The store writer's page cache, in KiB (SQLite's default is 2,000). Each message moves its conversation's end
+/// of the `(conversation_id, seq)` index (1,000 conversations: about 1,000 leaves, 4 MiB), so with the default
+/// the writer read 2.1–2.5 pages a message back from the file at goal 1's load, 0.8 with this cache. A bigger
+/// cache costs CPU at every commit: when a page split puts its pages out of order, SQLite renumbers them through
+/// a spare page number far past the end of the file, and the commit then scans the cache's whole hash table to
+/// drop pages past the end (`pcache1TruncateUnsafe`). At 32 MiB that scan took 2.3–3.2 % of the server's CPU;
+/// at this size 0.8–1.2 %. (The event log keeps SQLite's default for the same reason: its file is small, and
+/// reclaimed pages make its splits renumber often.)
+const STORE_WRITER_CACHE_KIB: i64 = 8 * 1024;
+
 impl Writer {
     /// Opens the writer of `path`.
     pub(crate) fn open(path: &Path) -> rusqlite::Result<Arc<Self>> {
-        let conn = open_writer(path)?;
+        let conn = open(path)?;
         conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)?;
+        conn.pragma_update(None, "cache_size", -STORE_WRITER_CACHE_KIB)?;
         Ok(Arc::new(Self {
             conn: Mutex::new(conn),
             queue: Mutex::default(),

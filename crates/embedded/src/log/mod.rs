@@ -184,7 +184,7 @@ impl SqliteLog {
     /// Opens (or creates) the log in `path`. Fails when the file was created with another partition count, since
     /// changing it would break per-key order.
     pub fn open(path: &Path, options: LogOptions) -> Result<Self, LogError> {
-        let conn = sqlite::open_writer(path).map_err(backend)?;
+        let conn = sqlite::open(path).map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
         let partitions = stored_partitions(&conn, options.partitions)?;
         let shared = Arc::new(Shared {
