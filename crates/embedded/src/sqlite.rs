@@ -93,9 +93,9 @@ const MAX_GROUP: usize = 128;
 
 /// Pages the write-ahead log holds before a commit copies them into the database file (SQLite's default is
 /// 1,000). A checkpoint copies the newest version of each page once, however many commits rewrote it, and the
-/// router rewrites the same pages all the time (the conversations' `last_seq`, the right edges of the indexes):
-/// at goal 1's load the checkpoints took 7.1 % of the server's CPU at 1,000 pages and 1.9 % at this window. The
-/// WAL file grows to about 32 MiB (at 4 KiB a page) and stays that size.
+/// router rewrites the same pages all the time (the conversations' ends of the `(conversation_id, seq)` index, the
+/// right edges of the others): at goal 1's load the checkpoints took 7.1 % of the server's CPU at 1,000 pages and
+/// 1.9 % at this window. The WAL file grows to about 32 MiB (at 4 KiB a page) and stays that size.
 const CHECKPOINT_PAGES: i64 = 8_000;
 
 /// The store writer's page cache, in KiB (SQLite's default is 2,000). Each message moves its conversation's end

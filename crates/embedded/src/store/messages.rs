@@ -10,7 +10,7 @@ use chat4all_core::model::{HistoryPage, HistoryQuery, Message, Reading, StatusCh
 use chat4all_core::ports::{MessageStore, Recorded, Settle, StatusWrite, StoreError};
 use chat4all_core::status::MessageStatus;
 use rusqlite::types::Value;
-use rusqlite::{Connection, ToSql, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter};
 
 #[async_trait]
 impl MessageStore for SqliteStore {
@@ -172,19 +172,19 @@ fn record_and_settle(
         };
         return Ok((Recorded::Stored(existing), saved));
     }
-    // OR FAIL (a statement that cannot fail halfway, so nothing to undo) and no RETURNING: SQLite then needs no
-    // statement journal, which copied every page a statement touched once more (the group's savepoint has its own).
-    let moved = conn
+    // The next seq follows the conversation's last in the (conversation_id, seq) index: a read of the leaf the
+    // insert below writes anyway. The store has one writer, so no other transaction can take the same seq.
+    let Some(last) = conn
         .prepare_cached(
-            "UPDATE OR FAIL conversations SET last_seq = last_seq + 1 WHERE conversation_id = ?1",
+            "SELECT (SELECT MAX(seq) FROM messages WHERE conversation_id = ?1) FROM conversations
+             WHERE conversation_id = ?1",
         )?
-        .execute([accepted.conversation_id.as_str()])?;
-    if moved == 0 {
+        .query_row([accepted.conversation_id.as_str()], |r| r.get::<_, Option<i64>>(0))
+        .optional()?
+    else {
         return Ok((Recorded::NoConversation, None));
-    }
-    let seq: i64 = conn
-        .prepare_cached("SELECT last_seq FROM conversations WHERE conversation_id = ?1")?
-        .query_row([accepted.conversation_id.as_str()], |r| r.get(0))?;
+    };
+    let seq = last.unwrap_or(0) + 1;
     let attachment = match &accepted.file_id {
         Some(file) => find_file(conn, file.as_str())?,
         None => None,

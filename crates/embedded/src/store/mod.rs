@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_controls.sql"),
     include_str!("../../migrations/0005_groups.sql"),
     include_str!("../../migrations/0006_identities.sql"),
+    include_str!("../../migrations/0007_seq_from_index.sql"),
 ];
 
 /// A message row with its attachment (`f.*` is NULL when there is none).

@@ -182,7 +182,7 @@ pub(super) fn insert_conversation_rows(
     conversation: &Conversation,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO conversations (conversation_id, kind, name, created_by, created_at, last_seq) VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+        "INSERT INTO conversations (conversation_id, kind, name, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![
         conversation.conversation_id.as_str(),
