@@ -268,7 +268,11 @@ async fn identities_are_linked_listed_and_unlinked() {
     );
     let mut values: Vec<&str> = list.iter().map(|i| i.value.as_str()).collect();
     values.sort_unstable();
-    assert_eq!(values, ["+5511999990000", "@alice"], "both linked within one millisecond may tie");
+    assert_eq!(
+        values,
+        ["+5511999990000", "@alice"],
+        "both linked within one millisecond may tie"
+    );
     // The `+` travels percent-encoded in the path.
     let unlinked = alice
         .unlink_identity("whatsapp", "+5511999990000")

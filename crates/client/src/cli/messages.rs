@@ -189,7 +189,14 @@ impl Cli {
             println!("no conversations");
         } else {
             table(
-                &["CONVERSATION", "TYPE", "MEMBERS", "UNREAD", "CREATED (UTC)", "NAME"],
+                &[
+                    "CONVERSATION",
+                    "TYPE",
+                    "MEMBERS",
+                    "UNREAD",
+                    "CREATED (UTC)",
+                    "NAME",
+                ],
                 &rows,
             );
         }

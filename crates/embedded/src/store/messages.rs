@@ -179,7 +179,9 @@ fn record_and_settle(
             "SELECT (SELECT MAX(seq) FROM messages WHERE conversation_id = ?1) FROM conversations
              WHERE conversation_id = ?1",
         )?
-        .query_row([accepted.conversation_id.as_str()], |r| r.get::<_, Option<i64>>(0))
+        .query_row([accepted.conversation_id.as_str()], |r| {
+            r.get::<_, Option<i64>>(0)
+        })
         .optional()?
     else {
         return Ok((Recorded::NoConversation, None));
