@@ -57,13 +57,16 @@ class Cluster:
     def counter(self, names, metric, label):
         """The sum of `metric`'s series that carry `label` (such as 'topic="messages"') on the named processes'
         /metrics; a process that does not answer counts 0."""
-        total = 0.0
-        for name in names:
-            status, text = request(f"http://127.0.0.1:{self.ports[name]}", "GET", "/metrics", timeout=2)
-            if status == 200 and isinstance(text, str):
-                total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                             if line.startswith(metric + "{") and label in line)
-        return total
+        return sum(self.reading(name, metric, label) or 0.0 for name in names)
+
+    def reading(self, name, metric, label):
+        """The sum of `metric`'s series that carry `label` on process `name`'s /metrics, or None when it does not
+        answer (down, frozen, or held to a CPU quota so small that it misses the read's timeout)."""
+        status, text = request(f"http://127.0.0.1:{self.ports[name]}", "GET", "/metrics", timeout=2)
+        if status != 200 or not isinstance(text, str):
+            return None
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(metric + "{") and label in line)
 
     def alive(self, name):
         try:

@@ -224,9 +224,21 @@ def prometheus(queries, window):
     return out
 
 
-def consumed(names):
-    """Records of the messages topic the named routers have handled (stored and routed), from their /metrics."""
-    return cluster.counter(names, "messages_consumed_total", 'topic="messages"')
+def handled_each(names, patience=0.0):
+    """{router: records of the messages topic it has handled}, from each one's /metrics. When one of them does not
+    answer: None, or with `patience`, retries for that many seconds and then fails. A router held to its CPU quota
+    can miss a read's timeout, and counting it 0 would read as a drain run backwards (one such read made a drain's
+    steady rate 8 times too high)."""
+    deadline = time.time() + patience
+    while True:
+        counts = {name: cluster.reading(name, "messages_consumed_total", 'topic="messages"') for name in names}
+        if None not in counts.values():
+            return counts
+        if time.time() >= deadline:
+            if patience:
+                raise RuntimeError(f"{', '.join(names)}: /metrics did not answer for {patience:g} s")
+            return None
+        time.sleep(0.25)
 
 
 Drain = collections.namedtuple("Drain", "loads rate steady cpu progress late split finished moved runs threads first")
@@ -258,14 +270,15 @@ def drain(routers, targets, limit):
     watcher.stop()
     took = steady_assignment(routers)
     print(f"assignment steady: {'after %.0f s' % took if took is not None else 'NO (going on)'}", flush=True)
+    base = handled_each(routers, patience=30)
     warm_up = send(targets, len(targets))
-    handled = consumed(routers) + len(warm_up.acked())
+    handled = sum(base.values()) + len(warm_up.acked())
     deadline = time.time() + 60
-    while consumed(routers) < handled and time.time() < deadline:
+    while sum((handled_each(routers) or {}).values()) < handled and time.time() < deadline:
         time.sleep(0.25)
     moves = lambda: cluster.counter(routers, "consumer_rebalances_total", 'consumer="router/')
-    # Read before the freeze: a frozen process does not answer /metrics (it would count 0).
-    before, moves_before = {name: consumed([name]) for name in routers}, moves()
+    # Read before the freeze: a frozen process does not answer /metrics.
+    before, moves_before = handled_each(routers, patience=30), moves()
     runs_before = {name: runs_routed(name) for name in routers}
     pids = [cluster.pid(name) for name in routers]
     for pid in pids:
@@ -280,12 +293,16 @@ def drain(routers, targets, limit):
     late = sum(1 for s in load.acked() if s["acked"] > began)
     total, samples, deadline = len(load.acked()), [], time.time() + 120
     while time.time() < deadline:
-        each = {name: consumed([name]) - count for name, count in before.items()}
-        samples.append((time.time() - began, sum(each.values()), ev.cpu_seconds(cluster.run_dir), each))
-        if samples[-1][1] >= total:
-            break
+        counts = handled_each(routers)
+        if counts is not None:  # A reading some router missed is left out, not counted as 0.
+            each = {name: counts[name] - count for name, count in before.items()}
+            samples.append((time.time() - began, sum(each.values()), ev.cpu_seconds(cluster.run_dir), each))
+            if samples[-1][1] >= total:
+                break
         time.sleep(0.25)  # Each read renders a router's /metrics, out of its small CPU share.
-    # The whole drain: the counters move by whole batches (up to 512 records a partition), so a window inside it
+    if not samples:
+        raise RuntimeError(f"{', '.join(routers)}: /metrics did not answer during the drain")
+    # The whole drain: the counters move by whole runs (up to 2,048 records a partition), so a window inside it
     # measures the batches that happen to fall into it.
     first, last = samples[0], samples[-1]
     seconds = last[0]
