@@ -1,12 +1,15 @@
 //! Access tokens: HS256 JWTs with `sub`, `iat` and `exp`. Only HS256 is accepted, so `alg: none` or a switched
 //! algorithm is refused; so is a token issued (`iat`) or valid from (`nbf`) in the future, or one meant to live
-//! longer than this server issues them for.
+//! longer than this server issues them for. A token that verified is remembered until it expires, so a client's
+//! every request does not decode and sign it again.
 
 use super::problem::Problem;
 use chat4all_core::ids::UserId;
 use chat4all_core::time::now_millis;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::RwLock;
 use std::time::Duration;
 
 #[derive(Serialize, Deserialize)]
@@ -19,12 +22,19 @@ struct Claims {
 /// Clock difference tolerated between the issuer and this server, in seconds.
 const CLOCK_SKEW_SECS: i64 = 5;
 
+/// Most verified tokens remembered (about 3 MiB); past it the memory starts over, and the next requests verify
+/// their tokens again. Only tokens that verified get in, so a flood of forged ones adds nothing.
+const VERIFIED_CAPACITY: usize = 10_000;
+
 /// Issues and verifies access tokens with one secret.
 pub struct Tokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
     ttl: Duration,
+    /// Tokens that verified, with their user and `exp` (s). The secret never changes while the process runs, so
+    /// a token that verified once is valid until it expires.
+    verified: RwLock<HashMap<Box<str>, (UserId, i64)>>,
 }
 
 impl Tokens {
@@ -33,12 +43,15 @@ impl Tokens {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = CLOCK_SKEW_SECS as u64;
         validation.validate_nbf = true;
+        // Expiry is checked at each use, remembered token or not (`verify_until`).
+        validation.validate_exp = false;
         validation.set_required_spec_claims(&["exp", "sub", "iat"]);
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
             ttl,
+            verified: RwLock::default(),
         }
     }
 
@@ -70,6 +83,32 @@ impl Tokens {
 
     /// As [`Tokens::verify`], with the token's expiry (ms): a long-lived connection ends then.
     pub fn verify_until(&self, token: &str) -> Result<(UserId, i64), Problem> {
+        let remembered = self
+            .verified
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .cloned();
+        let fresh = remembered.is_none();
+        let (user, exp) = match remembered {
+            Some(verified) => verified,
+            None => self.decode(token)?,
+        };
+        if exp < now_millis() / 1000 - CLOCK_SKEW_SECS {
+            return Err(Problem::unauthorized("invalid token: expired"));
+        }
+        if fresh {
+            let mut verified = self.verified.write().unwrap_or_else(|p| p.into_inner());
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+            verified.insert(token.into(), (user.clone(), exp));
+        }
+        Ok((user, exp.saturating_mul(1000)))
+    }
+
+    /// The user and `exp` (s) of a token that passes every check but its expiry, which is the caller's.
+    fn decode(&self, token: &str) -> Result<(UserId, i64), Problem> {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| Problem::unauthorized(format!("invalid token: {e}")))?
             .claims;
@@ -83,7 +122,7 @@ impl Tokens {
         }
         let user = UserId::parse(claims.sub)
             .map_err(|_| Problem::unauthorized("invalid token subject"))?;
-        Ok((user, claims.exp.saturating_mul(1000)))
+        Ok((user, claims.exp))
     }
 }
 
@@ -182,6 +221,40 @@ mod tests {
                 error.detail
             );
         }
+    }
+
+    #[test]
+    fn a_remembered_token_is_still_refused_once_expired() {
+        let tokens = Tokens::new(SECRET, Duration::from_secs(60));
+        let user = UserId::generate();
+        let now = now_millis() / 1000;
+        let remember = |token: &str, exp: i64| {
+            tokens
+                .verified
+                .write()
+                .unwrap()
+                .insert(token.into(), (user.clone(), exp));
+        };
+        // Not a JWT at all: only the memory can vouch for it, which shows the memory is what answers.
+        remember("remembered", now + 60);
+        assert_eq!(tokens.verify("remembered").unwrap(), user);
+        remember("expired", now - CLOCK_SKEW_SECS - 1);
+        let error = tokens.verify("expired").unwrap_err();
+        assert!(error.detail.contains("expired"), "{}", error.detail);
+    }
+
+    #[test]
+    fn verified_tokens_are_remembered_within_a_bound_and_forged_ones_never() {
+        let tokens = Tokens::new(SECRET, Duration::from_secs(60));
+        let remembered = || tokens.verified.read().unwrap().len();
+        assert!(tokens.verify("forged.token.here").is_err());
+        assert_eq!(remembered(), 0);
+        for _ in 0..=VERIFIED_CAPACITY {
+            let token = tokens.issue(&UserId::generate()).unwrap();
+            tokens.verify(&token).unwrap();
+            assert!(remembered() <= VERIFIED_CAPACITY);
+        }
+        assert_eq!(remembered(), 1, "the memory starts over when full");
     }
 
     /// Unpadded base64url, enough to forge a token by hand.
