@@ -227,8 +227,8 @@ def prometheus(queries, window):
 def handled_each(names, patience=0.0):
     """{router: records of the messages topic it has handled}, from each one's /metrics. When one of them does not
     answer: None, or with `patience`, retries for that many seconds and then fails. A router held to its CPU quota
-    can miss a read's timeout, and counting it 0 would read as a drain run backwards (one such read made a drain's
-    steady rate 8 times too high)."""
+    can miss a read's timeout, and counting it 0 would read as a drain run backwards (one such read once made a drain
+    read 8 times too fast)."""
     deadline = time.time() + patience
     while True:
         counts = {name: cluster.reading(name, "messages_consumed_total", 'topic="messages"') for name in names}
@@ -241,7 +241,7 @@ def handled_each(names, patience=0.0):
         time.sleep(0.25)
 
 
-Drain = collections.namedtuple("Drain", "loads rate steady cpu progress late split finished moved runs threads first")
+Drain = collections.namedtuple("Drain", "loads rate cpu progress late split finished moved runs threads first")
 
 
 def drain(routers, targets, limit):
@@ -250,10 +250,8 @@ def drain(routers, targets, limit):
     has not yet cached the conversations); then they are frozen (SIGSTOP) while the api accepts messages for
     --freeze-secs and until it has acknowledged them all, and resumed together (SIGCONT), within the session
     timeout. Their progress is read from their own counters every 0.25 s. Returns a Drain: every load sent (the
-    warm-up's and the backlog's), rate per s from the resume until the whole backlog is handled, the steady rate
-    (records handled after the first reading that counted any, over the time from that reading to the last: what a
-    sustained load sees, without the broker's and librdkafka's wake-up after the resume), CPU % per process
-    over that time, [(seconds since the resume, records handled)], sends acknowledged after the resume, {router:
+    warm-up's and the backlog's), rate per s from the resume until the whole backlog is handled, CPU % per process
+    over the drain, [(seconds since the resume, records handled)], sends acknowledged after the resume, {router:
     records handled}, {router: seconds until its last record}, whether the group moved a partition between the
     freeze and the end, {router: runs of records (batches) routed}, {router: {thread name: µs of CPU a record}},
     seconds from the resume until the first record was handled."""
@@ -313,9 +311,7 @@ def drain(routers, targets, limit):
                       for thread, used in thread_cpu(name).items()} for name in routers}
     # When each router handled its last record: a drain lasts until the slower one is done.
     finished = {name: next(t for t, _, _, each in samples if each[name] >= split[name]) for name in split}
-    started = next((s for s in samples if s[1]), last)
-    steady = (last[1] - started[1]) / (last[0] - started[0]) if last[0] > started[0] else 0
-    return Drain([warm_up, load], last[1] / seconds if seconds else 0, steady, cpu, [(t, done) for t, done, *_ in samples],
+    return Drain([warm_up, load], last[1] / seconds if seconds else 0, cpu, [(t, done) for t, done, *_ in samples],
                  late, split, finished, moves() != moves_before,
                  {name: runs_routed(name) - runs_before[name] for name in routers}, threads,
                  next((t for t, done, *_ in samples if done), seconds))
@@ -370,7 +366,7 @@ def routers_scale():
                 for attempt in range(3):
                     result = drain(routers, targets, limit)
                     drains[n].append(result)
-                    print(f"{n} router(s): {result.steady:.0f} msg/s steady ({result.rate:.0f} from the resume), "
+                    print(f"{n} router(s): {result.rate:.0f} msg/s, "
                           f"the first record {result.first:.2f} s after "
                           "the resume; " + "; ".join(
                         f"{name} {result.split[name]:.0f} in {result.finished[name]:.1f} s, "
@@ -389,20 +385,20 @@ def routers_scale():
     merged = ev.Load(cluster, alice, targets, rate=1)
     merged.sends = sends_of_redone + [s for d in drains.values() for r in d for load in r.loads for s in load.sends]
     figures, failures = ev.check(cluster, alice, merged, None)
-    ratios = sorted(two.steady / one.steady for one, two in zip(drains[1], drains[2]) if one.steady)
+    ratios = sorted(two.rate / one.rate for one, two in zip(drains[1], drains[2]) if one.rate)
     ratio = ratios[len(ratios) // 2] if ratios else 0
     figures["each pair's ratio: two routers' drain over the one router's just before it"] = \
-        ", ".join(f"{two.steady / one.steady:.2f}" for one, two in zip(drains[1], drains[2]) if one.steady)
+        ", ".join(f"{two.rate / one.rate:.2f}" for one, two in zip(drains[1], drains[2]) if one.rate)
     # Each count's median drain stands for it in the figures and the chart (a drain lasts seconds: one slow fetch
     # shows).
-    runs = {n: sorted(d, key=lambda r: r.steady)[len(d) // 2] for n, d in drains.items()}
+    runs = {n: sorted(d, key=lambda r: r.rate)[len(d) // 2] for n, d in drains.items()}
     for n, r in runs.items():
-        figures[f"{n} router(s): steady drain rates, from the first reading that counted records to the last"] = \
-            ", ".join(f"{d.steady:.0f}" for d in drains[n]) + " msg/s"
-        figures[f"{n} router(s): drain rates from the resume (the backlog over the time to its last record)"] = \
+        figures[f"{n} router(s): drain rates (the backlog over the time from the resume to its last record)"] = \
             ", ".join(f"{d.rate:.0f}" for d in drains[n]) + " msg/s"
+        figures[f"{n} router(s): the first record handled, seconds after the resume"] = \
+            ", ".join(f"{d.first:.2f}" for d in drains[n])
         figures[f"{n} router(s): the median drain"] = (
-            f"{r.steady:.0f} msg/s steady, {r.rate:.0f} from the resume ({len(r.loads[-1].acked())} messages, the first handled {r.first:.2f} s and all "
+            f"{r.rate:.0f} msg/s ({len(r.loads[-1].acked())} messages, the first handled {r.first:.2f} s and all "
             f"{r.progress[-1][0]:.1f} s after the resume; {r.late} of them acknowledged after it; "
             + ", ".join(f"{k} {v:.0f} in {r.finished[k]:.1f} s" for k, v in r.split.items())
             + " handled by each router)")
@@ -430,12 +426,12 @@ def routers_scale():
                "frozen until every one is acknowledged (their session timeout is 75 s in this scenario, their "
                "heartbeat 2 s), then resume and drain them (store each with its seq, route it, publish its "
                "notification); their own `messages_consumed_total` is read every 0.25 s until it has counted all "
-               "of the backlog (two routers share the 8 partitions). The rate that counts is the steady one: the "
-               "records counted after the first reading that saw any, over the time from that reading to the last "
-               "(the slower router's last record). It leaves out the wake-up after the resume (the figures say when "
-               "the first record was handled: a process thawed at its CPU quota, librdkafka's next fetch, the "
-               "broker's answer), a fixed cost that weighs twice as much on the pair's drain, half as long, and "
-               "that a sustained load does not pay; the rate from the resume is shown beside it. tansu sometimes takes the members' "
+               "of the backlog (two routers share the 8 partitions). A drain's rate is the backlog over the time from the "
+               "resume to its last record (the slower router's): the time to drain it, wake-up included. A router "
+               "counts its records by runs, and a run after a freeze holds thousands (every ready partition's batch "
+               "of up to 2,048 at once), so a window that starts at some later reading would start at a run's edge "
+               "and miscount by up to a run, while the wake-up (the thaw, librdkafka's next fetch) is a fixed cost "
+               "that the first record's time in the figures bounds. tansu sometimes takes the members' "
                "partitions at the resume all the same (a rebalance it ran during the freeze) and hands them back "
                "10-20 s later: such a drain times the broker's coordinator, not routing, so it is done again (at "
                "most twice; counted below). The CPU figures name the limit: each router at its quota; the threads' "
