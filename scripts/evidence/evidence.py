@@ -89,6 +89,32 @@ class Cluster:
         return [(r["metric"], float(r["value"][1])) for r in body["data"]["result"]]
 
 
+class Psql:
+    """One psql session kept open, for readings taken many times a second (a psql process each time would cost the
+    machine more than the query)."""
+
+    END = "-- end of answer --"
+
+    def __init__(self, url):
+        self.process = subprocess.Popen(["psql", url, "-At", "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, text=True)
+
+    def query(self, sql):
+        """The rows `sql` returns, each a list of its columns as text (an error returns none)."""
+        self.process.stdin.write(f"{sql};\n\\echo '{self.END}'\n")
+        self.process.stdin.flush()
+        rows = []
+        for line in self.process.stdout:
+            if line.rstrip("\n") == self.END:
+                return rows
+            rows.append(line.rstrip("\n").split("|"))
+        raise RuntimeError("psql ended")
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
 class CpuLimit:
     """Caps processes at a share of one core, each in its own cpu cgroup: what a container's CPU limit does, so a
     stage's CPU-bound work is bounded per process while the machine keeps cores for the rest. cgroup v1's cfs
@@ -99,7 +125,7 @@ class CpuLimit:
     def __init__(self, cores):
         if cores < 0.01:
             raise SystemExit(f"a CPU limit of {cores:g} core is below the 0.01 a cpu cgroup allows")
-        self.quota_us, self.groups = int(cores * self.PERIOD_US), {}
+        self.cores, self.quota_us, self.groups = cores, int(cores * self.PERIOD_US), {}
         if os.path.exists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):
             self.root, self.v2 = "/sys/fs/cgroup/cpu", False
         elif "cpu" in open_or_empty("/sys/fs/cgroup/cgroup.controllers").split():
@@ -126,6 +152,13 @@ class CpuLimit:
             write(os.path.join(group, "cpu.cfs_period_us"), str(self.PERIOD_US))
             write(os.path.join(group, "cpu.cfs_quota_us"), str(self.quota_us))
         return group
+
+    def throttling(self, name):
+        """`name`'s group's counters: {periods, throttled (periods that ran out of quota), throttled_s}."""
+        stat = dict(line.split() for line in open_or_empty(os.path.join(self.groups[name], "cpu.stat")).splitlines())
+        throttled_ns = int(stat.get("throttled_time", 0)) or int(stat.get("throttled_usec", 0)) * 1000
+        return {"periods": int(stat.get("nr_periods", 0)), "throttled": int(stat.get("nr_throttled", 0)),
+                "throttled_s": throttled_ns / 1e9}
 
     def release(self):
         """Moves every limited process back to the root group and removes the groups."""

@@ -41,9 +41,9 @@ opts.add_argument("--freeze-secs", type=float, default=45,
 opts.add_argument("--repeat", type=int, default=5,
                   help="routers-scale: pairs of drains timed, one router then two; the median of the pairs' ratios "
                   "counts (default 5)")
-opts.add_argument("--router-cpu", type=float, default=0.02,
+opts.add_argument("--router-cpu", type=float, default=0.01,
                   help="routers-scale: the share of a core each router may use (a cpu cgroup's quota, as a "
-                  "container's CPU limit; needs root), so that routing is the limiting stage (default 0.02)")
+                  "container's CPU limit; needs root), so that routing is the limiting stage (default 0.01)")
 opts.add_argument("--session-timeout-ms", type=int, default=6000,
                   help="the Kafka session timeout the routers run with (the kafka URL's default, 6000)")
 opts.add_argument("--results", default=os.path.join(ev.ROOT, "docs/results/evidence"))
@@ -241,20 +241,20 @@ def handled_each(names, patience=0.0):
         time.sleep(0.25)
 
 
-Drain = collections.namedtuple("Drain", "loads rate cpu progress late split finished moved runs threads first")
+Drain = collections.namedtuple("Drain", "loads rate cpu progress late split moved runs threads first quota")
 
 
-def drain(routers, targets, limit):
+def drain(routers, targets, limit, store):
     """Times `routers` draining a backlog. Only `routers` run, each held to its CPU limit, and their group's
     assignment is left to settle; one message to each conversation warms them up (a router started for this drain
     has not yet cached the conversations); then they are frozen (SIGSTOP) while the api accepts messages for
     --freeze-secs and until it has acknowledged them all, and resumed together (SIGCONT), within the session
-    timeout. Their progress is read from their own counters every 0.25 s. Returns a Drain: every load sent (the
-    warm-up's and the backlog's), rate per s from the resume until the whole backlog is handled, CPU % per process
-    over the drain, [(seconds since the resume, records handled)], sends acknowledged after the resume, {router:
-    records handled}, {router: seconds until its last record}, whether the group moved a partition between the
-    freeze and the end, {router: runs of records (batches) routed}, {router: {thread name: µs of CPU a record}},
-    seconds from the resume until the first record was handled."""
+    timeout. Their progress is read from the store (`store`, an ev.Psql) every 0.1 s. Returns a Drain: every load
+    sent (the warm-up's and the backlog's), rate per s from the resume until the whole backlog is stored, CPU % per
+    process over the drain, [(seconds since the resume, messages stored)], sends acknowledged after the resume,
+    {router: records handled}, whether the group moved a partition between the freeze and the end, {router: runs of
+    records (batches) routed}, {router: {thread name: µs of CPU a record}}, seconds from the resume until the first
+    message was stored, {router: (share of its quota used, share of periods throttled)}."""
     for name in ("router-1", "router-2"):
         if name in routers and not cluster.alive(name):
             cluster.start(name)
@@ -285,36 +285,62 @@ def drain(routers, targets, limit):
     # the drain is not paced by sends still arriving.
     load = send(targets, int(400 * opts.freeze_secs), grace=10)
     threads_before = {name: thread_cpu(name) for name in routers}
+    throttling_before = {name: limit.throttling(name) for name in routers}
+    stored_before, cpu_before = stored_seq(store, targets), ev.cpu_seconds(cluster.run_dir)
     began = time.time()
     for pid in pids:
         os.kill(pid, signal.SIGCONT)
     late = sum(1 for s in load.acked() if s["acked"] > began)
     total, samples, deadline = len(load.acked()), [], time.time() + 120
+    # Progress is read from the store, not from the routers' /metrics: rendering it would spend their small CPU
+    # share (about 0.6 ms a read, a tenth of a 0.02-core quota at 4 reads a second) and wait for their next period.
     while time.time() < deadline:
-        counts = handled_each(routers)
-        if counts is not None:  # A reading some router missed is left out, not counted as 0.
-            each = {name: counts[name] - count for name, count in before.items()}
-            samples.append((time.time() - began, sum(each.values()), ev.cpu_seconds(cluster.run_dir), each))
-            if samples[-1][1] >= total:
-                break
-        time.sleep(0.25)  # Each read renders a router's /metrics, out of its small CPU share.
-    if not samples:
-        raise RuntimeError(f"{', '.join(routers)}: /metrics did not answer during the drain")
-    # The whole drain: the counters move by whole runs (up to 2,048 records a partition), so a window inside it
-    # measures the batches that happen to fall into it.
-    first, last = samples[0], samples[-1]
-    seconds = last[0]
-    cpu = {name: (used - first[2].get(name, 0)) / (seconds - first[0]) * 100 for name, used in last[2].items()} \
-        if seconds > first[0] else {}
-    split = last[3]
+        done = stored_seq(store, targets) - stored_before
+        samples.append((time.time() - began, done))
+        if samples[-1][1] >= total:
+            break
+        time.sleep(0.1)
+    seconds = samples[-1][0]
+    cpu = {name: (used - cpu_before.get(name, 0)) / seconds * 100
+           for name, used in ev.cpu_seconds(cluster.run_dir).items()}
+    throttling = {name: limit.throttling(name) for name in routers}
+    threads_after = {name: thread_cpu(name) for name in routers}
+    # Each router's share, once its counters have caught up with the store (they count a run after publishing its
+    # notifications).
+    split, until = {}, time.time() + 30
+    while time.time() < until:
+        counts = handled_each(routers, patience=30)
+        split = {name: counts[name] - count for name, count in before.items()}
+        if sum(split.values()) >= total:
+            break
+        time.sleep(0.1)
+    else:
+        print(f"the routers' counters show {sum(split.values())} of the {total} records stored", flush=True)
     threads = {name: {thread: (used - threads_before[name].get(thread, 0)) * 1e6 / max(split[name], 1)
-                      for thread, used in thread_cpu(name).items()} for name in routers}
-    # When each router handled its last record: a drain lasts until the slower one is done.
-    finished = {name: next(t for t, _, _, each in samples if each[name] >= split[name]) for name in split}
-    return Drain([warm_up, load], last[1] / seconds if seconds else 0, cpu, [(t, done) for t, done, *_ in samples],
-                 late, split, finished, moves() != moves_before,
+                      for thread, used in threads_after[name].items()} for name in routers}
+    # How much of its quota each router used over the drain, and how many periods ran out of it.
+    quota = {}
+    for name in routers:
+        spent = sum(threads_after[name].values()) - sum(threads_before[name].values())
+        periods = throttling[name]["periods"] - throttling_before[name]["periods"]
+        quota[name] = (spent / (limit.cores * seconds),
+                       (throttling[name]["throttled"] - throttling_before[name]["throttled"]) / max(periods, 1))
+    return Drain([warm_up, load], total / seconds, cpu, samples, late, split, moves() != moves_before,
                  {name: runs_routed(name) - runs_before[name] for name in routers}, threads,
-                 next((t for t, done, *_ in samples if done), seconds))
+                 next((t for t, done in samples if done), seconds), quota)
+
+
+def stored_seq(store, targets):
+    """Messages stored in `targets`' conversations so far: the sum of their seq counters (`store`: an ev.Psql)."""
+    prefix = targets[0][0].rsplit("-", 1)[0]
+    return int(store.query("SELECT coalesce(sum(last_seq), 0) FROM conversations "
+                           f"WHERE conversation_id LIKE '{prefix}-%'")[0][0])
+
+
+def quota_use(quota):
+    """A router's use of its CPU quota over a drain (`Drain.quota`), in words."""
+    used, throttled = quota
+    return f"{used * 100:.0f} % of its quota used, {throttled * 100:.0f} % of periods throttled"
 
 
 def cpu_by_thread(spent):
@@ -356,7 +382,7 @@ def routers_scale():
     # Many conversations, so that each half of the 8 partitions gets about half of the backlog.
     targets = [(f"ev-{run}-{i}", bob_id) for i in range(1024)]
     drains, redone, sends_of_redone = {1: [], 2: []}, {1: 0, 2: 0}, []
-    limit = ev.CpuLimit(opts.router_cpu)
+    limit, store = ev.CpuLimit(opts.router_cpu), ev.Psql(cluster.env["POSTGRES_URL"])
     try:
         # In pairs, one router then two, so that what drifts over the run (the broker's growing database, the
         # machine's own speed) weighs alike on both drains of a pair.
@@ -364,14 +390,15 @@ def routers_scale():
             for routers in (("router-1",), ("router-1", "router-2")):
                 n = len(routers)
                 for attempt in range(3):
-                    result = drain(routers, targets, limit)
+                    result = drain(routers, targets, limit, store)
                     drains[n].append(result)
                     print(f"{n} router(s): {result.rate:.0f} msg/s, "
-                          f"the first record {result.first:.2f} s after "
+                          f"the first stored {result.first:.2f} s after "
                           "the resume; " + "; ".join(
-                        f"{name} {result.split[name]:.0f} in {result.finished[name]:.1f} s, "
+                        f"{name} {result.split[name]:.0f}, "
                         f"{result.split[name] / max(result.runs[name], 1):.0f} a run, µs of CPU a record: "
-                        + cpu_by_thread(result.threads[name]) for name in routers), flush=True)
+                        + cpu_by_thread(result.threads[name]) + ", " + quota_use(result.quota[name])
+                        for name in routers), flush=True)
                     if not result.moved or attempt == 2:
                         break
                     # tansu may take a member's partitions at the resume (a rebalance it ran during the freeze):
@@ -382,6 +409,7 @@ def routers_scale():
                     sends_of_redone.extend(s for load in result.loads for s in load.sends)
     finally:
         limit.release()
+        store.close()
     merged = ev.Load(cluster, alice, targets, rate=1)
     merged.sends = sends_of_redone + [s for d in drains.values() for r in d for load in r.loads for s in load.sends]
     figures, failures = ev.check(cluster, alice, merged, None)
@@ -395,12 +423,12 @@ def routers_scale():
     for n, r in runs.items():
         figures[f"{n} router(s): drain rates (the backlog over the time from the resume to its last record)"] = \
             ", ".join(f"{d.rate:.0f}" for d in drains[n]) + " msg/s"
-        figures[f"{n} router(s): the first record handled, seconds after the resume"] = \
+        figures[f"{n} router(s): the first message stored, seconds after the resume"] = \
             ", ".join(f"{d.first:.2f}" for d in drains[n])
         figures[f"{n} router(s): the median drain"] = (
-            f"{r.rate:.0f} msg/s ({len(r.loads[-1].acked())} messages, the first handled {r.first:.2f} s and all "
+            f"{r.rate:.0f} msg/s ({len(r.loads[-1].acked())} messages, the first stored {r.first:.2f} s and all "
             f"{r.progress[-1][0]:.1f} s after the resume; {r.late} of them acknowledged after it; "
-            + ", ".join(f"{k} {v:.0f} in {r.finished[k]:.1f} s" for k, v in r.split.items())
+            + ", ".join(f"{k} {v:.0f}" for k, v in r.split.items())
             + " handled by each router)")
         busy = sorted(((v, k) for k, v in r.cpu.items() if v >= 1), reverse=True)
         figures[f"{n} router(s): CPU % by process (200 % = both cores)"] = ", ".join(f"{k} {v:.0f}" for v, k in busy)
@@ -408,6 +436,9 @@ def routers_scale():
         figures[f"{n} router(s), the median drain: records a run, µs of CPU a record by thread"] = "; ".join(
             f"{name} {r.split[name] / max(r.runs[name], 1):.0f} a run, {cpu_by_thread(r.threads[name])}"
             for name in r.split)
+        figures[f"{n} router(s), each drain: the share of its quota each router used, of its periods throttled"] = \
+            "; ".join(", ".join(f"{name} {used * 100:.0f} % / {throttled * 100:.0f} %"
+                                for name, (used, throttled) in d.quota.items()) for d in drains[n])
         figures[f"{n} router(s): drains done again because the group moved partitions inside them"] = str(redone[n])
     goals = [(f"2 routers drain ≥ 1.9 × as fast as 1 (median of {len(ratios)} pairs' ratios)", f"{ratio:.2f}×",
               ratio >= 1.9)]
@@ -419,25 +450,30 @@ def routers_scale():
                "hold it: two processes on this 2-core machine cannot otherwise show CPU-bound scaling, because the "
                "broker (tansu, one storage thread) saturates long before a router does (unlimited, one router "
                "drained about 3,000 msg/s with 13 % of a core while tansu used 91 %). Held so, routing is the "
-               "limiting stage and the broker has cores to spare. In each drain only the routers being timed run, "
-               "their group's assignment steady (both topics' partitions, unmoved for 15 s), warmed up by one "
-               f"message to each of the {len(targets)} conversations; they are frozen (SIGSTOP) while the api "
-               f"accepts {opts.freeze_secs:g} s of messages at 400/s to those conversations into the log, and stay "
-               "frozen until every one is acknowledged (their session timeout is 75 s in this scenario, their "
-               "heartbeat 2 s), then resume and drain them (store each with its seq, route it, publish its "
-               "notification); their own `messages_consumed_total` is read every 0.25 s until it has counted all "
-               "of the backlog (two routers share the 8 partitions). A drain's rate is the backlog over the time from the "
-               "resume to its last record (the slower router's): the time to drain it, wake-up included. A router "
-               "counts its records by runs, and a run after a freeze holds thousands (every ready partition's batch "
-               "of up to 2,048 at once), so a window that starts at some later reading would start at a run's edge "
-               "and miscount by up to a run, while the wake-up (the thaw, librdkafka's next fetch) is a fixed cost "
-               "that the first record's time in the figures bounds. tansu sometimes takes the members' "
-               "partitions at the resume all the same (a rebalance it ran during the freeze) and hands them back "
-               "10-20 s later: such a drain times the broker's coordinator, not routing, so it is done again (at "
-               "most twice; counted below). The CPU figures name the limit: each router at its quota; the threads' "
-               "figures say where a record's CPU goes (`tokio-rt-worker`: decoding, the store's queries, routing; "
-               "`rdk:broker`: librdkafka's fetches). (Stopping the routers instead would empty their group, which "
-               "tansu 0.6 does not always reassign.)")
+               "limiting stage and the broker has cores to spare (at 0.02 of a core two routers drained about "
+               "1,400 msg/s where one drained 1,000: the broker's limit again). In each drain only the routers "
+               "being timed run, their group's assignment steady (both topics' partitions, unmoved for 15 s), "
+               f"warmed up by one message to each of the {len(targets)} conversations; they are frozen (SIGSTOP) "
+               f"while the api accepts {opts.freeze_secs:g} s of messages at 400/s to those conversations into the "
+               "log, and stay frozen until every one is acknowledged (their session timeout is 75 s in this "
+               "scenario, their heartbeat 2 s), then resume and drain them (store each with its seq, route it, "
+               "publish its notification). Progress is read from the store every 0.1 s (the sum of the "
+               "conversations' seq counters, one psql session), not from the routers' /metrics: under load a "
+               "render cost a router about 2.5 ms of CPU, so reading it 4 times a second took half of a 0.02-core "
+               "quota (the same drains ran at 414-489 msg/s on 0.02 of a core with those reads and 436-451 on "
+               "0.01 without). A drain's rate is the backlog over the time from the resume until all of it is "
+               "stored: the time to drain it, wake-up included. A router stores a run of records at once, and a "
+               "run after a freeze holds thousands (every ready partition's fetched records, up to 2,048 each), so "
+               "a window that starts later would start at a run's edge and miscount by up to a run. tansu "
+               "sometimes takes the members' partitions at the resume all the same (a rebalance it ran during the "
+               "freeze) and hands them back 10-20 s later: such a drain times the broker's coordinator, not "
+               "routing, so it is done again (at most twice; counted below). The CPU figures name the limit: the "
+               "share of its quota each router used over the drain and the share of its periods that ran out of "
+               "it; the threads' figures say where a record's CPU goes (`tokio-rt-worker`: decoding, the store's "
+               "queries, routing; `rdk:broker`: librdkafka's fetches). A router at its quota drains at its quota over "
+               "its CPU a record, so a pair's ratio follows the CPU a record of its drains, which swings from drain "
+               "to drain and between the two routers of one drain (docs/distributed.md). (Stopping the routers "
+               "instead would empty their group, which tansu 0.6 does not always reassign.)")
     per_second = []
     for n in (1, 2):
         counts, last = [], 0.0
