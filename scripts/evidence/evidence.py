@@ -154,11 +154,9 @@ class CpuLimit:
         return group
 
     def throttling(self, name):
-        """`name`'s group's counters: {periods, throttled (periods that ran out of quota), throttled_s}."""
+        """`name`'s group's counters: {periods, throttled (the periods that ran out of quota)}."""
         stat = dict(line.split() for line in open_or_empty(os.path.join(self.groups[name], "cpu.stat")).splitlines())
-        throttled_ns = int(stat.get("throttled_time", 0)) or int(stat.get("throttled_usec", 0)) * 1000
-        return {"periods": int(stat.get("nr_periods", 0)), "throttled": int(stat.get("nr_throttled", 0)),
-                "throttled_s": throttled_ns / 1e9}
+        return {"periods": int(stat.get("nr_periods", 0)), "throttled": int(stat.get("nr_throttled", 0))}
 
     def release(self):
         """Moves every limited process back to the root group and removes the groups."""

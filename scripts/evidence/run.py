@@ -291,14 +291,17 @@ def drain(routers, targets, limit, store):
     for pid in pids:
         os.kill(pid, signal.SIGCONT)
     late = sum(1 for s in load.acked() if s["acked"] > began)
-    total, samples, deadline = len(load.acked()), [], time.time() + 120
+    total, samples, deadline = len(load.acked()), [], time.time() + 600
     # Progress is read from the store, not from the routers' /metrics: rendering it would spend their small CPU
-    # share (about 0.6 ms a read, a tenth of a 0.02-core quota at 4 reads a second) and wait for their next period.
-    while time.time() < deadline:
+    # share (about 2.5 ms a read under load: half of a 0.02-core quota at 4 reads a second).
+    while True:
         done = stored_seq(store, targets) - stored_before
         samples.append((time.time() - began, done))
-        if samples[-1][1] >= total:
+        if done >= total:
             break
+        if time.time() > deadline:
+            raise RuntimeError(f"{', '.join(routers)}: {done} of the {total} messages stored "
+                               f"{samples[-1][0]:.0f} s after the resume")
         time.sleep(0.1)
     seconds = samples[-1][0]
     cpu = {name: (used - cpu_before.get(name, 0)) / seconds * 100
