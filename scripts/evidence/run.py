@@ -336,8 +336,10 @@ def drain(routers, targets, limit, store):
 def stored_seq(store, targets):
     """Messages stored in `targets`' conversations so far: the sum of their seq counters (`store`: an ev.Psql)."""
     prefix = targets[0][0].rsplit("-", 1)[0]
-    return int(store.query("SELECT coalesce(sum(last_seq), 0) FROM conversations "
-                           f"WHERE conversation_id LIKE '{prefix}-%'")[0][0])
+    rows = store.query(f"SELECT coalesce(sum(last_seq), 0) FROM conversations WHERE conversation_id LIKE '{prefix}-%'")
+    if not rows:
+        raise RuntimeError("PostgreSQL did not answer the stored-messages count")
+    return int(rows[0][0])
 
 
 def quota_use(quota):
@@ -424,7 +426,7 @@ def routers_scale():
     # shows).
     runs = {n: sorted(d, key=lambda r: r.rate)[len(d) // 2] for n, d in drains.items()}
     for n, r in runs.items():
-        figures[f"{n} router(s): drain rates (the backlog over the time from the resume to its last record)"] = \
+        figures[f"{n} router(s): drain rates (the backlog over the time from the resume until all of it is stored)"] = \
             ", ".join(f"{d.rate:.0f}" for d in drains[n]) + " msg/s"
         figures[f"{n} router(s): the first message stored, seconds after the resume"] = \
             ", ".join(f"{d.first:.2f}" for d in drains[n])
