@@ -137,6 +137,57 @@ async fn the_log_survives_a_restart_and_reclaims_consumed_records() {
 }
 
 #[tokio::test]
+async fn commits_in_the_background_wait_for_their_delay_and_are_written_at_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let options = LogOptions {
+        partitions: Some(1),
+        reclaim_interval: Duration::ZERO,
+        background_commit_delay: Duration::from_secs(3600),
+        ..LogOptions::default()
+    };
+    let log = SqliteLog::open(&path, options.clone()).unwrap();
+    log.append_batch("t", (0..10).map(record).collect())
+        .await
+        .unwrap();
+    let mut consumer = log.consumer("g", "t", 0).await.unwrap();
+    assert_eq!(
+        consumer
+            .poll(10, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .len(),
+        10
+    );
+    consumer.commit_in_background(5).unwrap();
+    // The next append's round runs after the commit reached the writer; the commit is not due yet.
+    log.append("t", record(10)).await.unwrap();
+    assert_eq!(
+        log.lag("g", "t").await.unwrap(),
+        vec![11],
+        "a commit in the background is held until its delay has passed"
+    );
+    let mut fresh = log.consumer("other", "t", 0).await.unwrap();
+    assert_eq!(
+        fresh.poll(100, Duration::from_secs(1)).await.unwrap()[0].offset,
+        0,
+        "records whose commit is only held are not reclaimed"
+    );
+    consumer.commit_in_background(8).unwrap();
+    log.close().await;
+
+    let reopened = SqliteLog::open(&path, options).unwrap();
+    let mut resumed = reopened.consumer("g", "t", 0).await.unwrap();
+    let rest = resumed.poll(100, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(
+        rest.first().map(|r| r.offset),
+        Some(8),
+        "closing the log writes the commits it held"
+    );
+    reopened.close().await;
+}
+
+#[tokio::test]
 async fn a_log_opened_without_a_partition_count_keeps_the_one_it_was_created_with() {
     let dir = tempfile::tempdir().unwrap();
     let (fresh, made) = (dir.path().join("fresh.db"), dir.path().join("made.db"));

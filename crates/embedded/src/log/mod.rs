@@ -27,10 +27,10 @@ use rusqlite::{Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 /// Partitions per topic of a new log unless told otherwise. One process reads them all (its router takes the
 /// partitions that are ready at once as one run), so more partitions buy no parallelism, while the tail of each
@@ -58,6 +58,11 @@ pub struct LogOptions {
     /// transactions, a few hundred records per transaction, so it never holds up the appends for long (at 1,700
     /// messages/s, a pass every 5 s in one transaction of its own took the accept p99 from 5 to 40 ms).
     pub reclaim_interval: Duration,
+    /// Longest a commit made in the background waits to be written. The writer holds such commits and writes
+    /// them with the appends of the first round after this (or at once with a waited commit), so a batch loop's
+    /// commits neither cost a transaction of their own nor add the offsets' page to every commit. A crash replays
+    /// at most this much more, which at-least-once allows; records are reclaimed only once their commit is written.
+    pub background_commit_delay: Duration,
 }
 
 impl Default for LogOptions {
@@ -69,6 +74,7 @@ impl Default for LogOptions {
             live_records_per_partition: 2048,
             max_batch_records: 4096,
             reclaim_interval: Duration::from_secs(1),
+            background_commit_delay: Duration::from_millis(200),
         }
     }
 }
@@ -159,7 +165,9 @@ enum Request {
         topic: String,
         partition: u32,
         next_offset: u64,
-        reply: oneshot::Sender<Result<(), LogError>>,
+        /// `None` for a commit in the background, which the writer may hold for a while (see
+        /// [`LogOptions::background_commit_delay`]).
+        reply: Option<oneshot::Sender<Result<(), LogError>>>,
     },
     Shutdown,
 }
@@ -195,7 +203,7 @@ impl SqliteLog {
             committed: Mutex::default(),
         });
         load_positions(&conn, &shared).map_err(backend)?;
-        let (requests, receiver) = mpsc::unbounded_channel();
+        let (requests, receiver) = mpsc::channel();
         let writer_shared = shared.clone();
         let writer = std::thread::Builder::new()
             .name("event-log-writer".into())
@@ -233,7 +241,7 @@ impl SqliteLog {
 struct Opener {
     shared: Arc<Shared>,
     readers: Arc<Readers>,
-    requests: mpsc::UnboundedSender<Request>,
+    requests: mpsc::Sender<Request>,
 }
 
 impl Opener {
@@ -351,7 +359,7 @@ impl EventLog for SqliteLog {
     }
 
     async fn ping(&self) -> Result<(), LogError> {
-        if self.opener.requests.is_closed() {
+        if lock(&self.writer).as_ref().is_none_or(|w| w.is_finished()) {
             return Err(LogError::Closed);
         }
         self.opener

@@ -9,8 +9,9 @@ use chat4all_core::ports::{LogError, PartitionConsumer, Record, Tail};
 use rusqlite::{Connection, params};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 impl TopicState {
@@ -39,7 +40,7 @@ pub(super) struct SqliteConsumer {
     pub(super) position: u64,
     pub(super) state: Arc<TopicState>,
     pub(super) readers: Arc<Readers>,
-    pub(super) requests: mpsc::UnboundedSender<Request>,
+    pub(super) requests: mpsc::Sender<Request>,
     /// Ownership of the partition within a subscription; dropping the consumer hands it on.
     pub(super) _lease: Option<Lease>,
 }
@@ -69,23 +70,24 @@ impl PartitionConsumer for SqliteConsumer {
     }
 
     async fn commit(&mut self, next_offset: u64) -> Result<(), LogError> {
-        let answer = self.request_commit(next_offset)?;
+        let (reply, answer) = oneshot::channel();
+        self.request_commit(next_offset, Some(reply))?;
         answer.await.map_err(|_| LogError::Closed)?
     }
 
     fn commit_in_background(&mut self, next_offset: u64) -> Result<(), LogError> {
         // The writer handles requests in order, so a later waited commit lands after this one.
-        self.request_commit(next_offset).map(drop)
+        self.request_commit(next_offset, None)
     }
 }
 
 impl SqliteConsumer {
-    /// Queues the group's commit of `next_offset` with the writer; the answer comes once it is durable.
+    /// Queues the group's commit of `next_offset` with the writer, which answers `reply` once it is durable.
     fn request_commit(
         &self,
         next_offset: u64,
-    ) -> Result<oneshot::Receiver<Result<(), LogError>>, LogError> {
-        let (reply, answer) = oneshot::channel();
+        reply: Option<oneshot::Sender<Result<(), LogError>>>,
+    ) -> Result<(), LogError> {
         let request = Request::Commit {
             group: self.group.clone(),
             topic: self.topic.clone(),
@@ -93,8 +95,7 @@ impl SqliteConsumer {
             next_offset,
             reply,
         };
-        self.requests.send(request).map_err(|_| LogError::Closed)?;
-        Ok(answer)
+        self.requests.send(request).map_err(|_| LogError::Closed)
     }
 }
 

@@ -1,32 +1,44 @@
-//! The log's one writer thread: drains every pending append and commit into one transaction (group commit),
-//! answers only after the fsync, wakes the consumers, and reclaims space in the same transactions.
+//! The log's one writer thread: drains every pending append and waited commit into one transaction (group
+//! commit), answers only after the fsync, wakes the consumers, and reclaims space in the same transactions.
+//! Commits made in the background are held and written with a later round
+//! ([`LogOptions::background_commit_delay`]).
 
 use super::reclaim::Reclaimer;
 use super::{LogOptions, Request, Shared, TopicState};
 use crate::sqlite::lock;
-use chat4all_core::ports::{LogError, RecordPosition, partition_for};
+use chat4all_core::ports::{LogError, OutgoingRecord, RecordPosition, partition_for};
 use chat4all_core::time::now_millis;
 use rusqlite::{Connection, params};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
 /// The writer thread: drains requests into one transaction each round, fsyncs once, then answers them all.
 pub(super) fn run_writer(
     mut conn: Connection,
-    mut requests: mpsc::UnboundedReceiver<Request>,
+    requests: Receiver<Request>,
     shared: Arc<Shared>,
     options: LogOptions,
 ) {
     let mut reclaimer = Reclaimer::new();
-    let mut shutting_down = false;
-    while !shutting_down {
-        let Some(first) = requests.blocking_recv() else {
-            break;
+    let mut held = HeldCommits::default();
+    let mut open = true;
+    while open {
+        let mut batch = Vec::new();
+        let first = match held.due_in(options.background_commit_delay) {
+            None => requests.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(wait) => requests.recv_timeout(wait),
         };
-        let mut weight = first.weight();
-        let mut batch = vec![first];
-        while weight < options.max_batch_records {
+        match first {
+            Ok(request) => batch.push(request),
+            Err(RecvTimeoutError::Timeout) => {} // only the held commits are due
+            Err(RecvTimeoutError::Disconnected) => open = false,
+        }
+        let mut weight: usize = batch.iter().map(Request::weight).sum();
+        while open && weight < options.max_batch_records {
             match requests.try_recv() {
                 Ok(request) => {
                     weight += request.weight();
@@ -36,16 +48,20 @@ pub(super) fn run_writer(
             }
         }
         if let Some(at) = batch.iter().position(|r| matches!(r, Request::Shutdown)) {
-            shutting_down = true;
+            open = false;
             batch.truncate(at);
         }
-        write_batch(&mut conn, batch, &shared, |tx| {
+        let round = Round::from_requests(batch, &shared, &mut held);
+        let flush = !open
+            || !round.waiting.is_empty()
+            || held.due_in(options.background_commit_delay) == Some(Duration::ZERO);
+        let offsets = if flush { held.take() } else { HashMap::new() };
+        round.write(&mut conn, offsets, &shared, &mut held, |tx| {
             reclaimer.run(tx, &shared, &options)
         });
     }
-    requests.close();
     // Answer anything that raced with the shutdown so no caller waits forever.
-    while let Ok(request) = requests.try_recv() {
+    for request in requests.try_iter() {
         fail(request, || LogError::Closed);
     }
     if let Err(e) = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
@@ -56,130 +72,190 @@ pub(super) fn run_writer(
 fn fail(request: Request, error: impl Fn() -> LogError) {
     match request {
         Request::Append { reply, .. } => drop(reply.send(Err(error()))),
-        Request::Commit { reply, .. } => drop(reply.send(Err(error()))),
+        Request::Commit { reply, .. } => {
+            if let Some(reply) = reply {
+                drop(reply.send(Err(error())));
+            }
+        }
         Request::Shutdown => {}
     }
 }
 
-/// A successful write, answered once the transaction is durable.
-enum Done {
-    Appended(
-        oneshot::Sender<Result<Vec<RecordPosition>, LogError>>,
-        Vec<RecordPosition>,
-    ),
-    Committed(oneshot::Sender<Result<(), LogError>>),
+/// A group's position in one partition of a topic: (group, topic, partition).
+type OffsetKey = (String, String, u32);
+
+/// Commits made in the background and not yet written (see [`LogOptions::background_commit_delay`]); a later
+/// commit of the same partition replaces an earlier one.
+#[derive(Default)]
+struct HeldCommits {
+    offsets: HashMap<OffsetKey, u64>,
+    /// When the oldest of them arrived.
+    since: Option<Instant>,
 }
 
-/// Writes `batch` in one transaction, running `before_commit` in it last.
-fn write_batch(
-    conn: &mut Connection,
-    batch: Vec<Request>,
-    shared: &Shared,
-    before_commit: impl FnOnce(&mut rusqlite::Transaction<'_>),
-) {
-    if batch.is_empty() {
-        return;
+impl HeldCommits {
+    fn hold(&mut self, key: OffsetKey, next_offset: u64) {
+        self.offsets.insert(key, next_offset);
+        self.since.get_or_insert_with(Instant::now);
     }
-    let mut ends: HashMap<String, (Arc<TopicState>, Vec<u64>)> = HashMap::new();
-    let mut commits: Vec<((String, String, u32), u64)> = Vec::new();
-    let mut done = Vec::with_capacity(batch.len());
-    let mut rejected = Vec::new();
-    let result = (|| -> rusqlite::Result<()> {
-        let mut tx = conn.transaction()?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO records (topic, partition, offset, key, headers, payload, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO offsets (grp, topic, partition, next_offset) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
-            )?;
-            let now = now_millis();
-            for request in batch {
-                match request {
-                    Request::Append {
-                        topic,
-                        records,
-                        reply,
-                    } => {
-                        let (_, topic_ends) = ends.entry(topic.clone()).or_insert_with(|| {
-                            let state = shared.topic(&topic);
-                            let current = state
-                                .ends
-                                .iter()
-                                .map(|e| e.load(Ordering::Acquire))
-                                .collect();
-                            (state, current)
-                        });
-                        let mut positions = Vec::with_capacity(records.len());
-                        for record in records {
-                            let partition = partition_for(&record.key, shared.partitions);
-                            let offset = topic_ends[partition as usize];
-                            let headers = serde_json::to_string(&record.headers)
-                                .unwrap_or_else(|_| "[]".into());
-                            insert.execute(params![
-                                topic,
-                                partition,
-                                offset as i64,
-                                record.key,
-                                headers,
-                                record.payload,
-                                now
-                            ])?;
-                            topic_ends[partition as usize] = offset + 1;
-                            positions.push(RecordPosition { partition, offset });
+
+    /// How long until they must be written; `None` when none are held.
+    fn due_in(&self, delay: Duration) -> Option<Duration> {
+        self.since
+            .map(|since| delay.saturating_sub(since.elapsed()))
+    }
+
+    fn take(&mut self) -> HashMap<OffsetKey, u64> {
+        self.since = None;
+        std::mem::take(&mut self.offsets)
+    }
+
+    /// Holds again offsets whose write failed, unless a later commit has replaced them meanwhile.
+    fn restore(&mut self, offsets: HashMap<OffsetKey, u64>) {
+        for (key, next_offset) in offsets {
+            self.offsets.entry(key).or_insert(next_offset);
+            self.since.get_or_insert_with(Instant::now);
+        }
+    }
+}
+
+type AppendReply = oneshot::Sender<Result<Vec<RecordPosition>, LogError>>;
+
+/// One round's requests: the appends to write, and whom to answer once they and the waited commits are durable.
+/// Commits join the held ones, which the round writes when they are due.
+struct Round {
+    appends: Vec<(String, Vec<OutgoingRecord>)>,
+    appended: Vec<AppendReply>,
+    waiting: Vec<oneshot::Sender<Result<(), LogError>>>,
+}
+
+impl Round {
+    fn from_requests(batch: Vec<Request>, shared: &Shared, held: &mut HeldCommits) -> Self {
+        let mut round = Self {
+            appends: Vec::new(),
+            appended: Vec::new(),
+            waiting: Vec::new(),
+        };
+        for request in batch {
+            match request {
+                Request::Append {
+                    topic,
+                    records,
+                    reply,
+                } => {
+                    round.appends.push((topic, records));
+                    round.appended.push(reply);
+                }
+                Request::Commit {
+                    group,
+                    topic,
+                    partition,
+                    next_offset,
+                    reply,
+                } => {
+                    if partition >= shared.partitions {
+                        let why = format!("partition {partition} does not exist");
+                        match reply {
+                            Some(reply) => drop(reply.send(Err(LogError::Invalid(why)))),
+                            None => tracing::warn!(group, topic, "commit refused: {why}"),
                         }
-                        done.push(Done::Appended(reply, positions));
+                        continue;
                     }
-                    Request::Commit {
-                        group,
-                        topic,
-                        partition,
-                        next_offset,
-                        reply,
-                    } => {
-                        if partition >= shared.partitions {
-                            rejected.push((reply, format!("partition {partition} does not exist")));
-                            continue;
-                        }
-                        upsert.execute(params![group, topic, partition, next_offset as i64])?;
-                        commits.push(((group, topic, partition), next_offset));
-                        done.push(Done::Committed(reply));
+                    held.hold((group, topic, partition), next_offset);
+                    round.waiting.extend(reply);
+                }
+                Request::Shutdown => {}
+            }
+        }
+        round
+    }
+
+    /// Writes the appends and `offsets` in one transaction, running `before_commit` in it last, then answers.
+    /// Nothing to write costs no transaction.
+    fn write(
+        self,
+        conn: &mut Connection,
+        offsets: HashMap<OffsetKey, u64>,
+        shared: &Shared,
+        held: &mut HeldCommits,
+        before_commit: impl FnOnce(&mut rusqlite::Transaction<'_>),
+    ) {
+        if self.appends.is_empty() && offsets.is_empty() {
+            return;
+        }
+        let mut ends: HashMap<String, (Arc<TopicState>, Vec<u64>)> = HashMap::new();
+        let mut positions = Vec::with_capacity(self.appends.len());
+        let result = (|| -> rusqlite::Result<()> {
+            let mut tx = conn.transaction()?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO records (topic, partition, offset, key, headers, payload, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                let now = now_millis();
+                for (topic, records) in self.appends {
+                    let (_, topic_ends) = ends.entry(topic.clone()).or_insert_with(|| {
+                        let state = shared.topic(&topic);
+                        let current = state
+                            .ends
+                            .iter()
+                            .map(|e| e.load(Ordering::Acquire))
+                            .collect();
+                        (state, current)
+                    });
+                    let mut written = Vec::with_capacity(records.len());
+                    for record in records {
+                        let partition = partition_for(&record.key, shared.partitions);
+                        let offset = topic_ends[partition as usize];
+                        let headers =
+                            serde_json::to_string(&record.headers).unwrap_or_else(|_| "[]".into());
+                        insert.execute(params![
+                            topic,
+                            partition,
+                            offset as i64,
+                            record.key,
+                            headers,
+                            record.payload,
+                            now
+                        ])?;
+                        topic_ends[partition as usize] = offset + 1;
+                        written.push(RecordPosition { partition, offset });
                     }
-                    Request::Shutdown => {}
+                    positions.push(written);
+                }
+                let mut upsert = tx.prepare_cached(
+                    "INSERT INTO offsets (grp, topic, partition, next_offset) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+                )?;
+                for ((group, topic, partition), next_offset) in &offsets {
+                    upsert.execute(params![group, topic, partition, *next_offset as i64])?;
                 }
             }
-        }
-        before_commit(&mut tx);
-        tx.commit()
-    })();
-    for (reply, why) in rejected {
-        let _ = reply.send(Err(LogError::Invalid(why)));
-    }
-    if let Err(e) = result {
-        tracing::error!(error = %e, "event log write failed; the batch was rolled back");
-        for item in done {
-            match item {
-                Done::Appended(reply, _) => drop(reply.send(Err(LogError::Backend(e.to_string())))),
-                Done::Committed(reply) => drop(reply.send(Err(LogError::Backend(e.to_string())))),
+            before_commit(&mut tx);
+            tx.commit()
+        })();
+        if let Err(e) = result {
+            tracing::error!(error = %e, "event log write failed; the batch was rolled back");
+            held.restore(offsets);
+            for reply in self.appended {
+                drop(reply.send(Err(LogError::Backend(e.to_string()))));
             }
+            for reply in self.waiting {
+                drop(reply.send(Err(LogError::Backend(e.to_string()))));
+            }
+            return;
         }
-        return;
-    }
-    {
-        let mut committed = lock(&shared.committed);
-        committed.extend(commits);
-    }
-    for (state, topic_ends) in ends.into_values() {
-        for (slot, end) in state.ends.iter().zip(topic_ends) {
-            slot.store(end, Ordering::Release);
+        lock(&shared.committed).extend(offsets);
+        for (state, topic_ends) in ends.into_values() {
+            for (slot, end) in state.ends.iter().zip(topic_ends) {
+                slot.store(end, Ordering::Release);
+            }
+            state.appended.notify_waiters();
         }
-        state.appended.notify_waiters();
-    }
-    for item in done {
-        match item {
-            Done::Appended(reply, positions) => drop(reply.send(Ok(positions))),
-            Done::Committed(reply) => drop(reply.send(Ok(()))),
+        for (reply, written) in self.appended.into_iter().zip(positions) {
+            drop(reply.send(Ok(written)));
+        }
+        for reply in self.waiting {
+            drop(reply.send(Ok(())));
         }
     }
 }
