@@ -88,19 +88,15 @@ fn capacity(args: CapacityArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(4096)
-            .timeout(std::time::Duration::from_secs(30))
-            .build()?;
-        let senders =
-            std::sync::Arc::new(capacity::senders(&client, &options.url, options.users).await?);
+        let client = std::sync::Arc::new(capacity::Client::new(&options.url)?);
+        let senders = std::sync::Arc::new(capacity::senders(&client, options.users).await?);
         let send = capacity::ramp(&client, &options, &Target::Send(senders), "send").await;
         let bare = if args.compare_bare {
             Some(
                 capacity::ramp(
                     &client,
                     &options,
-                    &Target::Get("/health/live".into()),
+                    &Target::Get(capacity::Prepared::get("/health/live")?),
                     "bare",
                 )
                 .await,

@@ -2,7 +2,9 @@
 //! most). Offered less than that, latency stays near 20 ms; offered more, the queue must show in the latency
 //! measured from the scheduled send time (a closed-model generator would hide it by slowing down).
 
-use chat4all_loadtest::capacity::{CapacityOptions, Target, check_target, ramp, run_step};
+use chat4all_loadtest::capacity::{
+    CapacityOptions, Client, Prepared, Target, check_target, ramp, run_step,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -68,6 +70,37 @@ async fn cold_server(cold: usize) -> String {
     format!("http://{addr}")
 }
 
+/// A server that keeps its connections open and answers each request at once; returns its URL and how many
+/// connections it accepted.
+async fn keep_alive_server() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                while read_head(&mut socket).await {
+                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    if socket.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), accepted)
+}
+
+fn client(url: &str) -> Arc<Client> {
+    Arc::new(Client::new(url).unwrap())
+}
+
+fn get_root() -> Target {
+    Target::Get(Prepared::get("/").unwrap())
+}
+
 fn one_step(url: String, warmup_secs: u64) -> CapacityOptions {
     CapacityOptions {
         url,
@@ -86,27 +119,16 @@ fn one_step(url: String, warmup_secs: u64) -> CapacityOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_warm_up_is_not_counted() {
-    let client = reqwest::Client::new();
-    let target = Target::Get("/".into());
-    let cold = ramp(
-        &client,
-        &one_step(cold_server(10).await, 0),
-        &target,
-        "cold",
-    )
-    .await;
+    let target = get_root();
+    let url = cold_server(10).await;
+    let cold = ramp(&client(&url), &one_step(url, 0), &target, "cold").await;
     assert!(
         cold[0].p99_ms >= 300.0,
         "from a cold start the slow first requests count: {cold:?}"
     );
 
-    let warm = ramp(
-        &client,
-        &one_step(cold_server(10).await, 1),
-        &target,
-        "warm",
-    )
-    .await;
+    let url = cold_server(10).await;
+    let warm = ramp(&client(&url), &one_step(url, 1), &target, "warm").await;
     assert_eq!(warm.len(), 1, "the warm-up is not a step: {warm:?}");
     assert_eq!((warm[0].sent, warm[0].errors), (40, 0));
     assert!(
@@ -117,17 +139,16 @@ async fn the_warm_up_is_not_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queueing_shows_in_the_measured_latency() {
-    let url = slow_server().await;
-    let client = reqwest::Client::new();
-    let target = Target::Get("/".into());
-    let calm = run_step(&client, &url, &target, 20, Duration::from_secs(1), 0, None).await;
+    let client = client(&slow_server().await);
+    let target = get_root();
+    let calm = run_step(&client, &target, 20, Duration::from_secs(1), 0, None).await;
     assert_eq!((calm.sent, calm.errors), (20, 0));
     assert!(
         calm.p99_ms < 150.0,
         "under capacity the latency stays near the service time: {calm:?}"
     );
 
-    let overload = run_step(&client, &url, &target, 100, Duration::from_secs(1), 0, None).await;
+    let overload = run_step(&client, &target, 100, Duration::from_secs(1), 0, None).await;
     assert_eq!((overload.sent, overload.errors), (100, 0));
     // 100 requests at 20 ms each need 2 s; the last, scheduled at 0.99 s, waits about a second.
     assert!(
@@ -138,6 +159,37 @@ async fn queueing_shows_in_the_measured_latency() {
         overload.p50_ms > calm.p50_ms * 3.0,
         "{overload:?} vs {calm:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_kept_alive_and_reused() {
+    let (url, accepted) = keep_alive_server().await;
+    // 40 requests 25 ms apart, each answered at once: one connection carries them all.
+    let step = run_step(
+        &client(&url),
+        &get_root(),
+        40,
+        Duration::from_secs(1),
+        0,
+        None,
+    )
+    .await;
+    assert_eq!((step.sent, step.errors), (40, 0));
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "a connection per request is what this client avoids"
+    );
+}
+
+#[test]
+fn only_http_urls_with_a_host_make_a_client() {
+    assert!(Client::new("http://127.0.0.1:8080").is_ok());
+    assert!(Client::new("http://localhost").is_ok());
+    let https = Client::new("https://127.0.0.1:8443").err().unwrap();
+    assert!(https.to_string().contains("plain http"), "{https}");
+    assert!(Client::new("127.0.0.1:8080").is_err());
+    assert!(Prepared::get("health/live").is_err());
 }
 
 #[test]

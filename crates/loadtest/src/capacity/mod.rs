@@ -6,16 +6,20 @@
 //! Here: the options, the target check, the users the load runs as, and the ramp with its knee. One step (the
 //! scheduler and what it measures) is in `step`; the Markdown and SVG report in `report`.
 
+mod http;
 mod report;
 mod step;
 
+pub use http::{Client, Prepared, bearer_value};
 pub use report::write_report;
 pub use step::{Step, Target, run_step};
 
 use anyhow::Context;
+use hyper::header::HeaderValue;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How to ramp.
@@ -48,11 +52,8 @@ pub struct CapacityOptions {
 
 /// Refuses targets off the loopback range unless allowed.
 pub fn check_target(url: &str, allow_remote: bool) -> anyhow::Result<()> {
-    let parsed = reqwest::Url::parse(url).with_context(|| format!("invalid URL {url}"))?;
-    let host = parsed
-        .host_str()
-        .unwrap_or_default()
-        .trim_matches(['[', ']']);
+    let parsed: hyper::Uri = url.parse().with_context(|| format!("invalid URL {url}"))?;
+    let host = parsed.host().unwrap_or_default().trim_matches(['[', ']']);
     let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     anyhow::ensure!(
         loopback || allow_remote,
@@ -66,44 +67,46 @@ pub fn check_target(url: &str, allow_remote: bool) -> anyhow::Result<()> {
 pub struct Senders {
     /// Distinguishes this run's users and conversations from an earlier run's.
     pub run: String,
-    /// One access token per user.
-    pub tokens: Vec<String>,
+    /// One `Authorization` value per user.
+    pub tokens: Vec<HeaderValue>,
 }
 
 /// Registers `count` users for this run and returns them.
-pub async fn senders(client: &reqwest::Client, url: &str, count: usize) -> anyhow::Result<Senders> {
+pub async fn senders(client: &Client, count: usize) -> anyhow::Result<Senders> {
     let run = format!("{:x}", chat4all_core::time::now_millis());
     let mut tokens = Vec::with_capacity(count);
     for i in 0..count {
         let credentials =
             json!({"username": format!("cap_{run}_{i}"), "password": "capacity-password"});
-        client
-            .post(format!("{url}/auth/register"))
-            .json(&credentials)
-            .send()
-            .await?
-            .error_for_status()?;
-        let token: Value = client
-            .post(format!("{url}/auth/token"))
-            .json(&credentials)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
+        let (status, body) = client
+            .send(&Prepared::post_json("/auth/register", &credentials)?)
             .await?;
-        tokens.push(
+        anyhow::ensure!(
+            status.is_success(),
+            "registering a user: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+        let (status, body) = client
+            .send(&Prepared::post_json("/auth/token", &credentials)?)
+            .await?;
+        anyhow::ensure!(
+            status.is_success(),
+            "logging in: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+        let token: Value = serde_json::from_slice(&body).context("the token answer is not JSON")?;
+        tokens.push(bearer_value(
             token["access_token"]
                 .as_str()
-                .context("no access_token in the answer")?
-                .to_owned(),
-        );
+                .context("no access_token in the answer")?,
+        )?);
     }
     Ok(Senders { run, tokens })
 }
 
 /// Ramps `target` until the SLO or the error limit breaks; returns every step.
 pub async fn ramp(
-    client: &reqwest::Client,
+    client: &Arc<Client>,
     options: &CapacityOptions,
     target: &Target,
     label: &str,
@@ -114,18 +117,10 @@ pub async fn ramp(
             .expect("valid template"),
     );
     bar.set_prefix(label.to_owned());
-    let (url, progress) = (&options.url, &bar);
+    let progress = &bar;
     let send = move |rate, secs, e2e_every| {
         let duration = Duration::from_secs(secs);
-        run_step(
-            client,
-            url,
-            target,
-            rate,
-            duration,
-            e2e_every,
-            Some(progress),
-        )
+        run_step(client, target, rate, duration, e2e_every, Some(progress))
     };
     let mut rate = options.start_rate.max(1);
     if options.warmup_secs > 0 {

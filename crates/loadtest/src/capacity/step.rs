@@ -3,7 +3,9 @@
 //! generator), errors counted, and a sample of sends followed to DELIVERED for the end-to-end latency.
 
 use super::Senders;
+use super::http::{Client, Prepared};
 use hdrhistogram::Histogram;
+use hyper::header::HeaderValue;
 use indicatif::ProgressBar;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -44,14 +46,16 @@ impl Step {
 pub enum Target {
     /// `POST /v1/messages` as one of these users, with e2e sampling.
     Send(Arc<Senders>),
-    /// `GET` of this path (a bare endpoint for comparison).
-    Get(String),
+    /// A `GET` (a bare endpoint for comparison).
+    Get(Prepared),
 }
+
+/// Conversations a run's sends are spread over.
+const CONVERSATIONS: u64 = 1_000;
 
 /// Sends `rate` requests per second for `duration`, each at its scheduled time; returns the step's figures.
 pub async fn run_step(
-    client: &reqwest::Client,
-    url: &str,
+    client: &Arc<Client>,
     target: &Target,
     rate: u32,
     duration: Duration,
@@ -60,6 +64,7 @@ pub async fn run_step(
 ) -> Step {
     let total = (u64::from(rate) * duration.as_millis() as u64 / 1000).max(1);
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let requests = Arc::new(prepare(target));
     let latencies = Arc::new(Mutex::new(
         Histogram::<u64>::new(3).expect("3 significant digits is valid"),
     ));
@@ -76,7 +81,7 @@ pub async fn run_step(
             continue;
         }
         in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (client, url, target) = (client.clone(), url.to_owned(), target.clone());
+        let (client, requests, target) = (client.clone(), requests.clone(), target.clone());
         let (task_latencies, task_errors, task_samples, task_in_flight) = (
             latencies.clone(),
             errors.clone(),
@@ -84,29 +89,34 @@ pub async fn run_step(
             in_flight.clone(),
         );
         tasks.spawn(async move {
-            let (latencies, errors, samples, in_flight) = (task_latencies, task_errors, task_samples, task_in_flight);
-            let request = match &target {
-                Target::Send(senders) => client
-                    .post(format!("{url}/v1/messages"))
-                    .bearer_auth(&senders.tokens[i as usize % senders.tokens.len()])
-                    .json(&json!({"conversation_id": format!("capacity-{}-{}", senders.run, i % 1000), "content": "capacity probe"})),
-                Target::Get(path) => client.get(format!("{url}{path}")),
+            let (latencies, errors, samples, in_flight) =
+                (task_latencies, task_errors, task_samples, task_in_flight);
+            let request = &requests[(i % requests.len() as u64) as usize];
+            let answer = match &target {
+                Target::Send(senders) => {
+                    let token = &senders.tokens[i as usize % senders.tokens.len()];
+                    client.send(&request.clone().bearer(token)).await
+                }
+                Target::Get(_) => client.send(request).await,
             };
-            let answer = request.send().await;
             let latency_us = scheduled.elapsed().as_micros() as u64;
             match answer {
-                Ok(response) if response.status().is_success() => {
-                    let _ = latencies.lock().unwrap_or_else(|p| p.into_inner()).record(latency_us.max(1));
-                    if matches!(target, Target::Send(_)) && e2e_every > 0 && i % e2e_every == 0 {
-                        let token = match &target {
-                            Target::Send(senders) => senders.tokens[i as usize % senders.tokens.len()].clone(),
-                            Target::Get(_) => String::new(),
-                        };
-                        if let Ok(body) = response.json::<Value>().await
-                            && let Some(id) = body["message_id"].as_str()
-                        {
-                            samples.lock().unwrap_or_else(|p| p.into_inner()).push((id.to_owned(), token));
-                        }
+                Ok((status, body)) if status.is_success() => {
+                    let _ = latencies
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .record(latency_us.max(1));
+                    if let Target::Send(senders) = &target
+                        && e2e_every > 0
+                        && i % e2e_every == 0
+                        && let Ok(body) = serde_json::from_slice::<Value>(&body)
+                        && let Some(id) = body["message_id"].as_str()
+                    {
+                        let token = senders.tokens[i as usize % senders.tokens.len()].clone();
+                        samples
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((id.to_owned(), token));
                     }
                 }
                 _ => {
@@ -141,32 +151,41 @@ pub async fn run_step(
         p50_ms: at(0.5),
         p95_ms: at(0.95),
         p99_ms: at(0.99),
-        e2e_p95_ms: end_to_end_p95(client, url, &samples).await,
+        e2e_p95_ms: end_to_end_p95(client, &samples).await,
+    }
+}
+
+/// The requests a step cycles through: a send to each of the run's conversations (the token is added per
+/// request), or the one `GET`.
+fn prepare(target: &Target) -> Vec<Prepared> {
+    match target {
+        Target::Send(senders) => (0..CONVERSATIONS)
+            .map(|c| {
+                let body = json!({"conversation_id": format!("capacity-{}-{c}", senders.run), "content": "capacity probe"});
+                Prepared::post_json("/v1/messages", &body).expect("a fixed path and a JSON value")
+            })
+            .collect(),
+        Target::Get(request) => vec![request.clone()],
     }
 }
 
 /// p95 of `delivered_at - timestamp` of the sampled messages, once they are delivered (waits up to 10 s).
-async fn end_to_end_p95(
-    client: &reqwest::Client,
-    url: &str,
-    samples: &[(String, String)],
-) -> Option<f64> {
+async fn end_to_end_p95(client: &Client, samples: &[(String, HeaderValue)]) -> Option<f64> {
     if samples.is_empty() {
         return None;
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut delays = Vec::new();
     for (id, token) in samples {
+        let Ok(request) = Prepared::get(&format!("/v1/messages/{id}")) else {
+            continue;
+        };
+        let request = request.bearer(token);
         while Instant::now() < deadline {
-            let Ok(response) = client
-                .get(format!("{url}/v1/messages/{id}"))
-                .bearer_auth(token)
-                .send()
-                .await
-            else {
+            let Ok((_, body)) = client.send(&request).await else {
                 break;
             };
-            let Ok(message) = response.json::<Value>().await else {
+            let Ok(message) = serde_json::from_slice::<Value>(&body) else {
                 break;
             };
             if let (Some(accepted), Some(delivered)) = (

@@ -1,0 +1,172 @@
+//! The generator's HTTP/1.1 client: keep-alive connections to one server over hyper's connection API, kept in a
+//! stack of idle ones. It exists so the generator takes as little of the machine as it can from the server it
+//! measures: requests are assembled from parts prepared once (no URL parsing, no header validation, no JSON
+//! serialising per request), and there is no pool keyed by host to look up. Plain `http` only: the generator
+//! loads servers on loopback or on a private network.
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// Longest a request may take, answer included, before it counts as failed.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Idle connections kept for reuse; past it a finished connection is closed (the generator's own sockets stay
+/// bounded after a burst).
+const MAX_IDLE: usize = 4_096;
+
+/// Connections to one server: `host:port` to dial, the `Host` header, and the idle connections.
+pub struct Client {
+    address: String,
+    host: HeaderValue,
+    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+}
+
+/// A request's parts, prepared once and sent many times (cloning them copies no bytes).
+#[derive(Clone)]
+pub struct Prepared {
+    method: Method,
+    path: Uri,
+    token: Option<HeaderValue>,
+    body: Option<Bytes>,
+}
+
+impl Prepared {
+    /// A `GET` of `path`.
+    pub fn get(path: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            method: Method::GET,
+            path: origin_form(path)?,
+            token: None,
+            body: None,
+        })
+    }
+
+    /// A `POST` of the JSON `body` to `path`.
+    pub fn post_json(path: &str, body: &serde_json::Value) -> anyhow::Result<Self> {
+        Ok(Self {
+            method: Method::POST,
+            path: origin_form(path)?,
+            token: None,
+            body: Some(Bytes::from(serde_json::to_vec(body)?)),
+        })
+    }
+
+    /// The same request with `Authorization: Bearer token`.
+    pub fn bearer(mut self, token: &HeaderValue) -> Self {
+        self.token = Some(token.clone());
+        self
+    }
+}
+
+/// `Authorization`'s value for a bearer token, built once per token.
+pub fn bearer_value(token: &str) -> anyhow::Result<HeaderValue> {
+    let mut value = HeaderValue::try_from(format!("Bearer {token}"))
+        .context("the access token is not a valid header value")?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+fn origin_form(path: &str) -> anyhow::Result<Uri> {
+    anyhow::ensure!(
+        path.starts_with('/'),
+        "a request path starts with /: {path}"
+    );
+    path.parse()
+        .with_context(|| format!("invalid request path {path}"))
+}
+
+impl Client {
+    /// A client of the server at `url` (`http://host:port`, no path).
+    pub fn new(url: &str) -> anyhow::Result<Self> {
+        let uri: Uri = url.parse().with_context(|| format!("invalid URL {url}"))?;
+        anyhow::ensure!(
+            uri.scheme_str() == Some("http"),
+            "the generator speaks plain http; {url} is not an http:// URL"
+        );
+        let authority = uri
+            .authority()
+            .with_context(|| format!("no host in {url}"))?;
+        let address = match authority.port_u16() {
+            Some(_) => authority.as_str().to_owned(),
+            None => format!("{}:80", authority.as_str()),
+        };
+        Ok(Self {
+            host: HeaderValue::from_str(authority.as_str())?,
+            address,
+            idle: Mutex::default(),
+        })
+    }
+
+    /// Sends `request` on an idle connection or a new one; returns the status and the whole body.
+    pub async fn send(&self, request: &Prepared) -> anyhow::Result<(StatusCode, Bytes)> {
+        tokio::time::timeout(TIMEOUT, self.exchange(request))
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {TIMEOUT:?}")))
+    }
+
+    async fn exchange(&self, prepared: &Prepared) -> anyhow::Result<(StatusCode, Bytes)> {
+        let mut connection = self.connection().await?;
+        let mut request = Request::new(Full::new(prepared.body.clone().unwrap_or_default()));
+        *request.method_mut() = prepared.method.clone();
+        *request.uri_mut() = prepared.path.clone();
+        let headers = request.headers_mut();
+        headers.insert(HOST, self.host.clone());
+        if let Some(token) = &prepared.token {
+            headers.insert(AUTHORIZATION, token.clone());
+        }
+        if prepared.body.is_some() {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        let response = connection
+            .send_request(request)
+            .await
+            .context("request failed")?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .context("answer cut short")?
+            .to_bytes();
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(connection);
+        }
+        Ok((status, body))
+    }
+
+    /// An idle connection that can take a request, or a new one.
+    async fn connection(&self) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+        loop {
+            let Some(mut connection) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+            else {
+                break;
+            };
+            // Ready at once unless the server closed it (then it is dropped) or its last answer is still being
+            // wound up by its task.
+            if connection.ready().await.is_ok() {
+                return Ok(connection);
+            }
+        }
+        let stream = TcpStream::connect(&self.address)
+            .await
+            .with_context(|| format!("connect to {}", self.address))?;
+        stream.set_nodelay(true).context("TCP_NODELAY")?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .context("HTTP handshake")?;
+        tokio::spawn(async move {
+            // Ends when the server closes or the last sender is dropped; either way the next request dials anew.
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+}
