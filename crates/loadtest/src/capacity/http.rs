@@ -11,6 +11,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -22,9 +23,9 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// bounded after a burst).
 const MAX_IDLE: usize = 4_096;
 
-/// Connections to one server: `host:port` to dial, the `Host` header, and the idle connections.
+/// Connections to one server: its addresses (resolved once), the `Host` header, and the idle connections.
 pub struct Client {
-    address: String,
+    addresses: Vec<SocketAddr>,
     host: HeaderValue,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
 }
@@ -94,13 +95,15 @@ impl Client {
         let authority = uri
             .authority()
             .with_context(|| format!("no host in {url}"))?;
-        let address = match authority.port_u16() {
-            Some(_) => authority.as_str().to_owned(),
-            None => format!("{}:80", authority.as_str()),
-        };
+        let host = authority.host().trim_matches(['[', ']']);
+        let addresses: Vec<SocketAddr> = (host, authority.port_u16().unwrap_or(80))
+            .to_socket_addrs()
+            .with_context(|| format!("cannot resolve {host}"))?
+            .collect();
+        anyhow::ensure!(!addresses.is_empty(), "{host} has no address");
         Ok(Self {
             host: HeaderValue::from_str(authority.as_str())?,
-            address,
+            addresses,
             idle: Mutex::default(),
         })
     }
@@ -156,9 +159,9 @@ impl Client {
                 return Ok(connection);
             }
         }
-        let stream = TcpStream::connect(&self.address)
+        let stream = TcpStream::connect(&self.addresses[..])
             .await
-            .with_context(|| format!("connect to {}", self.address))?;
+            .with_context(|| format!("connect to {:?}", self.addresses))?;
         stream.set_nodelay(true).context("TCP_NODELAY")?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
