@@ -115,6 +115,17 @@ impl Client {
             .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {TIMEOUT:?}")))
     }
 
+    /// Sends `request` and returns the answer's body; a status other than a success is an error naming `doing`.
+    pub async fn succeed(&self, request: &Prepared, doing: &str) -> anyhow::Result<Bytes> {
+        let (status, body) = self.send(request).await?;
+        anyhow::ensure!(
+            status.is_success(),
+            "{doing}: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+        Ok(body)
+    }
+
     async fn exchange(&self, prepared: &Prepared) -> anyhow::Result<(StatusCode, Bytes)> {
         let mut connection = self.connection().await?;
         let mut request = Request::new(Full::new(prepared.body.clone().unwrap_or_default()));

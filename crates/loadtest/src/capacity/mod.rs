@@ -78,22 +78,10 @@ pub async fn senders(client: &Client, count: usize) -> anyhow::Result<Senders> {
     for i in 0..count {
         let credentials =
             json!({"username": format!("cap_{run}_{i}"), "password": "capacity-password"});
-        let (status, body) = client
-            .send(&Prepared::post_json("/auth/register", &credentials)?)
-            .await?;
-        anyhow::ensure!(
-            status.is_success(),
-            "registering a user: {status} {}",
-            String::from_utf8_lossy(&body)
-        );
-        let (status, body) = client
-            .send(&Prepared::post_json("/auth/token", &credentials)?)
-            .await?;
-        anyhow::ensure!(
-            status.is_success(),
-            "logging in: {status} {}",
-            String::from_utf8_lossy(&body)
-        );
+        let register = Prepared::post_json("/auth/register", &credentials)?;
+        client.succeed(&register, "registering a user").await?;
+        let log_in = Prepared::post_json("/auth/token", &credentials)?;
+        let body = client.succeed(&log_in, "logging in").await?;
         let token: Value = serde_json::from_slice(&body).context("the token answer is not JSON")?;
         tokens.push(bearer_value(
             token["access_token"]
