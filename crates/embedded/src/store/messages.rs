@@ -165,13 +165,6 @@ fn record_and_settle(
     accepted: &MessageAccepted,
     settle: &Settle,
 ) -> rusqlite::Result<(Recorded, Option<StatusWrite>)> {
-    if let Some(existing) = find_message(conn, accepted.message_id.as_str())? {
-        let saved = match settle(&existing) {
-            Some(write) => save_status(conn, &write)?.then_some(write),
-            None => None,
-        };
-        return Ok((Recorded::Stored(existing), saved));
-    }
     // The next seq follows the conversation's last in the (conversation_id, seq) index: a read of the leaf the
     // insert below writes anyway. The store has one writer, so no other transaction can take the same seq. The
     // subquery names the conversation through the outer row, not the parameter: SQLite re-prepares a statement
@@ -211,32 +204,67 @@ fn record_and_settle(
     // the change leaves it, instead of written SENT and then updated.
     let write = settle(&message).filter(|w| w.from == MessageStatus::Sent);
     let row = write.as_ref().map_or(&message, |w| &w.message);
-    conn.prepare_cached(
-        "INSERT OR FAIL INTO messages (message_id, conversation_id, seq, sender_id, recipient_id, content, status,
-             timestamp, delivered_at, read_at, failure_reason, file_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?
-    .execute(params![
-        row.message_id.as_str(),
-        row.conversation_id.as_str(),
-        seq,
-        row.sender_id.as_str(),
-        row.recipient_id,
-        row.content,
-        row.status.as_str(),
-        row.timestamp,
-        row.delivered_at,
-        row.read_at,
-        row.failure_reason,
-        accepted.file_id.as_ref().map(|f| f.as_str())
-    ])?;
-    conn.prepare_cached(
-        "INSERT INTO status_history (message_id, status, at) VALUES (?1, 'SENT', ?2)",
-    )?
-    .execute(params![accepted.message_id.as_str(), accepted.timestamp])?;
-    if let Some(write) = &write {
-        add_history(conn, write)?;
+    // A message seen before (a record replayed after a crash) is the rare case: its id makes the insert fail,
+    // which costs less than looking every new message up first.
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR FAIL INTO messages (message_id, conversation_id, seq, sender_id, recipient_id, content, status,
+                 timestamp, delivered_at, read_at, failure_reason, file_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?
+        .execute(params![
+            row.message_id.as_str(),
+            row.conversation_id.as_str(),
+            seq,
+            row.sender_id.as_str(),
+            row.recipient_id,
+            row.content,
+            row.status.as_str(),
+            row.timestamp,
+            row.delivered_at,
+            row.read_at,
+            row.failure_reason,
+            accepted.file_id.as_ref().map(|f| f.as_str())
+        ]);
+    if let Err(e) = inserted {
+        let existing = match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                find_message(conn, accepted.message_id.as_str())?
+            }
+            _ => None,
+        };
+        let Some(existing) = existing else {
+            return Err(e);
+        };
+        let saved = match settle(&existing) {
+            Some(write) => save_status(conn, &write)?.then_some(write),
+            None => None,
+        };
+        return Ok((Recorded::Stored(existing), saved));
     }
+    // Its history starts SENT, with the change's step beside it when there is one.
+    match &write {
+        Some(write) => {
+            let change = &write.change;
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO status_history (message_id, status, at, detail, correlation_id)
+                 VALUES (?1, 'SENT', ?2, NULL, NULL), (?1, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                accepted.message_id.as_str(),
+                accepted.timestamp,
+                change.status.as_str(),
+                change.at,
+                change.detail,
+                change.correlation_id
+            ])?
+        }
+        None => conn
+            .prepare_cached(
+                "INSERT INTO status_history (message_id, status, at) VALUES (?1, 'SENT', ?2)",
+            )?
+            .execute(params![accepted.message_id.as_str(), accepted.timestamp])?,
+    };
     Ok((Recorded::Stored(message), write))
 }
 
