@@ -1,8 +1,7 @@
 //! The generator's HTTP/1.1 client: keep-alive connections to one server over hyper's connection API, kept in a
 //! stack of idle ones. It exists so the generator takes as little of the machine as it can from the server it
 //! measures: requests are assembled from parts prepared once (no URL parsing, no header validation, no JSON
-//! serialising per request), and there is no pool keyed by host to look up. Plain `http` only: the generator
-//! loads servers on loopback or on a private network.
+//! serialising per request), and there is no pool keyed by host to look up. Plain `http` only (no TLS).
 
 use anyhow::Context;
 use bytes::Bytes;
