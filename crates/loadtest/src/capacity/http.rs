@@ -29,12 +29,11 @@ pub struct Client {
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
 }
 
-/// A request's parts, prepared once and sent many times (cloning them copies no bytes).
+/// A request's parts, prepared once and sent many times, by any user (the token goes with each send).
 #[derive(Clone)]
 pub struct Prepared {
     method: Method,
     path: Uri,
-    token: Option<HeaderValue>,
     body: Option<Bytes>,
 }
 
@@ -44,7 +43,6 @@ impl Prepared {
         Ok(Self {
             method: Method::GET,
             path: origin_form(path)?,
-            token: None,
             body: None,
         })
     }
@@ -54,15 +52,8 @@ impl Prepared {
         Ok(Self {
             method: Method::POST,
             path: origin_form(path)?,
-            token: None,
             body: Some(Bytes::from(serde_json::to_vec(body)?)),
         })
-    }
-
-    /// The same request with `Authorization: Bearer token`.
-    pub fn bearer(mut self, token: &HeaderValue) -> Self {
-        self.token = Some(token.clone());
-        self
     }
 }
 
@@ -107,16 +98,21 @@ impl Client {
         })
     }
 
-    /// Sends `request` on an idle connection or a new one; returns the status and the whole body.
-    pub async fn send(&self, request: &Prepared) -> anyhow::Result<(StatusCode, Bytes)> {
-        tokio::time::timeout(TIMEOUT, self.exchange(request))
+    /// Sends `request` (with `Authorization: token` when given) on an idle connection or a new one; returns the
+    /// status and the whole body.
+    pub async fn send(
+        &self,
+        request: &Prepared,
+        token: Option<&HeaderValue>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        tokio::time::timeout(TIMEOUT, self.exchange(request, token))
             .await
             .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {TIMEOUT:?}")))
     }
 
     /// Sends `request` and returns the answer's body; a status other than a success is an error naming `doing`.
     pub async fn succeed(&self, request: &Prepared, doing: &str) -> anyhow::Result<Bytes> {
-        let (status, body) = self.send(request).await?;
+        let (status, body) = self.send(request, None).await?;
         anyhow::ensure!(
             status.is_success(),
             "{doing}: {status} {}",
@@ -125,14 +121,18 @@ impl Client {
         Ok(body)
     }
 
-    async fn exchange(&self, prepared: &Prepared) -> anyhow::Result<(StatusCode, Bytes)> {
+    async fn exchange(
+        &self,
+        prepared: &Prepared,
+        token: Option<&HeaderValue>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
         let mut connection = self.connection().await?;
         let mut request = Request::new(Full::new(prepared.body.clone().unwrap_or_default()));
         *request.method_mut() = prepared.method.clone();
         *request.uri_mut() = prepared.path.clone();
         let headers = request.headers_mut();
         headers.insert(HOST, self.host.clone());
-        if let Some(token) = &prepared.token {
+        if let Some(token) = token {
             headers.insert(AUTHORIZATION, token.clone());
         }
         if prepared.body.is_some() {

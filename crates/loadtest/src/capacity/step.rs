@@ -92,13 +92,11 @@ pub async fn run_step(
             let (latencies, errors, samples, in_flight) =
                 (task_latencies, task_errors, task_samples, task_in_flight);
             let request = &requests[(i % requests.len() as u64) as usize];
-            let answer = match &target {
-                Target::Send(senders) => {
-                    let token = &senders.tokens[i as usize % senders.tokens.len()];
-                    client.send(&request.clone().bearer(token)).await
-                }
-                Target::Get(_) => client.send(request).await,
+            let token = match &target {
+                Target::Send(senders) => Some(&senders.tokens[i as usize % senders.tokens.len()]),
+                Target::Get(_) => None,
             };
+            let answer = client.send(request, token).await;
             let latency_us = scheduled.elapsed().as_micros() as u64;
             match answer {
                 Ok((status, body)) if status.is_success() => {
@@ -106,17 +104,16 @@ pub async fn run_step(
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .record(latency_us.max(1));
-                    if let Target::Send(senders) = &target
+                    if let Some(token) = token
                         && e2e_every > 0
                         && i % e2e_every == 0
                         && let Ok(body) = serde_json::from_slice::<Value>(&body)
                         && let Some(id) = body["message_id"].as_str()
                     {
-                        let token = senders.tokens[i as usize % senders.tokens.len()].clone();
                         samples
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .push((id.to_owned(), token));
+                            .push((id.to_owned(), token.clone()));
                     }
                 }
                 _ => {
@@ -180,9 +177,8 @@ async fn end_to_end_p95(client: &Client, samples: &[(String, HeaderValue)]) -> O
         let Ok(request) = Prepared::get(&format!("/v1/messages/{id}")) else {
             continue;
         };
-        let request = request.bearer(token);
         while Instant::now() < deadline {
-            let Ok((_, body)) = client.send(&request).await else {
+            let Ok((_, body)) = client.send(&request, Some(token)).await else {
                 break;
             };
             let Ok(message) = serde_json::from_slice::<Value>(&body) else {
