@@ -3,6 +3,7 @@
 
 use chat4all_core::contract;
 use chat4all_core::ports::{EventLog, OutgoingRecord, Stores};
+use chat4all_core::time::now_millis;
 use chat4all_embedded::{LocalObjects, LogOptions, SqliteLog, SqliteStore};
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,11 +80,7 @@ async fn the_log_survives_a_restart_and_reclaims_consumed_records() {
         ..LogOptions::default()
     };
     let log = SqliteLog::open(&path, options.clone()).unwrap();
-    let positions = log
-        .append_batch("t", (0..10).map(record).collect())
-        .await
-        .unwrap();
-    let partition = positions[0].partition;
+    let partition = batches_of(&log, "t", 0..10, 1).await;
     let mut consumer = log.consumer("g", "t", partition).await.unwrap();
     let read = consumer.poll(6, Duration::from_secs(1)).await.unwrap();
     consumer
@@ -326,9 +323,7 @@ async fn retention_reclaims_the_expired_records_and_keeps_the_younger_ones() {
 async fn a_large_backlog_is_reclaimed_a_bounded_slice_per_batch() {
     let dir = tempfile::tempdir().unwrap();
     let log = reclaiming_log(&dir, LogOptions::default().retention);
-    log.append_batch("t", (0..2000).map(record).collect())
-        .await
-        .unwrap();
+    batches_of(&log, "t", 0..2000, 50).await;
     let mut consumer = log.consumer("g", "t", 0).await.unwrap();
     consumer.commit(2000).await.unwrap();
     let oldest = || {
@@ -339,7 +334,8 @@ async fn a_large_backlog_is_reclaimed_a_bounded_slice_per_batch() {
         }
     };
     let mut seen = vec![oldest().await];
-    while *seen.last().unwrap() < 1999 {
+    while *seen.last().unwrap() < 1950 {
+        // The last batch (1,950 to 1,999) stays.
         assert!(seen.len() < 20, "reclamation stalled at {seen:?}");
         log.append("other", record(0)).await.unwrap();
         seen.push(oldest().await);
@@ -356,9 +352,7 @@ async fn a_large_backlog_is_reclaimed_a_bounded_slice_per_batch() {
 async fn a_reader_behind_reclaimed_records_resumes_at_the_oldest_kept_one() {
     let dir = tempfile::tempdir().unwrap();
     let log = reclaiming_log(&dir, LogOptions::default().retention);
-    log.append_batch("t", (0..30).map(record).collect())
-        .await
-        .unwrap();
+    batches_of(&log, "t", 0..30, 5).await;
     let mut done = log.consumer("g", "t", 0).await.unwrap();
     done.commit(20).await.unwrap();
     reclaimed(&log).await;
@@ -377,6 +371,143 @@ async fn a_reader_behind_reclaimed_records_resumes_at_the_oldest_kept_one() {
         "the reader carries on from the oldest record kept"
     );
     log.close().await;
+}
+
+/// Appends `records` to `topic` `per_batch` at a time, each append waiting for the one before: each is then a batch
+/// of its own, the unit in which records are reclaimed. Returns the partition of the records (all have one key).
+async fn batches_of(
+    log: &SqliteLog,
+    topic: &str,
+    records: std::ops::Range<usize>,
+    per_batch: usize,
+) -> u32 {
+    let mut partition = 0;
+    for first in records.clone().step_by(per_batch) {
+        let last = (first + per_batch).min(records.end);
+        let positions = log
+            .append_batch(topic, (first..last).map(record).collect())
+            .await
+            .unwrap();
+        partition = positions[0].partition;
+    }
+    partition
+}
+
+#[tokio::test]
+async fn a_batch_is_reclaimed_only_once_all_of_it_is_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = reclaiming_log(&dir, LogOptions::default().retention);
+    batches_of(&log, "t", 0..20, 10).await;
+    let mut done = log.consumer("g", "t", 0).await.unwrap();
+    let oldest = || async {
+        let mut fresh = log.consumer("fresh", "t", 0).await.unwrap();
+        fresh.poll(100, Duration::ZERO).await.unwrap()[0].offset
+    };
+    done.commit(9).await.unwrap();
+    reclaimed(&log).await;
+    assert_eq!(
+        oldest().await,
+        0,
+        "one record of the first batch is not committed yet"
+    );
+    done.commit(15).await.unwrap();
+    reclaimed(&log).await;
+    assert_eq!(
+        oldest().await,
+        10,
+        "the first batch went whole, the second stays"
+    );
+    done.commit(20).await.unwrap();
+    reclaimed(&log).await;
+    assert_eq!(
+        oldest().await,
+        10,
+        "a partition's last batch stays, to keep its end"
+    );
+    log.close().await;
+}
+
+#[tokio::test]
+async fn a_log_of_one_row_a_record_is_converted_to_batches_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    {
+        // The layout of earlier builds, with 1,200 records in partition 0 (offsets 100 to 1,299: the first 100
+        // reclaimed), 3 in partition 1 and a group's committed offset.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+             INSERT INTO meta VALUES ('partitions', '2');
+             CREATE TABLE records (
+                 topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+                 key TEXT NOT NULL, headers TEXT NOT NULL, payload BLOB NOT NULL, ts INTEGER NOT NULL,
+                 PRIMARY KEY (topic, partition, offset)
+             ) WITHOUT ROWID;
+             CREATE TABLE offsets (
+                 grp TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+                 PRIMARY KEY (grp, topic, partition)
+             ) WITHOUT ROWID;
+             INSERT INTO offsets VALUES ('g', 't', 0, 1000);",
+        )
+        .unwrap();
+        let mut insert = conn
+            .prepare("INSERT INTO records VALUES ('t', ?1, ?2, 'k', ?3, ?4, ?5)")
+            .unwrap();
+        let rows = (100..1300).map(|o| (0, o)).chain((0..3).map(|o| (1, o)));
+        for (partition, offset) in rows {
+            let headers = format!(r#"[["h","{offset}"]]"#);
+            insert
+                .execute(rusqlite::params![
+                    partition,
+                    offset,
+                    headers,
+                    vec![7u8; 5],
+                    now_millis()
+                ])
+                .unwrap();
+        }
+    }
+    let log = SqliteLog::open(
+        &path,
+        LogOptions {
+            partitions: None,
+            ..LogOptions::default()
+        },
+    )
+    .unwrap();
+    let mut resumed = log.consumer("g", "t", 0).await.unwrap();
+    let rest = resumed.poll(1000, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (1000..1300).collect::<Vec<_>>(),
+        "the group resumes where it committed"
+    );
+    assert_eq!(
+        (rest[0].header("h"), rest[0].payload.as_slice()),
+        (Some("1000"), [7u8; 5].as_slice())
+    );
+    let mut fresh = log.consumer("fresh", "t", 0).await.unwrap();
+    let all = fresh.poll(10_000, Duration::ZERO).await.unwrap();
+    assert_eq!(all.first().map(|r| r.offset), Some(100));
+    assert_eq!(all.len(), 1200);
+    let mut other = log.consumer("fresh", "t", 1).await.unwrap();
+    assert_eq!(other.poll(10, Duration::ZERO).await.unwrap().len(), 3);
+    let next = log.append("t", record(0)).await.unwrap();
+    assert_eq!(
+        next.offset,
+        if next.partition == 0 { 1300 } else { 3 },
+        "offsets continue"
+    );
+    log.close().await;
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let old_table: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'records'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(old_table, 0, "the old table is gone");
 }
 
 /// A one-partition log that reclaims in every batch (interval zero), keeping records for `retention`.

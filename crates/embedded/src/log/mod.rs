@@ -1,14 +1,15 @@
 //! The embedded event log: a durable, partitioned, append-only log in one SQLite file.
 //!
 //! All writes go through one writer thread that drains every pending request into a single transaction, so many
-//! concurrent appenders share one fsync (group commit). An append is answered only after its transaction is on
-//! disk. Consumers read with their own connections and wait on an in-memory signal for new records; committed
+//! concurrent appenders share one fsync (group commit). A transaction stores each partition's new records as one
+//! row (`batch`). An append is answered only after its transaction is on disk. Consumers read with their own connections and wait on an in-memory signal for new records; committed
 //! offsets live in the same file, so after a restart each group resumes where it committed. Group members of this
-//! process share partitions through an in-process coordinator (`groups`). Records every group
-//! has committed, and records older than the retention period, are deleted a few at a time in the writer's
-//! transactions (`reclaim`), always keeping the last record of a partition so offsets never restart. Live topics
+//! process share partitions through an in-process coordinator (`groups`). Batches whose records every group
+//! has committed, or which are older than the retention period, are deleted a few at a time in the writer's
+//! transactions (`reclaim`), always keeping the last batch of a partition so offsets never restart. Live topics
 //! (`live`) never reach the file: they are kept in memory for the readers that follow them.
 
+mod batch;
 mod groups;
 mod live;
 mod read;
@@ -23,7 +24,7 @@ use chat4all_core::ports::{
 use groups::{Coordinator, GroupKey, Lease};
 use live::Recent;
 use read::{SqliteConsumer, SqliteTail};
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,11 +82,12 @@ impl Default for LogOptions {
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS records (
-    topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
-    key TEXT NOT NULL, headers TEXT NOT NULL, payload BLOB NOT NULL, ts INTEGER NOT NULL,
-    PRIMARY KEY (topic, partition, offset)
-) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS batches (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL,
+    first_offset INTEGER NOT NULL, end_offset INTEGER NOT NULL, ts INTEGER NOT NULL,
+    records BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS batches_by_end ON batches (topic, partition, end_offset);
 CREATE TABLE IF NOT EXISTS offsets (
     grp TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
     PRIMARY KEY (grp, topic, partition)
@@ -192,8 +194,9 @@ impl SqliteLog {
     /// Opens (or creates) the log in `path`. Fails when the file was created with another partition count, since
     /// changing it would break per-key order.
     pub fn open(path: &Path, options: LogOptions) -> Result<Self, LogError> {
-        let conn = sqlite::open(path).map_err(backend)?;
+        let mut conn = sqlite::open(path).map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        convert_one_row_a_record(&mut conn).map_err(backend)?;
         let partitions = stored_partitions(&conn, options.partitions)?;
         let shared = Arc::new(Shared {
             partitions,
@@ -417,9 +420,98 @@ fn stored_partitions(conn: &Connection, requested: Option<u32>) -> Result<u32, L
     }
 }
 
+/// Converts a log written by a build that stored one row a record (table `records`) to batches, in one
+/// transaction: consecutive records of a partition become batches of up to [`CONVERTED_BATCH`], stamped with their
+/// newest record's time so that none expires earlier than it would have.
+fn convert_one_row_a_record(conn: &mut Connection) -> rusqlite::Result<()> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'records')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    let mut converted = 0u64;
+    {
+        let mut insert = tx.prepare(
+            "INSERT INTO batches (topic, partition, first_offset, end_offset, ts, records) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut flush = |b: &Converting| {
+            insert
+                .execute(params![b.topic, b.partition, b.first, b.end, b.ts, b.blob])
+                .map(drop)
+        };
+        let mut select = tx.prepare(
+            "SELECT topic, partition, offset, key, headers, payload, ts FROM records ORDER BY topic, partition, offset",
+        )?;
+        let mut rows = select.query([])?;
+        let mut current: Option<Converting> = None;
+        while let Some(row) = rows.next()? {
+            let (topic, partition, offset): (String, i64, i64) =
+                (row.get(0)?, row.get(1)?, row.get(2)?);
+            let headers: String = row.get(4)?;
+            let record = OutgoingRecord {
+                key: row.get(3)?,
+                headers: serde_json::from_str(&headers).unwrap_or_default(),
+                payload: row.get(5)?,
+            };
+            let ts: i64 = row.get(6)?;
+            let continues = current.as_ref().is_some_and(|b| {
+                b.topic == topic
+                    && b.partition == partition
+                    && b.end == offset
+                    && b.end - b.first < CONVERTED_BATCH
+            });
+            if !continues {
+                if let Some(done) = current.take() {
+                    flush(&done)?;
+                }
+                current = Some(Converting {
+                    topic,
+                    partition,
+                    first: offset,
+                    end: offset,
+                    ts,
+                    blob: Vec::new(),
+                });
+            }
+            let b = current.as_mut().expect("set above");
+            batch::push(&mut b.blob, &record);
+            b.end += 1;
+            b.ts = b.ts.max(ts);
+            converted += 1;
+        }
+        if let Some(done) = current {
+            flush(&done)?;
+        }
+    }
+    tx.execute_batch("DROP TABLE records")?;
+    tx.commit()?;
+    tracing::info!(
+        records = converted,
+        "event log converted to batches (one row a commit and partition)"
+    );
+    Ok(())
+}
+
+/// Records a converted batch holds at most.
+const CONVERTED_BATCH: i64 = 512;
+
+/// A batch being built from the one-row-a-record table.
+struct Converting {
+    topic: String,
+    partition: i64,
+    first: i64,
+    end: i64,
+    ts: i64,
+    blob: Vec<u8>,
+}
+
 fn load_positions(conn: &Connection, shared: &Shared) -> rusqlite::Result<()> {
     let mut ends = conn.prepare(
-        "SELECT topic, partition, MAX(offset) + 1 FROM records GROUP BY topic, partition",
+        "SELECT topic, partition, MAX(end_offset) FROM batches GROUP BY topic, partition",
     )?;
     for row in ends.query_map([], |r| {
         Ok((

@@ -1,7 +1,7 @@
 //! Reclaiming the log's space: records every group has committed, and records past retention, are deleted a
 //! little at a time inside the writer's own transactions, so that reclamation neither costs an fsync of its own
-//! nor holds up the appends behind it for long. The last record of each partition always stays, so that its end
-//! offset survives a restart. Records on disk of a topic that has since become live count as expired.
+//! nor holds up the appends behind it for long. Records go a whole batch at a time (see `batch`); the last batch of
+//! each partition always stays, so that its end offset survives a restart. Records on disk of a topic that has since become live count as expired.
 
 use super::{LogOptions, Shared};
 use crate::sqlite::lock;
@@ -70,11 +70,14 @@ impl Reclaimer {
         let now = now_millis();
         let mut deleted = 0;
         while let Some((topic, partition)) = self.pending.last() {
-            let budget = BATCH_BUDGET - deleted;
-            let in_slice = delete_slice(tx, shared, options, topic, *partition, budget, now)?;
-            deleted += in_slice;
-            if in_slice == budget {
-                break; // the slice may hold more: the next batch carries on with it
+            let budget = BATCH_BUDGET.saturating_sub(deleted);
+            if budget == 0 {
+                break;
+            }
+            let slice = delete_slice(tx, shared, options, topic, *partition, budget, now)?;
+            deleted += slice.deleted;
+            if slice.more {
+                break; // the budget stopped it: the next batch carries on with it
             }
             self.pending.pop();
         }
@@ -82,8 +85,16 @@ impl Reclaimer {
     }
 }
 
-/// Deletes at most `budget` of the oldest records of one partition that every group has committed or that are
-/// past their topic's retention, keeping the partition's last record.
+/// What a visit to one partition deleted.
+struct Slice {
+    /// Records deleted.
+    deleted: usize,
+    /// Whether the budget left reclaimable records behind.
+    more: bool,
+}
+
+/// Deletes the oldest batches of one partition whose records every group has committed or are past their topic's
+/// retention, about `budget` records of them (at least one batch), keeping the partition's last batch.
 fn delete_slice(
     tx: &Connection,
     shared: &Shared,
@@ -92,23 +103,29 @@ fn delete_slice(
     partition: u32,
     budget: usize,
     now: i64,
-) -> rusqlite::Result<usize> {
-    let Some(oldest) = tx
+) -> rusqlite::Result<Slice> {
+    let nothing = Slice {
+        deleted: 0,
+        more: false,
+    };
+    let Some((oldest_first, oldest_end)) = tx
         .prepare_cached(
-            "SELECT offset FROM records WHERE topic = ?1 AND partition = ?2 ORDER BY offset LIMIT 1",
+            "SELECT first_offset, end_offset FROM batches WHERE topic = ?1 AND partition = ?2
+             ORDER BY end_offset LIMIT 1",
         )?
-        .query_row(params![topic, partition], |row| row.get::<_, i64>(0))
+        .query_row(params![topic, partition], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+        })
         .optional()?
     else {
-        return Ok(0);
+        return Ok(nothing);
     };
-    // Records appended by the transaction in progress are past this end, so they are never candidates.
-    let last = shared.topic(topic).ends[partition as usize]
-        .load(Ordering::Acquire)
-        .saturating_sub(1) as i64;
-    let ceiling = last.min(oldest + budget as i64);
-    if ceiling <= oldest {
-        return Ok(0);
+    // The last batch ends at the partition's end (the transaction in progress appends past it): it stays.
+    let last_end = shared.topic(topic).ends[partition as usize].load(Ordering::Acquire) as i64;
+    let ceiling = (oldest_first + budget as i64).max(oldest_end);
+    let reach = ceiling.min(last_end - 1);
+    if reach < oldest_end {
+        return Ok(nothing);
     }
     // A live topic's records on disk (written before it was live) are all expired.
     let retention = if options.live_topics.contains(topic) {
@@ -117,25 +134,34 @@ fn delete_slice(
         options.retention
     };
     let expired_before = now - retention.as_millis() as i64;
-    // Records are appended in time order: the expired ones are those before the first one that is not, found by
+    // Batches are appended in time order: the expired ones are those before the first one that is not, found by
     // reading up from the oldest, so only the rows about to be deleted are visited.
     let first_live: i64 = tx
         .prepare_cached(
-            "SELECT offset FROM records WHERE topic = ?1 AND partition = ?2 AND offset < ?3 AND ts >= ?4
-             ORDER BY offset LIMIT 1",
+            "SELECT first_offset FROM batches WHERE topic = ?1 AND partition = ?2 AND end_offset <= ?3 AND ts >= ?4
+             ORDER BY end_offset LIMIT 1",
         )?
-        .query_row(params![topic, partition, ceiling, expired_before], |row| {
+        .query_row(params![topic, partition, reach, expired_before], |row| {
             row.get(0)
         })
         .optional()?
-        .unwrap_or(ceiling);
+        .unwrap_or(reach);
     let committed = lock(&shared.committed)
         .iter()
         .filter(|((_, t, p), _)| t == topic && *p == partition)
         .map(|(_, next)| *next as i64)
         .min()
         .unwrap_or(0);
-    let below = ceiling.min(first_live.max(committed));
-    tx.prepare_cached("DELETE FROM records WHERE topic = ?1 AND partition = ?2 AND offset < ?3")?
-        .execute(params![topic, partition, below])
+    let below = reach.min(first_live.max(committed));
+    let deleted = tx
+        .prepare_cached(
+            "DELETE FROM batches WHERE topic = ?1 AND partition = ?2 AND end_offset <= ?3
+             RETURNING end_offset - first_offset",
+        )?
+        .query_map(params![topic, partition, below], |row| row.get::<_, i64>(0))?
+        .sum::<rusqlite::Result<i64>>()? as usize;
+    Ok(Slice {
+        deleted,
+        more: below == reach && reach < last_end - 1,
+    })
 }

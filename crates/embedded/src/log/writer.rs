@@ -3,6 +3,7 @@
 //! Commits made in the background are held and written with a later round
 //! ([`LogOptions::background_commit_delay`]).
 
+use super::batch;
 use super::reclaim::Reclaimer;
 use super::{LogOptions, Request, Shared, TopicState};
 use crate::sqlite::lock;
@@ -119,6 +120,30 @@ impl HeldCommits {
     }
 }
 
+/// What a round appends to one topic: a batch a partition, from the partition's end before the round.
+struct TopicRound {
+    state: Arc<TopicState>,
+    firsts: Vec<u64>,
+    ends: Vec<u64>,
+    batches: Vec<Vec<u8>>,
+}
+
+impl TopicRound {
+    fn new(state: Arc<TopicState>) -> Self {
+        let firsts: Vec<u64> = state
+            .ends
+            .iter()
+            .map(|e| e.load(Ordering::Acquire))
+            .collect();
+        Self {
+            ends: firsts.clone(),
+            batches: vec![Vec::new(); firsts.len()],
+            firsts,
+            state,
+        }
+    }
+}
+
 type AppendReply = oneshot::Sender<Result<Vec<RecordPosition>, LogError>>;
 
 /// One round's requests: the appends to write, and whom to answer once they and the waited commits are durable.
@@ -183,44 +208,44 @@ impl Round {
         if self.appends.is_empty() && offsets.is_empty() {
             return;
         }
-        let mut ends: HashMap<String, (Arc<TopicState>, Vec<u64>)> = HashMap::new();
+        let mut topics: HashMap<String, TopicRound> = HashMap::new();
         let mut positions = Vec::with_capacity(self.appends.len());
         let result = (|| -> rusqlite::Result<()> {
             let mut tx = conn.transaction()?;
             {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO records (topic, partition, offset, key, headers, payload, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?;
-                let now = now_millis();
                 for (topic, records) in self.appends {
-                    let (_, topic_ends) = ends.entry(topic.clone()).or_insert_with(|| {
-                        let state = shared.topic(&topic);
-                        let current = state
-                            .ends
-                            .iter()
-                            .map(|e| e.load(Ordering::Acquire))
-                            .collect();
-                        (state, current)
-                    });
+                    let round = topics
+                        .entry(topic)
+                        .or_insert_with_key(|topic| TopicRound::new(shared.topic(topic)));
                     let mut written = Vec::with_capacity(records.len());
-                    for record in records {
+                    for record in &records {
                         let partition = partition_for(&record.key, shared.partitions);
-                        let offset = topic_ends[partition as usize];
-                        let headers =
-                            serde_json::to_string(&record.headers).unwrap_or_else(|_| "[]".into());
-                        insert.execute(params![
-                            topic,
-                            partition,
-                            offset as i64,
-                            record.key,
-                            headers,
-                            record.payload,
-                            now
-                        ])?;
-                        topic_ends[partition as usize] = offset + 1;
+                        let offset = round.ends[partition as usize];
+                        batch::push(&mut round.batches[partition as usize], record);
+                        round.ends[partition as usize] = offset + 1;
                         written.push(RecordPosition { partition, offset });
                     }
                     positions.push(written);
+                }
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO batches (topic, partition, first_offset, end_offset, ts, records)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                let now = now_millis();
+                for (topic, round) in &topics {
+                    for (partition, blob) in round.batches.iter().enumerate() {
+                        let (first, end) = (round.firsts[partition], round.ends[partition]);
+                        if end > first {
+                            insert.execute(params![
+                                topic,
+                                partition as i64,
+                                first as i64,
+                                end as i64,
+                                now,
+                                blob
+                            ])?;
+                        }
+                    }
                 }
                 let mut upsert = tx.prepare_cached(
                     "INSERT INTO offsets (grp, topic, partition, next_offset) VALUES (?1, ?2, ?3, ?4)
@@ -245,11 +270,11 @@ impl Round {
             return;
         }
         lock(&shared.committed).extend(offsets);
-        for (state, topic_ends) in ends.into_values() {
-            for (slot, end) in state.ends.iter().zip(topic_ends) {
+        for round in topics.into_values() {
+            for (slot, end) in round.state.ends.iter().zip(round.ends) {
                 slot.store(end, Ordering::Release);
             }
-            state.appended.notify_waiters();
+            round.state.appended.notify_waiters();
         }
         for (reply, written) in self.appended.into_iter().zip(positions) {
             drop(reply.send(Ok(written)));
