@@ -428,6 +428,34 @@ async fn a_batch_is_reclaimed_only_once_all_of_it_is_committed() {
 }
 
 #[tokio::test]
+async fn a_large_append_reads_back_whole_from_any_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = reclaiming_log(&dir, LogOptions::default().retention);
+    log.append_batch("t", (0..2500).map(record).collect())
+        .await
+        .unwrap(); // more than one batch holds
+    let mut consumer = log.consumer("g", "t", 0).await.unwrap();
+    let mut offsets = Vec::new();
+    loop {
+        let polled = consumer.poll(700, Duration::ZERO).await.unwrap();
+        if polled.is_empty() {
+            break;
+        }
+        offsets.extend(polled.iter().map(|r| r.offset));
+    }
+    assert_eq!(offsets, (0..2500).collect::<Vec<u64>>());
+    consumer.commit(1500).await.unwrap();
+    reclaimed(&log).await;
+    let mut fresh = log.consumer("fresh", "t", 0).await.unwrap();
+    let oldest = fresh.poll(10_000, Duration::ZERO).await.unwrap()[0].offset;
+    assert_eq!(
+        oldest, 1024,
+        "the batch of the first 1,024 records went; the next, holding offset 1,500, stayed"
+    );
+    log.close().await;
+}
+
+#[tokio::test]
 async fn a_log_of_one_row_a_record_is_converted_to_batches_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.db");

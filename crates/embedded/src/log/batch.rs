@@ -7,6 +7,72 @@
 
 use chat4all_core::ports::{OutgoingRecord, Record};
 
+/// Stores a batch: topic, partition, first offset, end offset (one past its last record), append time (ms), blob.
+pub(super) const INSERT: &str =
+    "INSERT INTO batches (topic, partition, first_offset, end_offset, ts, records)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// Most records a batch holds, and the size past which it takes no more: a reader decodes every batch its range
+/// overlaps, so a poll from the middle of a large append reads at most a batch of this size beyond what it wants.
+const MAX_RECORDS: u64 = 1024;
+const MAX_BYTES: usize = 1 << 20;
+
+/// Whether a batch of `records` records and `bytes` bytes is full.
+pub(super) fn is_full(records: u64, bytes: usize) -> bool {
+    records >= MAX_RECORDS || bytes >= MAX_BYTES
+}
+
+/// A partition's new batches in one transaction, from its end offset on; a batch that is full starts the next.
+pub(super) struct Building {
+    end: u64,
+    /// Each batch's first offset and blob.
+    batches: Vec<(u64, Vec<u8>)>,
+}
+
+impl Building {
+    /// Batches from offset `end` on.
+    pub(super) fn new(end: u64) -> Self {
+        Self {
+            end,
+            batches: Vec::new(),
+        }
+    }
+
+    /// Adds `record`; returns its offset.
+    pub(super) fn add(&mut self, record: &OutgoingRecord) -> u64 {
+        let offset = self.end;
+        match self.batches.last_mut() {
+            Some((first, blob)) if !is_full(offset - *first, blob.len()) => push(blob, record),
+            _ => {
+                let mut blob = Vec::new();
+                push(&mut blob, record);
+                self.batches.push((offset, blob));
+            }
+        }
+        self.end += 1;
+        offset
+    }
+
+    /// The offset the next record would take.
+    pub(super) fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// Each batch as its first offset, end offset and blob.
+    pub(super) fn batches(&self) -> impl Iterator<Item = (u64, u64, &[u8])> {
+        let ends = self
+            .batches
+            .iter()
+            .skip(1)
+            .map(|(first, _)| *first)
+            .chain([self.end]);
+        self.batches
+            .iter()
+            .zip(ends)
+            .map(|((first, blob), end)| (*first, end, blob.as_slice()))
+    }
+}
+
 /// Appends `record` to the blob of a batch being built.
 pub(super) fn push(blob: &mut Vec<u8>, record: &OutgoingRecord) {
     let size = 12
@@ -181,6 +247,48 @@ mod tests {
             [11, 12]
         );
         assert_eq!(middle[0].key, "key-1");
+    }
+
+    #[test]
+    fn a_large_append_is_split_into_full_batches() {
+        let mut building = Building::new(100);
+        let small = OutgoingRecord {
+            key: "k".into(),
+            headers: Vec::new(),
+            payload: vec![1; 10],
+        };
+        for i in 0..2500 {
+            assert_eq!(building.add(&small), 100 + i);
+        }
+        let big = OutgoingRecord {
+            payload: vec![2; 700 << 10],
+            ..small.clone()
+        };
+        for _ in 0..3 {
+            building.add(&big);
+        }
+        let spans: Vec<(u64, u64)> = building
+            .batches()
+            .map(|(first, end, _)| (first, end))
+            .collect();
+        assert_eq!(
+            spans,
+            [(100, 1124), (1124, 2148), (2148, 2602), (2602, 2603)],
+            "1,024 records at most, and no more once past 1 MiB"
+        );
+        assert_eq!(building.end(), 2603);
+        let (first, end, blob) = building.batches().nth(1).unwrap();
+        let mut read = Vec::new();
+        Stored {
+            partition: 0,
+            first_offset: first,
+            end_offset: end,
+            timestamp: 0,
+            blob,
+        }
+        .read_into(0, u64::MAX, &mut read)
+        .unwrap();
+        assert_eq!(read.len(), 1024);
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //!
 //! All writes go through one writer thread that drains every pending request into a single transaction, so many
 //! concurrent appenders share one fsync (group commit). A transaction stores each partition's new records as one
-//! row (`batch`). An append is answered only after its transaction is on disk. Consumers read with their own connections and wait on an in-memory signal for new records; committed
-//! offsets live in the same file, so after a restart each group resumes where it committed. Group members of this
-//! process share partitions through an in-process coordinator (`groups`). Batches whose records every group
-//! has committed, or which are older than the retention period, are deleted a few at a time in the writer's
+//! row (`batch`). An append is answered only after its transaction is on disk. Consumers read with their own
+//! connections and wait on an in-memory signal for new records; committed offsets live in the same file, so after
+//! a restart each group resumes where it committed. Group members of this process share partitions through an
+//! in-process coordinator (`groups`). Batches whose records every group has committed, or which are older than
+//! the retention period, are deleted a few at a time in the writer's
 //! transactions (`reclaim`), always keeping the last batch of a partition so offsets never restart. Live topics
 //! (`live`) never reach the file: they are kept in memory for the readers that follow them.
 
@@ -421,7 +422,7 @@ fn stored_partitions(conn: &Connection, requested: Option<u32>) -> Result<u32, L
 }
 
 /// Converts a log written by a build that stored one row a record (table `records`) to batches, in one
-/// transaction: consecutive records of a partition become batches of up to [`CONVERTED_BATCH`], stamped with their
+/// transaction: consecutive records of a partition become batches as full as the writer's, each stamped with its
 /// newest record's time so that none expires earlier than it would have.
 fn convert_one_row_a_record(conn: &mut Connection) -> rusqlite::Result<()> {
     let exists: bool = conn.query_row(
@@ -435,9 +436,7 @@ fn convert_one_row_a_record(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     let mut converted = 0u64;
     {
-        let mut insert = tx.prepare(
-            "INSERT INTO batches (topic, partition, first_offset, end_offset, ts, records) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
+        let mut insert = tx.prepare(batch::INSERT)?;
         let mut flush = |b: &Converting| {
             insert
                 .execute(params![b.topic, b.partition, b.first, b.end, b.ts, b.blob])
@@ -462,7 +461,7 @@ fn convert_one_row_a_record(conn: &mut Connection) -> rusqlite::Result<()> {
                 b.topic == topic
                     && b.partition == partition
                     && b.end == offset
-                    && b.end - b.first < CONVERTED_BATCH
+                    && !batch::is_full((b.end - b.first) as u64, b.blob.len())
             });
             if !continues {
                 if let Some(done) = current.take() {
@@ -495,9 +494,6 @@ fn convert_one_row_a_record(conn: &mut Connection) -> rusqlite::Result<()> {
     );
     Ok(())
 }
-
-/// Records a converted batch holds at most.
-const CONVERTED_BATCH: i64 = 512;
 
 /// A batch being built from the one-row-a-record table.
 struct Converting {

@@ -1,7 +1,8 @@
 //! Reclaiming the log's space: records every group has committed, and records past retention, are deleted a
 //! little at a time inside the writer's own transactions, so that reclamation neither costs an fsync of its own
 //! nor holds up the appends behind it for long. Records go a whole batch at a time (see `batch`); the last batch of
-//! each partition always stays, so that its end offset survives a restart. Records on disk of a topic that has since become live count as expired.
+//! each partition always stays, so that its end offset survives a restart. Records on disk of a topic that has
+//! since become live count as expired.
 
 use super::{LogOptions, Shared};
 use crate::sqlite::lock;

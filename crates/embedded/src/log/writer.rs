@@ -120,27 +120,20 @@ impl HeldCommits {
     }
 }
 
-/// What a round appends to one topic: a batch a partition, from the partition's end before the round.
+/// What a round appends to one topic: each partition's new batches.
 struct TopicRound {
     state: Arc<TopicState>,
-    firsts: Vec<u64>,
-    ends: Vec<u64>,
-    batches: Vec<Vec<u8>>,
+    partitions: Vec<batch::Building>,
 }
 
 impl TopicRound {
     fn new(state: Arc<TopicState>) -> Self {
-        let firsts: Vec<u64> = state
+        let partitions = state
             .ends
             .iter()
-            .map(|e| e.load(Ordering::Acquire))
+            .map(|e| batch::Building::new(e.load(Ordering::Acquire)))
             .collect();
-        Self {
-            ends: firsts.clone(),
-            batches: vec![Vec::new(); firsts.len()],
-            firsts,
-            state,
-        }
+        Self { state, partitions }
     }
 }
 
@@ -220,22 +213,16 @@ impl Round {
                     let mut written = Vec::with_capacity(records.len());
                     for record in &records {
                         let partition = partition_for(&record.key, shared.partitions);
-                        let offset = round.ends[partition as usize];
-                        batch::push(&mut round.batches[partition as usize], record);
-                        round.ends[partition as usize] = offset + 1;
+                        let offset = round.partitions[partition as usize].add(record);
                         written.push(RecordPosition { partition, offset });
                     }
                     positions.push(written);
                 }
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO batches (topic, partition, first_offset, end_offset, ts, records)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?;
+                let mut insert = tx.prepare_cached(batch::INSERT)?;
                 let now = now_millis();
                 for (topic, round) in &topics {
-                    for (partition, blob) in round.batches.iter().enumerate() {
-                        let (first, end) = (round.firsts[partition], round.ends[partition]);
-                        if end > first {
+                    for (partition, building) in round.partitions.iter().enumerate() {
+                        for (first, end, blob) in building.batches() {
                             insert.execute(params![
                                 topic,
                                 partition as i64,
@@ -271,8 +258,8 @@ impl Round {
         }
         lock(&shared.committed).extend(offsets);
         for round in topics.into_values() {
-            for (slot, end) in round.state.ends.iter().zip(round.ends) {
-                slot.store(end, Ordering::Release);
+            for (slot, building) in round.state.ends.iter().zip(&round.partitions) {
+                slot.store(building.end(), Ordering::Release);
             }
             round.state.appended.notify_waiters();
         }
