@@ -18,7 +18,7 @@ const MAX_RECORDS: u64 = 1024;
 const MAX_BYTES: usize = 1 << 20;
 
 /// Whether a batch of `records` records and `bytes` bytes is full.
-pub(super) fn is_full(records: u64, bytes: usize) -> bool {
+fn is_full(records: u64, bytes: usize) -> bool {
     records >= MAX_RECORDS || bytes >= MAX_BYTES
 }
 
@@ -74,7 +74,7 @@ impl Building {
 }
 
 /// Appends `record` to the blob of a batch being built.
-pub(super) fn push(blob: &mut Vec<u8>, record: &OutgoingRecord) {
+fn push(blob: &mut Vec<u8>, record: &OutgoingRecord) {
     let size = 12
         + record.key.len()
         + record.payload.len()

@@ -6,9 +6,9 @@
 //! connections and wait on an in-memory signal for new records; committed offsets live in the same file, so after
 //! a restart each group resumes where it committed. Group members of this process share partitions through an
 //! in-process coordinator (`groups`). Batches whose records every group has committed, or which are older than
-//! the retention period, are deleted a few at a time in the writer's
-//! transactions (`reclaim`), always keeping the last batch of a partition so offsets never restart. Live topics
-//! (`live`) never reach the file: they are kept in memory for the readers that follow them.
+//! the retention period, are deleted a few at a time in the writer's transactions (`reclaim`), always keeping the
+//! last batch of a partition so offsets never restart. Live topics (`live`) never reach the file: they are kept in
+//! memory for the readers that follow them.
 
 mod batch;
 mod groups;
@@ -422,8 +422,8 @@ fn stored_partitions(conn: &Connection, requested: Option<u32>) -> Result<u32, L
 }
 
 /// Converts a log written by a build that stored one row a record (table `records`) to batches, in one
-/// transaction: consecutive records of a partition become batches as full as the writer's, each stamped with its
-/// newest record's time so that none expires earlier than it would have.
+/// transaction: each partition's records become batches as the writer builds them, stamped with the partition's
+/// newest record's time, so that none expires earlier than it would have.
 fn convert_one_row_a_record(conn: &mut Connection) -> rusqlite::Result<()> {
     let exists: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'records')",
@@ -437,16 +437,25 @@ fn convert_one_row_a_record(conn: &mut Connection) -> rusqlite::Result<()> {
     let mut converted = 0u64;
     {
         let mut insert = tx.prepare(batch::INSERT)?;
-        let mut flush = |b: &Converting| {
-            insert
-                .execute(params![b.topic, b.partition, b.first, b.end, b.ts, b.blob])
-                .map(drop)
+        let mut flush = |(topic, partition, ts, building): &(String, i64, i64, batch::Building)| {
+            for (first, end, blob) in building.batches() {
+                insert.execute(params![
+                    topic,
+                    partition,
+                    first as i64,
+                    end as i64,
+                    ts,
+                    blob
+                ])?;
+            }
+            Ok::<_, rusqlite::Error>(())
         };
         let mut select = tx.prepare(
             "SELECT topic, partition, offset, key, headers, payload, ts FROM records ORDER BY topic, partition, offset",
         )?;
         let mut rows = select.query([])?;
-        let mut current: Option<Converting> = None;
+        // The partition being converted: its records are gap-free from its oldest kept one.
+        let mut current: Option<(String, i64, i64, batch::Building)> = None;
         while let Some(row) = rows.next()? {
             let (topic, partition, offset): (String, i64, i64) =
                 (row.get(0)?, row.get(1)?, row.get(2)?);
@@ -457,29 +466,18 @@ fn convert_one_row_a_record(conn: &mut Connection) -> rusqlite::Result<()> {
                 payload: row.get(5)?,
             };
             let ts: i64 = row.get(6)?;
-            let continues = current.as_ref().is_some_and(|b| {
-                b.topic == topic
-                    && b.partition == partition
-                    && b.end == offset
-                    && !batch::is_full((b.end - b.first) as u64, b.blob.len())
+            let same = current.as_ref().is_some_and(|(t, p, _, b)| {
+                *t == topic && *p == partition && b.end() == offset as u64
             });
-            if !continues {
+            if !same {
                 if let Some(done) = current.take() {
                     flush(&done)?;
                 }
-                current = Some(Converting {
-                    topic,
-                    partition,
-                    first: offset,
-                    end: offset,
-                    ts,
-                    blob: Vec::new(),
-                });
+                current = Some((topic, partition, ts, batch::Building::new(offset as u64)));
             }
-            let b = current.as_mut().expect("set above");
-            batch::push(&mut b.blob, &record);
-            b.end += 1;
-            b.ts = b.ts.max(ts);
+            let (_, _, newest, building) = current.as_mut().expect("set above");
+            building.add(&record);
+            *newest = (*newest).max(ts);
             converted += 1;
         }
         if let Some(done) = current {
@@ -493,16 +491,6 @@ fn convert_one_row_a_record(conn: &mut Connection) -> rusqlite::Result<()> {
         "event log converted to batches (one row a commit and partition)"
     );
     Ok(())
-}
-
-/// A batch being built from the one-row-a-record table.
-struct Converting {
-    topic: String,
-    partition: i64,
-    first: i64,
-    end: i64,
-    ts: i64,
-    blob: Vec<u8>,
 }
 
 fn load_positions(conn: &Connection, shared: &Shared) -> rusqlite::Result<()> {
