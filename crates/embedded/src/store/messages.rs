@@ -1,16 +1,16 @@
 //! The SQLite store's messages: a message gets the next `seq` of its conversation (idempotent by id), and a status
-//! change decided by core is saved only if the message is still where core saw it; history pages by `seq`.
+//! change decided by core is saved only if the message is still where core saw it; history pages by `seq`, through
+//! both parts of the conversation's order (`order.rs`).
 
 use super::rows::{find_file, find_message, message_row, rows_in, status_column};
-use super::{MESSAGE_COLUMNS, MESSAGES_WITH_FILES, SqliteStore};
+use super::{MESSAGE_COLUMNS, MESSAGES_WITH_FILES, SqliteStore, order};
 use async_trait::async_trait;
 use chat4all_core::events::MessageAccepted;
 use chat4all_core::ids::{ConversationId, MessageId, UserId};
 use chat4all_core::model::{HistoryPage, HistoryQuery, Message, Reading, StatusChange};
 use chat4all_core::ports::{MessageStore, Recorded, Settle, StatusWrite, StoreError};
 use chat4all_core::status::MessageStatus;
-use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter};
+use rusqlite::{Connection, params};
 
 #[async_trait]
 impl MessageStore for SqliteStore {
@@ -20,11 +20,14 @@ impl MessageStore for SqliteStore {
         settle: Settle,
     ) -> Result<Vec<(Recorded, Option<StatusWrite>)>, StoreError> {
         let accepted = accepted.to_vec();
+        let merge_after = self.merge_after;
         self.write(move |conn| {
-            accepted
+            let recorded = accepted
                 .iter()
                 .map(|a| record_and_settle(conn, a, &settle))
-                .collect()
+                .collect::<rusqlite::Result<_>>()?;
+            order::merge_when_due(conn, merge_after)?;
+            Ok(recorded)
         })
         .await
     }
@@ -88,30 +91,32 @@ impl MessageStore for SqliteStore {
         let conversation = conversation.clone();
         let query = *query;
         self.read(move |conn| {
-            let mut sql = format!(
-                "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES_WITH_FILES} WHERE m.conversation_id = ?"
+            let direction = if query.ascending { "ASC" } else { "DESC" };
+            // The sorted part gives at most the page's rows and those it skips; the recent part is scanned whole.
+            let sql = format!(
+                "SELECT {MESSAGE_COLUMNS} FROM (
+                     SELECT * FROM (
+                         SELECT seq, message_no FROM message_order
+                         WHERE conversation_id = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq {direction} LIMIT ?4)
+                     UNION ALL
+                     SELECT seq, message_no FROM recent_messages WHERE conversation_id = ?1 AND seq > ?2 AND seq < ?3
+                 ) AS o
+                 JOIN messages m ON m.message_no = o.message_no LEFT JOIN files f ON f.file_id = m.file_id
+                 ORDER BY o.seq {direction} LIMIT ?5 OFFSET ?6"
             );
-            let mut args: Vec<Value> = vec![Value::Text(conversation.as_str().to_owned())];
-            if let Some(after) = query.after {
-                sql.push_str(" AND m.seq > ?");
-                args.push(Value::Integer(after as i64));
-            }
-            if let Some(before) = query.before {
-                sql.push_str(" AND m.seq < ?");
-                args.push(Value::Integer(before as i64));
-            }
-            sql.push_str(if query.ascending {
-                " ORDER BY m.seq ASC"
-            } else {
-                " ORDER BY m.seq DESC"
-            });
-            sql.push_str(" LIMIT ? OFFSET ?");
-            args.push(Value::Integer(i64::from(query.limit) + 1));
-            args.push(Value::Integer(query.offset.min(i64::MAX as u64) as i64));
+            let offset = query.offset.min(i64::MAX as u64) as i64;
+            let limit = i64::from(query.limit) + 1;
             let mut messages: Vec<Message> = conn
                 .prepare_cached(&sql)?
                 .query_map(
-                    params_from_iter(args.iter().map(|v| v as &dyn ToSql)),
+                    params![
+                        conversation.as_str(),
+                        query.after.map_or(0, |after| after.min(i64::MAX as u64) as i64),
+                        query.before.map_or(i64::MAX, |before| before.min(i64::MAX as u64) as i64),
+                        limit.saturating_add(offset),
+                        limit,
+                        offset
+                    ],
                     message_row,
                 )?
                 .collect::<rusqlite::Result<_>>()?;
@@ -134,16 +139,21 @@ impl MessageStore for SqliteStore {
         let ids =
             serde_json::to_string(conversations).map_err(|e| StoreError::Backend(e.to_string()))?;
         self.read(move |conn| {
-            // Per conversation: the last `seq` from the (conversation_id, seq) index's end, the receipt by its key,
-            // and a range scan of that index past the receipt.
+            // Per conversation: its last `seq`, the receipt by its key, and what others sent past the receipt in
+            // both parts of the order (the recent part scanned once for all the conversations asked).
             conn.prepare_cached(
-                "SELECT COALESCE((SELECT MAX(m.seq) FROM messages m WHERE m.conversation_id = c.value), 0),
-                     COALESCE(r.up_to_seq, 0),
-                     (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.value
-                        AND m.seq > COALESCE(r.up_to_seq, 0) AND m.sender_id <> ?1)
-                 FROM json_each(?2) AS c
-                 LEFT JOIN read_receipts r ON r.conversation_id = c.value AND r.user_id = ?1
-                 ORDER BY c.key",
+                "WITH asked AS (
+                     SELECT c.key AS k, c.value AS id, COALESCE(r.up_to_seq, 0) AS up_to FROM json_each(?2) AS c
+                     LEFT JOIN read_receipts r ON r.conversation_id = c.value AND r.user_id = ?1),
+                 recent AS MATERIALIZED (
+                     SELECT n.conversation_id AS id, n.seq AS seq FROM recent_messages n
+                     JOIN messages m ON m.message_no = n.message_no
+                     WHERE n.conversation_id IN (SELECT value FROM json_each(?2)) AND m.sender_id <> ?1)
+                 SELECT COALESCE((SELECT last_seq FROM conversations WHERE conversation_id = a.id), 0), a.up_to,
+                     (SELECT COUNT(*) FROM message_order o JOIN messages m ON m.message_no = o.message_no
+                        WHERE o.conversation_id = a.id AND o.seq > a.up_to AND m.sender_id <> ?1)
+                     + (SELECT COUNT(*) FROM recent WHERE recent.id = a.id AND recent.seq > a.up_to)
+                 FROM asked AS a ORDER BY a.k",
             )?
             .query_map(params![reader.as_str(), ids], |row| {
                 Ok(Reading {
@@ -165,23 +175,9 @@ fn record_and_settle(
     accepted: &MessageAccepted,
     settle: &Settle,
 ) -> rusqlite::Result<(Recorded, Option<StatusWrite>)> {
-    // The next seq follows the conversation's last in the (conversation_id, seq) index: a read of the leaf the
-    // insert below writes anyway. The store has one writer, so no other transaction can take the same seq. The
-    // subquery names the conversation through the outer row, not the parameter: SQLite re-prepares a statement
-    // whose parameter bounds a MAX over that index each time the value changes (9 % of the server's samples).
-    let Some(last) = conn
-        .prepare_cached(
-            "SELECT (SELECT MAX(seq) FROM messages WHERE conversation_id = c.conversation_id)
-             FROM conversations c WHERE c.conversation_id = ?1",
-        )?
-        .query_row([accepted.conversation_id.as_str()], |r| {
-            r.get::<_, Option<i64>>(0)
-        })
-        .optional()?
-    else {
+    let Some(seq) = order::next_seq(conn, accepted.conversation_id.as_str())? else {
         return Ok((Recorded::NoConversation, None));
     };
-    let seq = last.unwrap_or(0) + 1;
     let attachment = match &accepted.file_id {
         Some(file) => find_file(conn, file.as_str())?,
         None => None,
@@ -242,6 +238,12 @@ fn record_and_settle(
         };
         return Ok((Recorded::Stored(existing), saved));
     }
+    order::place(
+        conn,
+        conn.last_insert_rowid(),
+        accepted.conversation_id.as_str(),
+        seq,
+    )?;
     // Its history starts SENT, with the change's step beside it when there is one.
     match &write {
         Some(write) => {

@@ -16,6 +16,7 @@ mod groups;
 mod idempotency;
 mod identities;
 mod messages;
+mod order;
 mod receipts;
 mod rows;
 
@@ -35,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0005_groups.sql"),
     include_str!("../../migrations/0006_identities.sql"),
     include_str!("../../migrations/0007_seq_from_index.sql"),
+    include_str!("../../migrations/0008_order_merged_in_runs.sql"),
 ];
 
 /// A message row with its attachment (`f.*` is NULL when there is none).
@@ -48,18 +50,30 @@ const FILE_COLUMNS: &str = "f.file_id, f.conversation_id, f.uploader_id, f.filen
 pub struct SqliteStore {
     writer: Arc<Writer>,
     readers: Arc<Readers>,
+    merge_after: u64,
     write_duration: metrics::Histogram,
 }
 
 impl SqliteStore {
     /// Opens (or creates) the store at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_merging_after(path, order::MERGE_AFTER)
+    }
+
+    /// [`Self::open`], moving the conversations' recent messages into their sorted order every `merge_after`
+    /// messages instead of every few thousand (tests use a few, to cross runs often).
+    pub fn open_merging_after(path: &Path, merge_after: u64) -> Result<Self, StoreError> {
         let mut conn = sqlite::open(path).map_err(backend)?;
         migrate(&mut conn)?;
+        // What the last process left recent starts the sorted part, so a restart begins with nothing to scan.
+        let tx = conn.transaction().map_err(backend)?;
+        order::merge(&tx).map_err(backend)?;
+        tx.commit().map_err(backend)?;
         drop(conn);
         Ok(Self {
             writer: Writer::open(path).map_err(backend)?,
             readers: Readers::new(path),
+            merge_after: merge_after.max(1),
             // Every role of the process writes through it, hence the process's service label.
             write_duration: metrics::histogram!("store_write_duration_seconds", "service" => "chat4all", "backend" => "sqlite"),
         })
