@@ -1,9 +1,9 @@
 -- A conversation's order is no longer an index of `messages`: that index took one scattered leaf a message (each
 -- conversation's end is a page of its own), the writes the store's commits and checkpoints spent most on.
--- A message now goes to `recent_messages` (appended in arrival order, no index), and the store moves those entries
--- into `message_order` in one sorted run every few thousand messages, so each conversation's leaf is written once a
--- run instead of once a message. The next seq is counted in `conversations.last_seq` (a few pages for all
--- conversations, instead of a leaf each).
+-- A message's entry now goes to `recent_messages`, appended in arrival order and marked with one of a few slices
+-- (chosen by its conversation), and the store moves one slice at a time into `message_order` in a sorted run, so
+-- each conversation's leaf is written once a run instead of once a message (`crates/embedded/src/store/order.rs`). The next seq is counted in
+-- `conversations.last_seq` (a few pages for all conversations, instead of a leaf each).
 -- `message_no` numbers the messages in arrival order. It is declared, not SQLite's implicit rowid, because the
 -- order's entries point at it and `VACUUM` (the backups in docs/operations.md) may renumber an implicit rowid.
 CREATE TABLE messages_rebuilt (
@@ -40,8 +40,14 @@ INSERT INTO message_order (conversation_id, seq, message_no)
 
 CREATE TABLE recent_messages (
     message_no      INTEGER PRIMARY KEY,
+    slice           INTEGER NOT NULL,
     conversation_id TEXT NOT NULL,
     seq             INTEGER NOT NULL
+);
+-- Each slice's recent entries up to `merged_through` are in `message_order` (none is, without a row).
+CREATE TABLE order_runs (
+    slice          INTEGER PRIMARY KEY,
+    merged_through INTEGER NOT NULL
 );
 
 ALTER TABLE conversations ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0;

@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 #[tokio::test]
 async fn the_store_contract_holds_when_runs_are_merged_every_few_messages() {
-    for merge_after in [1, 3] {
+    for merge_every in [1, 3] {
         let dir = tempfile::tempdir().unwrap();
         let store =
-            SqliteStore::open_merging_after(&dir.path().join("store.db"), merge_after).unwrap();
+            SqliteStore::open_merging_every(&dir.path().join("store.db"), merge_every).unwrap();
         contract::store::run_all(Stores::all_in(Arc::new(store))).await;
     }
 }
@@ -73,21 +73,43 @@ fn page(after: Option<u64>, before: Option<u64>, ascending: bool, offset: u64) -
     }
 }
 
-/// Every page shape the API asks for, as (seqs, has_more), over a conversation of seqs 1 to 7.
-async fn pages(stores: &Stores, id: &ConversationId) -> Vec<(Vec<u64>, bool)> {
-    let mut out = Vec::new();
-    for query in [
-        page(None, None, true, 0),
-        page(None, None, false, 0),
-        page(Some(2), None, true, 0),
-        page(None, Some(6), false, 0),
-        page(Some(1), Some(7), true, 2),
-        page(None, None, false, 5),
-    ] {
-        let got = stores.messages.history(id, &query).await.unwrap();
-        out.push((got.messages.iter().map(|m| m.seq).collect(), got.has_more));
+/// The seqs and `has_more` of a page.
+async fn seqs(stores: &Stores, id: &ConversationId, query: HistoryQuery) -> (Vec<u64>, bool) {
+    let got = stores.messages.history(id, &query).await.unwrap();
+    (got.messages.iter().map(|m| m.seq).collect(), got.has_more)
+}
+
+/// Checks that pages of every shape the API asks for see the one order 1..=`last` of `id`: walks of pages of 3
+/// both ways (each page straddles wherever the parts meet), and offsets.
+async fn check_pages(stores: &Stores, id: &ConversationId, last: u64) {
+    let mut walked = Vec::new();
+    loop {
+        let (page, more) = seqs(stores, id, page(walked.last().copied(), None, true, 0)).await;
+        walked.extend(page);
+        if !more {
+            break;
+        }
     }
-    out
+    assert_eq!(walked, (1..=last).collect::<Vec<_>>(), "walked forward");
+    let mut walked = Vec::new();
+    loop {
+        let (page, more) = seqs(stores, id, page(None, walked.last().copied(), false, 0)).await;
+        walked.extend(page);
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(walked, (1..=last).rev().collect::<Vec<_>>(), "walked back");
+    assert_eq!(
+        seqs(stores, id, page(Some(1), Some(last), true, last - 5)).await,
+        (vec![last - 3, last - 2, last - 1], false),
+        "an offset past most of a bounded range"
+    );
+    assert_eq!(
+        seqs(stores, id, page(None, None, false, last - 2)).await,
+        (vec![2, 1], false),
+        "an offset into the oldest"
+    );
 }
 
 /// `reader`'s (last seq, read up to, unread) in `id`.
@@ -100,22 +122,6 @@ async fn reading(stores: &Stores, reader: &UserId, id: &ConversationId) -> (u64,
     (all[0].last_seq, all[0].read_up_to, all[0].unread)
 }
 
-const EXPECTED_PAGES: [(&[u64], bool); 6] = [
-    (&[1, 2, 3], true),
-    (&[7, 6, 5], true),
-    (&[3, 4, 5], true),
-    (&[5, 4, 3], true),
-    (&[4, 5, 6], false),
-    (&[2, 1], false),
-];
-
-fn expected_pages() -> Vec<(Vec<u64>, bool)> {
-    EXPECTED_PAGES
-        .iter()
-        .map(|(seqs, more)| (seqs.to_vec(), *more))
-        .collect()
-}
-
 #[tokio::test]
 async fn pages_and_unread_counts_span_the_sorted_runs_and_the_recent_messages() {
     let dir = tempfile::tempdir().unwrap();
@@ -123,22 +129,31 @@ async fn pages_and_unread_counts_span_the_sorted_runs_and_the_recent_messages() 
     let (ann, bob) = (UserId::generate(), UserId::generate());
     let id = ConversationId::parse("order").unwrap();
     {
-        // A run every 4 messages: seqs 1-4 sorted, 5-7 recent.
-        let stores = Stores::all_in(Arc::new(SqliteStore::open_merging_after(&path, 4).unwrap()));
+        // A slice moved after every message, in turn: whichever slice the conversation has, 16 messages end with
+        // a run of at least 8 and at least 1 recent.
+        let stores = Stores::all_in(Arc::new(SqliteStore::open_merging_every(&path, 1).unwrap()));
         stores
             .conversations
             .insert_conversation(&conversation("order", &[&ann, &bob]))
             .await
             .unwrap();
-        let seqs = send(
-            &stores,
-            "order",
-            &[&ann, &bob, &bob, &ann, &bob, &ann, &bob],
-        )
-        .await;
-        assert_eq!(seqs, [1, 2, 3, 4, 5, 6, 7]);
-        assert_eq!(parts(&path), (4, 3), "one run of 4, then 3 recent");
-        assert_eq!(pages(&stores, &id).await, expected_pages());
+        let senders: Vec<&UserId> = (1..=16)
+            .map(|n| if n % 2 == 0 { &bob } else { &ann })
+            .collect();
+        assert_eq!(
+            send(&stores, "order", &senders).await,
+            (1..=16).collect::<Vec<_>>()
+        );
+        let (sorted, recent, kept) = parts(&path);
+        assert!(
+            sorted >= 8 && recent >= 1 && sorted + recent == 16,
+            "{sorted} sorted, {recent} recent"
+        );
+        assert!(
+            kept <= 8,
+            "{kept} recent rows kept: at most a turn of the 8 slices"
+        );
+        check_pages(&stores, &id, 16).await;
         stores
             .receipts
             .advance_receipt(&ReadReceipt {
@@ -151,26 +166,33 @@ async fn pages_and_unread_counts_span_the_sorted_runs_and_the_recent_messages() 
             .unwrap();
         assert_eq!(
             reading(&stores, &ann, &id).await,
-            (7, 1, 4),
-            "bob's 2 and 3 (sorted) and 5 and 7 (recent); ann's own never count"
+            (16, 1, 8),
+            "bob's 2, 4, ... 16 from both parts; ann's own never count"
         );
     }
     // Reopened: everything recent has become a run, and the order goes on where it was.
     let stores = Stores::all_in(Arc::new(SqliteStore::open(&path).unwrap()));
-    assert_eq!(parts(&path), (7, 0));
-    assert_eq!(pages(&stores, &id).await, expected_pages());
-    assert_eq!(reading(&stores, &ann, &id).await, (7, 1, 4));
-    assert_eq!(send(&stores, "order", &[&bob]).await, [8]);
+    assert_eq!(parts(&path), (16, 0, 0));
+    check_pages(&stores, &id, 16).await;
+    assert_eq!(reading(&stores, &ann, &id).await, (16, 1, 8));
+    assert_eq!(send(&stores, "order", &[&bob]).await, [17]);
+    assert_eq!(parts(&path), (16, 1, 1));
+    check_pages(&stores, &id, 17).await;
 }
 
-/// How many entries the sorted runs and the recent part hold.
-fn parts(path: &Path) -> (i64, i64) {
+/// How many entries the sorted runs hold, how many recent ones are not moved yet, and how many recent rows are
+/// kept (moved ones stay until every slice has moved past them).
+fn parts(path: &Path) -> (i64, i64, i64) {
     let conn = rusqlite::Connection::open(path).unwrap();
-    let count = |table: &str| {
-        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
-            .unwrap()
-    };
-    (count("message_order"), count("recent_messages"))
+    let count = |sql: &str| conn.query_row(sql, [], |r| r.get(0)).unwrap();
+    (
+        count("SELECT COUNT(*) FROM message_order"),
+        count(
+            "SELECT COUNT(*) FROM recent_messages n WHERE n.message_no >
+                 COALESCE((SELECT merged_through FROM order_runs WHERE slice = n.slice), 0)",
+        ),
+        count("SELECT COUNT(*) FROM recent_messages"),
+    )
 }
 
 /// The schema as migrations 1 to 7 left it.
@@ -223,7 +245,7 @@ async fn a_store_of_one_index_entry_a_message_keeps_its_order_when_opened() {
     }
     let stores = Stores::all_in(Arc::new(SqliteStore::open(&path).unwrap()));
     let id = ConversationId::parse("order").unwrap();
-    assert_eq!(pages(&stores, &id).await, expected_pages());
+    check_pages(&stores, &id, 7).await;
     assert_eq!(
         reading(&stores, &ann, &id).await,
         (7, 0, 4),

@@ -20,14 +20,12 @@ impl MessageStore for SqliteStore {
         settle: Settle,
     ) -> Result<Vec<(Recorded, Option<StatusWrite>)>, StoreError> {
         let accepted = accepted.to_vec();
-        let merge_after = self.merge_after;
+        let merge_every = self.merge_every;
         self.write(move |conn| {
-            let recorded = accepted
+            accepted
                 .iter()
-                .map(|a| record_and_settle(conn, a, &settle))
-                .collect::<rusqlite::Result<_>>()?;
-            order::merge_when_due(conn, merge_after)?;
-            Ok(recorded)
+                .map(|a| record_and_settle(conn, a, &settle, merge_every))
+                .collect()
         })
         .await
     }
@@ -92,14 +90,17 @@ impl MessageStore for SqliteStore {
         let query = *query;
         self.read(move |conn| {
             let direction = if query.ascending { "ASC" } else { "DESC" };
-            // The sorted part gives at most the page's rows and those it skips; the recent part is scanned whole.
+            // The sorted part gives at most the page's rows and those it skips; the recent part is scanned whole for
+            // the conversation's entries past its slice's mark (`order.rs`).
             let sql = format!(
                 "SELECT {MESSAGE_COLUMNS} FROM (
                      SELECT * FROM (
                          SELECT seq, message_no FROM message_order
                          WHERE conversation_id = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq {direction} LIMIT ?4)
                      UNION ALL
-                     SELECT seq, message_no FROM recent_messages WHERE conversation_id = ?1 AND seq > ?2 AND seq < ?3
+                     SELECT seq, message_no FROM recent_messages
+                     WHERE conversation_id = ?1 AND seq > ?2 AND seq < ?3
+                       AND message_no > (SELECT COALESCE(MAX(merged_through), 0) FROM order_runs WHERE slice = ?7)
                  ) AS o
                  JOIN messages m ON m.message_no = o.message_no LEFT JOIN files f ON f.file_id = m.file_id
                  ORDER BY o.seq {direction} LIMIT ?5 OFFSET ?6"
@@ -115,7 +116,8 @@ impl MessageStore for SqliteStore {
                         query.before.map_or(i64::MAX, |before| before.min(i64::MAX as u64) as i64),
                         limit.saturating_add(offset),
                         limit,
-                        offset
+                        offset,
+                        order::slice_of(conversation.as_str())
                     ],
                     message_row,
                 )?
@@ -147,8 +149,10 @@ impl MessageStore for SqliteStore {
                      LEFT JOIN read_receipts r ON r.conversation_id = c.value AND r.user_id = ?1),
                  recent AS MATERIALIZED (
                      SELECT n.conversation_id AS id, n.seq AS seq FROM recent_messages n
+                     LEFT JOIN order_runs w ON w.slice = n.slice
                      JOIN messages m ON m.message_no = n.message_no
-                     WHERE n.conversation_id IN (SELECT value FROM json_each(?2)) AND m.sender_id <> ?1)
+                     WHERE n.conversation_id IN (SELECT value FROM json_each(?2))
+                       AND n.message_no > COALESCE(w.merged_through, 0) AND m.sender_id <> ?1)
                  SELECT COALESCE((SELECT last_seq FROM conversations WHERE conversation_id = a.id), 0), a.up_to,
                      (SELECT COUNT(*) FROM message_order o JOIN messages m ON m.message_no = o.message_no
                         WHERE o.conversation_id = a.id AND o.seq > a.up_to AND m.sender_id <> ?1)
@@ -174,6 +178,7 @@ fn record_and_settle(
     conn: &Connection,
     accepted: &MessageAccepted,
     settle: &Settle,
+    merge_every: u64,
 ) -> rusqlite::Result<(Recorded, Option<StatusWrite>)> {
     let Some(seq) = order::next_seq(conn, accepted.conversation_id.as_str())? else {
         return Ok((Recorded::NoConversation, None));
@@ -243,6 +248,7 @@ fn record_and_settle(
         conn.last_insert_rowid(),
         accepted.conversation_id.as_str(),
         seq,
+        merge_every,
     )?;
     // Its history starts SENT, with the change's step beside it when there is one.
     match &write {

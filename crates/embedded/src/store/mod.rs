@@ -50,30 +50,30 @@ const FILE_COLUMNS: &str = "f.file_id, f.conversation_id, f.uploader_id, f.filen
 pub struct SqliteStore {
     writer: Arc<Writer>,
     readers: Arc<Readers>,
-    merge_after: u64,
+    merge_every: u64,
     write_duration: metrics::Histogram,
 }
 
 impl SqliteStore {
     /// Opens (or creates) the store at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::open_merging_after(path, order::MERGE_AFTER)
+        Self::open_merging_every(path, order::MERGE_EVERY)
     }
 
-    /// [`Self::open`], moving the conversations' recent messages into their sorted order every `merge_after`
-    /// messages instead of every few thousand (tests use a few, to cross runs often).
-    pub fn open_merging_after(path: &Path, merge_after: u64) -> Result<Self, StoreError> {
+    /// [`Self::open`], moving a slice of the conversations' recent messages into their sorted order every
+    /// `merge_every` messages instead of every thousand or so (tests use a few, to cross runs often).
+    pub fn open_merging_every(path: &Path, merge_every: u64) -> Result<Self, StoreError> {
         let mut conn = sqlite::open(path).map_err(backend)?;
         migrate(&mut conn)?;
         // What the last process left recent starts the sorted part, so a restart begins with nothing to scan.
         let tx = conn.transaction().map_err(backend)?;
-        order::merge(&tx).map_err(backend)?;
+        order::merge_all(&tx).map_err(backend)?;
         tx.commit().map_err(backend)?;
         drop(conn);
         Ok(Self {
             writer: Writer::open(path).map_err(backend)?,
             readers: Readers::new(path),
-            merge_after: merge_after.max(1),
+            merge_every: merge_every.max(1),
             // Every role of the process writes through it, hence the process's service label.
             write_duration: metrics::histogram!("store_write_duration_seconds", "service" => "chat4all", "backend" => "sqlite"),
         })
