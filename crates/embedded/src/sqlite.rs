@@ -93,19 +93,20 @@ const MAX_GROUP: usize = 128;
 
 /// Pages the write-ahead log holds before a commit copies them into the database file (SQLite's default is
 /// 1,000). A checkpoint copies the newest version of each page once, however many commits rewrote it, and the
-/// router rewrites the same pages all the time (the conversations' ends of the `(conversation_id, seq)` index, the
-/// right edges of the others): at goal 1's load the checkpoints took 7.1 % of the server's CPU at 1,000 pages and
-/// 1.9 % at this window. The WAL file grows to about 32 MiB (at 4 KiB a page) and stays that size.
+/// router rewrites the same pages all the time (the conversations' rows with their last `seq`, the right edges of
+/// the tables): at goal 1's load, with an index leaf a conversation among them, the checkpoints took 7.1 % of the
+/// server's CPU at 1,000 pages and 1.9 % at this window. The WAL file grows to about 32 MiB (at 4 KiB a page) and
+/// stays that size.
 const CHECKPOINT_PAGES: i64 = 8_000;
 
-/// The store writer's page cache, in KiB (SQLite's default is 2,000). Each message moves its conversation's end
-/// of the `(conversation_id, seq)` index (1,000 conversations: about 1,000 leaves, 4 MiB), so with the default
-/// the writer read 2.1–2.5 pages a message back from the file at goal 1's load, 0.8 with this cache. A bigger
-/// cache costs CPU at every commit: when a page split puts its pages out of order, SQLite renumbers them through
-/// a spare page number far past the end of the file, and the commit then scans the cache's whole hash table to
-/// drop pages past the end (`pcache1TruncateUnsafe`). At 32 MiB that scan took 2.3–3.2 % of the server's CPU;
-/// at this size 0.8–1.2 %. (The event log keeps SQLite's default for the same reason: its file is small, and
-/// reclaimed pages make its splits renumber often.)
+/// The store writer's page cache, in KiB (SQLite's default is 2,000). When each message moved its conversation's
+/// end of an index (1,000 conversations: about 1,000 leaves, 4 MiB; now a run moves them, `store/order.rs`), the
+/// writer read 2.1–2.5 pages a message back from the file at goal 1's load with the default, 0.8 with this
+/// cache. A bigger cache costs CPU at every commit: when a page split puts its pages out of order, SQLite
+/// renumbers them through a spare page number far past the end of the file, and the commit then scans the cache's
+/// whole hash table to drop pages past the end (`pcache1TruncateUnsafe`). At 32 MiB that scan took 2.3–3.2 % of
+/// the server's CPU; at this size 0.8–1.2 %. (The event log keeps SQLite's default for the same reason: its file
+/// is small, and reclaimed pages make its splits renumber often.)
 const STORE_WRITER_CACHE_KIB: i64 = 8 * 1024;
 
 impl Writer {
