@@ -23,8 +23,9 @@ const SLICES: u64 = 8;
 /// 1,000 busy conversations, about 8 a conversation's leaf).
 pub(crate) const MERGE_EVERY: u64 = 1_024;
 
-/// The recent entries not moved yet: those past their slice's mark (`n` names `recent_messages`).
-const UNMERGED: &str =
+/// The recent entries not moved yet: those past their slice's mark (`n` names `recent_messages`). SQLite tests a
+/// term holding a correlated subquery after the others, so a reader's other filters go first.
+pub(super) const UNMERGED: &str =
     "n.message_no > COALESCE((SELECT merged_through FROM order_runs WHERE slice = n.slice), 0)";
 
 /// The slice of `conversation`'s recent entries. It is stored, so it must never change: FNV-1a, a fixed function.
