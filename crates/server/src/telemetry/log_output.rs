@@ -46,18 +46,20 @@ impl<W: Write> LogOutput<W> {
 
 impl<W: Write> Write for LogOutput<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let written = self.buffer.write(buf)?;
-        let Some(file) = &self.file else {
-            return Ok(written);
-        };
-        self.unsynced += written;
-        if self.unsynced >= WRITEBACK_BYTES {
+        // Synced before taking more, so that a failed flush leaves `buf` for the caller to write again.
+        if let Some(file) = &self.file
+            && self.unsynced >= WRITEBACK_BYTES
+        {
             self.buffer.flush()?;
             self.unsynced = 0;
             // A file system that cannot sync is written to as before, without syncs.
             if file.sync_data().is_err() {
                 self.file = None;
             }
+        }
+        let written = self.buffer.write(buf)?;
+        if self.file.is_some() {
+            self.unsynced += written;
         }
         Ok(written)
     }
