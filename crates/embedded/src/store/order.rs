@@ -93,15 +93,11 @@ fn merge_slice(conn: &Connection, slice: i64, through: i64) -> rusqlite::Result<
     Ok(())
 }
 
-/// Moves every recent entry into the sorted part, in the caller's transaction.
+/// Moves every recent entry into the sorted part, in the caller's transaction: each slice through its end, then
+/// the marks go, so that the next messages start the runs afresh.
 pub(super) fn merge_all(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute(
-        &format!(
-            "INSERT INTO message_order (conversation_id, seq, message_no)
-             SELECT conversation_id, seq, message_no FROM recent_messages n WHERE {UNMERGED}
-             ORDER BY conversation_id, seq"
-        ),
-        [],
-    )?;
-    conn.execute_batch("DELETE FROM recent_messages; DELETE FROM order_runs;")
+    for slice in 0..SLICES {
+        merge_slice(conn, slice as i64, i64::MAX)?;
+    }
+    conn.execute("DELETE FROM order_runs", []).map(drop)
 }
