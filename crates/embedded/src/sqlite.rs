@@ -1,4 +1,4 @@
-//! Opening SQLite connections the same way everywhere (WAL, fsync on every commit, a busy timeout) and running
+//! Opening SQLite connections the same way everywhere (WAL, a sync on every commit, a busy timeout) and running
 //! them from async code through `spawn_blocking`, so a slow disk never stalls the async workers.
 
 use rusqlite::Connection;
@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
-/// Opens `path` for durable use: every commit is fsynced before it returns.
+/// Opens `path` for durable use: every commit is on disk before it returns (synced with `fdatasync`, which the
+/// workspace's `.cargo/config.toml` has SQLite use).
 pub(crate) fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
