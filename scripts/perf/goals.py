@@ -3,7 +3,7 @@
 generator beside the server: one line per goal with the figure, the target and pass/fail.
 
     python3 scripts/perf/goals.py BINARY [--duration 60] [--results docs/results/performance.md] [--skip-history]
-    python3 scripts/perf/goals.py BINARY --soak 15 [--soak-pause-ms 8]
+    python3 scripts/perf/goals.py BINARY --soak 15 [--soak-rate RATE]
     python3 scripts/perf/goals.py BINARY --compare OTHER [--pairs 5] [--duration 30]
 
 1. End to end: wrk sends for --duration s (1 thread, 64 connections, 1,000 conversations, each message to an
@@ -19,10 +19,11 @@ generator beside the server: one line per goal with the figure, the target and p
    a second ramp from 1,000/s by 500/s, once the first one's messages are all delivered, locates it.
 4. History: `cargo bench -p chat4all-embedded --bench storage` with BENCH_CASES=history fills a store with
    1,000,000 messages and times pages of 50 (newest, before and after a random seq); the worst p99 counts.
-5. RSS of the server at goal 1's load; with --soak, the soak instead: --soak minutes of paced load (16 wrk
-   connections that each wait --soak-pause-ms between requests: about 1,500/s here, half the open-model knee), one wrk run per minute, comparing the last minute
-   with the first: p99 drift < 15 %, RSS growth < 10 %, and the event log's files not growing over the last third
-   (consumed and expired records reclaimed, their pages reused).
+5. RSS of the server at goal 1's load; with --soak, the soak instead: the open model at half the knee (goal 3's
+   ramp on the soak's own server finds it, unless --soak-rate gives the rate) for --soak one-minute steps of
+   `chat4all loadtest capacity` at that constant rate, comparing the last minute with the first: p99 drift < 15 %,
+   RSS growth < 10 %, the event log's files not growing over the last third (consumed and expired records
+   reclaimed, their pages reused), and no request failed.
 The results file keeps what lies outside its generated tables (findings, notes): only those tables are replaced.
 
 With --compare, goal 1's load alone, on OTHER then on BINARY, --pairs times, each run on a fresh server: this
@@ -46,8 +47,8 @@ opts.add_argument("--skip-history", action="store_true", help="leave out goal 4 
 opts.add_argument("--soak", type=int, metavar="MINUTES", help="run only the soak, for this many minutes")
 opts.add_argument("--compare", metavar="OTHER", help="compare BINARY with the binary OTHER on goal 1's load only")
 opts.add_argument("--pairs", type=int, default=5, help="runs of each binary with --compare (default 5)")
-opts.add_argument("--soak-pause-ms", type=int, default=8,
-                  help="how long each of the soak's 16 connections waits between requests (default 8)")
+opts.add_argument("--soak-rate", type=int, metavar="MSG_PER_S",
+                  help="the soak's arrival rate (default: half the knee, found first on the soak's server)")
 parser, opts = opts, opts.parse_args()
 if opts.duration < 12:
     parser.error("--duration must be at least 12 s: the server's CPU is sampled over 8 s from a third of the way in")
@@ -104,8 +105,8 @@ class Server:
         shutil.rmtree(self.data, ignore_errors=True)
 
 
-def wrk(base, path, seconds, token, recipient, connections=None, pause_ms=0):
-    return load.wrk(base, path, seconds, token, recipient, connections or opts.connections, pause_ms)
+def wrk(base, path, seconds, token, recipient):
+    return load.wrk(base, path, seconds, token, recipient, opts.connections)
 
 
 def users(server):
@@ -118,37 +119,51 @@ def users(server):
 
 
 def soak():
-    """Goal 5's soak: paced load for --soak minutes; the last minute against the first."""
+    """Goal 5's soak: the open model at a constant rate for --soak one-minute steps; the last minute against the
+    first."""
     server = Server()
-    connections = 16
-    pause_ms = opts.soak_pause_ms
     minutes = []
+    out = tempfile.mkdtemp(prefix="chat4all-soak.")
     try:
-        token, bob = users(server)
-        for minute in range(opts.soak):
-            run = wrk(server.base, "/v1/messages", 60, token, bob, connections, pause_ms)
+        rate = opts.soak_rate or (knee_of(server)[1] or 0) // 2
+        if not rate:
+            sys.exit("no knee above 1,000 msg/s to soak at half of; give --soak-rate")
+        drain(server, 300)  # the ramp's messages, so that the first minute measures the soak alone
+        generator = subprocess.Popen(
+            [opts.binary, "loadtest", "capacity", "--url", server.base, "--start-rate", str(rate), "--step-rate", "0",
+             "--steps", str(opts.soak), "--step-secs", "60", "--slo-p99-ms", "60000", "--out", out],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for line in generator.stdout:
+            step = re.search(r"p99 +([\d.]+) ms +errors [\d.]+ % \((\d+) of (\d+)\)", line)
+            if not step:
+                continue
             log_bytes = sum(os.path.getsize(os.path.join(server.data, f)) for f in os.listdir(server.data)
                             if f.startswith("events.db"))
-            minutes.append((run, server.rss_mib(), log_bytes / 2**20))
-            print(f"minute {minute + 1}/{opts.soak}: {run['rate']:,.0f} req/s, p99 {run['p99_us'] / 1000:.1f} ms, "
-                  f"errors {run['errors']}, RSS {minutes[-1][1]:.0f} MiB, event log {minutes[-1][2]:.1f} MiB", flush=True)
+            minutes.append((float(step[1]), int(step[2]), server.rss_mib(), log_bytes / 2**20))
+            print(f"minute {len(minutes)}/{opts.soak}: {rate:,} msg/s, p99 {minutes[-1][0]:.1f} ms, errors "
+                  f"{minutes[-1][1]} of {step[3]}, RSS {minutes[-1][2]:.0f} MiB, event log {minutes[-1][3]:.1f} MiB",
+                  flush=True)
+        if generator.wait() != 0 or len(minutes) != opts.soak:
+            sys.exit(f"the load generator stopped after {len(minutes)} of {opts.soak} minutes")
     finally:
         server.stop()
-    (first, rss_first, _), (last, rss_last, log_last) = minutes[0], minutes[-1]
+        shutil.rmtree(out, ignore_errors=True)
+    (p99_first, _, rss_first, _), (p99_last, _, rss_last, log_last) = minutes[0], minutes[-1]
     # The log's size settles once reclamation keeps pace with the appends, so its last third is what shows
     # whether consumed and expired records are reclaimed.
-    log_first = minutes[len(minutes) * 2 // 3][2]
-    drift = last["p99_us"] / first["p99_us"] - 1
+    log_first = minutes[len(minutes) * 2 // 3][3]
+    drift = p99_last / p99_first - 1
     growth = rss_last / rss_first - 1
-    errors = sum(run["errors"] for run, *_ in minutes)
-    line = (f"5. soak, {opts.soak} min at {first['rate']:,.0f} req/s",
-            f"p99 {first['p99_us'] / 1000:.1f} → {last['p99_us'] / 1000:.1f} ms ({drift:+.0%}); RSS {rss_first:.0f} → "
-            f"{rss_last:.0f} MiB ({growth:+.0%}); event log {log_first:.1f} MiB at minute {len(minutes) * 2 // 3 + 1}, "
-            f"{log_last:.1f} MiB at the end; errors {errors}",
+    errors = sum(m[1] for m in minutes)
+    at = f"{rate:,} msg/s" + ("" if opts.soak_rate else " (half the knee)")
+    line = (f"5. soak, {opts.soak} min at {at}",
+            f"p99 {p99_first:.1f} → {p99_last:.1f} ms ({drift:+.0%}); RSS {rss_first:.0f} → {rss_last:.0f} MiB "
+            f"({growth:+.0%}); event log {log_first:.1f} MiB at minute {len(minutes) * 2 // 3 + 1}, {log_last:.1f} MiB "
+            f"at the end; errors {errors}",
             "p99 drift < 15 %, RSS growth < 10 %, log reclaimed, 0 errors",
             drift < 0.15 and growth < 0.10 and log_last <= log_first * 1.05 and errors == 0)
-    report([line], "soak", f"--soak {opts.soak} --soak-pause-ms {pause_ms}", f"wrk, 1 thread × {connections} "
-           f"connections pausing {pause_ms} ms between requests")
+    report([line], "soak", f"--soak {opts.soak}" + (f" --soak-rate {opts.soak_rate}" if opts.soak_rate else ""),
+           f"`chat4all loadtest capacity`, open model at {rate:,} msg/s")
     return 0 if line[3] else 1
 
 
@@ -281,18 +296,28 @@ def ramp(server, start, step, max_rate):
     return steps, int(knee.group(1)) if knee else None
 
 
-def open_model(server):
-    """Goal 3: a ramp from 5,000/s gives the p99 at 5,000/s and the knee; when 5,000/s is already past the knee, a
-    second ramp from 1,000/s by 500/s finds where it lies."""
+def knee_of(server):
+    """The open model's knee: a ramp from 5,000/s by 2,500/s; when 5,000/s is already past it, a second ramp from
+    1,000/s by 500/s finds where it lies. Returns the first ramp's steps and the knee (None below 1,000/s)."""
     steps, knee = ramp(server, 5000, 2500, 20000)
-    p99_at_5000, errors_at_5000 = steps[5000]
-    if knee is not None:
-        found = f"knee {knee:,} msg/s"
-    else:  # a knee below 5,000/s cannot meet the goal; the second ramp only says where it lies
-        # It starts once the first ramp's overload is delivered, or it would measure the catching up.
+    if knee is None:
+        # The second ramp starts once the first one's overload is delivered, or it would measure the catching up.
         drain(server, 300)
-        _, lower = ramp(server, 1000, 500, 4500)
-        found = f"knee {lower:,} msg/s (5,000/s already past it)" if lower else "knee below 1,000 msg/s"
+        _, knee = ramp(server, 1000, 500, 4500)
+    return steps, knee
+
+
+def open_model(server):
+    """Goal 3: the p99 at 5,000/s and the knee (a knee below 5,000/s cannot meet the goal; the second ramp only says
+    where it lies)."""
+    steps, knee = knee_of(server)
+    p99_at_5000, errors_at_5000 = steps[5000]
+    if knee is None:
+        found = "knee below 1,000 msg/s"
+    elif knee < 5000:
+        found = f"knee {knee:,} msg/s (5,000/s already past it)"
+    else:
+        found = f"knee {knee:,} msg/s"
     return ("3. open model: p99 at 5,000/s; knee", f"p99 {p99_at_5000:.1f} ms (errors {errors_at_5000.strip()}); "
             f"{found}", "p99 ≤ 10 ms; knee ≥ 15,000 msg/s", p99_at_5000 <= 10 and (knee or 0) >= 15_000)
 

@@ -2,14 +2,8 @@
 -- addressed to the user RECIPIENT, with the bearer TOKEN, on PATH; prints one RESULT line for the caller to parse.
 local token, recipient, path = os.getenv("TOKEN"), os.getenv("RECIPIENT"), os.getenv("SEND_PATH")
 local conversations = tonumber(os.getenv("CONVERSATIONS") or "1000")
-local pause = tonumber(os.getenv("PAUSE_MS") or "0")
 local prefix = os.getenv("PREFIX") or "perf"
 local n = 0
-
--- With PAUSE_MS, each connection waits that long before its next request: paced load for the soak.
-function delay()
-  return pause
-end
 
 function request()
   n = n + 1

@@ -16,14 +16,13 @@ def ensure_wrk():
         subprocess.run(install, check=True, capture_output=True)
 
 
-def wrk(base, path, seconds, token, recipient, connections=64, pause_ms=0, prefix="perf"):
-    """wrk's figures (requests, errors, duration_us, p50_us, p99_us, rate); with `pause_ms`, each connection waits
-    that long between requests (paced load). Conversations are named `prefix`-N."""
+def wrk(base, path, seconds, token, recipient, connections=64, prefix="perf"):
+    """wrk's figures (requests, errors, duration_us, p50_us, p99_us, rate). Conversations are named `prefix`-N."""
     ensure_wrk()
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", SEND_LUA,
                           base],
                          env={**os.environ, "TOKEN": token, "RECIPIENT": recipient, "SEND_PATH": path,
-                              "PAUSE_MS": str(pause_ms), "PREFIX": prefix},
+                              "PREFIX": prefix},
                          capture_output=True, text=True, check=True).stdout
     fields = dict(kv.split("=") for kv in re.search(r"RESULT (.*)", out).group(1).split())
     fields = {k: int(v) for k, v in fields.items()}

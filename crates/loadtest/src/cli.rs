@@ -38,9 +38,12 @@ pub struct CapacityArgs {
     /// First arrival rate (requests per second).
     #[arg(long, default_value_t = 250)]
     start_rate: u32,
-    /// Rate added per step.
+    /// Rate added per step; 0 keeps the first rate for --steps steps (a soak).
     #[arg(long, default_value_t = 250)]
     step_rate: u32,
+    /// Most steps run (at most 1,440) [default: until --max-rate or the SLO].
+    #[arg(long)]
+    steps: Option<u32>,
     /// Seconds per step.
     #[arg(long, default_value_t = 5)]
     step_secs: u64,
@@ -70,10 +73,15 @@ pub struct CapacityArgs {
 
 fn capacity(args: CapacityArgs) -> anyhow::Result<()> {
     use crate::capacity::{self, CapacityOptions, Target};
+    anyhow::ensure!(
+        args.step_rate > 0 || args.steps.is_some(),
+        "--step-rate 0 keeps one rate: give --steps to say for how many steps"
+    );
     let options = CapacityOptions {
         url: args.url.trim_end_matches('/').to_owned(),
         start_rate: args.start_rate,
         step_rate: args.step_rate,
+        steps: args.steps.map(|n| n.clamp(1, 1440)),
         step_secs: args.step_secs.clamp(1, 60),
         warmup_secs: args.warmup_secs.min(60),
         max_rate: args.max_rate.min(100_000),

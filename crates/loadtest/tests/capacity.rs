@@ -106,6 +106,7 @@ fn one_step(url: String, warmup_secs: u64) -> CapacityOptions {
         url,
         start_rate: 40,
         step_rate: 40,
+        steps: None,
         step_secs: 1,
         warmup_secs,
         max_rate: 40,
@@ -134,6 +135,31 @@ async fn the_warm_up_is_not_counted() {
     assert!(
         warm[0].p99_ms < 250.0,
         "the warm-up took the slow requests: {warm:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_rate_of_zero_holds_the_rate_for_the_steps_asked() {
+    let (url, _) = keep_alive_server().await;
+    let soak = CapacityOptions {
+        step_rate: 0,
+        steps: Some(3),
+        max_rate: 1_000,
+        ..one_step(url.clone(), 0)
+    };
+    let steps = ramp(&client(&url), &soak, &get_root(), "soak").await;
+    let rates: Vec<(u32, u64)> = steps.iter().map(|s| (s.rate, s.sent)).collect();
+    assert_eq!(rates, [(40, 40); 3], "{steps:?}");
+
+    let unbounded = CapacityOptions {
+        steps: None,
+        ..soak
+    };
+    let steps = ramp(&client(&url), &unbounded, &get_root(), "soak").await;
+    assert_eq!(
+        steps.len(),
+        1,
+        "a constant rate without a step count runs once"
     );
 }
 

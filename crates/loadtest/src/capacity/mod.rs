@@ -29,8 +29,10 @@ pub struct CapacityOptions {
     pub url: String,
     /// First arrival rate (requests per second).
     pub start_rate: u32,
-    /// Added per step.
+    /// Added per step; 0 keeps the first rate (a soak), for `steps` steps.
     pub step_rate: u32,
+    /// Most steps run; `None`: until `max_rate` (one step when `step_rate` is 0).
+    pub steps: Option<u32>,
     /// Seconds per step.
     pub step_secs: u64,
     /// Seconds sent at the first rate before the first step, not counted: the generator opens its connections
@@ -122,17 +124,22 @@ pub async fn ramp(
             )
         });
     }
+    let most_steps = options
+        .steps
+        .unwrap_or(if options.step_rate == 0 { 1 } else { u32::MAX }) as usize;
     let mut steps = Vec::new();
-    while rate <= options.max_rate {
+    while rate <= options.max_rate && steps.len() < most_steps {
         let step = send(rate, options.step_secs, options.e2e_sample_every).await;
         let within =
             step.p99_ms <= options.slo_p99_ms && step.error_rate() <= options.max_error_rate;
         let line = format!(
-            "{label}: {rate:>6}/s  p50 {:7.2} ms  p95 {:7.2} ms  p99 {:7.2} ms  errors {:.2} %{}",
+            "{label}: {rate:>6}/s  p50 {:7.2} ms  p95 {:7.2} ms  p99 {:7.2} ms  errors {:.2} % ({} of {}){}",
             step.p50_ms,
             step.p95_ms,
             step.p99_ms,
             step.error_rate() * 100.0,
+            step.errors,
+            step.sent,
             step.e2e_p95_ms
                 .map_or(String::new(), |e| format!("  e2e p95 {e:.0} ms"))
         );
@@ -141,7 +148,7 @@ pub async fn ramp(
         if !within {
             break;
         }
-        rate += options.step_rate.max(1);
+        rate = rate.saturating_add(options.step_rate);
     }
     bar.finish_and_clear();
     steps
