@@ -202,32 +202,41 @@ def sustained(server, token, recipient):
         target=lambda: result.update(wrk(server.base, "/v1/messages", opts.duration, token, recipient)))
     load_thread.start()
     time.sleep(opts.duration / 3)
-    cpu_before, machine_before, began = process_ticks(server.process.pid), machine_ticks(), time.time()
+    reading = read_usage(server)
     time.sleep(8)
-    cpu_after, machine_after, ended = process_ticks(server.process.pid), machine_ticks(), time.time()
+    used = usage_since(reading, server)
     load_thread.join()
     rss = server.rss_mib()
     finished, after = drain(server, 600)
     accepted = after["accepted"] - before["accepted"]
     delivered = after["delivered"] - before["delivered"]
-    cores = (cpu_after - cpu_before) / os.sysconf("SC_CLK_TCK") / (ended - began)
-    spent = [b - a for a, b in zip(machine_before, machine_after)]
     return {**result, "accepted": accepted, "delivered": delivered, "seconds": finished - started,
             "undelivered": max(0, after["accepted"] - after["delivered"]),
-            "e2e": delivered / (finished - started), "rss": rss, "cores": cores, "cpu_us": cores / result["rate"] * 1e6,
-            "system": spent[2] / sum(spent), "idle": spent[3] / sum(spent)}
+            "e2e": delivered / (finished - started), "rss": rss, **used, "cpu_us": used["cores"] / result["rate"] * 1e6}
 
 
 def metered_wrk(server, path, seconds, token, recipient):
     """wrk's figures for one run, with the server's CPU a request and the machine's idle share over the run: goal
     2's ratio is of two rates that share the same cores, so these say where its difference goes (the accept run's
     CPU includes the routing done meanwhile)."""
-    cpu_before, machine_before = process_ticks(server.process.pid), machine_ticks()
+    reading = read_usage(server)
     result = wrk(server.base, path, seconds, token, recipient)
-    cpu_after, machine_after = process_ticks(server.process.pid), machine_ticks()
+    used = usage_since(reading, server)
+    return {**result, "cpu_us": used["cores"] / result["rate"] * 1e6, "idle": used["idle"]}
+
+
+def read_usage(server):
+    """The server's and the machine's CPU ticks now, for `usage_since`."""
+    return process_ticks(server.process.pid), machine_ticks(), time.time()
+
+
+def usage_since(reading, server):
+    """The cores the server used since `reading`, and the machine's system and idle shares."""
+    cpu_before, machine_before, began = reading
+    cpu_after, machine_after, ended = read_usage(server)
     spent = [b - a for a, b in zip(machine_before, machine_after)]
-    cpu_seconds = (cpu_after - cpu_before) / os.sysconf("SC_CLK_TCK")
-    return {**result, "cpu_us": cpu_seconds / (result["rate"] * seconds) * 1e6, "idle": spent[3] / sum(spent)}
+    return {"cores": (cpu_after - cpu_before) / os.sysconf("SC_CLK_TCK") / (ended - began),
+            "system": spent[2] / sum(spent), "idle": spent[3] / sum(spent)}
 
 
 def process_ticks(pid):
