@@ -5,6 +5,7 @@ generator beside the server: one line per goal with the figure, the target and p
     python3 scripts/perf/goals.py BINARY [--duration 60] [--results docs/results/performance.md] [--skip-history]
     python3 scripts/perf/goals.py BINARY --soak 15 [--soak-rate RATE]
     python3 scripts/perf/goals.py BINARY --compare OTHER [--pairs 5] [--duration 30]
+    python3 scripts/perf/goals.py BINARY --footprint RATE [--duration 60]
 
 1. End to end: wrk sends for --duration s (1 thread, 64 connections, 1,000 conversations, each message to an
    internal user); the run ends when the router has delivered every accepted message. Counted, not sampled:
@@ -21,17 +22,22 @@ generator beside the server: one line per goal with the figure, the target and p
    1,000,000 messages and times pages of 50 (newest, before and after a random seq); the worst p99 counts.
 5. RSS of the server at goal 1's load; with --soak, the soak instead: the open model at half the knee (goal 3's
    ramp on the soak's own server finds it, unless --soak-rate gives the rate) for --soak one-minute steps of
-   `chat4all loadtest capacity` at that constant rate: p99 drift < 15 % (the least-squares line through the
-   minutes' p99s, its last minute against its first: a single minute's p99 moves by about 1 ms on its own here, as
-   much as the limit, so two single minutes would compare that spread rather than a drift), RSS growth < 10 %
-   from the first minute to the last, the event log's files not growing over the last third (consumed and expired
-   records reclaimed, their pages reused), and no request failed.
+   `chat4all loadtest capacity` at that constant rate: p99 drift < 15 % and RSS growth < 10 % (each along the
+   least-squares line through the minutes' figures, its last minute against its first: a single minute's p99
+   moves by about 1 ms on its own here, as much as the limit, so two single minutes would compare that spread
+   rather than a drift), the event log's files not growing over the last third (consumed and expired records
+   reclaimed, their pages reused), and no request failed.
 The results file keeps what lies outside its generated tables (findings, notes): only those tables are replaced.
 
 With --compare, goal 1's load alone, on OTHER then on BINARY, --pairs times, each run on a fresh server: this
 machine's speed drifts by more than most changes are worth, so only runs taken side by side compare. Each line
 gives the end-to-end rate, the server's CPU a message and the machine's system time (both over 8 s in the middle of
 the load); nothing is written to the results file.
+
+With --footprint, what one node uses at a constant arrival rate, for sizing a host: the open model at RATE for
+--duration s on a fresh server; over its middle third, the server's CPU a message and the bytes it writes a message
+(by writer: the event log, the store, the log lines; and the data directory's whole device), then the disk space a
+stored message takes and the RSS. Nothing is written to the results file.
 """
 import argparse, json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time, urllib.request
 from datetime import datetime, timezone
@@ -49,11 +55,13 @@ opts.add_argument("--skip-history", action="store_true", help="leave out goal 4 
 opts.add_argument("--soak", type=int, metavar="MINUTES", help="run only the soak, for this many minutes")
 opts.add_argument("--compare", metavar="OTHER", help="compare BINARY with the binary OTHER on goal 1's load only")
 opts.add_argument("--pairs", type=int, default=5, help="runs of each binary with --compare (default 5)")
+opts.add_argument("--footprint", type=int, metavar="MSG_PER_S",
+                  help="measure what the server uses at this constant arrival rate (CPU, disk writes and space, RSS)")
 opts.add_argument("--soak-rate", type=int, metavar="MSG_PER_S",
                   help="the soak's arrival rate (default: half the knee, found first on the soak's server)")
 parser, opts = opts, opts.parse_args()
 if opts.soak is not None and opts.soak < 3:
-    parser.error("--soak must be at least 3 minutes: its drift is the trend through the minutes' p99s")
+    parser.error("--soak must be at least 3 minutes: its drift is the line through the minutes' figures")
 if opts.duration < 12:
     parser.error("--duration must be at least 12 s: the server's CPU is sampled over 8 s from a third of the way in")
 
@@ -123,8 +131,8 @@ def users(server):
 
 
 def soak():
-    """Goal 5's soak: the open model at a constant rate for --soak one-minute steps; the trend of the minutes'
-    p99, and the last minute's RSS and event log against earlier ones."""
+    """Goal 5's soak: the open model at a constant rate for --soak one-minute steps; the drift of the minutes' p99
+    and RSS, and the event log's size over the last third."""
     server = Server()
     minutes = []
     out = tempfile.mkdtemp(prefix="chat4all-soak.")
@@ -152,31 +160,106 @@ def soak():
     finally:
         server.stop()
         shutil.rmtree(out, ignore_errors=True)
-    (p99_first, _, rss_first, _), (p99_last, _, rss_last, log_last) = minutes[0], minutes[-1]
+    log_last = minutes[-1][3]
     # The log's size settles once reclamation keeps pace with the appends, so its last third is what shows
     # whether consumed and expired records are reclaimed.
     log_first = minutes[len(minutes) * 2 // 3][3]
-    trend_first, trend_last = trend([m[0] for m in minutes])
-    drift = trend_last / trend_first - 1
-    growth = rss_last / rss_first - 1
+    p99_drift, p99_reading = drift([m[0] for m in minutes], "ms", 1)
+    rss_drift, rss_reading = drift([m[2] for m in minutes], "MiB", 0)
     errors = sum(m[1] for m in minutes)
     at = f"{rate:,} msg/s" + ("" if opts.soak_rate else " (half the knee)")
     line = (f"5. soak, {opts.soak} min at {at}",
-            f"p99 trend {trend_first:.1f} → {trend_last:.1f} ms ({drift:+.0%}; minutes {p99_first:.1f} → "
-            f"{p99_last:.1f}, {min(m[0] for m in minutes):.1f}–{max(m[0] for m in minutes):.1f}); RSS {rss_first:.0f} → {rss_last:.0f} MiB "
-            f"({growth:+.0%}); event log {log_first:.1f} MiB at minute {len(minutes) * 2 // 3 + 1}, {log_last:.1f} MiB "
-            f"at the end; errors {errors}",
+            f"p99 {p99_reading}; RSS {rss_reading}; event log {log_first:.1f} MiB at minute "
+            f"{len(minutes) * 2 // 3 + 1}, {log_last:.1f} MiB at the end; errors {errors}",
             "p99 drift < 15 %, RSS growth < 10 %, log reclaimed, 0 errors",
-            drift < 0.15 and growth < 0.10 and log_last <= log_first * 1.05 and errors == 0)
+            p99_drift < 0.15 and rss_drift < 0.10 and log_last <= log_first * 1.05 and errors == 0)
     report([line], "soak", f"--soak {opts.soak}" + (f" --soak-rate {opts.soak_rate}" if opts.soak_rate else ""),
            f"`chat4all loadtest capacity`, open model at {rate:,} msg/s")
     return 0 if line[3] else 1
 
 
-def trend(values):
-    """The least-squares line through a series at its first and its last point."""
+def drift(values, unit, digits):
+    """The change along the least-squares line through a series of minutes, from its first minute to its last, and
+    its reading with the single first and last minutes and the range beside it. A minute's figure moves on its own
+    (the p99 by about 1 ms here, as much as the 15 % limit), so the line through all of them measures the drift
+    where two single minutes would measure that spread."""
     fit = statistics.linear_regression(range(len(values)), values)
-    return fit.intercept, fit.intercept + fit.slope * (len(values) - 1)
+    first, last = fit.intercept, fit.intercept + fit.slope * (len(values) - 1)
+    shown = lambda value: f"{value:.{digits}f}"
+    return last / first - 1, (f"trend {shown(first)} → {shown(last)} {unit} ({last / first - 1:+.0%}; minutes "
+                              f"{shown(values[0])} → {shown(values[-1])}, {shown(min(values))}–{shown(max(values))})")
+
+
+def footprint():
+    """--footprint: the open model at one rate; what the server uses a message over the middle third of the run."""
+    server = Server()
+    out = tempfile.mkdtemp(prefix="chat4all-footprint.")
+    try:
+        generator = subprocess.Popen(
+            [opts.binary, "loadtest", "capacity", "--url", server.base, "--start-rate", str(opts.footprint),
+             "--step-rate", "0", "--steps", "1", "--step-secs", str(opts.duration), "--slo-p99-ms", "60000",
+             "--out", out], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        time.sleep(opts.duration / 3)
+        before, usage, device = counters(server.base), read_usage(server), device_bytes_written(server.data)
+        writers = written_by_writer(server.process.pid)
+        time.sleep(opts.duration / 3)
+        after, used = counters(server.base), usage_since(usage, server)
+        written = {name: total - writers[name] for name, total in written_by_writer(server.process.pid).items()}
+        device = device_bytes_written(server.data) - device
+        seconds = time.time() - usage[2]
+        rss = server.rss_mib()
+        step = re.search(r"p99 +([\d.]+) ms +errors [\d.]+ % \((\d+) of (\d+)\)", generator.communicate()[0])
+        if generator.returncode != 0 or not step:
+            sys.exit("the load generator did not finish its step")
+        drain(server, 300)
+        stored = counters(server.base)["delivered"]
+        space = {name: sum(os.path.getsize(os.path.join(server.data, f)) for f in os.listdir(server.data)
+                           if f.startswith(name)) for name in ("store.db", "events.db")}
+    finally:
+        server.stop()
+        shutil.rmtree(out, ignore_errors=True)
+    messages = after["accepted"] - before["accepted"]
+    per = lambda value: f"{value / messages:,.0f} B"
+    print(f"footprint at {opts.footprint:,} msg/s (open model, {opts.duration} s; p99 {float(step[1]):.1f} ms, "
+          f"errors {step[2]} of {step[3]}); over {seconds:.0f} s from {opts.duration / 3:.0f} s in, "
+          f"{messages:,.0f} messages:")
+    print(f"  CPU: the server {used['cores']:.2f} cores, {used['cores'] * seconds / messages * 1e6:.0f} µs a message; "
+          f"the machine idle {used['idle']:.0%}")
+    print(f"  disk writes a message: " + ", ".join(f"{name} {per(value)}" for name, value in written.items())
+          + f"; the device {per(device)} ({device / seconds / 1e6:.0f} MB/s)")
+    print(f"  disk space: the store {space['store.db'] / stored:,.0f} B a message ({space['store.db'] / 1e6:,.0f} MB "
+          f"with its WAL for {stored:,.0f} messages); the event log {space['events.db'] / 2**20:.1f} MiB in all")
+    print(f"  RSS {rss:.0f} MiB")
+    return 0
+
+
+def written_by_writer(pid):
+    """Bytes the server's threads have sent towards the disk (`write_bytes`), by writer: the threads are named, and
+    the store's writes run on the blocking pool, whose threads come and go (the process's own total keeps theirs)."""
+    named = {"event-log-write": "the event log", "tracing-appende": "the log lines"}
+    by = dict.fromkeys(named.values(), 0)
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            name = open(f"/proc/{pid}/task/{tid}/comm").read().strip()
+            if name in named:
+                by[named[name]] += io_field(f"/proc/{pid}/task/{tid}/io", "write_bytes")
+        except OSError:
+            continue  # a thread that ended meanwhile
+    return {"the store": io_field(f"/proc/{pid}/io", "write_bytes") - sum(by.values()), **by}
+
+
+def io_field(path, field):
+    return next(int(line.split()[1]) for line in open(path) if line.startswith(field + ":"))
+
+
+def device_bytes_written(path):
+    """Bytes written to the block device that holds `path` (partition or whole disk), from /proc/diskstats."""
+    dev = os.stat(path).st_dev
+    for line in open("/proc/diskstats"):
+        fields = line.split()
+        if (int(fields[0]), int(fields[1])) == (os.major(dev), os.minor(dev)):
+            return int(fields[9]) * 512
+    return 0  # not a block device (tmpfs, overlay): the writers' figures stand alone
 
 
 def compare():
@@ -265,6 +348,8 @@ def machine_ticks():
 def main():
     if opts.soak:
         return soak()
+    if opts.footprint:
+        return footprint()
     if opts.compare:
         return compare()
     server = Server()
