@@ -205,7 +205,7 @@ def footprint():
         time.sleep(opts.duration / 3)
         after, used = counters(server.base), usage_since(usage, server)
         written = {name: total - writers[name] for name, total in written_by_writer(server.process.pid).items()}
-        device = device_bytes_written(server.data) - device
+        device = device_bytes_written(server.data) - device if device is not None else None
         seconds = time.time() - usage[2]
         rss = server.rss_mib()
         step = re.search(r"p99 +([\d.]+) ms +errors [\d.]+ % \((\d+) of (\d+)\)", generator.communicate()[0])
@@ -226,7 +226,8 @@ def footprint():
     print(f"  CPU: the server {used['cores']:.2f} cores, {used['cores'] * seconds / messages * 1e6:.0f} µs a message; "
           f"the machine idle {used['idle']:.0%}")
     print(f"  disk writes a message: " + ", ".join(f"{name} {per(value)}" for name, value in written.items())
-          + f"; the device {per(device)} ({device / seconds / 1e6:.0f} MB/s)")
+          + (f"; the device {per(device)} ({device / seconds / 1e6:.0f} MB/s)" if device is not None else
+             "; the data directory is not on a block device"))
     print(f"  disk space: the store {space['store.db'] / stored:,.0f} B a message ({space['store.db'] / 1e6:,.0f} MB "
           f"with its WAL for {stored:,.0f} messages); the event log {space['events.db'] / 2**20:.1f} MiB in all")
     print(f"  RSS {rss:.0f} MiB")
@@ -253,13 +254,14 @@ def io_field(path, field):
 
 
 def device_bytes_written(path):
-    """Bytes written to the block device that holds `path` (partition or whole disk), from /proc/diskstats."""
+    """Bytes written to the block device that holds `path` (partition or whole disk), from /proc/diskstats; None
+    when it is not on one."""
     dev = os.stat(path).st_dev
     for line in open("/proc/diskstats"):
         fields = line.split()
         if (int(fields[0]), int(fields[1])) == (os.major(dev), os.minor(dev)):
             return int(fields[9]) * 512
-    return 0  # not a block device (tmpfs, overlay): the writers' figures stand alone
+    return None  # not a block device (tmpfs, overlay): the writers' figures stand alone
 
 
 def compare():
