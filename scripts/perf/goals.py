@@ -141,12 +141,9 @@ def soak():
         if not rate:
             sys.exit("no knee above 1,000 msg/s to soak at half of; give --soak-rate")
         drain(server, 300)  # the ramp's messages, so that the first minute measures the soak alone
-        generator = subprocess.Popen(
-            [opts.binary, "loadtest", "capacity", "--url", server.base, "--start-rate", str(rate), "--step-rate", "0",
-             "--steps", str(opts.soak), "--step-secs", "60", "--slo-p99-ms", "60000", "--out", out],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        generator = constant_rate(server, rate, opts.soak, 60, out)
         for line in generator.stdout:
-            step = re.search(r"p99 +([\d.]+) ms +errors [\d.]+ % \((\d+) of (\d+)\)", line)
+            step = STEP_LINE.search(line)
             if not step:
                 continue
             log_bytes = sum(os.path.getsize(os.path.join(server.data, f)) for f in os.listdir(server.data)
@@ -178,6 +175,19 @@ def soak():
     return 0 if line[3] else 1
 
 
+# A step's line from `chat4all loadtest capacity`: its p99 (ms), its errors and its sends.
+STEP_LINE = re.compile(r"p99 +([\d.]+) ms +errors [\d.]+ % \((\d+) of (\d+)\)")
+
+
+def constant_rate(server, rate, steps, step_secs, out):
+    """`chat4all loadtest capacity` holding `rate` for `steps` steps of `step_secs` s, its lines on a pipe (no SLO:
+    every step runs)."""
+    return subprocess.Popen(
+        [opts.binary, "loadtest", "capacity", "--url", server.base, "--start-rate", str(rate), "--step-rate", "0",
+         "--steps", str(steps), "--step-secs", str(step_secs), "--slo-p99-ms", "60000", "--out", out],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
 def drift(values, unit, digits):
     """The change along the least-squares line through a series of minutes, from its first minute to its last, and
     its reading with the single first and last minutes and the range beside it. A minute's figure moves on its own
@@ -195,10 +205,7 @@ def footprint():
     server = Server()
     out = tempfile.mkdtemp(prefix="chat4all-footprint.")
     try:
-        generator = subprocess.Popen(
-            [opts.binary, "loadtest", "capacity", "--url", server.base, "--start-rate", str(opts.footprint),
-             "--step-rate", "0", "--steps", "1", "--step-secs", str(opts.duration), "--slo-p99-ms", "60000",
-             "--out", out], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        generator = constant_rate(server, opts.footprint, 1, opts.duration, out)
         time.sleep(opts.duration / 3)
         before, usage, device = counters(server.base), read_usage(server), device_bytes_written(server.data)
         writers = written_by_writer(server.process.pid)
@@ -208,7 +215,7 @@ def footprint():
         device = device_bytes_written(server.data) - device if device is not None else None
         seconds = time.time() - usage[2]
         rss = server.rss_mib()
-        step = re.search(r"p99 +([\d.]+) ms +errors [\d.]+ % \((\d+) of (\d+)\)", generator.communicate()[0])
+        step = STEP_LINE.search(generator.communicate()[0])
         if generator.returncode != 0 or not step:
             sys.exit("the load generator did not finish its step")
         drain(server, 300)
