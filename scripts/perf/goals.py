@@ -134,7 +134,7 @@ def soak():
     """Goal 5's soak: the open model at a constant rate for --soak one-minute steps; the drift of the minutes' p99
     and RSS, and the event log's size over the last third."""
     server = Server()
-    minutes = []
+    minutes, notes = [], []  # notes: the minutes whose step line named errors or resent requests
     out = tempfile.mkdtemp(prefix="chat4all-soak.")
     try:
         rate = opts.soak_rate or (knee_of(server)[1] or 0) // 2
@@ -149,9 +149,12 @@ def soak():
             log_bytes = sum(os.path.getsize(os.path.join(server.data, f)) for f in os.listdir(server.data)
                             if f.startswith("events.db"))
             minutes.append((float(step[1]), int(step[2]), server.rss_mib(), log_bytes / 2**20))
+            kinds = step[4].strip()
+            if kinds:
+                notes.append(f"minute {len(minutes)}: {kinds}")
             print(f"minute {len(minutes)}/{opts.soak}: {rate:,} msg/s, p99 {minutes[-1][0]:.1f} ms, errors "
-                  f"{minutes[-1][1]} of {step[3]}, RSS {minutes[-1][2]:.0f} MiB, event log {minutes[-1][3]:.1f} MiB",
-                  flush=True)
+                  f"{minutes[-1][1]} of {step[3]}, RSS {minutes[-1][2]:.0f} MiB, event log {minutes[-1][3]:.1f} MiB"
+                  + (f" {kinds}" if kinds else ""), flush=True)
         if generator.wait() != 0 or len(minutes) != opts.soak:
             sys.exit(f"the load generator stopped after {len(minutes)} of {opts.soak} minutes")
     finally:
@@ -167,7 +170,8 @@ def soak():
     at = f"{rate:,} msg/s" + ("" if opts.soak_rate else " (half the knee)")
     line = (f"5. soak, {opts.soak} min at {at}",
             f"p99 {p99_reading}; RSS {rss_reading}; event log {log_first:.1f} MiB at minute "
-            f"{len(minutes) * 2 // 3 + 1}, {log_last:.1f} MiB at the end; errors {errors}",
+            f"{len(minutes) * 2 // 3 + 1}, {log_last:.1f} MiB at the end; errors {errors}"
+            + (f" ({'; '.join(notes)})" if notes else ""),
             "p99 drift < 15 %, RSS growth < 10 %, log reclaimed, 0 errors",
             p99_drift < 0.15 and rss_drift < 0.10 and log_last <= log_first * 1.05 and errors == 0)
     report([line], "soak", f"--soak {opts.soak}" + (f" --soak-rate {opts.soak_rate}" if opts.soak_rate else ""),
@@ -175,8 +179,9 @@ def soak():
     return 0 if line[3] else 1
 
 
-# A step's line from `chat4all loadtest capacity`: its p99 (ms), its errors and its sends.
-STEP_LINE = re.compile(r"p99 +([\d.]+) ms +errors [\d.]+ % \((\d+) of (\d+)\)")
+# A step's line from `chat4all loadtest capacity`: its p99 (ms), its errors, its sends, and its bracketed notes (the
+# errors by kind, the requests resent).
+STEP_LINE = re.compile(r"p99 +([\d.]+) ms +errors [\d.]+ % \((\d+) of (\d+)\)(?: +e2e p95 [\d.]+ ms)?((?: +\[[^]]*\])*)")
 
 
 def constant_rate(server, rate, steps, step_secs, out):

@@ -3,7 +3,7 @@
 //! measured from the scheduled send time (a closed-model generator would hide it by slowing down).
 
 use chat4all_loadtest::capacity::{
-    CapacityOptions, Client, Prepared, Target, check_target, ramp, run_step,
+    CapacityOptions, Client, Failure, Prepared, Target, check_target, ramp, run_step,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -93,6 +93,29 @@ async fn keep_alive_server() -> (String, Arc<AtomicUsize>) {
     (format!("http://{addr}"), accepted)
 }
 
+/// A server that answers each request on a connection with `answer` (or nothing, when `None`), then closes that
+/// connection without saying so in the answer, as a server does when a kept-alive connection's idle time runs out
+/// just after an answer.
+async fn closing_server(answer: Option<&'static [u8]>) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                if read_head(&mut socket).await
+                    && let Some(answer) = answer
+                {
+                    let _ = socket.write_all(answer).await;
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), accepted)
+}
+
 fn client(url: &str) -> Arc<Client> {
     Arc::new(Client::new(url).unwrap())
 }
@@ -131,7 +154,7 @@ async fn the_warm_up_is_not_counted() {
     let url = cold_server(10).await;
     let warm = ramp(&client(&url), &one_step(url, 1), &target, "warm").await;
     assert_eq!(warm.len(), 1, "the warm-up is not a step: {warm:?}");
-    assert_eq!((warm[0].sent, warm[0].errors), (40, 0));
+    assert_eq!((warm[0].sent, warm[0].failures.total()), (40, 0));
     assert!(
         warm[0].p99_ms < 250.0,
         "the warm-up took the slow requests: {warm:?}"
@@ -168,14 +191,14 @@ async fn queueing_shows_in_the_measured_latency() {
     let client = client(&slow_server().await);
     let target = get_root();
     let calm = run_step(&client, &target, 20, Duration::from_secs(1), 0, None).await;
-    assert_eq!((calm.sent, calm.errors), (20, 0));
+    assert_eq!((calm.sent, calm.failures.total()), (20, 0));
     assert!(
         calm.p99_ms < 150.0,
         "under capacity the latency stays near the service time: {calm:?}"
     );
 
     let overload = run_step(&client, &target, 100, Duration::from_secs(1), 0, None).await;
-    assert_eq!((overload.sent, overload.errors), (100, 0));
+    assert_eq!((overload.sent, overload.failures.total()), (100, 0));
     // 100 requests at 20 ms each need 2 s; the last, scheduled at 0.99 s, waits about a second.
     assert!(
         overload.p99_ms > 500.0,
@@ -200,12 +223,61 @@ async fn connections_are_kept_alive_and_reused() {
         None,
     )
     .await;
-    assert_eq!((step.sent, step.errors), (40, 0));
+    assert_eq!((step.sent, step.failures.total()), (40, 0));
     assert_eq!(
         accepted.load(Ordering::SeqCst),
         1,
         "a connection per request is what this client avoids"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_idle_past_the_limit_is_not_reused() {
+    let (url, accepted) = keep_alive_server().await;
+    let client = Client::new(&url)
+        .unwrap()
+        .idle_reuse_limit(Duration::from_millis(100));
+    let root = Prepared::get("/").unwrap();
+    client.succeed(&root, "first").await.unwrap();
+    client.succeed(&root, "at once").await.unwrap();
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await; // the idle time under test, not a wait for an event
+    client.succeed(&root, "after the limit").await.unwrap();
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_counted_by_kind() {
+    let count = async |url: &str| {
+        let step = run_step(
+            &client(url),
+            &get_root(),
+            20,
+            Duration::from_secs(1),
+            0,
+            None,
+        )
+        .await;
+        assert_eq!(step.sent, 20);
+        step.failures
+    };
+    let (unanswered, _) = closing_server(None).await;
+    assert_eq!(count(&unanswered).await.of(Failure::Broken), 20);
+    let (unavailable, _) = closing_server(Some(
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n",
+    ))
+    .await;
+    assert_eq!(count(&unavailable).await.of(Failure::ServerStatus), 20);
+    let (missing, _) =
+        closing_server(Some(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")).await;
+    let failures = count(&missing).await;
+    assert_eq!(failures.of(Failure::ClientStatus), 20);
+    assert_eq!(failures.to_string(), "20 answered 4xx");
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    assert_eq!(count(&closed_port).await.of(Failure::Connect), 20);
 }
 
 #[test]

@@ -6,11 +6,13 @@
 //! Here: the options, the target check, the users the load runs as, and the ramp with its knee. One step (the
 //! scheduler and what it measures) is in `step`; the Markdown and SVG report in `report`.
 
+mod failures;
 mod http;
 mod report;
 mod step;
 
-pub use http::{Client, Prepared, bearer_value};
+pub use failures::{Failure, Failures};
+pub use http::{Client, Prepared, SendError, bearer_value};
 pub use report::write_report;
 pub use step::{Step, Target, run_step};
 
@@ -133,15 +135,28 @@ pub async fn ramp(
         let within =
             step.p99_ms <= options.slo_p99_ms && step.error_rate() <= options.max_error_rate;
         let line = format!(
-            "{label}: {rate:>6}/s  p50 {:7.2} ms  p95 {:7.2} ms  p99 {:7.2} ms  errors {:.2} % ({} of {}){}",
+            "{label}: {rate:>6}/s  p50 {:7.2} ms  p95 {:7.2} ms  p99 {:7.2} ms  errors {:.2} % ({} of {}){}{}{}",
             step.p50_ms,
             step.p95_ms,
             step.p99_ms,
             step.error_rate() * 100.0,
-            step.errors,
+            step.failures.total(),
             step.sent,
             step.e2e_p95_ms
-                .map_or(String::new(), |e| format!("  e2e p95 {e:.0} ms"))
+                .map_or(String::new(), |e| format!("  e2e p95 {e:.0} ms")),
+            if step.failures.total() > 0 {
+                format!("  [{}]", step.failures)
+            } else {
+                String::new()
+            },
+            if step.resent > 0 {
+                format!(
+                    "  [{} resent: idle connection closed by the server]",
+                    step.resent
+                )
+            } else {
+                String::new()
+            },
         );
         bar.suspend(|| println!("{line}")); // printed even when stderr is not a terminal and the bar is hidden
         steps.push(step);

@@ -54,13 +54,18 @@ pub fn write_report(
         for s in steps {
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} % | {} |",
+                "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} %{} | {} |",
                 s.rate,
                 s.sent,
                 s.p50_ms,
                 s.p95_ms,
                 s.p99_ms,
                 s.error_rate() * 100.0,
+                if s.failures.total() > 0 {
+                    format!(" ({})", s.failures)
+                } else {
+                    String::new()
+                },
                 s.e2e_p95_ms.map_or("-".into(), |e| format!("{e:.0}"))
             );
         }

@@ -3,6 +3,7 @@
 //! generator), errors counted, and a sample of sends followed to DELIVERED for the end-to-end latency.
 
 use super::Senders;
+use super::failures::{Failure, FailureCounter, Failures};
 use super::http::{Client, Prepared};
 use hdrhistogram::Histogram;
 use hyper::header::HeaderValue;
@@ -22,8 +23,10 @@ pub struct Step {
     pub rate: u32,
     /// Requests scheduled.
     pub sent: u64,
-    /// Failed or refused.
-    pub errors: u64,
+    /// Failed or refused, by kind.
+    pub failures: Failures,
+    /// Sent again on a new connection because the server had just closed the idle one (not failures).
+    pub resent: u64,
     /// Latency percentiles from the scheduled time (ms).
     pub p50_ms: f64,
     /// 95th percentile.
@@ -37,7 +40,7 @@ pub struct Step {
 impl Step {
     /// Share of failed requests.
     pub fn error_rate(&self) -> f64 {
-        self.errors as f64 / self.sent.max(1) as f64
+        self.failures.total() as f64 / self.sent.max(1) as f64
     }
 }
 
@@ -68,7 +71,8 @@ pub async fn run_step(
     let latencies = Arc::new(Mutex::new(
         Histogram::<u64>::new(3).expect("3 significant digits is valid"),
     ));
-    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let failures = Arc::new(FailureCounter::default());
+    let resent_before = client.resent();
     let samples = Arc::new(Mutex::new(Vec::new()));
     let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();
@@ -77,20 +81,20 @@ pub async fn run_step(
         let scheduled = start + interval.mul_f64(i as f64);
         tokio::time::sleep_until(scheduled).await;
         if in_flight.load(std::sync::atomic::Ordering::Relaxed) >= MAX_IN_FLIGHT {
-            errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            failures.count(Failure::Overflow);
             continue;
         }
         in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (client, requests, target) = (client.clone(), requests.clone(), target.clone());
-        let (task_latencies, task_errors, task_samples, task_in_flight) = (
+        let (task_latencies, task_failures, task_samples, task_in_flight) = (
             latencies.clone(),
-            errors.clone(),
+            failures.clone(),
             samples.clone(),
             in_flight.clone(),
         );
         tasks.spawn(async move {
-            let (latencies, errors, samples, in_flight) =
-                (task_latencies, task_errors, task_samples, task_in_flight);
+            let (latencies, failures, samples, in_flight) =
+                (task_latencies, task_failures, task_samples, task_in_flight);
             let request = &requests[(i % requests.len() as u64) as usize];
             let token = match &target {
                 Target::Send(senders) => Some(&senders.tokens[i as usize % senders.tokens.len()]),
@@ -116,9 +120,11 @@ pub async fn run_step(
                             .push((id.to_owned(), token.clone()));
                     }
                 }
-                _ => {
-                    errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok((status, _)) if status.is_client_error() => {
+                    failures.count(Failure::ClientStatus)
                 }
+                Ok(_) => failures.count(Failure::ServerStatus),
+                Err(e) => failures.count(e.kind),
             }
             in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         });
@@ -132,7 +138,7 @@ pub async fn run_step(
                 / 1000.0;
             bar.set_message(format!(
                 "rate {rate}/s  p99 {p99:.1} ms  errors {}",
-                errors.load(std::sync::atomic::Ordering::Relaxed)
+                failures.counts().total()
             ));
             bar.tick();
         }
@@ -144,7 +150,8 @@ pub async fn run_step(
     Step {
         rate,
         sent: total,
-        errors: errors.load(std::sync::atomic::Ordering::Relaxed),
+        failures: failures.counts(),
+        resent: client.resent() - resent_before,
         p50_ms: at(0.5),
         p95_ms: at(0.95),
         p99_ms: at(0.99),
