@@ -23,10 +23,11 @@ generator beside the server: one line per goal with the figure, the target and p
 5. RSS of the server at goal 1's load; with --soak, the soak instead: the open model at half the knee (goal 3's
    ramp on the soak's own server finds it, unless --soak-rate gives the rate) for --soak one-minute steps of
    `chat4all loadtest capacity` at that constant rate: p99 drift < 15 % and RSS growth < 10 % (each along the
-   least-squares line through the minutes' figures, its last minute against its first: a single minute's p99
-   moves by about 1 ms on its own here, as much as the limit, so two single minutes would compare that spread
-   rather than a drift), the event log's files not growing over the last third (consumed and expired records
-   reclaimed, their pages reused), and no request failed.
+   Theil–Sen line through the minutes' figures, its last minute against its first: a single minute's p99 moves by
+   about 1 ms on its own here, as much as the limit, so two single minutes would compare that spread rather than
+   a drift, and the median of the slopes keeps one odd minute from tilting the line), the event log's files not
+   growing over the last third (consumed and expired records reclaimed, their pages reused), and no request
+   failed.
 The results file keeps what lies outside its generated tables (findings, notes): only those tables are replaced.
 
 With --compare, goal 1's load alone, on OTHER then on BINARY, --pairs times, each run on a fresh server: this
@@ -194,12 +195,16 @@ def constant_rate(server, rate, steps, step_secs, out):
 
 
 def drift(values, unit, digits):
-    """The change along the least-squares line through a series of minutes, from its first minute to its last, and
-    its reading with the single first and last minutes and the range beside it. A minute's figure moves on its own
-    (the p99 by about 1 ms here, as much as the 15 % limit), so the line through all of them measures the drift
-    where two single minutes would measure that spread."""
-    fit = statistics.linear_regression(range(len(values)), values)
-    first, last = fit.intercept, fit.intercept + fit.slope * (len(values) - 1)
+    """The change along the Theil–Sen line through a series of minutes (the median of the slopes between every two
+    minutes), from its first minute to its last, and its reading with the single first and last minutes and the
+    range beside it. A minute's figure moves on its own (the p99 by about 1 ms here, as much as the 15 % limit), so
+    a line through all of them measures the drift where two single minutes would measure that spread; the median
+    keeps one odd minute from tilting it (a least-squares line read one 14.5 ms minute near the end of a flat
+    15-minute run as +31 %), while a climb of several minutes still moves most of the slopes."""
+    n = len(values)
+    slope = statistics.median((values[j] - values[i]) / (j - i) for i in range(n) for j in range(i + 1, n))
+    first = statistics.median(value - slope * x for x, value in enumerate(values))
+    last = first + slope * (n - 1)
     shown = lambda value: f"{value:.{digits}f}"
     return last / first - 1, (f"trend {shown(first)} → {shown(last)} {unit} ({last / first - 1:+.0%}; minutes "
                               f"{shown(values[0])} → {shown(values[-1])}, {shown(min(values))}–{shown(max(values))})")
