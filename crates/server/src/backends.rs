@@ -18,6 +18,7 @@ pub async fn open_event_log(config: &Config) -> anyhow::Result<Arc<dyn EventLog>
                 // Real-time readers follow applied changes live and catch up from history after a restart,
                 // so in one process the notifications need not reach the disk.
                 live_topics: [Topics::default().notifications].into(),
+                commit_delay: storage.commit_delay,
                 ..LogOptions::default()
             };
             let log = Arc::new(SqliteLog::open(&storage.path(path), options)?);
@@ -25,6 +26,11 @@ pub async fn open_event_log(config: &Config) -> anyhow::Result<Arc<dyn EventLog>
         }
         #[cfg(feature = "kafka")]
         EventLogBackend::Kafka(url) => {
+            if !storage.commit_delay.is_zero() {
+                tracing::warn!(
+                    "storage.commit-delay-us applies to the embedded event log only; Kafka's producer batches on its own"
+                );
+            }
             let defaults = chat4all_kafka::KafkaOptions::default();
             let options = chat4all_kafka::KafkaOptions {
                 partitions: storage.partitions.unwrap_or(defaults.partitions),

@@ -1,7 +1,7 @@
 //! The log's one writer thread: drains every pending append and waited commit into one transaction (group
 //! commit), answers only after the fsync, wakes the consumers, and reclaims space in the same transactions.
 //! Commits made in the background are held and written with a later round
-//! ([`LogOptions::background_commit_delay`]).
+//! ([`LogOptions::background_commit_delay`]); a busy round may wait for more appends ([`LogOptions::commit_delay`]).
 
 use super::batch;
 use super::reclaim::Reclaimer;
@@ -13,7 +13,7 @@ use rusqlite::{Connection, params};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -38,15 +38,8 @@ pub(super) fn run_writer(
             Err(RecvTimeoutError::Timeout) => {} // only the held commits are due
             Err(RecvTimeoutError::Disconnected) => open = false,
         }
-        let mut weight: usize = batch.iter().map(Request::weight).sum();
-        while open && weight < options.max_batch_records {
-            match requests.try_recv() {
-                Ok(request) => {
-                    weight += request.weight();
-                    batch.push(request);
-                }
-                Err(_) => break,
-            }
+        if open {
+            gather(&requests, &mut batch, &options);
         }
         if let Some(at) = batch.iter().position(|r| matches!(r, Request::Shutdown)) {
             open = false;
@@ -67,6 +60,27 @@ pub(super) fn run_writer(
     }
     if let Err(e) = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
         tracing::warn!(error = %e, "event log checkpoint at shutdown failed");
+    }
+}
+
+/// Adds to `batch` the requests waiting, up to [`LogOptions::max_batch_records`]. Once the batch holds more than
+/// one, others are writing too, and it waits up to [`LogOptions::commit_delay`] for more, so that one fsync
+/// covers theirs; a lone request never waits.
+fn gather(requests: &Receiver<Request>, batch: &mut Vec<Request>, options: &LogOptions) {
+    let mut weight: usize = batch.iter().map(Request::weight).sum();
+    let wait_until = Instant::now() + options.commit_delay;
+    while weight < options.max_batch_records {
+        let next = match requests.try_recv() {
+            Err(TryRecvError::Empty) if batch.len() > 1 && !options.commit_delay.is_zero() => {
+                requests
+                    .recv_timeout(wait_until.saturating_duration_since(Instant::now()))
+                    .ok()
+            }
+            next => next.ok(),
+        };
+        let Some(request) = next else { break };
+        weight += request.weight();
+        batch.push(request);
     }
 }
 
@@ -269,5 +283,78 @@ impl Round {
         for reply in self.waiting {
             drop(reply.send(Ok(())));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::channel;
+
+    fn commit(next_offset: u64) -> Request {
+        Request::Commit {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+            next_offset,
+            reply: None,
+        }
+    }
+
+    fn delayed(commit_delay: Duration) -> LogOptions {
+        LogOptions {
+            commit_delay,
+            ..LogOptions::default()
+        }
+    }
+
+    #[test]
+    fn a_busy_round_waits_its_commit_delay_for_more() {
+        let (sender, requests) = channel();
+        sender.send(commit(1)).unwrap();
+        let mut batch = vec![commit(0)];
+        // Sent while the round waits: two requests were already there.
+        let late = std::thread::spawn(move || {
+            for offset in 2..40 {
+                sender.send(commit(offset)).unwrap();
+            }
+        });
+        gather(&requests, &mut batch, &delayed(Duration::from_secs(1)));
+        late.join().unwrap();
+        assert_eq!(batch.len(), 40);
+    }
+
+    #[test]
+    fn a_lone_request_does_not_wait() {
+        let (_sender, requests) = channel();
+        let mut batch = vec![commit(0)];
+        let started = Instant::now();
+        gather(&requests, &mut batch, &delayed(Duration::from_secs(600)));
+        assert_eq!(batch.len(), 1);
+        assert!(started.elapsed() < Duration::from_secs(300), "it waited");
+    }
+
+    #[test]
+    fn without_a_delay_a_round_takes_only_what_is_waiting() {
+        let (sender, requests) = channel();
+        sender.send(commit(1)).unwrap();
+        let mut batch = vec![commit(0), commit(1)];
+        gather(&requests, &mut batch, &LogOptions::default());
+        assert_eq!(batch.len(), 3);
+    }
+
+    #[test]
+    fn a_round_stops_gathering_at_its_most_records() {
+        let (sender, requests) = channel();
+        for offset in 1..10 {
+            sender.send(commit(offset)).unwrap();
+        }
+        let mut batch = vec![commit(0)];
+        let options = LogOptions {
+            max_batch_records: 4,
+            ..delayed(Duration::from_secs(600))
+        };
+        gather(&requests, &mut batch, &options);
+        assert_eq!(batch.len(), 4);
     }
 }

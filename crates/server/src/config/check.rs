@@ -4,6 +4,9 @@ use super::Config;
 use chat4all_core::services::messaging::MAX_VALIDITY_SECS;
 use std::time::Duration;
 
+/// Longest commit delay: past it, the wait costs more latency than a disk's flush takes.
+const MAX_COMMIT_DELAY: Duration = Duration::from_millis(10);
+
 /// A value out of range: its key (`storage.partitions`) and what is wrong.
 #[derive(Debug)]
 pub struct Invalid {
@@ -65,6 +68,14 @@ impl Config {
             partitions,
             "storage.partitions",
             "must be between 1 and 1024",
+        )?;
+        ensure(
+            self.storage.commit_delay <= MAX_COMMIT_DELAY,
+            "storage.commit-delay-us",
+            format!(
+                "must be between 0 and {} microseconds",
+                MAX_COMMIT_DELAY.as_micros()
+            ),
         )?;
         let auth = &self.auth;
         if let Some(secret) = &auth.jwt_secret {

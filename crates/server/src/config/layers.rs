@@ -53,6 +53,7 @@ pub(super) const KEYS: &[Key] = &[
     key("store", "storage.store", "URL", "Store backend, sqlite://PATH [default: sqlite://store.db; `embedded` means the default]"),
     key("objects", "storage.objects", "URL", "Object storage of files, file://DIR [default: file://objects]"),
     key("partitions", "storage.partitions", "N", "Partitions per topic; fixed when the event log is created [default: 2 on the embedded log, 8 on Kafka]"),
+    key("commit-delay-us", "storage.commit-delay-us", "MICROS", "Microseconds the embedded event log waits for more appends before a commit when several are arriving (0-10000): fewer disk writes a message for up to this much more latency; durability unchanged [default: 0, commit at once]"),
     key("jwt-secret", "auth.jwt-secret", "SECRET", "HS256 secret of access tokens, at least 32 bytes [default: generated once into <data-dir>/jwt-secret]"),
     key("token-ttl-secs", "auth.token-ttl-secs", "SECS", "Lifetime of access tokens in seconds [default: 3600]"),
     key("admin-token", "auth.admin-token", "TOKEN", "Token of the /admin endpoints and `chat4all admin` [default: generated once into <data-dir>/admin-token]"),

@@ -92,6 +92,11 @@ pub struct StorageConfig {
     /// Partitions per topic, fixed when the event log is created; `None`: the embedded log's count (the one it
     /// was created with, 2 for a new one) or the Kafka adapter's default (8).
     pub partitions: Option<u32>,
+    /// How long the embedded event log's writer, when several appends are arriving, waits for more before it
+    /// commits, so that one fsync covers more of them: fewer disk writes a message for up to this much more
+    /// latency. Zero: commit at once.
+    #[serde(rename = "commit-delay-us", with = "micros")]
+    pub commit_delay: Duration,
 }
 
 /// `[auth]`.
@@ -203,6 +208,7 @@ impl Default for StorageConfig {
             store: StoreBackend::default(),
             objects: ObjectsBackend::default(),
             partitions: None,
+            commit_delay: Duration::ZERO,
         }
     }
 }
@@ -316,33 +322,37 @@ impl Config {
     }
 }
 
-/// A duration written as whole seconds.
-mod secs {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
+/// Serde of a duration written as a whole number of one unit: `duration_in!(module, as_unit, from_unit)`.
+macro_rules! duration_in {
+    ($(#[$doc:meta])* $module:ident, $as_unit:ident, $from_unit:ident) => {
+        $(#[$doc])*
+        mod $module {
+            use serde::{Deserialize, Deserializer, Serializer};
+            use std::time::Duration;
 
-    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(value.as_secs())
-    }
+            pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_u64(value.$as_unit().try_into().unwrap_or(u64::MAX))
+            }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_secs)
-    }
+            pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+                u64::deserialize(d).map(Duration::$from_unit)
+            }
+        }
+    };
 }
 
-/// A duration written as whole milliseconds.
-mod millis {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(value.as_millis().try_into().unwrap_or(u64::MAX))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
-    }
-}
+duration_in!(
+    /// A duration written as whole seconds.
+    secs, as_secs, from_secs
+);
+duration_in!(
+    /// A duration written as whole milliseconds.
+    millis, as_millis, from_millis
+);
+duration_in!(
+    /// A duration written as whole microseconds.
+    micros, as_micros, from_micros
+);
 
 #[cfg(test)]
 mod tests;

@@ -32,6 +32,7 @@ fn flags_override_env_which_overrides_the_file_and_defaults_fill_the_rest() {
         [storage]
         data-dir = "/srv/chat"
         partitions = 4
+        commit-delay-us = 500
         [channels.whatsapp]
         latency-ms = "10-20"
     "#;
@@ -51,6 +52,7 @@ fn flags_override_env_which_overrides_the_file_and_defaults_fill_the_rest() {
         "300-700"
     );
     assert_eq!(config.auth.token_ttl, Duration::from_secs(3600));
+    assert_eq!(config.storage.commit_delay, Duration::from_micros(500));
     let config = load_str(file, &vars, &[]).unwrap();
     assert_eq!(config.storage.partitions, Some(6));
     let config = load_str(file, &[], &[]).unwrap();
@@ -189,6 +191,12 @@ fn bad_values_name_the_setting_and_where_it_came_from() {
         "{from_file}"
     );
     assert!(from_file.contains("TOML"), "{from_file}");
+    let delay = error("", &[], &[("commit-delay-us", "20000")]);
+    assert!(
+        delay.contains("storage.commit-delay-us must be between 0 and 10000 microseconds")
+            && delay.contains("--commit-delay-us"),
+        "{delay}"
+    );
     let from_env = error("", &[("CHAT4ALL_PARTITIONS", "0")], &[]);
     assert!(
         from_env.contains("set by CHAT4ALL_PARTITIONS in the environment"),
