@@ -70,50 +70,50 @@ async fn cold_server(cold: usize) -> String {
     format!("http://{addr}")
 }
 
-/// A server that keeps its connections open and answers each request at once; returns its URL and how many
-/// connections it accepted.
-async fn keep_alive_server() -> (String, Arc<AtomicUsize>) {
+/// A server that hands each connection to `serve`; returns its URL and how many connections it accepted.
+async fn counting_server<F, Serving>(serve: F) -> (String, Arc<AtomicUsize>)
+where
+    F: Fn(TcpStream) -> Serving + Send + 'static,
+    Serving: Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let counter = accepted.clone();
     tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
+        while let Ok((socket, _)) = listener.accept().await {
             counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                while read_head(&mut socket).await {
-                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-                    if socket.write_all(answer).await.is_err() {
-                        return;
-                    }
-                }
-            });
+            tokio::spawn(serve(socket));
         }
     });
     (format!("http://{addr}"), accepted)
 }
 
-/// A server that answers each request on a connection with `answer` (or nothing, when `None`), then closes that
-/// connection without saying so in the answer, as a server does when a kept-alive connection's idle time runs out
-/// just after an answer.
-async fn closing_server(answer: Option<&'static [u8]>) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                if read_head(&mut socket).await
-                    && let Some(answer) = answer
-                {
-                    let _ = socket.write_all(answer).await;
-                }
-            });
+/// A server that keeps its connections open and answers each request at once.
+async fn keep_alive_server() -> (String, Arc<AtomicUsize>) {
+    counting_server(|mut socket| async move {
+        while read_head(&mut socket).await {
+            let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            if socket.write_all(answer).await.is_err() {
+                return;
+            }
         }
-    });
-    (format!("http://{addr}"), accepted)
+    })
+    .await
+}
+
+/// A server that answers a connection's first request with `answer` (or nothing, when `None`), then closes it
+/// without saying so in the answer.
+async fn closing_server(answer: Option<&'static [u8]>) -> String {
+    let (url, _) = counting_server(move |mut socket| async move {
+        if read_head(&mut socket).await
+            && let Some(answer) = answer
+        {
+            let _ = socket.write_all(answer).await;
+        }
+    })
+    .await;
+    url
 }
 
 fn client(url: &str) -> Arc<Client> {
@@ -261,14 +261,14 @@ async fn failures_are_counted_by_kind() {
         assert_eq!(step.sent, 20);
         step.failures
     };
-    let (unanswered, _) = closing_server(None).await;
+    let unanswered = closing_server(None).await;
     assert_eq!(count(&unanswered).await.of(Failure::Broken), 20);
-    let (unavailable, _) = closing_server(Some(
+    let unavailable = closing_server(Some(
         b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n",
     ))
     .await;
     assert_eq!(count(&unavailable).await.of(Failure::ServerStatus), 20);
-    let (missing, _) =
+    let missing =
         closing_server(Some(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")).await;
     let failures = count(&missing).await;
     assert_eq!(failures.of(Failure::ClientStatus), 20);
