@@ -147,8 +147,7 @@ def soak():
             step = STEP_LINE.search(line)
             if not step:
                 continue
-            log_bytes = sum(os.path.getsize(os.path.join(server.data, f)) for f in os.listdir(server.data)
-                            if f.startswith("events.db"))
+            log_bytes = database_bytes(server, "events.db")
             minutes.append((float(step[1]), int(step[2]), server.rss_mib(), log_bytes / 2**20))
             kinds = step[4].strip()
             if kinds:
@@ -230,8 +229,7 @@ def footprint():
             sys.exit("the load generator did not finish its step")
         drain(server, 300)
         stored = counters(server.base)["delivered"]
-        space = {name: sum(os.path.getsize(os.path.join(server.data, f)) for f in os.listdir(server.data)
-                           if f.startswith(name)) for name in ("store.db", "events.db")}
+        space = {name: database_bytes(server, name) for name in ("store.db", "events.db")}
     finally:
         server.stop()
         shutil.rmtree(out, ignore_errors=True)
@@ -264,6 +262,11 @@ def written_by_writer(pid):
         except OSError:
             continue  # a thread that ended meanwhile
     return {"the store": io_field(f"/proc/{pid}/io", "write_bytes") - sum(by.values()), **by}
+
+
+def database_bytes(server, name):
+    """Bytes of the database `name` in the server's data directory, its WAL and shared-memory files included."""
+    return sum(os.path.getsize(os.path.join(server.data, f)) for f in os.listdir(server.data) if f.startswith(name))
 
 
 def io_field(path, field):
