@@ -65,7 +65,7 @@ pub struct LogOptions {
     /// commits neither cost a transaction of their own nor add the offsets' page to every commit. A crash replays
     /// at most this much more, which at-least-once allows; records are reclaimed only once their commit is written.
     pub background_commit_delay: Duration,
-    /// How long a round that already holds more than one request waits for more before it commits (PostgreSQL's
+    /// How long a round that already holds several requests waits for more before it commits (PostgreSQL's
     /// `commit_delay`): one fsync then covers more appends, so the disk takes fewer page writes a record, for up
     /// to this much more latency on each append. Zero (the default) commits at once. Durability is unchanged: an
     /// append is still answered only after its fsync.
