@@ -65,9 +65,9 @@ pub(super) fn run_writer(
 
 /// Requests besides its first that a round must already hold before it waits for more (PostgreSQL's
 /// `commit_siblings`, whose default is 5). Below this the appends are too sparse for a wait to gather many: at
-/// 2,000 msg/s 92–93 % of the rounds held one or two requests, and a threshold of one made about half the
-/// appends wait, which added 1.2 ms to the p99 for a tenth fewer bytes; at 10,000 msg/s 56–59 % of the rounds
-/// held three or more.
+/// 2,000 msg/s about 93 % of the rounds held one or two requests, and a threshold of one made about half the
+/// appends wait, which added 1.2 ms to the p99 for a tenth fewer bytes; at 10,000 msg/s more than half of the
+/// rounds held three or more.
 const COMMIT_SIBLINGS: usize = 2;
 
 /// Adds to `batch` the requests waiting, up to [`LogOptions::max_batch_records`]. Once the batch holds more than
