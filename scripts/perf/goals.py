@@ -89,6 +89,21 @@ def counters(base):
             "delivered": value(r'(?m)^messages_processed_total\{[^}]*status="DELIVERED"')}
 
 
+def timings(base):
+    """The totals (seconds, count) of the server's two durable writes: the event log's appends and the store's
+    writes, whose means over a minute tell the disk's waiting from the rest."""
+    text = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
+    total = lambda name, part: sum(float(m) for m in re.findall(rf"(?m)^{name}_{part}\{{[^}}]*\}} (\S+)", text))
+    return {name: (total(name, "sum"), total(name, "count"))
+            for name in ("event_log_append_duration_seconds", "store_write_duration_seconds")}
+
+
+def mean_ms(before, after, name):
+    """The mean (ms) of the histogram `name` between two `timings`."""
+    spent, count = (b - a for a, b in zip(before[name], after[name]))
+    return spent / count * 1e3 if count else float("nan")
+
+
 class Server:
     """`chat4all serve` on a fresh data directory, stopped by its pid."""
 
@@ -145,12 +160,17 @@ def soak():
             sys.exit("no knee above 1,000 msg/s to soak at half of; give --soak-rate")
         drain(server, 300)  # the ramp's messages, so that the first minute measures the soak alone
         generator = constant_rate(server, rate, opts.soak, 60, out)
-        usage = read_usage(server)
+        usage, generator_ticks, waits = read_usage(server), process_ticks(generator.pid), timings(server.base)
         for line in generator.stdout:
             step = STEP_LINE.search(line)
             if not step:
                 continue
+            seconds = time.time() - usage[2]
             used, usage = usage_since(usage, server), read_usage(server)
+            # The generator shares the cores and times the requests, so its own CPU is read beside the server's.
+            generated, generator_ticks = process_ticks(generator.pid) - generator_ticks, process_ticks(generator.pid)
+            generated_us = generated / os.sysconf("SC_CLK_TCK") / seconds / rate * 1e6
+            waited, waits = waits, timings(server.base)
             log_bytes = database_bytes(server, "events.db")
             minutes.append((float(step[1]), int(step[2]), server.rss_mib(), log_bytes / 2**20,
                             used["cores"] / rate * 1e6))
@@ -159,7 +179,10 @@ def soak():
                 notes.append(f"minute {len(minutes)}: {kinds}")
             print(f"minute {len(minutes)}/{opts.soak}: {rate:,} msg/s, p99 {minutes[-1][0]:.1f} ms, errors "
                   f"{minutes[-1][1]} of {step[3]}, RSS {minutes[-1][2]:.0f} MiB, event log {minutes[-1][3]:.1f} MiB, "
-                  f"server CPU {minutes[-1][4]:.0f} µs a message"
+                  f"server CPU {minutes[-1][4]:.0f} µs a message (the generator's "
+                  f"{generated_us:.0f}), "
+                  f"mean append {mean_ms(waited, waits, 'event_log_append_duration_seconds'):.2f} ms, "
+                  f"mean store write {mean_ms(waited, waits, 'store_write_duration_seconds'):.2f} ms"
                   + (f" {kinds}" if kinds else ""), flush=True)
         if generator.wait() != 0 or len(minutes) != opts.soak:
             sys.exit(f"the load generator stopped after {len(minutes)} of {opts.soak} minutes")
