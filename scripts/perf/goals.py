@@ -161,6 +161,7 @@ def soak():
         drain(server, 300)  # the ramp's messages, so that the first minute measures the soak alone
         generator = constant_rate(server, rate, opts.soak, 60, out)
         usage, generator_ticks, waits = read_usage(server), process_ticks(generator.pid), timings(server.base)
+        disk = device_times(server.data)
         for line in generator.stdout:
             step = STEP_LINE.search(line)
             if not step:
@@ -171,6 +172,7 @@ def soak():
             generated, generator_ticks = process_ticks(generator.pid) - generator_ticks, process_ticks(generator.pid)
             generated_us = generated / os.sysconf("SC_CLK_TCK") / seconds / rate * 1e6
             waited, waits = waits, timings(server.base)
+            disked, disk = disk, device_times(server.data)
             log_bytes = database_bytes(server, "events.db")
             minutes.append((float(step[1]), int(step[2]), server.rss_mib(), log_bytes / 2**20,
                             used["cores"] / rate * 1e6))
@@ -182,7 +184,8 @@ def soak():
                   f"server CPU {minutes[-1][4]:.0f} µs a message (the generator's "
                   f"{generated_us:.0f}), "
                   f"mean append {mean_ms(waited, waits, 'event_log_append_duration_seconds'):.2f} ms, "
-                  f"mean store write {mean_ms(waited, waits, 'store_write_duration_seconds'):.2f} ms"
+                  f"mean store write {mean_ms(waited, waits, 'store_write_duration_seconds'):.2f} ms, "
+                  f"{device_means(disked, disk)}"
                   + (f" {kinds}" if kinds else ""), flush=True)
         if generator.wait() != 0 or len(minutes) != opts.soak:
             sys.exit(f"the load generator stopped after {len(minutes)} of {opts.soak} minutes")
@@ -305,14 +308,36 @@ def io_field(path, field):
 
 
 def device_bytes_written(path):
-    """Bytes written to the block device that holds `path` (partition or whole disk), from /proc/diskstats; None
-    when it is not on one."""
+    """Bytes written to the block device that holds `path` (partition or whole disk); None when it is not on one."""
+    fields = device_stats(path)
+    return fields and int(fields[9]) * 512
+
+
+def device_stats(path):
+    """The /proc/diskstats fields of the block device that holds `path`; None when it is not on one (tmpfs,
+    overlay: the writers' figures then stand alone)."""
     dev = os.stat(path).st_dev
     for line in open("/proc/diskstats"):
         fields = line.split()
         if (int(fields[0]), int(fields[1])) == (os.major(dev), os.minor(dev)):
-            return int(fields[9]) * 512
-    return None  # not a block device (tmpfs, overlay): the writers' figures stand alone
+            return fields
+    return None
+
+
+def device_times(path):
+    """The device's milliseconds spent on writes and their count, then on flushes (each fsync's cache flush) and
+    theirs, for `device_means`."""
+    fields = device_stats(path)
+    return fields and [int(fields[i]) for i in (10, 7, 19, 18) if i < len(fields)]
+
+
+def device_means(before, after):
+    """What the device took a write and a flush (ms) between two `device_times`, as a phrase."""
+    if not before or len(before) < 4:
+        return "the device's times unknown"
+    spent = [b - a for a, b in zip(before, after)]
+    mean = lambda ms, count: f"{ms / count:.2f} ms" if count else "none"
+    return f"the device {mean(spent[0], spent[1])} a write, {mean(spent[2], spent[3])} a flush"
 
 
 def compare():
