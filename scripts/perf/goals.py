@@ -90,12 +90,25 @@ def counters(base):
 
 
 def timings(base):
-    """The totals (seconds, count) of the server's two durable writes: the event log's appends and the store's
-    writes, whose means over a minute tell the disk's waiting from the rest."""
+    """The totals (seconds, count) of the server's two durable writes, the event log's appends and the store's
+    writes, whose means over a minute tell the disk's waiting from the rest; and of the sends it answered slowly,
+    which tell its own tail from the one the generator measures."""
     text = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
     total = lambda name, part: sum(float(m) for m in re.findall(rf"(?m)^{name}_{part}\{{[^}}]*\}} (\S+)", text))
-    return {name: (total(name, "sum"), total(name, "count"))
-            for name in ("event_log_append_duration_seconds", "store_write_duration_seconds")}
+    sends = [line.rsplit(" ", 1) for line in text.splitlines()
+             if line.startswith("http_request_duration_seconds_") and 'path="/v1/messages"' in line
+             and 'method="POST"' in line]
+    of_sends = lambda part: sum(float(value) for series, value in sends if part in series)
+    return {**{name: (total(name, "sum"), total(name, "count"))
+               for name in ("event_log_append_duration_seconds", "store_write_duration_seconds")},
+            # The sends the server itself took more than 5 ms (a bucket's bound) to answer, and all its sends.
+            "slow sends": (of_sends("_count") - of_sends('le="0.005"'), of_sends("_count"))}
+
+
+def share_of_slow_sends(before, after):
+    """The share of the sends between two `timings` that the server took more than 5 ms to answer."""
+    slow, count = (b - a for a, b in zip(before["slow sends"], after["slow sends"]))
+    return slow / count if count else float("nan")
 
 
 def mean_ms(before, after, name):
@@ -185,6 +198,7 @@ def soak():
                   f"{generated_us:.0f}), "
                   f"mean append {mean_ms(waited, waits, 'event_log_append_duration_seconds'):.2f} ms, "
                   f"mean store write {mean_ms(waited, waits, 'store_write_duration_seconds'):.2f} ms, "
+                  f"{share_of_slow_sends(waited, waits):.2%} of the sends over 5 ms in the server, "
                   f"{device_means(disked, disk)}"
                   + (f" {kinds}" if kinds else ""), flush=True)
         if generator.wait() != 0 or len(minutes) != opts.soak:
