@@ -163,8 +163,9 @@ def soak():
     """Goal 5's soak: the open model at a constant rate for --soak one-minute steps; the drift of the minutes' p99
     and RSS, and the event log's size over the last third."""
     server = Server()
-    # A minute: its p99 (ms), errors, RSS (MiB), the event log's size (MiB), and the server's CPU a message (µs),
-    # which tells a climb of the server's own work from one of waiting.
+    # A minute: its p99 (ms), errors, RSS (MiB), the event log's size (MiB), the server's CPU a message (µs), which
+    # tells a climb of the server's own work from one of waiting, and the generator's, whose work a request is
+    # constant, so that it moves only with the machine's speed.
     minutes, notes = [], []  # notes: the minutes whose step line named errors or resent requests
     out = tempfile.mkdtemp(prefix="chat4all-soak.")
     try:
@@ -188,14 +189,13 @@ def soak():
             disked, disk = disk, device_times(server.data)
             log_bytes = database_bytes(server, "events.db")
             minutes.append((float(step[1]), int(step[2]), server.rss_mib(), log_bytes / 2**20,
-                            used["cores"] / rate * 1e6))
+                            used["cores"] / rate * 1e6, generated_us))
             kinds = step[4].strip()
             if kinds:
                 notes.append(f"minute {len(minutes)}: {kinds}")
             print(f"minute {len(minutes)}/{opts.soak}: {rate:,} msg/s, p99 {minutes[-1][0]:.1f} ms, errors "
                   f"{minutes[-1][1]} of {step[3]}, RSS {minutes[-1][2]:.0f} MiB, event log {minutes[-1][3]:.1f} MiB, "
-                  f"server CPU {minutes[-1][4]:.0f} µs a message (the generator's "
-                  f"{generated_us:.0f}), "
+                  f"server CPU {minutes[-1][4]:.0f} µs a message (the generator's {minutes[-1][5]:.0f}), "
                   f"mean append {mean_ms(waited, waits, 'event_log_append_duration_seconds'):.2f} ms, "
                   f"mean store write {mean_ms(waited, waits, 'store_write_duration_seconds'):.2f} ms, "
                   f"{share_of_slow_sends(waited, waits):.2%} of the sends over 5 ms in the server, "
@@ -213,12 +213,13 @@ def soak():
     p99_drift, p99_reading = drift([m[0] for m in minutes], "ms", 1)
     rss_drift, rss_reading = drift([m[2] for m in minutes], "MiB", 0)
     cpu_reading = drift([m[4] for m in minutes], "µs", 0)[1]
+    generator_reading = drift([m[5] for m in minutes], "µs", 0)[1]
     errors = sum(m[1] for m in minutes)
     at = f"{rate:,} msg/s" + ("" if opts.soak_rate else " (half the knee)")
     line = (f"5. soak, {opts.soak} min at {at}",
             f"p99 {p99_reading}; RSS {rss_reading}; event log {log_first:.1f} MiB at minute "
             f"{len(minutes) * 2 // 3 + 1}, {log_last:.1f} MiB at the end; errors {errors}; server CPU a message "
-            f"{cpu_reading}"
+            f"{cpu_reading}; the generator's CPU a message {generator_reading}"
             + (f" ({'; '.join(notes)})" if notes else ""),
             "p99 drift < 15 %, RSS growth < 10 %, log reclaimed, 0 errors",
             p99_drift < 0.15 and rss_drift < 0.10 and log_last <= log_first * 1.05 and errors == 0)
