@@ -347,12 +347,14 @@ def device_times(path):
 
 
 def device_means(before, after):
-    """What the device took a write and a flush (ms) between two `device_times`, as a phrase."""
-    if not before or len(before) < 4:
+    """What the device took a write and a flush (ms) between two `device_times`, as a phrase (kernels before 5.5
+    do not count flushes)."""
+    if not before:
         return "the device's times unknown"
     spent = [b - a for a, b in zip(before, after)]
     mean = lambda ms, count: f"{ms / count:.2f} ms" if count else "none"
-    return f"the device {mean(spent[0], spent[1])} a write, {mean(spent[2], spent[3])} a flush"
+    flushes = f", {mean(spent[2], spent[3])} a flush" if len(spent) == 4 else ""
+    return f"the device {mean(spent[0], spent[1])} a write{flushes}"
 
 
 def compare():
