@@ -81,28 +81,35 @@ def call(base, method, path, body=None, token=None):
         return json.loads(response.read() or b"null")
 
 
+def metrics_text(base):
+    """The server's Prometheus exposition."""
+    return urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
+
+
+def series_sum(text, name, *labels):
+    """The sum of the Prometheus series `name` whose labels include every one of `labels` (`key="value"`)."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") and all(label in line for label in labels))
+
+
 def counters(base):
     """The server's counters that goal 1 counts with."""
-    text = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
-    value = lambda pattern: sum(float(m) for m in re.findall(pattern + r"\S* (\S+)", text))
-    return {"accepted": value(r'(?m)^messages_accepted_total\{'),
-            "delivered": value(r'(?m)^messages_processed_total\{[^}]*status="DELIVERED"')}
+    text = metrics_text(base)
+    return {"accepted": series_sum(text, "messages_accepted_total"),
+            "delivered": series_sum(text, "messages_processed_total", 'status="DELIVERED"')}
 
 
 def timings(base):
     """The totals (seconds, count) of the server's two durable writes, the event log's appends and the store's
     writes, whose means over a minute tell the disk's waiting from the rest; and of the sends it answered slowly,
     which tell its own tail from the one the generator measures."""
-    text = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
-    total = lambda name, part: sum(float(m) for m in re.findall(rf"(?m)^{name}_{part}\{{[^}}]*\}} (\S+)", text))
-    sends = [line.rsplit(" ", 1) for line in text.splitlines()
-             if line.startswith("http_request_duration_seconds_") and 'path="/v1/messages"' in line
-             and 'method="POST"' in line]
-    of_sends = lambda part: sum(float(value) for series, value in sends if part in series)
-    return {**{name: (total(name, "sum"), total(name, "count"))
+    text = metrics_text(base)
+    sends = lambda part, *labels: series_sum(text, f"http_request_duration_seconds_{part}", 'method="POST"',
+                                             'path="/v1/messages"', *labels)
+    return {**{name: (series_sum(text, f"{name}_sum"), series_sum(text, f"{name}_count"))
                for name in ("event_log_append_duration_seconds", "store_write_duration_seconds")},
             # The sends the server itself took more than 5 ms (a bucket's bound) to answer, and all its sends.
-            "slow sends": (of_sends("_count") - of_sends('le="0.005"'), of_sends("_count"))}
+            "slow sends": (sends("count") - sends("bucket", 'le="0.005"'), sends("count"))}
 
 
 def share_of_slow_sends(before, after):

@@ -25,8 +25,8 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global log subscriber; `RUST_LOG` refines the default `info` level. Lines are written by a
 /// background thread so request handlers never wait on stdout; keep the returned guard until exit so that the
 /// last lines are flushed. When the buffer is full, writers wait rather than drop lines. The thread writes all the
-/// lines waiting for it at once (it flushes whenever none is left), not one system call per line, and paces the
-/// disk writes of a log file (`log_output`).
+/// lines waiting for it at once (it flushes whenever none is left, at most every 10 ms), not one system call per
+/// line, and paces the disk writes of a log file (`log_output`).
 pub fn init_logging(format: LogFormat, process: &'static str) -> WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
