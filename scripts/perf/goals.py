@@ -194,7 +194,7 @@ def soak():
             generated_us = generated / os.sysconf("SC_CLK_TCK") / seconds / rate * 1e6
             waited, waits = waits, timings(server.base)
             disked, disk = disk, device_times(server.data)
-            log_bytes = database_bytes(server, "events.db")
+            log_bytes = data_bytes(server, "events")
             minutes.append((float(step[1]), int(step[2]), server.rss_mib(), log_bytes / 2**20,
                             used["cores"] / rate * 1e6, generated_us))
             kinds = step[4].strip()
@@ -285,7 +285,7 @@ def footprint():
             sys.exit("the load generator did not finish its step")
         drain(server, 300)
         stored = counters(server.base)["delivered"]
-        space = {name: database_bytes(server, name) for name in ("store.db", "events.db")}
+        space = {name: data_bytes(server, name) for name in ("store.db", "events")}
     finally:
         server.stop()
         shutil.rmtree(out, ignore_errors=True)
@@ -300,7 +300,7 @@ def footprint():
           + (f"; the device {per(device)} ({device / seconds / 1e6:.0f} MB/s)" if device is not None else
              "; the data directory is not on a block device"))
     print(f"  disk space: the store {space['store.db'] / stored:,.0f} B a message ({space['store.db'] / 1e6:,.0f} MB "
-          f"with its WAL for {stored:,.0f} messages); the event log {space['events.db'] / 2**20:.1f} MiB in all")
+          f"with its WAL for {stored:,.0f} messages); the event log {space['events'] / 2**20:.1f} MiB in all")
     print(f"  RSS {rss:.0f} MiB")
     return 0
 
@@ -320,9 +320,14 @@ def written_by_writer(pid):
     return {"the store": io_field(f"/proc/{pid}/io", "write_bytes") - sum(by.values()), **by}
 
 
-def database_bytes(server, name):
-    """Bytes of the database `name` in the server's data directory, its WAL and shared-memory files included."""
-    return sum(os.path.getsize(os.path.join(server.data, f)) for f in os.listdir(server.data) if f.startswith(name))
+def data_bytes(server, name):
+    """Bytes of `name` in the server's data directory: a database with its WAL and shared-memory files, or a
+    directory's files (the event log's segments)."""
+    def size(path):
+        if os.path.isdir(path):
+            return sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
+        return os.path.getsize(path)
+    return sum(size(os.path.join(server.data, f)) for f in os.listdir(server.data) if f.startswith(name))
 
 
 def io_field(path, field):

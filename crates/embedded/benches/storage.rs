@@ -15,7 +15,7 @@ use chat4all_core::ports::{
     Stores,
 };
 use chat4all_core::services::routing::Router;
-use chat4all_embedded::{LogOptions, SqliteLog, SqliteStore};
+use chat4all_embedded::{LogOptions, SegmentLog, SqliteStore};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -63,7 +63,7 @@ fn main() {
 async fn durable_appends(appenders: usize, run_for: Duration) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let log =
-        Arc::new(SqliteLog::open(&dir.path().join("events.db"), LogOptions::default()).unwrap());
+        Arc::new(SegmentLog::open(&dir.path().join("events"), LogOptions::default()).unwrap());
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + run_for;
@@ -168,7 +168,7 @@ async fn routed_batches(batch: usize, run_for: Duration) -> (f64, f64) {
     };
     store.insert_user(&recipient, "not a hash").await.unwrap();
     let log =
-        Arc::new(SqliteLog::open(&dir.path().join("events.db"), LogOptions::default()).unwrap());
+        Arc::new(SegmentLog::open(&dir.path().join("events"), LogOptions::default()).unwrap());
     let router = Router::new(
         &Stores::all_in(Arc::new(store)),
         log.clone(),

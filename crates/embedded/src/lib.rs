@@ -1,6 +1,6 @@
 //! Embedded adapters for `chat4all serve`: everything in one data directory, no external server.
 //!
-//! - [`SqliteLog`]: the event log, a partitioned append-only table in its own SQLite file with group commit.
+//! - [`SegmentLog`]: the event log, partitioned and append-only in a directory of segment files, with group commit.
 //! - [`SqliteStore`]: users, conversations, messages, status history, files and idempotency keys.
 //! - [`LocalObjects`]: file bytes in a directory, published atomically.
 
@@ -9,6 +9,6 @@ mod objects;
 mod sqlite;
 mod store;
 
-pub use log::{DEFAULT_PARTITIONS, LogOptions, SqliteLog};
+pub use log::{DEFAULT_PARTITIONS, LogOptions, SegmentLog};
 pub use objects::LocalObjects;
 pub use store::SqliteStore;

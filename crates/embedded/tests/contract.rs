@@ -1,19 +1,19 @@
-//! The port contract suites, and what only the embedded adapters promise: durability across a restart,
-//! reclamation of consumed records, no stray files once uploads end.
+//! The port contract suites, and what only the embedded adapters promise: durability across a restart and a torn
+//! write, reclamation of consumed records, no stray files once uploads end.
 
 use chat4all_core::contract;
 use chat4all_core::ports::{EventLog, OutgoingRecord, Stores};
 use chat4all_core::time::now_millis;
-use chat4all_embedded::{LocalObjects, LogOptions, SqliteLog, SqliteStore};
+use chat4all_embedded::{LocalObjects, LogOptions, SegmentLog, SqliteStore};
 use std::sync::Arc;
 use std::time::Duration;
 
 #[tokio::test]
-async fn sqlite_log_meets_the_event_log_contract() {
+async fn segment_log_meets_the_event_log_contract() {
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(
-        SqliteLog::open(
-            &dir.path().join("events.db"),
+        SegmentLog::open(
+            &dir.path().join("events"),
             LogOptions {
                 partitions: Some(4),
                 ..LogOptions::default()
@@ -73,13 +73,14 @@ fn record(i: usize) -> OutgoingRecord {
 #[tokio::test]
 async fn the_log_survives_a_restart_and_reclaims_consumed_records() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.db");
+    let path = dir.path().join("events");
     let options = LogOptions {
         partitions: Some(2),
         reclaim_interval: Duration::ZERO,
+        segment_bytes: 1,
         ..LogOptions::default()
     };
-    let log = SqliteLog::open(&path, options.clone()).unwrap();
+    let log = SegmentLog::open(&path, options.clone()).unwrap();
     let partition = batches_of(&log, "t", 0..10, 1).await;
     let mut consumer = log.consumer("g", "t", partition).await.unwrap();
     let read = consumer.poll(6, Duration::from_secs(1)).await.unwrap();
@@ -87,14 +88,16 @@ async fn the_log_survives_a_restart_and_reclaims_consumed_records() {
         .commit(read.last().unwrap().offset + 1)
         .await
         .unwrap();
-    log.append("t", record(10)).await.unwrap(); // the next write's transaction reclaims (interval zero)
+    log.append("t", record(10)).await.unwrap();
+    reclaimed(&log).await;
+    reclaimed(&log).await; // a pass reclaims a few segments: each record is one here
     log.close().await;
     assert!(
         log.append("t", record(11)).await.is_err(),
         "a closed log refuses appends"
     );
 
-    let reopened = SqliteLog::open(&path, options.clone()).unwrap();
+    let reopened = SegmentLog::open(&path, options.clone()).unwrap();
     let mut resumed = reopened.consumer("g", "t", partition).await.unwrap();
     let rest = resumed.poll(100, Duration::from_secs(1)).await.unwrap();
     assert_eq!(
@@ -117,7 +120,7 @@ async fn the_log_survives_a_restart_and_reclaims_consumed_records() {
     assert_eq!(next.offset, 11, "offsets continue after a restart");
     reopened.close().await;
 
-    let other_count = SqliteLog::open(
+    let other_count = SegmentLog::open(
         &path,
         LogOptions {
             partitions: Some(3),
@@ -136,14 +139,15 @@ async fn the_log_survives_a_restart_and_reclaims_consumed_records() {
 #[tokio::test]
 async fn commits_in_the_background_wait_for_their_delay_and_are_written_at_close() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.db");
+    let path = dir.path().join("events");
     let options = LogOptions {
         partitions: Some(1),
         reclaim_interval: Duration::ZERO,
+        segment_bytes: 1,
         background_commit_delay: Duration::from_secs(3600),
         ..LogOptions::default()
     };
-    let log = SqliteLog::open(&path, options.clone()).unwrap();
+    let log = SegmentLog::open(&path, options.clone()).unwrap();
     log.append_batch("t", (0..10).map(record).collect())
         .await
         .unwrap();
@@ -159,6 +163,7 @@ async fn commits_in_the_background_wait_for_their_delay_and_are_written_at_close
     consumer.commit_in_background(5).unwrap();
     // The next append's round runs after the commit reached the writer; the commit is not due yet.
     log.append("t", record(10)).await.unwrap();
+    reclaimed(&log).await;
     assert_eq!(
         log.lag("g", "t").await.unwrap(),
         vec![11],
@@ -173,7 +178,7 @@ async fn commits_in_the_background_wait_for_their_delay_and_are_written_at_close
     consumer.commit_in_background(8).unwrap();
     log.close().await;
 
-    let reopened = SqliteLog::open(&path, options).unwrap();
+    let reopened = SegmentLog::open(&path, options).unwrap();
     let mut resumed = reopened.consumer("g", "t", 0).await.unwrap();
     let rest = resumed.poll(100, Duration::from_secs(1)).await.unwrap();
     assert_eq!(
@@ -187,16 +192,16 @@ async fn commits_in_the_background_wait_for_their_delay_and_are_written_at_close
 #[tokio::test]
 async fn a_log_opened_without_a_partition_count_keeps_the_one_it_was_created_with() {
     let dir = tempfile::tempdir().unwrap();
-    let (fresh, made) = (dir.path().join("fresh.db"), dir.path().join("made.db"));
-    let new = SqliteLog::open(&fresh, LogOptions::default()).unwrap();
+    let (fresh, made) = (dir.path().join("fresh"), dir.path().join("made"));
+    let new = SegmentLog::open(&fresh, LogOptions::default()).unwrap();
     assert_eq!(new.partition_count(), chat4all_embedded::DEFAULT_PARTITIONS);
     new.close().await;
     let created = LogOptions {
         partitions: Some(8),
         ..LogOptions::default()
     };
-    SqliteLog::open(&made, created).unwrap().close().await;
-    let reopened = SqliteLog::open(&made, LogOptions::default()).unwrap();
+    SegmentLog::open(&made, created).unwrap().close().await;
+    let reopened = SegmentLog::open(&made, LogOptions::default()).unwrap();
     assert_eq!(
         reopened.partition_count(),
         8,
@@ -206,12 +211,13 @@ async fn a_log_opened_without_a_partition_count_keeps_the_one_it_was_created_wit
 }
 
 /// A one-partition log, with `live` as its live topic, keeping `per_partition` of its records.
-fn log_with_live_topic(path: &std::path::Path, per_partition: usize) -> SqliteLog {
-    SqliteLog::open(
+fn log_with_live_topic(path: &std::path::Path, per_partition: usize) -> SegmentLog {
+    SegmentLog::open(
         path,
         LogOptions {
             partitions: Some(1),
             reclaim_interval: Duration::ZERO,
+            segment_bytes: 1,
             live_topics: ["live".to_owned()].into(),
             live_records_per_partition: per_partition,
             ..LogOptions::default()
@@ -223,7 +229,7 @@ fn log_with_live_topic(path: &std::path::Path, per_partition: usize) -> SqliteLo
 #[tokio::test]
 async fn a_live_topic_reaches_its_tails_from_memory_and_never_the_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.db");
+    let path = dir.path().join("events");
     let log = log_with_live_topic(&path, 4);
     let mut tail = log.tail("live").await.unwrap();
     let offsets = |records: Vec<chat4all_core::ports::Record>| {
@@ -259,7 +265,7 @@ async fn a_live_topic_reaches_its_tails_from_memory_and_never_the_disk() {
 #[tokio::test]
 async fn records_of_a_topic_that_became_live_are_reclaimed_from_the_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.db");
+    let path = dir.path().join("events");
     let before = reclaiming_log(&dir, LogOptions::default().retention);
     before
         .append_batch("live", (0..5).map(record).collect())
@@ -320,32 +326,50 @@ async fn retention_reclaims_the_expired_records_and_keeps_the_younger_ones() {
 }
 
 #[tokio::test]
-async fn a_large_backlog_is_reclaimed_a_bounded_slice_per_batch() {
+async fn a_large_backlog_is_reclaimed_a_few_segments_per_round() {
     let dir = tempfile::tempdir().unwrap();
     let log = reclaiming_log(&dir, LogOptions::default().retention);
-    batches_of(&log, "t", 0..2000, 50).await;
+    batches_of(&log, "t", 0..2000, 50).await; // a segment each
     let mut consumer = log.consumer("g", "t", 0).await.unwrap();
     consumer.commit(2000).await.unwrap();
     let oldest = || {
         let log = &log;
         async move {
             let mut reader = log.consumer("reader", "t", 0).await.unwrap();
-            reader.poll(10_000, Duration::ZERO).await.unwrap()[0].offset
+            let read = reader.poll(10_000, Duration::ZERO).await.unwrap();
+            read.first().map_or(2000, |r| r.offset)
         }
     };
     let mut seen = vec![oldest().await];
-    while *seen.last().unwrap() < 1950 {
-        // The last batch (1,950 to 1,999) stays.
-        assert!(seen.len() < 20, "reclamation stalled at {seen:?}");
-        log.append("other", record(0)).await.unwrap();
+    while *seen.last().unwrap() < 2000 {
+        assert!(seen.len() < 30, "reclamation stalled at {seen:?}");
+        reclaimed(&log).await;
         seen.push(oldest().await);
     }
     let steps: Vec<u64> = seen.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(
-        steps.iter().all(|&step| step <= 512) && steps.len() >= 4,
-        "2,000 committed records go in slices of at most 512 per batch, one batch after another: {steps:?}"
+        steps.iter().all(|&step| step <= 600) && steps.len() >= 4,
+        "40 committed segments go at most 4 a pass, a pass after each round: a step sees the passes of its two \
+         rounds and perhaps the one running after them: {steps:?}"
+    );
+    let next = log.append("t", record(0)).await.unwrap();
+    assert_eq!(
+        next.offset, 2000,
+        "offsets continue once every segment of the partition went"
     );
     log.close().await;
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("events"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let spares = files
+        .iter()
+        .filter(|name| name.starts_with("spare-"))
+        .count();
+    assert!(
+        spares <= 2 && files.len() - spares < 40,
+        "the reclaimed segments' files were deleted or kept as at most two spares: {files:?}"
+    );
 }
 
 #[tokio::test]
@@ -376,7 +400,7 @@ async fn a_reader_behind_reclaimed_records_resumes_at_the_oldest_kept_one() {
 /// Appends `records` to `topic` `per_batch` at a time, each append waiting for the one before: each is then a batch
 /// of its own, the unit in which records are reclaimed. Returns the partition of the records (all have one key).
 async fn batches_of(
-    log: &SqliteLog,
+    log: &SegmentLog,
     topic: &str,
     records: std::ops::Range<usize>,
     per_batch: usize,
@@ -394,7 +418,7 @@ async fn batches_of(
 }
 
 #[tokio::test]
-async fn a_batch_is_reclaimed_only_once_all_of_it_is_committed() {
+async fn a_segment_is_reclaimed_only_once_all_of_it_is_committed() {
     let dir = tempfile::tempdir().unwrap();
     let log = reclaiming_log(&dir, LogOptions::default().retention);
     batches_of(&log, "t", 0..20, 10).await;
@@ -415,16 +439,20 @@ async fn a_batch_is_reclaimed_only_once_all_of_it_is_committed() {
     assert_eq!(
         oldest().await,
         10,
-        "the first batch went whole, the second stays"
+        "the first segment went whole, the second stays"
     );
     done.commit(20).await.unwrap();
     reclaimed(&log).await;
-    assert_eq!(
-        oldest().await,
-        10,
-        "a partition's last batch stays, to keep its end"
-    );
+    let mut fresh = log.consumer("fresh", "t", 0).await.unwrap();
+    assert!(fresh.poll(100, Duration::ZERO).await.unwrap().is_empty());
     log.close().await;
+    let reopened = reclaiming_log(&dir, LogOptions::default().retention);
+    assert_eq!(
+        reopened.append("t", record(20)).await.unwrap().offset,
+        20,
+        "a partition's end survives its records' reclamation and a restart"
+    );
+    reopened.close().await;
 }
 
 #[tokio::test]
@@ -444,19 +472,11 @@ async fn a_large_append_reads_back_whole_from_any_offset() {
         offsets.extend(polled.iter().map(|r| r.offset));
     }
     assert_eq!(offsets, (0..2500).collect::<Vec<u64>>());
-    consumer.commit(1500).await.unwrap();
-    reclaimed(&log).await;
-    let mut fresh = log.consumer("fresh", "t", 0).await.unwrap();
-    let oldest = fresh.poll(10_000, Duration::ZERO).await.unwrap()[0].offset;
-    assert_eq!(
-        oldest, 1024,
-        "the batch of the first 1,024 records went; the next, holding offset 1,500, stayed"
-    );
     log.close().await;
 }
 
 #[tokio::test]
-async fn a_log_of_one_row_a_record_is_converted_to_batches_at_open() {
+async fn a_sqlite_log_of_one_row_a_record_is_converted_to_segments_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.db");
     {
@@ -495,14 +515,8 @@ async fn a_log_of_one_row_a_record_is_converted_to_batches_at_open() {
                 .unwrap();
         }
     }
-    let log = SqliteLog::open(
-        &path,
-        LogOptions {
-            partitions: None,
-            ..LogOptions::default()
-        },
-    )
-    .unwrap();
+    let log = SegmentLog::open(&dir.path().join("events"), LogOptions::default()).unwrap();
+    assert!(!path.exists(), "the SQLite file is gone once converted");
     let mut resumed = log.consumer("g", "t", 0).await.unwrap();
     let rest = resumed.poll(1000, Duration::ZERO).await.unwrap();
     assert_eq!(
@@ -527,24 +541,24 @@ async fn a_log_of_one_row_a_record_is_converted_to_batches_at_open() {
         "offsets continue"
     );
     log.close().await;
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let old_table: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE name = 'records'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(old_table, 0, "the old table is gone");
+    let reopened = SegmentLog::open(&dir.path().join("events"), LogOptions::default()).unwrap();
+    let mut again = reopened.consumer("fresh", "t", 0).await.unwrap();
+    assert_eq!(
+        again.poll(10_000, Duration::ZERO).await.unwrap().len(),
+        1200 + usize::from(next.partition == 0)
+    );
+    reopened.close().await;
 }
 
-/// A one-partition log that reclaims in every batch (interval zero), keeping records for `retention`.
-fn reclaiming_log(dir: &tempfile::TempDir, retention: Duration) -> SqliteLog {
-    SqliteLog::open(
-        &dir.path().join("events.db"),
+/// A one-partition log that writes each round to a segment of its own and reclaims after every round (interval
+/// zero), keeping records for `retention`.
+fn reclaiming_log(dir: &tempfile::TempDir, retention: Duration) -> SegmentLog {
+    SegmentLog::open(
+        &dir.path().join("events"),
         LogOptions {
             partitions: Some(1),
             reclaim_interval: Duration::ZERO,
+            segment_bytes: 1,
             retention,
             ..LogOptions::default()
         },
@@ -552,8 +566,108 @@ fn reclaiming_log(dir: &tempfile::TempDir, retention: Duration) -> SqliteLog {
     .unwrap()
 }
 
-/// Waits until a reclamation has run after the last answered append: each batch's transaction reclaims (with the
-/// interval zero, a new pass each batch), so once the next append is answered, so is that reclamation.
-async fn reclaimed(log: &SqliteLog) {
+/// Waits until a reclamation pass has run after the last answered request: the writer reclaims after each round
+/// (with the interval zero, a new pass each round), before it takes the next, so once a second append is answered
+/// the pass after the first has run. The first append closes the segment of the requests before.
+async fn reclaimed(log: &SegmentLog) {
     log.append("other", record(0)).await.unwrap();
+    log.append("other", record(0)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_write_torn_by_a_crash_is_ignored_and_the_log_goes_on_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events");
+    let options = LogOptions {
+        partitions: Some(1),
+        ..LogOptions::default()
+    };
+    let log = SegmentLog::open(&path, options.clone()).unwrap();
+    batches_of(&log, "t", 0..30, 10).await;
+    log.close().await;
+    // A crash in the middle of the next round's write: a frame's head and part of its body.
+    let newest = std::fs::read_dir(&path)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "segment"))
+        .max()
+        .unwrap();
+    let mut torn = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&newest)
+        .unwrap();
+    std::io::Write::write_all(&mut torn, &[200, 0, 0, 0, 1, 2, 3, 4, 1, 9, 9]).unwrap();
+    drop(torn);
+
+    let reopened = SegmentLog::open(&path, options.clone()).unwrap();
+    assert_eq!(reopened.append("t", record(30)).await.unwrap().offset, 30);
+    reopened.close().await;
+    let again = SegmentLog::open(&path, options).unwrap();
+    let mut reader = again.consumer("reader", "t", 0).await.unwrap();
+    let read = reader.poll(100, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        read.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (0..31).collect::<Vec<u64>>(),
+        "every record before the torn write and after it"
+    );
+    assert_eq!(read[30].header("h"), Some("30"));
+    again.close().await;
+}
+
+#[tokio::test]
+async fn records_no_group_commits_are_moved_so_that_their_segments_can_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events");
+    let options = LogOptions {
+        partitions: Some(1),
+        reclaim_interval: Duration::ZERO,
+        segment_bytes: 2000, // a few rounds a segment
+        ..LogOptions::default()
+    };
+    let log = SegmentLog::open(&path, options.clone()).unwrap();
+    for i in 0..40 {
+        log.append_batch("busy", (0..10).map(record).collect())
+            .await
+            .unwrap();
+        log.append("parked", record(i)).await.unwrap(); // as dead letters: no group commits them
+    }
+    let segments = || {
+        std::fs::read_dir(&path)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|e| e == "segment")
+            })
+            .count()
+    };
+    let written = segments();
+    let mut consumer = log.consumer("g", "busy", 0).await.unwrap();
+    consumer.commit(400).await.unwrap();
+    for _ in 0..written {
+        reclaimed(&log).await;
+    }
+    assert!(
+        segments() * 3 < written,
+        "{written} segments, {} left: the parked records were moved out of the others' way",
+        segments()
+    );
+    let parked = |log: SegmentLog| async move {
+        let mut reader = log.consumer("reader", "parked", 0).await.unwrap();
+        let read = reader.poll(100, Duration::ZERO).await.unwrap();
+        log.close().await;
+        read.iter()
+            .map(|r| (r.offset, r.header("h").unwrap().to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let expected: Vec<_> = (0..40).map(|i| (i as u64, i.to_string())).collect();
+    assert_eq!(parked(log).await, expected, "every parked record, in order");
+    let reopened = SegmentLog::open(&path, options).unwrap();
+    assert_eq!(
+        parked(reopened).await,
+        expected,
+        "and after a restart, from where they were moved"
+    );
 }

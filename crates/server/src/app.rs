@@ -106,14 +106,14 @@ impl Role {
         }
         let storage = &config.storage;
         let embedded = [
-            matches!(storage.event_log, EventLogBackend::Sqlite(_)).then_some("--event-log"),
+            matches!(storage.event_log, EventLogBackend::Segments(_)).then_some("--event-log"),
             matches!(storage.store, StoreBackend::Sqlite(_)).then_some("--store"),
         ];
         let embedded: Vec<_> = embedded.into_iter().flatten().collect();
         anyhow::ensure!(
             embedded.is_empty(),
             "chat4all {} shares its backends with the other role processes, but {} {} embedded storage \
-             (sqlite://), which belongs to one process; give shared backends (kafka://, postgres://) or run \
+             (log://, sqlite://), which belongs to one process; give shared backends (kafka://, postgres://) or run \
              every role in one process with `chat4all serve`",
             self.name(),
             embedded.join(" and "),
@@ -278,7 +278,7 @@ pub async fn check(config: &Config, role: &Role, depth: CheckDepth) -> anyhow::R
         return Ok(findings);
     }
     let storage = &config.storage;
-    if matches!(storage.event_log, EventLogBackend::Sqlite(_)) {
+    if matches!(storage.event_log, EventLogBackend::Segments(_)) {
         findings.push(format!(
             "event log: embedded in {}",
             storage.data_dir.display()

@@ -5,14 +5,14 @@ use crate::config::{Config, EventLogBackend, ObjectsBackend, StoreBackend};
 use crate::telemetry::MeteredLog;
 use chat4all_core::events::Topics;
 use chat4all_core::ports::{EventLog, ObjectStore, Stores};
-use chat4all_embedded::{LocalObjects, LogOptions, SqliteLog, SqliteStore};
+use chat4all_embedded::{LocalObjects, LogOptions, SegmentLog, SqliteStore};
 use std::sync::Arc;
 
 /// Opens the configured event log.
 pub async fn open_event_log(config: &Config) -> anyhow::Result<Arc<dyn EventLog>> {
     let storage = &config.storage;
     match &storage.event_log {
-        EventLogBackend::Sqlite(path) => {
+        EventLogBackend::Segments(path) => {
             let options = LogOptions {
                 partitions: storage.partitions,
                 // Real-time readers follow applied changes live and catch up from history after a restart,
@@ -21,7 +21,7 @@ pub async fn open_event_log(config: &Config) -> anyhow::Result<Arc<dyn EventLog>
                 commit_delay: storage.commit_delay,
                 ..LogOptions::default()
             };
-            let log = Arc::new(SqliteLog::open(&storage.path(path), options)?);
+            let log = Arc::new(SegmentLog::open(&storage.path(path), options)?);
             Ok(Arc::new(MeteredLog::new(log, "embedded")))
         }
         #[cfg(feature = "kafka")]

@@ -179,7 +179,7 @@ async fn role_processes_refuse_embedded_backends_and_unknown_channels() {
         "the error names the channel and the configured ones: {error}"
     );
     assert!(
-        !dir.path().join("events.db").exists(),
+        !dir.path().join("events").exists(),
         "a refused role opens nothing"
     );
 }

@@ -10,7 +10,7 @@ use chat4all_core::services::changes::{Changes, Notifications};
 use chat4all_core::services::dead_letters::HEADER_REASON;
 use chat4all_core::services::routing::Router;
 use chat4all_core::status::MessageStatus;
-use chat4all_embedded::{LogOptions, SqliteLog, SqliteStore};
+use chat4all_embedded::{LogOptions, SegmentLog, SqliteStore};
 use common::{all_have_status, drain, drain_tail, read_topic, spawn_app};
 use serde_json::json;
 use std::path::Path;
@@ -33,7 +33,7 @@ fn accepted(content: &str) -> MessageAccepted {
 /// A router on the embedded log and store in `dir`, with the WhatsApp channel.
 fn embedded_router(dir: &Path) -> (Arc<dyn EventLog>, Stores, Topics, Router) {
     let log: Arc<dyn EventLog> =
-        Arc::new(SqliteLog::open(&dir.join("events.db"), LogOptions::default()).unwrap());
+        Arc::new(SegmentLog::open(&dir.join("events"), LogOptions::default()).unwrap());
     let stores = Stores::all_in(Arc::new(SqliteStore::open(&dir.join("store.db")).unwrap()));
     let topics = Topics::default();
     let router = Router::new(
@@ -203,7 +203,7 @@ async fn the_correlation_id_travels_from_the_request_to_the_channel_and_back() {
         .await;
     app.stop().await;
 
-    let log = SqliteLog::open(&dir.path().join("events.db"), LogOptions::default()).unwrap();
+    let log = SegmentLog::open(&dir.path().join("events"), LogOptions::default()).unwrap();
     let topics = Topics::default();
     for topic in [
         topics.messages.clone(),

@@ -1,16 +1,9 @@
-//! A batch: the records one commit appends to one partition, stored as one row's blob. A commit then writes its
-//! new records once, packed into fresh pages, instead of one b-tree row a record (in the one-row-a-record layout
-//! each commit rewrote about 17 pages for 20 records, since the b-tree's interior pages carried whole rows).
+//! A batch: the records one round of the writer appends to one partition, stored as one frame of a segment.
 //!
-//! The blob holds each record in turn: its key, its header count and each header's name and value, then its
+//! Its bytes hold each record in turn: its key, its header count and each header's name and value, then its
 //! payload; every string and the payload prefixed by its length, counts and lengths as little-endian `u32`.
 
 use chat4all_core::ports::{OutgoingRecord, Record};
-
-/// Stores a batch: topic, partition, first offset, end offset (one past its last record), append time (ms), blob.
-pub(super) const INSERT: &str =
-    "INSERT INTO batches (topic, partition, first_offset, end_offset, ts, records)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 /// Most records a batch holds, and the size past which it takes no more: a reader decodes every batch its range
 /// overlaps, so a poll from the middle of a large append reads at most a batch of this size beyond what it wants.
@@ -167,17 +160,29 @@ impl Stored<'_> {
     }
 }
 
-/// What is left of a blob to read.
-struct Reader<'a>(&'a [u8]);
+/// What is left of encoded bytes to read.
+pub(super) struct Reader<'a>(pub(super) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn length(&mut self) -> Result<usize, &'static str> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], &'static str> {
         let (head, rest) = self
             .0
-            .split_first_chunk::<4>()
-            .ok_or("it ends inside a length")?;
+            .split_first_chunk::<N>()
+            .ok_or("it ends inside a number")?;
         self.0 = rest;
-        Ok(u32::from_le_bytes(*head) as usize)
+        Ok(*head)
+    }
+
+    pub(super) fn length(&mut self) -> Result<usize, &'static str> {
+        Ok(self.u32()? as usize)
+    }
+
+    pub(super) fn u32(&mut self) -> Result<u32, &'static str> {
+        self.take().map(u32::from_le_bytes)
+    }
+
+    pub(super) fn u64(&mut self) -> Result<u64, &'static str> {
+        self.take().map(u64::from_le_bytes)
     }
 
     fn bytes(&mut self) -> Result<&'a [u8], &'static str> {
@@ -190,7 +195,7 @@ impl<'a> Reader<'a> {
         Ok(bytes)
     }
 
-    fn text(&mut self) -> Result<&'a str, &'static str> {
+    pub(super) fn text(&mut self) -> Result<&'a str, &'static str> {
         std::str::from_utf8(self.bytes()?).map_err(|_| "a key or header is not UTF-8")
     }
 }

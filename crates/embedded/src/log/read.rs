@@ -1,13 +1,15 @@
-//! Reading the log: a partition on behalf of a group, or every partition from now on (tail). Readers use their own
-//! connections and wait on the topic's append signal, so they never touch the writer's path.
+//! Reading the log: a partition on behalf of a group, or every partition from now on (tail). Readers find the
+//! batches in the index, read the segments on a blocking thread, and wait on the topic's append signal, so they
+//! never touch the writer's path.
 
 use super::groups::Lease;
-use super::{Request, TopicState, backend, batch};
-use crate::sqlite::Readers;
+use super::index::{Location, PartitionIndex};
+use super::segment::{self, Entry};
+use super::{Request, Shared, TopicState, batch};
 use async_trait::async_trait;
 use chat4all_core::ports::{LogError, PartitionConsumer, Record, Tail};
-use rusqlite::types::Type;
-use rusqlite::{Connection, params};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -34,20 +36,20 @@ impl TopicState {
 }
 
 /// Reads one partition for one group.
-pub(super) struct SqliteConsumer {
+pub(super) struct SegmentConsumer {
     pub(super) group: String,
     pub(super) topic: String,
     pub(super) partition: u32,
     pub(super) position: u64,
     pub(super) state: Arc<TopicState>,
-    pub(super) readers: Arc<Readers>,
+    pub(super) shared: Arc<Shared>,
     pub(super) requests: mpsc::Sender<Request>,
     /// Ownership of the partition within a subscription; dropping the consumer hands it on.
     pub(super) _lease: Option<Lease>,
 }
 
 #[async_trait]
-impl PartitionConsumer for SqliteConsumer {
+impl PartitionConsumer for SegmentConsumer {
     fn partition(&self) -> u32 {
         self.partition
     }
@@ -60,12 +62,12 @@ impl PartitionConsumer for SqliteConsumer {
             return Ok(Vec::new());
         }
         let end = self.state.ends[partition as usize].load(Ordering::Acquire);
-        let (topic, limit) = (self.topic.clone(), max.clamp(1, 10_000) as i64);
+        let limit = max.clamp(1, 10_000);
+        let state = self.state.clone();
         let (records, next) = self
-            .readers
-            .read(move |conn| read_records(conn, &topic, partition, from, end, limit))
-            .await
-            .map_err(backend)?;
+            .shared
+            .read(move |shared| read_records(shared, &state, partition, from, end, limit))
+            .await?;
         self.position = next;
         Ok(records)
     }
@@ -82,7 +84,7 @@ impl PartitionConsumer for SqliteConsumer {
     }
 }
 
-impl SqliteConsumer {
+impl SegmentConsumer {
     /// Queues the group's commit of `next_offset` with the writer, which answers `reply` once it is durable.
     fn request_commit(
         &self,
@@ -102,17 +104,17 @@ impl SqliteConsumer {
 
 /// Reads every partition of a topic from the end it saw when it started: from the file, or from memory for a live
 /// topic.
-pub(super) struct SqliteTail {
+pub(super) struct SegmentTail {
     pub(super) topic: String,
     pub(super) positions: Vec<u64>,
     pub(super) state: Arc<TopicState>,
-    pub(super) readers: Arc<Readers>,
+    pub(super) shared: Arc<Shared>,
     /// Where the next poll starts, so a busy partition cannot starve the others.
     pub(super) first: usize,
 }
 
 #[async_trait]
-impl Tail for SqliteTail {
+impl Tail for SegmentTail {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, LogError> {
         let deadline = Instant::now() + wait;
         let positions = &self.positions;
@@ -139,24 +141,22 @@ impl Tail for SqliteTail {
             })
             .filter(|(_, from, end)| from < end)
             .collect();
-        let (topic, mut left) = (self.topic.clone(), max.clamp(1, 10_000));
+        let (state, mut left) = (self.state.clone(), max.clamp(1, 10_000));
         let read = self
-            .readers
-            .read(move |conn| {
+            .shared
+            .read(move |shared| {
                 let mut read = Vec::new();
                 for (partition, from, end) in ranges {
                     if left == 0 {
                         break;
                     }
-                    let (records, next) =
-                        read_records(conn, &topic, partition, from, end, left as i64)?;
+                    let (records, next) = read_records(shared, &state, partition, from, end, left)?;
                     left -= records.len();
                     read.push((partition, next, records));
                 }
                 Ok(read)
             })
-            .await
-            .map_err(backend)?;
+            .await?;
         let mut records = Vec::new();
         for (partition, next, batch) in read {
             self.positions[partition as usize] = next;
@@ -166,42 +166,91 @@ impl Tail for SqliteTail {
     }
 }
 
-/// Up to `limit` records of a partition from `from` (below `end`), and the offset to read next. Records are
+impl Shared {
+    /// Runs `work` on a blocking thread, once one of the [`super::MAX_READS`] turns is free.
+    async fn read<T, F>(self: &Arc<Self>, work: F) -> Result<T, LogError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Shared) -> Result<T, LogError> + Send + 'static,
+    {
+        let _turn = self.reads.acquire().await.map_err(|_| LogError::Closed)?;
+        let shared = self.clone();
+        tokio::task::spawn_blocking(move || work(&shared))
+            .await
+            .map_err(|e| LogError::Backend(format!("a read of the event log failed: {e}")))?
+    }
+}
+
+/// The batch at `location` and its segment's file, or where the batch was moved to if its segment was reclaimed
+/// since; `None` when it was reclaimed with it.
+fn find(
+    shared: &Shared,
+    index: &PartitionIndex,
+    mut location: Location,
+) -> Option<(Location, Arc<File>)> {
+    // Each try finds the batch moved again: a reader would have to stall through whole reclamation passes.
+    for _ in 0..3 {
+        if let Some(file) = shared.file(location.segment) {
+            return Some((location, file));
+        }
+        let now = *index.covering(location.first, location.first + 1).first()?;
+        if now.first != location.first || now.segment == location.segment {
+            return None;
+        }
+        location = now;
+    }
+    None
+}
+
+/// Up to `limit` records of a partition from `from` (below `end`), and the offset to read next. Segments are
 /// reclaimed from the oldest, so a range that comes back empty was reclaimed whole and the next read starts after
 /// it: a reader left behind by retention carries on from the oldest record still kept, never skipping to the end.
 fn read_records(
-    conn: &Connection,
-    topic: &str,
+    shared: &Shared,
+    state: &TopicState,
     partition: u32,
     from: u64,
     end: u64,
-    limit: i64,
-) -> rusqlite::Result<(Vec<Record>, u64)> {
-    // Offsets are gap-free, so a range of `limit` offsets bounds the read. The batches come in the order of the
-    // index the search runs on (equal topic and partition, then a range of end offsets), and reading stops at the
-    // first one past the range. No ORDER BY: with it, SQLite prepared the statement again at most executions.
-    let until = end.min(from.saturating_add(limit.max(0) as u64));
-    let mut stmt = conn.prepare_cached(
-        "SELECT first_offset, end_offset, ts, records FROM batches INDEXED BY batches_by_end
-         WHERE topic = ?1 AND partition = ?2 AND end_offset > ?3",
-    )?;
-    let mut rows = stmt.query(params![topic, partition, from as i64])?;
+    limit: usize,
+) -> Result<(Vec<Record>, u64), LogError> {
+    // Offsets are gap-free, so a range of `limit` offsets bounds the read.
+    let until = end.min(from.saturating_add(limit as u64));
     let mut records = Vec::new();
-    while let Some(row) = rows.next()? {
-        let first_offset = row.get::<_, i64>(0)? as u64;
-        if first_offset >= until {
-            break;
-        }
-        let stored = batch::Stored {
-            partition,
-            first_offset,
-            end_offset: row.get::<_, i64>(1)? as u64,
-            timestamp: row.get(2)?,
-            blob: row.get_ref(3)?.as_blob()?,
+    let mut body = Vec::new();
+    let index = &state.index[partition as usize];
+    for location in index.covering(from, until) {
+        // A segment reclaimed since the index was read: its records are gone, as if reclaimed a moment earlier.
+        let Some((location, file)) = find(shared, index, location) else {
+            continue;
         };
-        stored
-            .read_into(from, until, &mut records)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(3, Type::Blob, Box::new(e)))?;
+        let path = || segment::path(&shared.dir, location.segment);
+        body.resize(location.len as usize, 0);
+        file.read_exact_at(&mut body, location.at)
+            .map_err(|e| super::io_error(&path(), e))?;
+        let corrupt = |why: &str| {
+            LogError::Backend(format!(
+                "the event log's batch at offset {} of {} is corrupt: {why}",
+                location.first,
+                path().display()
+            ))
+        };
+        let Entry::Batch {
+            timestamp,
+            records: blob,
+            ..
+        } = segment::decode(&body).map_err(corrupt)?
+        else {
+            return Err(corrupt("the index points at another kind of frame"));
+        };
+        batch::Stored {
+            partition,
+            first_offset: location.first,
+            end_offset: location.end,
+            timestamp,
+            blob,
+        }
+        .read_into(from, until, &mut records)
+        .map_err(|e| LogError::Backend(e.to_string()))?;
     }
     let next = records.last().map_or(until, |r| r.offset + 1);
     Ok((records, next))

@@ -49,7 +49,7 @@ pub(super) const KEYS: &[Key] = &[
     key("request-timeout-secs", "http.request-timeout-secs", "SECS", "Seconds a request that does not stream a file may take before it is answered 408 [default: 30]"),
     key("bench-endpoints", "http.bench-endpoints", "BOOL", "Serve POST /bench/messages: a send parsed and authorized like POST /v1/messages, answered 202 without storing, as the reference of performance runs (scripts/perf/goals.py); never in production [default: false]"),
     key("data-dir", "storage.data-dir", "DIR", "Directory of the embedded backends and generated secrets [default: ./data]"),
-    key("event-log", "storage.event-log", "URL", "Event log backend, sqlite://PATH (relative to the data dir) [default: sqlite://events.db; `embedded` means the default]"),
+    key("event-log", "storage.event-log", "URL", "Event log backend, log://DIR (relative to the data dir) [default: log://events; `embedded` means the default]"),
     key("store", "storage.store", "URL", "Store backend, sqlite://PATH [default: sqlite://store.db; `embedded` means the default]"),
     key("objects", "storage.objects", "URL", "Object storage of files, file://DIR [default: file://objects]"),
     key("partitions", "storage.partitions", "N", "Partitions per topic; fixed when the event log is created [default: 2 on the embedded log, 8 on Kafka]"),

@@ -71,7 +71,7 @@ fn sections_read_every_setting() {
         max-connections = 100
         request-timeout-secs = 5
         [storage]
-        event-log = "sqlite:///var/lib/chat4all/log.db"
+        event-log = "log:///var/lib/chat4all/log"
         store = "embedded"
         [auth]
         admin-token = "0123456789012345"
@@ -98,10 +98,10 @@ fn sections_read_every_setting() {
     );
     assert_eq!(config.http.max_connections, Some(100));
     assert_eq!(config.http.request_timeout, Duration::from_secs(5));
-    let log = PathBuf::from("/var/lib/chat4all/log.db");
+    let log = PathBuf::from("/var/lib/chat4all/log");
     assert_eq!(
         config.storage.event_log,
-        EventLogBackend::Sqlite(log.clone())
+        EventLogBackend::Segments(log.clone())
     );
     assert_eq!(
         config.storage.path(&log),

@@ -1,5 +1,5 @@
-//! Backends named by URL. The built-in ones are `sqlite://<path>` (event log, store) and `file://<path>` (object
-//! storage), a relative path being under the data directory; the shared ones, `kafka://`, `postgres://` and
+//! Backends named by URL. The built-in ones are `log://<dir>` (event log), `sqlite://<path>` (store) and
+//! `file://<path>` (object storage), a relative path being under the data directory; the shared ones, `kafka://`, `postgres://` and
 //! `s3://`, need a binary built with their cargo feature (`distributed` builds all three). `embedded` stays
 //! accepted for the default, as older command lines said.
 
@@ -10,7 +10,9 @@ use std::path::PathBuf;
 /// The schemes a backend URL may have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
-    /// SQLite database file (embedded event log, store).
+    /// Directory of segment files (embedded event log).
+    Log,
+    /// SQLite database file (embedded store).
     Sqlite,
     /// Local directory (embedded object storage).
     File,
@@ -23,7 +25,8 @@ pub enum Scheme {
 }
 
 impl Scheme {
-    const ALL: [Scheme; 5] = [
+    const ALL: [Scheme; 6] = [
+        Scheme::Log,
         Scheme::Sqlite,
         Scheme::File,
         Scheme::Postgres,
@@ -33,6 +36,7 @@ impl Scheme {
 
     fn as_str(self) -> &'static str {
         match self {
+            Scheme::Log => "log",
             Scheme::Sqlite => "sqlite",
             Scheme::File => "file",
             Scheme::Postgres => "postgres",
@@ -60,8 +64,8 @@ struct Port {
 
 const EVENT_LOG: Port = Port {
     name: "event-log",
-    default: "sqlite://events.db",
-    embedded: Scheme::Sqlite,
+    default: "log://events",
+    embedded: Scheme::Log,
     shared: Scheme::Kafka,
     feature: ("kafka", cfg!(feature = "kafka")),
 };
@@ -135,8 +139,8 @@ fn parse(port: &Port, url: &str) -> Result<Parsed, String> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum EventLogBackend {
-    /// The embedded durable partitioned log in this SQLite file.
-    Sqlite(PathBuf),
+    /// The embedded durable partitioned log in this directory.
+    Segments(PathBuf),
     /// Apache Kafka (or a Kafka-protocol broker) at this `kafka://` URL.
     Kafka(String),
 }
@@ -164,8 +168,16 @@ pub enum ObjectsBackend {
 impl TryFrom<String> for EventLogBackend {
     type Error = String;
     fn try_from(url: String) -> Result<Self, String> {
+        // Earlier builds kept the log in one SQLite file: `sqlite://PATH.db` still names it, as the directory
+        // `PATH`, which the log fills from the file when it first opens.
+        if let Some((scheme, file)) = url.split_once("://")
+            && scheme.eq_ignore_ascii_case("sqlite")
+            && !file.is_empty()
+        {
+            return Ok(Self::Segments(PathBuf::from(file).with_extension("")));
+        }
         Ok(match parse(&EVENT_LOG, &url)? {
-            Parsed::Embedded(path) => Self::Sqlite(path),
+            Parsed::Embedded(path) => Self::Segments(path),
             Parsed::Shared(url) => Self::Kafka(url),
         })
     }
@@ -194,7 +206,7 @@ impl TryFrom<String> for ObjectsBackend {
 impl From<EventLogBackend> for String {
     fn from(backend: EventLogBackend) -> Self {
         match backend {
-            EventLogBackend::Sqlite(path) => format!("{}{}", Scheme::Sqlite, path.display()),
+            EventLogBackend::Segments(path) => format!("{}{}", Scheme::Log, path.display()),
             EventLogBackend::Kafka(url) => url,
         }
     }
@@ -220,7 +232,7 @@ impl From<ObjectsBackend> for String {
 
 impl Default for EventLogBackend {
     fn default() -> Self {
-        Self::Sqlite(PathBuf::from("events.db"))
+        Self::Segments(PathBuf::from("events"))
     }
 }
 
@@ -246,9 +258,11 @@ mod tests {
             Ok(Parsed::Embedded(p)) => Ok(p.display().to_string()),
             other => Err(format!("{other:?}")),
         };
+        assert_eq!(path(&EVENT_LOG, "log://events"), Ok("events".into()));
         assert_eq!(
-            path(&EVENT_LOG, "sqlite://events.db"),
-            Ok("events.db".into())
+            EventLogBackend::try_from("sqlite:///srv/chat/events.db".to_owned()),
+            Ok(EventLogBackend::Segments("/srv/chat/events".into())),
+            "an earlier build's SQLite file names the directory its log moves to"
         );
         assert_eq!(
             path(&STORE, "SQLITE:///srv/store.db"),
@@ -295,6 +309,6 @@ mod tests {
         assert!(error(&STORE, "kafka://broker").contains("store cannot be on kafka://"));
         assert!(error(&EVENT_LOG, "mysql://db").contains("unknown backend scheme mysql://"));
         assert!(error(&EVENT_LOG, "events.db").contains("not a backend URL"));
-        assert!(error(&EVENT_LOG, "sqlite://").contains("names no path"));
+        assert!(error(&EVENT_LOG, "log://").contains("names no path"));
     }
 }

@@ -2,7 +2,7 @@ use super::batch::top_up;
 use super::together::together;
 use super::*;
 use chat4all_core::ports::OutgoingRecord;
-use chat4all_embedded::{LogOptions, SqliteLog};
+use chat4all_embedded::{LogOptions, SegmentLog};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -252,7 +252,7 @@ fn four_partitions(dir: &tempfile::TempDir) -> (Arc<dyn EventLog>, Arc<Seen>) {
         ..LogOptions::default()
     };
     let log: Arc<dyn EventLog> =
-        Arc::new(SqliteLog::open(&dir.path().join("events.db"), options).unwrap());
+        Arc::new(SegmentLog::open(&dir.path().join("events"), options).unwrap());
     let seen = Arc::new(Seen {
         records: Mutex::default(),
         count: watch::channel(0).0,
