@@ -73,6 +73,13 @@ pub(super) fn recover(dir: &Path, requested: Option<u32>) -> Result<Recovered, L
                     "a checkpoint's ends do not match its partitions",
                 ));
             }
+            if let Some(batches) = recovered.batches.get_mut(topic) {
+                // Batches at or past the checkpoint's end were written by a round whose flush failed: never
+                // acknowledged, and their offsets were given again after it.
+                for (batches, end) in batches.iter_mut().zip(&topic_ends) {
+                    batches.retain(|first, _| first < end);
+                }
+            }
             recovered.ends.insert(topic.to_owned(), topic_ends);
         }
         recovered.apply(commits);
@@ -194,4 +201,92 @@ fn damaged(path: &Path, why: &str) -> LogError {
         "the event log's segment {} is damaged: {why}",
         path.display()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::segment::Frames;
+
+    fn write(dir: &Path, number: u64, entries: &[Entry<'_>]) {
+        let mut bytes = Vec::new();
+        let mut frames = Frames::new(number, &mut bytes);
+        for entry in entries {
+            frames.push(entry);
+        }
+        std::fs::write(segment::path(dir, number), bytes).unwrap();
+    }
+
+    fn batch(first: u64, end: u64) -> Entry<'static> {
+        Entry::Batch {
+            topic: "t",
+            partition: 0,
+            first,
+            end,
+            timestamp: 1,
+            records: b"records",
+        }
+    }
+
+    #[test]
+    fn a_round_whose_flush_failed_gives_way_to_the_next_segments_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint = |ends: Vec<(&'static str, Vec<u64>)>| Entry::Checkpoint {
+            partitions: 1,
+            ends,
+            commits: Vec::new(),
+        };
+        // Segment 1's last batch (2..3) was written, but its flush failed: segment 2 starts at end 2.
+        write(
+            dir.path(),
+            1,
+            &[checkpoint(Vec::new()), batch(0, 2), batch(2, 3)],
+        );
+        write(
+            dir.path(),
+            2,
+            &[checkpoint(vec![("t", vec![2])]), batch(2, 5)],
+        );
+        let recovered = recover(dir.path(), None).unwrap();
+        let kept: Vec<(u64, u64, u64)> = recovered.batches["t"][0]
+            .values()
+            .map(|b| (b.first, b.end, b.segment))
+            .collect();
+        assert_eq!(kept, [(0, 2, 1), (2, 5, 2)]);
+        assert_eq!(recovered.ends["t"], [5]);
+        assert_eq!(recovered.next, 3);
+    }
+
+    #[test]
+    fn a_segment_without_its_checkpoint_is_empty_when_newest_and_damage_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint = Entry::Checkpoint {
+            partitions: 2,
+            ends: Vec::new(),
+            commits: vec![("g", "t", 1, 7)],
+        };
+        write(dir.path(), 1, &[checkpoint]);
+        std::fs::write(segment::path(dir.path(), 2), b"torn").unwrap();
+        let recovered = recover(dir.path(), None).unwrap();
+        assert_eq!(recovered.partitions, 2);
+        assert_eq!(recovered.committed[&("g".into(), "t".into(), 1)], 7);
+        assert!(
+            !segment::path(dir.path(), 2).exists(),
+            "the crash left it empty: removed"
+        );
+        let refused = recover(dir.path(), Some(3)).err().unwrap();
+        assert!(
+            refused.to_string().contains("created with 2 partitions"),
+            "{refused}"
+        );
+
+        std::fs::write(segment::path(dir.path(), 0), b"torn").unwrap();
+        let damaged = recover(dir.path(), None).err().unwrap();
+        assert!(
+            damaged
+                .to_string()
+                .contains("does not start with a checkpoint"),
+            "{damaged}"
+        );
+    }
 }
