@@ -15,7 +15,7 @@ fn is_full(records: u64, bytes: usize) -> bool {
     records >= MAX_RECORDS || bytes >= MAX_BYTES
 }
 
-/// A partition's new batches in one transaction, from its end offset on; a batch that is full starts the next.
+/// A partition's new batches in one round of the writer, from its end offset on; a batch that is full starts the next.
 pub(super) struct Building {
     end: u64,
     /// Each batch's first offset and blob.

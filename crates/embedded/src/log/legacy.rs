@@ -1,7 +1,7 @@
 //! Converting a log that earlier builds kept in one SQLite file, `<dir>.db` beside the log's directory: its
 //! batches (the same bytes a batch frame holds) and committed offsets become the first segment, written under a
-//! temporary name and renamed once flushed, and the file is deleted after. A file still in the one-row-a-record
-//! layout of older builds is first converted to batches in place.
+//! temporary name and renamed once flushed; the file is deleted once the log has opened from the segment. A file
+//! still in the one-row-a-record layout of older builds is first converted to batches in place.
 
 use super::recovery::agreed_partitions;
 use super::segment::{self, Entry, Frames};
@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The SQLite layout's tables, so that a file of any earlier build reads as one of the last.
 const SCHEMA: &str = "
@@ -32,12 +32,19 @@ CREATE TABLE IF NOT EXISTS offsets (
 const INSERT: &str = "INSERT INTO batches (topic, partition, first_offset, end_offset, ts, records)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
+/// The SQLite file of an earlier build's log kept in `dir`: `<dir>.db`.
+fn file_beside(dir: &Path) -> PathBuf {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(".db");
+    PathBuf::from(name)
+}
+
 /// Converts `<dir>.db`, if there is one and `dir` holds no segment yet; `requested` is the partition count asked
-/// for, which the file's must match.
-pub(super) fn convert(dir: &Path, requested: Option<u32>) -> Result<(), LogError> {
-    let legacy = dir.with_extension("db");
+/// for, which the file's must match. Returns whether it converted one, to be removed once the log has opened.
+pub(super) fn convert(dir: &Path, requested: Option<u32>) -> Result<bool, LogError> {
+    let legacy = file_beside(dir);
     if !legacy.is_file() {
-        return Ok(());
+        return Ok(false);
     }
     let has_segments = std::fs::read_dir(dir)
         .map_err(|e| io_error(dir, e))?
@@ -48,7 +55,7 @@ pub(super) fn convert(dir: &Path, requested: Option<u32>) -> Result<(), LogError
             "this file is left from a build that kept the event log in SQLite; the segments beside it replaced it, \
              so it is not read (it can be deleted)"
         );
-        return Ok(());
+        return Ok(false);
     }
     let backend =
         |e: rusqlite::Error| LogError::Backend(format!("event log {}: {e}", legacy.display()));
@@ -78,17 +85,22 @@ pub(super) fn convert(dir: &Path, requested: Option<u32>) -> Result<(), LogError
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error(dir, e))?;
-    drop(conn);
+    tracing::info!(batches, from = %legacy.display(), "event log converted from SQLite to segments");
+    Ok(true)
+}
+
+/// Deletes the SQLite file that [`convert`] converted, now that the log opened from its segment.
+pub(super) fn remove_converted(dir: &Path) {
+    let legacy = file_beside(dir);
     for suffix in ["", "-wal", "-shm"] {
-        let path = format!("{}{suffix}", legacy.display());
+        let mut path = legacy.clone().into_os_string();
+        path.push(suffix);
         if let Err(e) = std::fs::remove_file(&path)
             && e.kind() != std::io::ErrorKind::NotFound
         {
-            tracing::warn!(file = path, error = %e, "cannot delete the converted event log's file");
+            tracing::warn!(file = %Path::new(&path).display(), error = %e, "cannot delete the converted event log's file");
         }
     }
-    tracing::info!(batches, from = %legacy.display(), "event log converted from SQLite to segments");
-    Ok(())
 }
 
 enum Failure {
@@ -131,17 +143,22 @@ fn write_segment(conn: &Connection, partitions: u32, path: &Path) -> Result<usiz
         }
     }
     let mut offsets = conn.prepare("SELECT grp, topic, partition, next_offset FROM offsets")?;
-    let commits: Vec<(String, String, u32, i64)> = offsets
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let mut commits = HashMap::new();
+    for row in offsets.query_map([], |r| {
+        Ok((
+            (r.get(0)?, r.get(1)?, r.get::<_, u32>(2)?),
+            r.get::<_, i64>(3)?,
+        ))
+    })? {
+        let (key, next) = row?;
+        if key.2 < partitions {
+            commits.insert(key, next as u64);
+        }
+    }
     Frames::new(1, &mut buffer).push(&Entry::Checkpoint {
         partitions,
         ends: ends.iter().map(|(t, e)| (t.as_str(), e.clone())).collect(),
-        commits: commits
-            .iter()
-            .filter(|c| c.2 < partitions)
-            .map(|(g, t, p, next)| (g.as_str(), t.as_str(), *p, *next as u64))
-            .collect(),
+        commits: segment::commits_of(&commits),
     });
     out.write_all(&buffer)?;
     let mut select = conn.prepare(
@@ -238,7 +255,7 @@ fn convert_one_row_a_record(conn: &mut Connection) -> rusqlite::Result<()> {
     tx.commit()?;
     tracing::info!(
         records = converted,
-        "event log converted to batches (one row a commit and partition)"
+        "the event log's SQLite file converted from one row a record to batches"
     );
     Ok(())
 }

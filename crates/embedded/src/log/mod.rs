@@ -49,7 +49,7 @@ pub const DEFAULT_PARTITIONS: u32 = 2;
 /// Tuning of the embedded log.
 #[derive(Debug, Clone)]
 pub struct LogOptions {
-    /// Partitions per topic, fixed when the log file is created; `None`: the count it was created with, or
+    /// Partitions per topic, fixed when the log is created; `None`: the count it was created with, or
     /// [`DEFAULT_PARTITIONS`] for a new log.
     pub partitions: Option<u32>,
     /// Records older than this are deleted even if some group has not consumed them.
@@ -60,7 +60,7 @@ pub struct LogOptions {
     pub live_topics: HashSet<String>,
     /// Most records each partition of a live topic keeps for tails that fall behind.
     pub live_records_per_partition: usize,
-    /// Most records written in one transaction.
+    /// Most records written in one round.
     pub max_batch_records: usize,
     /// Size past which the writer starts a new segment. A segment is reclaimed whole, so the disk holds at least
     /// this much beyond what some group has still to read, plus [`reclaim::SPARES`] files of it kept for reuse.
@@ -218,8 +218,11 @@ impl SegmentLog {
     /// would break per-key order.
     pub fn open(dir: &Path, options: LogOptions) -> Result<Self, LogError> {
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
-        legacy::convert(dir, options.partitions)?;
+        let converted = legacy::convert(dir, options.partitions)?;
         let recovered = recovery::recover(dir, options.partitions)?;
+        if converted {
+            legacy::remove_converted(dir);
+        }
         let shared = Arc::new(Shared {
             dir: dir.to_owned(),
             partitions: recovered.partitions,
@@ -230,7 +233,7 @@ impl SegmentLog {
             topics: RwLock::default(),
             committed: Mutex::default(),
         });
-        let writer = writer::Writer::start(recovered, &shared)?;
+        let writer = writer::Writer::start(recovered, &shared, &options)?;
         let (requests, receiver) = mpsc::channel();
         let writer_shared = shared.clone();
         let writer = std::thread::Builder::new()

@@ -202,9 +202,10 @@ fn find(
     None
 }
 
-/// Up to `limit` records of a partition from `from` (below `end`), and the offset to read next. Segments are
-/// reclaimed from the oldest, so a range that comes back empty was reclaimed whole and the next read starts after
-/// it: a reader left behind by retention carries on from the oldest record still kept, never skipping to the end.
+/// Up to `limit` records of a partition from `from` (below `end`), and the offset to read next. Reclaimed batches
+/// are gone from the index, so a read returns the records of its range still kept, and a range that comes back
+/// empty was reclaimed whole and the next read starts after it: a reader left behind carries on from the oldest
+/// record still kept, never skipping to the end.
 fn read_records(
     shared: &Shared,
     state: &TopicState,

@@ -54,7 +54,7 @@ pub(super) fn recover(dir: &Path, requested: Option<u32>) -> Result<Recovered, L
             commits,
         })) = scan.next_frame().map(|(_, body)| segment::decode(body))
         else {
-            if i + 1 == numbers.len() {
+            if i + 1 == numbers.len() && !scan.holds_frames_after_first() {
                 // The writer stopped while starting it: it holds nothing.
                 std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
                 continue;

@@ -49,6 +49,18 @@ pub(super) fn is_spare(path: &Path) -> bool {
 /// A partition's committed offset for a group: (group, topic, partition, next offset).
 pub(super) type Commit<'a> = (&'a str, &'a str, u32, u64);
 
+/// The commits of a map of (group, topic, partition) to the next offset to read.
+pub(super) fn commits_of<'a>(
+    offsets: impl IntoIterator<Item = (&'a (String, String, u32), &'a u64)>,
+) -> Vec<Commit<'a>> {
+    offsets
+        .into_iter()
+        .map(|((group, topic, partition), next)| {
+            (group.as_str(), topic.as_str(), *partition, *next)
+        })
+        .collect()
+}
+
 /// A frame's body.
 #[derive(Debug, PartialEq)]
 pub(super) enum Entry<'a> {
@@ -254,16 +266,30 @@ impl Scan {
 
     /// The next frame's body and its position; `None` at the first frame that does not check out.
     pub(super) fn next_frame(&mut self) -> Option<(u64, &[u8])> {
-        let head = self.bytes.get(self.at..self.at + HEAD)?;
+        let (start, end) = self.frame_at(self.at)?;
+        self.at = end;
+        Some((start as u64, &self.bytes[start..end]))
+    }
+
+    /// Whether a frame that checks out follows the first one, whether or not the first does. A segment whose
+    /// first frame is damaged yet holds frames after it was written to: it is damaged, not one a crash left empty.
+    pub(super) fn holds_frames_after_first(&self) -> bool {
+        let Some(head) = self.bytes.get(..HEAD) else {
+            return false;
+        };
+        let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+        self.frame_at(HEAD + len).is_some()
+    }
+
+    /// Where the body of the frame at `at` starts and ends, if the frame checks out.
+    fn frame_at(&self, at: usize) -> Option<(usize, usize)> {
+        let head = self.bytes.get(at..at.checked_add(HEAD)?)?;
         let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
-        let start = self.at + HEAD;
-        let body = self.bytes.get(start..start.checked_add(len)?)?;
-        if len == 0 || checksum(self.number, body) != crc {
-            return None;
-        }
-        self.at = start + len;
-        Some((start as u64, body))
+        let start = at + HEAD;
+        let end = start.checked_add(len)?;
+        let body = self.bytes.get(start..end)?;
+        (len > 0 && checksum(self.number, body) == crc).then_some((start, end))
     }
 
     /// Where the frames that check out end.
@@ -342,6 +368,20 @@ mod tests {
         let mut scan = Scan::read(&File::open(&torn).unwrap(), 7).unwrap();
         while scan.next_frame().is_some() {}
         assert!(scan.end() < len, "a changed byte fails the CRC");
+
+        let mut checkpoint_flipped = bytes.clone();
+        checkpoint_flipped[HEAD] ^= 1;
+        std::fs::write(&torn, &checkpoint_flipped).unwrap();
+        let scan = Scan::read(&File::open(&torn).unwrap(), 7).unwrap();
+        assert!(
+            scan.holds_frames_after_first(),
+            "frames follow a damaged first one"
+        );
+        let zeros = Scan::read(&File::open(&torn).unwrap(), 9).unwrap();
+        assert!(
+            !zeros.holds_frames_after_first(),
+            "none under another number"
+        );
 
         let mut other = Scan::read(&file, 8).unwrap();
         assert!(

@@ -50,7 +50,11 @@ struct Active {
 
 impl Writer {
     /// Publishes what `recovered` holds to the readers and starts a new segment for this run.
-    pub(super) fn start(recovered: Recovered, shared: &Shared) -> Result<Self, LogError> {
+    pub(super) fn start(
+        recovered: Recovered,
+        shared: &Shared,
+        options: &LogOptions,
+    ) -> Result<Self, LogError> {
         for (topic, ends) in recovered.ends {
             let state = shared.topic(&topic);
             for (slot, end) in state.ends.iter().zip(ends) {
@@ -77,8 +81,15 @@ impl Writer {
         let dir = File::open(&shared.dir).map_err(|e| io_error(&shared.dir, e))?;
         let mut reclaimer = Reclaimer::new(&shared.dir, closed, recovered.spares);
         let mut buffer = Vec::new();
-        let active = begin(recovered.next, &dir, &mut reclaimer, &mut buffer, shared)
-            .map_err(|e| io_error(&segment::path(&shared.dir, recovered.next), e))?;
+        let active = begin(
+            recovered.next,
+            &dir,
+            &mut reclaimer,
+            &mut buffer,
+            shared,
+            options,
+        )
+        .map_err(|e| io_error(&segment::path(&shared.dir, recovered.next), e))?;
         Ok(Self {
             dir,
             active,
@@ -133,33 +144,47 @@ impl Writer {
     }
 }
 
-/// Starts segment `number`, in a spare file when there is one: its checkpoint first, flushed with the directory's
-/// entry for it, then it is open to readers.
+/// Starts segment `number`, in a spare file when there is one, else in a new file of the segments' size: its name
+/// is synced in the directory, then its checkpoint is written and flushed, then it is open to readers. A file
+/// that could not be started is removed, so the next try starts afresh.
 fn begin(
     number: u64,
     dir: &File,
     reclaimer: &mut Reclaimer,
     buffer: &mut Vec<u8>,
     shared: &Shared,
+    options: &LogOptions,
 ) -> io::Result<Active> {
     let path = segment::path(&shared.dir, number);
     let file = match reclaimer.take_spare() {
         Some(spare) => {
             std::fs::rename(&spare, &path)?;
-            OpenOptions::new().read(true).write(true).open(&path)?
+            OpenOptions::new().read(true).write(true).open(&path)
         }
         None => OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
-            .open(&path)?,
+            .open(&path)
+            .and_then(|file| file.set_len(options.segment_bytes).map(|()| file)),
     };
     buffer.clear();
     push_checkpoint(&mut Frames::new(number, buffer), shared);
-    file.write_all_at(buffer, 0)?;
-    file.sync_data()?;
-    dir.sync_all()?;
-    let file = Arc::new(file);
+    // Before anything is written to it: were its old name (a spare's, a reclaimed segment's) to come back after a
+    // crash, a frame written for this number would not read back under that one.
+    let started = file.and_then(|file| {
+        dir.sync_all()?;
+        file.write_all_at(buffer, 0)?;
+        file.sync_data()?;
+        Ok(file)
+    });
+    let file = match started {
+        Ok(file) => Arc::new(file),
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+    };
     shared
         .files
         .write()
@@ -196,10 +221,7 @@ fn push_checkpoint(frames: &mut Frames<'_>, shared: &Shared) {
     frames.push(&Entry::Checkpoint {
         partitions: shared.partitions,
         ends: ends.iter().map(|(t, e)| (t.as_str(), e.clone())).collect(),
-        commits: committed
-            .iter()
-            .map(|((g, t, p), next)| (g.as_str(), t.as_str(), *p, *next))
-            .collect(),
+        commits: segment::commits_of(&committed),
     });
 }
 
@@ -393,18 +415,22 @@ impl Writer {
                 self.active.failed = true;
                 tracing::error!(error = %e, segment = self.active.number, "event log write failed");
                 self.held.restore(offsets);
-                for reply in round.appended {
-                    drop(reply.send(Err(LogError::Backend(e.to_string()))));
-                }
-                for reply in round.waiting {
-                    drop(reply.send(Err(LogError::Backend(e.to_string()))));
-                }
+                let error = || LogError::Backend(e.to_string());
+                round
+                    .appended
+                    .into_iter()
+                    .for_each(|r| drop(r.send(Err(error()))));
+                round
+                    .waiting
+                    .into_iter()
+                    .for_each(|r| drop(r.send(Err(error()))));
                 return;
             }
         };
         lock(&shared.committed).extend(offsets);
-        for (state, partition, location) in placed {
-            state.index[partition as usize].push(location);
+        for batch in placed {
+            batch.count_in(&mut self.active.summary);
+            batch.state.index[batch.partition as usize].push(batch.location);
         }
         for round in topics.into_values() {
             for (slot, building) in round.state.ends.iter().zip(&round.partitions) {
@@ -427,12 +453,18 @@ impl Writer {
         if !full && !self.active.failed {
             return Ok(());
         }
+        if self.active.failed {
+            // Frames of the failed write may be on disk past `len`: cut off, none of them can read back later.
+            self.active.file.set_len(self.active.len)?;
+            self.active.file.sync_all()?;
+        }
         let next = begin(
             self.active.number + 1,
             &self.dir,
             &mut self.reclaimer,
             &mut self.buffer,
             shared,
+            options,
         )?;
         let done = std::mem::replace(&mut self.active, next);
         self.reclaimer.closed(done.summary);
@@ -445,7 +477,7 @@ impl Writer {
         &mut self,
         topics: &HashMap<String, TopicRound>,
         offsets: &HashMap<OffsetKey, u64>,
-    ) -> io::Result<Vec<(Arc<TopicState>, u32, Location)>> {
+    ) -> io::Result<Vec<Placed>> {
         let active = &mut self.active;
         self.buffer.clear();
         let mut frames = Frames::new(active.number, &mut self.buffer);
@@ -469,18 +501,18 @@ impl Writer {
                         at: active.len + body as u64,
                         len,
                     };
-                    placed.push((round.state.clone(), partition as u32, location));
-                    active.summary.add(topic, partition as u32, end, len, now);
+                    placed.push(Placed {
+                        topic: topic.clone(),
+                        state: round.state.clone(),
+                        partition: partition as u32,
+                        location,
+                        timestamp: now,
+                    });
                 }
             }
         }
         if !offsets.is_empty() {
-            frames.push(&Entry::Commits(
-                offsets
-                    .iter()
-                    .map(|((g, t, p), next)| (g.as_str(), t.as_str(), *p, *next))
-                    .collect(),
-            ));
+            frames.push(&Entry::Commits(segment::commits_of(offsets)));
         }
         active.append(&self.buffer)?;
         Ok(placed)
@@ -546,22 +578,41 @@ impl Writer {
                 ));
             };
             let (at, len) = frames.push_body(body);
-            active
-                .summary
-                .add(topic, *partition, old.end, len, timestamp);
-            let location = Location {
-                segment: active.number,
-                at: active.len + at as u64,
-                len,
-                ..*old
-            };
-            moved.push((state, *partition, location));
+            moved.push(Placed {
+                topic: topic.to_owned(),
+                state: state.clone(),
+                partition: *partition,
+                location: Location {
+                    segment: active.number,
+                    at: active.len + at as u64,
+                    len,
+                    ..*old
+                },
+                timestamp,
+            });
         }
         active.append(&self.buffer)?;
-        for (state, partition, location) in moved {
-            state.index[partition as usize].relocate(location);
+        for batch in moved {
+            batch.count_in(&mut active.summary);
+            batch.state.index[batch.partition as usize].relocate(batch.location);
         }
         Ok(())
+    }
+}
+
+/// A batch just written: where it lies, for the index and the segment's summary.
+struct Placed {
+    topic: String,
+    state: Arc<TopicState>,
+    partition: u32,
+    location: Location,
+    timestamp: i64,
+}
+
+impl Placed {
+    fn count_in(&self, summary: &mut Summary) {
+        let Location { end, len, .. } = self.location;
+        summary.add(&self.topic, self.partition, end, len, self.timestamp);
     }
 }
 

@@ -172,9 +172,14 @@ impl TryFrom<String> for EventLogBackend {
         // `PATH`, which the log fills from the file when it first opens.
         if let Some((scheme, file)) = url.split_once("://")
             && scheme.eq_ignore_ascii_case("sqlite")
-            && !file.is_empty()
         {
-            return Ok(Self::Segments(PathBuf::from(file).with_extension("")));
+            return match file.strip_suffix(".db") {
+                Some(dir) if !dir.is_empty() => Ok(Self::Segments(PathBuf::from(dir))),
+                _ => Err(format!(
+                    "{url:?}: the event log is a directory now, log://DIR; an earlier build's file DIR.db beside it \
+                     is converted when the log first opens"
+                )),
+            };
         }
         Ok(match parse(&EVENT_LOG, &url)? {
             Parsed::Embedded(path) => Self::Segments(path),
@@ -264,6 +269,12 @@ mod tests {
             Ok(EventLogBackend::Segments("/srv/chat/events".into())),
             "an earlier build's SQLite file names the directory its log moves to"
         );
+        assert_eq!(
+            EventLogBackend::try_from("sqlite://a.v1.db".to_owned()),
+            Ok(EventLogBackend::Segments("a.v1".into()))
+        );
+        let refused = EventLogBackend::try_from("sqlite://events".to_owned()).unwrap_err();
+        assert!(refused.contains("log://DIR"), "{refused}");
         assert_eq!(
             path(&STORE, "SQLITE:///srv/store.db"),
             Ok("/srv/store.db".into())
