@@ -20,6 +20,7 @@ mod live;
 mod read;
 mod reclaim;
 mod recovery;
+mod round;
 mod segment;
 mod writer;
 
